@@ -1,0 +1,2 @@
+//! The `hfd-rs` command-line tool.
+fn main() {}

@@ -1,0 +1,1 @@
+//! hfd-engine (under construction).

@@ -1,0 +1,121 @@
+//! Transport errors.
+
+use hfd_types::{ByteRange, RedactedUrl};
+
+/// Result with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What went wrong with one HTTP exchange.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed or uses an unsupported scheme.
+    #[error("invalid URL {url}: {reason}")]
+    InvalidUrl {
+        /// The offending URL.
+        url: RedactedUrl,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Connecting, TLS or the request itself failed before a response.
+    #[error("request to {url} failed")]
+    Request {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The transport error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No response (or no body bytes) within the configured timeout.
+    #[error("timed out after {seconds} s waiting for {url}")]
+    Timeout {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The timeout that expired.
+        seconds: u64,
+    },
+    /// Reading the response body failed.
+    #[error("reading the body from {url} failed")]
+    Body {
+        /// Where the body came from.
+        url: RedactedUrl,
+        /// The transport error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The body was larger than the caller allowed.
+    #[error("response body from {url} exceeds the {limit} byte limit")]
+    BodyTooLarge {
+        /// Where the body came from.
+        url: RedactedUrl,
+        /// The limit.
+        limit: usize,
+    },
+    /// A range request was answered with a status other than 206.
+    #[error("server ignored the range request {range} for {url} (status {status})")]
+    RangeIgnored {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The range asked for.
+        range: ByteRange,
+        /// The status received.
+        status: http::StatusCode,
+    },
+    /// A 206 whose `Content-Range` is missing, malformed or not the one asked for.
+    #[error("bad Content-Range {got:?} from {url} for requested {range}")]
+    BadContentRange {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The range asked for.
+        range: ByteRange,
+        /// The header value received, if any.
+        got: Option<String>,
+    },
+    /// The `Content-Range` total disagrees with the size the caller expected.
+    #[error("{url} says the file is {got} bytes, expected {expected}")]
+    SizeMismatch {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// Expected total size.
+        expected: u64,
+        /// Total size in `Content-Range`.
+        got: u64,
+    },
+    /// A non-success status for a range request.
+    #[error("{url} answered {status}")]
+    Status {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The status received.
+        status: http::StatusCode,
+        /// `Retry-After` in seconds, when the server sent an integer.
+        retry_after_secs: Option<u64>,
+    },
+    /// TLS configuration could not be built (bad CA file and the like).
+    #[error("TLS setup failed: {reason}")]
+    Tls {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether trying the same request again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Request { .. } | Self::Timeout { .. } | Self::Body { .. } => true,
+            Self::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+
+    /// The HTTP status, for errors that carry one.
+    pub fn status(&self) -> Option<http::StatusCode> {
+        match self {
+            Self::RangeIgnored { status, .. } | Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! hfd-hub (under construction).

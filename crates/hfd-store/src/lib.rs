@@ -1,0 +1,1 @@
+//! hfd-store (under construction).

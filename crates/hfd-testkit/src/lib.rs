@@ -1,0 +1,1 @@
+//! hfd-testkit (under construction).

@@ -1,0 +1,22 @@
+//! Value types shared by the hfd-rs crates: byte ranges, byte sizes, content
+//! digests and URLs that are safe to print.
+//!
+//! This crate has no I/O and no async code. It holds only types that more than
+//! one crate needs; anything used by a single crate lives in that crate.
+//!
+//! ```
+//! use hfd_types::{ByteRange, ByteSize};
+//! let r = ByteRange::new(0, 1024).unwrap();
+//! assert_eq!(r.to_range_header(), "bytes=0-1023");
+//! assert_eq!("1M".parse::<ByteSize>().unwrap().bytes(), 1 << 20);
+//! ```
+
+mod digest;
+mod range;
+mod redact;
+mod size;
+
+pub use digest::{ContentDigest, DigestParseError};
+pub use range::ByteRange;
+pub use redact::RedactedUrl;
+pub use size::{ByteSize, ByteSizeParseError};

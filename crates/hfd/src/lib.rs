@@ -1,0 +1,1 @@
+//! hfd (under construction).
