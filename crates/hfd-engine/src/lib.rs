@@ -1,1 +1,66 @@
-//! hfd-engine (under construction).
+//! The hfd-rs transfer engine: turns "fetch these files of these sizes from
+//! this source into these paths" into bounded, cancellable, scheduled work.
+//!
+//! Main types:
+//!
+//! - [`RangeSource`]: what the engine consumes (byte ranges or a whole file
+//!   as a stream of [`bytes::Bytes`]), with a [`SourceError`] that tells the
+//!   engine what to do next (retry, slow the pool, fall back to one stream,
+//!   abort the file). The HTTP adapter lives in the `hfd` crate.
+//! - [`Engine`] with [`EngineConfig`]: `Engine::new(config, source,
+//!   reporter)?.run(jobs, cancel).await` downloads [`FileJob`]s and returns a
+//!   [`Summary`] with a [`FileOutcome`] per file.
+//! - [`Reporter`]: progress events (file start, bytes written, retries,
+//!   fallback, done with digest, failed, cancelled).
+//!
+//! How a file is scheduled (design.md §3): it is cut into up to
+//! `connections_per_file` equal segments of at least `min_split_size`; a free
+//! connection takes the largest pending segment, else splits the in-flight
+//! segment with the most bytes left at its midpoint (never below
+//! `min_split_size`), else — the tail — hedges the segment expected to finish
+//! last: it requests the same bytes from the segment's frontier and the first
+//! request to get there wins (the other is cancelled). Requests that stall
+//! (`stall_timeout`) or run far below the pool's median (`slow_ratio`) are
+//! dropped and their range re-queued from the last byte received. Bodies are
+//! counted against the range requested: a short body re-queues the rest, a
+//! long one is cut at the range end. A rate-limited answer (`slow_pool`)
+//! pauses every connection. Frames are collected per connection up to
+//! `write_batch` bytes and written on a blocking thread through
+//! `hfd-store`, which hashes the contiguous prefix as it fills; a file is
+//! flushed, verified and renamed to its final name only when complete.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use hfd_engine::*;
+//! # async fn demo<S: RangeSource>(source: Arc<S>) -> Result<(), Error> {
+//! let engine = Engine::new(EngineConfig::default(), source, Arc::new(NoopReporter))?;
+//! let jobs = vec![FileJob::new(FileKey(0), 1 << 20, "out/.tmp-0", "out/model.bin")];
+//! let summary = engine.run(jobs, tokio_util::sync::CancellationToken::new()).await?;
+//! assert!(summary.is_success());
+//! # Ok(()) }
+//! ```
+//!
+//! Cancellation: a `CancellationToken` tree (run → file → connection).
+//! Cancelling stops new requests, writes what was already claimed, flushes,
+//! keeps partials and reports [`FileOutcome::Cancelled`] — not a failure.
+//!
+//! What this crate does not do: HTTP, URLs, repo ids, retries of metadata
+//! requests, choosing file names, the resume journal (issue #5: the engine
+//! flushes each partial and is where `Flushed` ranges will be recorded).
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod plan;
+mod pool;
+mod progress;
+mod scheduler;
+mod source;
+mod worker;
+
+pub use config::{EngineConfig, RetryPolicy};
+pub use error::{Error, Result, TransferError};
+pub use progress::{FileOutcome, NoopReporter, Reporter, RetryEvent, Summary};
+pub use scheduler::{Engine, FileJob};
+pub use source::{BodyStream, BoxError, FileKey, RangeSource, SlotId, SourceError};

@@ -1,44 +1,107 @@
 //! Streamed response bodies.
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
 use crate::error::{Error, Result};
+use crate::pool::{ConnectionInfo, Lease, OriginPool, Protocol};
 use hfd_types::RedactedUrl;
 
 /// A response body read frame by frame, with a stall timeout per frame.
-#[derive(Debug)]
+///
+/// The body holds its connection: an HTTP/1.1 connection goes back to the
+/// pool when the body has been read to the end, and is closed if the body is
+/// dropped before that. A stall (no frame within the stall timeout) closes
+/// an HTTP/1.1 connection and retires an HTTP/2 one.
 pub struct Body {
     inner: Incoming,
     url: RedactedUrl,
     stall_timeout: Duration,
+    lease: Option<Lease>,
+    origin: Arc<OriginPool>,
+    info: ConnectionInfo,
+    /// Set once the end, an error or a stall was reported.
+    done: bool,
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("url", &self.url)
+            .field("connection", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Body {
-    pub(crate) fn new(inner: Incoming, url: RedactedUrl, stall_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        url: RedactedUrl,
+        stall_timeout: Duration,
+        lease: Lease,
+    ) -> Self {
+        let origin = lease.origin_pool();
+        let info = lease.info().clone();
         Self {
             inner,
             url,
             stall_timeout,
+            lease: Some(lease),
+            origin,
+            info,
+            done: false,
         }
+    }
+
+    /// The connection this body arrives on.
+    pub fn connection(&self) -> &ConnectionInfo {
+        &self.info
     }
 
     /// The next chunk of data, `None` at the end of the body.
     ///
     /// Cancel safe: dropping the future loses no data already returned.
+    /// After an error the body is finished and its connection given up.
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
         loop {
+            if self.done {
+                return None;
+            }
             let frame = match tokio::time::timeout(self.stall_timeout, self.inner.frame()).await {
                 Err(_) => {
+                    self.done = true;
+                    if let Some(lease) = self.lease.take() {
+                        tracing::debug!(url = %self.url, connection = %self.info.id,
+                            "body stalled; giving up the connection");
+                        if self.info.protocol == Protocol::Http2 {
+                            lease.retire_connection();
+                        }
+                        lease.discard();
+                    }
                     return Some(Err(Error::Timeout {
                         url: self.url.clone(),
                         seconds: self.stall_timeout.as_secs(),
                     }));
                 }
-                Ok(None) => return None,
+                Ok(None) => {
+                    self.done = true;
+                    if let Some(lease) = self.lease.take() {
+                        lease.release();
+                    }
+                    return None;
+                }
                 Ok(Some(Err(e))) => {
+                    self.done = true;
+                    if let Some(lease) = self.lease.take() {
+                        lease.discard();
+                    }
                     return Some(Err(Error::Body {
                         url: self.url.clone(),
                         source: Box::new(e),
@@ -49,6 +112,10 @@ impl Body {
             if let Ok(data) = frame.into_data()
                 && !data.is_empty()
             {
+                self.origin
+                    .counters
+                    .bytes_received
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 return Some(Ok(data));
             }
         }
@@ -68,5 +135,17 @@ impl Body {
             buf.extend_from_slice(&chunk);
         }
         Ok(buf.freeze())
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if self.inner.is_end_stream() {
+                lease.release();
+            } else {
+                lease.discard();
+            }
+        }
     }
 }

@@ -1,21 +1,23 @@
-//! The pooled client.
-//!
-//! First version: hyper-util's pooled client over an HTTPS-or-HTTP connector
-//! (ALPN h2 + http/1.1 over TLS, HTTP/1.1 or h2c by prior knowledge over TCP).
+//! The client: configuration, request preparation, range validation.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::body::Body;
+use crate::connect::{Connector, Origin};
 use crate::content_range::parse_content_range;
 use crate::error::{Error, Result};
+use crate::pool::{ConnectionId, Pool, PoolSettings, Protocol};
+use crate::proxy::ProxyConfig;
+use crate::stats::HttpStats;
+use crate::tls;
 use hfd_types::{ByteRange, RedactedUrl};
 
 /// Body type of outgoing requests.
@@ -25,19 +27,32 @@ pub type RequestBody = Full<Bytes>;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct HttpConfig {
-    /// Time allowed to establish a connection (TCP + TLS). Default: 10 s.
+    /// Time allowed to establish a connection (TCP + proxy handshake + TLS).
+    /// Default: 10 s.
     pub connect_timeout: Duration,
-    /// Time allowed without progress: for response headers, and between body
-    /// frames. Default: 30 s.
+    /// Time allowed without progress between body frames, and for response
+    /// headers unless `header_timeout` is set. Default: 30 s.
     pub stall_timeout: Duration,
+    /// Time allowed from sending a request to its response headers.
+    /// Default: `None` (use `stall_timeout`).
+    pub header_timeout: Option<Duration>,
     /// Speak HTTP/2 without TLS (h2c, prior knowledge) to `http://` URLs.
     /// Default: false (HTTP/1.1).
     pub http2_prior_knowledge: bool,
+    /// Offer HTTP/2 via ALPN to `https://` origins. Default: true.
+    pub http2: bool,
     /// Extra PEM files of trusted CA certificates (e.g. `SSL_CERT_FILE`).
     /// Default: none; webpki and native roots are always trusted.
     pub extra_ca_files: Vec<PathBuf>,
     /// `User-Agent` sent with every request. Default: `hfd-rs/<version>`.
     pub user_agent: String,
+    /// Most TCP connections open at once to one origin (scheme, host,
+    /// port). Default: 16.
+    pub max_connections_per_host: NonZeroUsize,
+    /// An idle pooled connection older than this is closed. Default: 90 s.
+    pub pool_idle_timeout: Duration,
+    /// Proxy settings. Default: none (direct connections).
+    pub proxy: Option<ProxyConfig>,
 }
 
 impl Default for HttpConfig {
@@ -45,17 +60,24 @@ impl Default for HttpConfig {
         Self {
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
+            header_timeout: None,
             http2_prior_knowledge: false,
+            http2: true,
             extra_ca_files: Vec::new(),
             user_agent: concat!("hfd-rs/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_connections_per_host: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
+            pool_idle_timeout: Duration::from_secs(90),
+            proxy: None,
         }
     }
 }
 
 /// A pooled HTTP client. Cheap to clone; clones share the pool.
+///
+/// Must be used inside a Tokio runtime (connections run as tasks).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>,
+    pool: Arc<Pool>,
     config: HttpConfig,
 }
 
@@ -70,59 +92,36 @@ pub struct RangeResponse {
     /// Response headers (for `ETag` checks).
     pub headers: http::HeaderMap,
     /// The body, exactly `range.size()` bytes if the server keeps its word.
+    /// [`Body::connection`] tells which connection carries it.
     pub body: Body,
 }
 
 impl HttpClient {
     /// Builds a client. Fails only on unusable TLS settings.
     pub fn new(config: HttpConfig) -> Result<Self> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        for path in &config.extra_ca_files {
-            let pem = std::fs::read(path).map_err(|e| Error::Tls {
-                reason: format!("cannot read CA file {}: {e}", path.display()),
-            })?;
-            let mut added = 0;
-            for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                let cert: rustls_pki_types::CertificateDer<'static> =
-                    cert.map_err(|e| Error::Tls {
-                        reason: format!("bad PEM in {}: {e}", path.display()),
-                    })?;
-                roots.add(cert).map_err(|e| Error::Tls {
-                    reason: format!("bad certificate in {}: {e}", path.display()),
-                })?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(Error::Tls {
-                    reason: format!("no certificate found in {}", path.display()),
-                });
-            }
-        }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(90));
-        if config.http2_prior_knowledge {
-            builder.http2_only(true);
-        }
-        let inner = builder.build(connector);
-        Ok(Self { inner, config })
+        let roots = Arc::new(tls::root_store(&config.extra_ca_files)?);
+        let alpn: &[&[u8]] = if config.http2 {
+            &[b"h2", b"http/1.1"]
+        } else {
+            &[b"http/1.1"]
+        };
+        let connector = Connector {
+            tls: tls::client_config(Arc::clone(&roots), alpn)?,
+            proxy_tls: tls::client_config(roots, &[b"http/1.1"])?,
+            proxy: config.proxy.clone(),
+            connect_timeout: config.connect_timeout,
+            h2_prior_knowledge: config.http2_prior_knowledge,
+        };
+        let settings = PoolSettings {
+            max_per_origin: config.max_connections_per_host.get(),
+            idle_timeout: config.pool_idle_timeout,
+            connect_timeout: config.connect_timeout,
+            h2_keep_alive: config.stall_timeout,
+        };
+        Ok(Self {
+            pool: Arc::new(Pool::new(connector, settings)),
+            config,
+        })
     }
 
     /// The configuration this client was built with.
@@ -130,19 +129,36 @@ impl HttpClient {
         &self.config
     }
 
+    /// A snapshot of the counters (connections, requests, bytes).
+    pub fn stats(&self) -> HttpStats {
+        self.pool.stats()
+    }
+
+    /// Stops using connection `id` for new requests (e.g. because it is much
+    /// slower than the others); it closes once its requests in flight are
+    /// done, and a new connection may take its place. `false` if no such
+    /// connection is open.
+    pub fn retire_connection(&self, id: ConnectionId) -> bool {
+        self.pool.retire(id)
+    }
+
     /// Sends one request and returns the response without following
     /// redirects. Adds `User-Agent` and `Accept-Encoding: identity` unless set.
+    ///
+    /// The response's extensions hold a [`ConnectionInfo`](crate::ConnectionInfo).
+    /// Waits for a free connection when the origin's cap is reached; the
+    /// header timeout runs from the moment the request has a connection.
+    ///
+    /// Cancel safe: dropping the future abandons the request; an HTTP/1.1
+    /// connection it was using is closed, never reused.
     pub async fn send(&self, mut request: Request<RequestBody>) -> Result<Response<Body>> {
         let url = RedactedUrl::new(request.uri().to_string());
-        match request.uri().scheme_str() {
-            Some("http" | "https") => {}
-            _ => {
-                return Err(Error::InvalidUrl {
-                    url,
-                    reason: "only http:// and https:// URLs are supported".into(),
-                });
-            }
-        }
+        let Some(origin) = Origin::from_uri(request.uri()) else {
+            return Err(Error::InvalidUrl {
+                url,
+                reason: "only absolute http:// and https:// URLs are supported".into(),
+            });
+        };
         let headers = request.headers_mut();
         if !headers.contains_key(header::USER_AGENT)
             && let Ok(v) = header::HeaderValue::from_str(&self.config.user_agent)
@@ -152,23 +168,57 @@ impl HttpClient {
         headers
             .entry(header::ACCEPT_ENCODING)
             .or_insert(header::HeaderValue::from_static("identity"));
-        let timeout = self.config.stall_timeout;
-        let response = match tokio::time::timeout(timeout, self.inner.request(request)).await {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    url,
-                    seconds: timeout.as_secs(),
-                });
+        let absolute = request.uri().clone();
+        let header_timeout = self
+            .config
+            .header_timeout
+            .unwrap_or(self.config.stall_timeout);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut lease = self.pool.acquire(&origin).await?;
+            let info = lease.info().clone();
+            prepare(&mut request, &absolute, &origin, info.protocol);
+            tracing::trace!(url = %url, connection = %info.id, protocol = %info.protocol,
+                reused = info.reused, "sending request");
+            let sent = tokio::time::timeout(header_timeout, lease.send(request)).await;
+            match sent {
+                Err(_) => {
+                    count_request(&lease);
+                    if info.protocol == Protocol::Http2 {
+                        lease.retire_connection();
+                    }
+                    return Err(Error::Timeout {
+                        url,
+                        seconds: header_timeout.as_secs(),
+                    });
+                }
+                Ok(Ok(mut response)) => {
+                    count_request(&lease);
+                    response.extensions_mut().insert(info);
+                    let stall = self.config.stall_timeout;
+                    return Ok(response.map(|b| Body::new(b, url, stall, lease)));
+                }
+                Ok(Err(mut e)) => {
+                    // A request that never reached the connection (it was
+                    // closing) is safe to try on another one.
+                    if attempt < 3
+                        && let Some(unsent) = e.take_message()
+                    {
+                        tracing::debug!(url = %url, connection = %info.id,
+                            "connection closed before the request was sent; retrying");
+                        lease.discard();
+                        request = unsent;
+                        continue;
+                    }
+                    count_request(&lease);
+                    return Err(Error::Request {
+                        url,
+                        source: Box::new(e.into_error()),
+                    });
+                }
             }
-            Ok(Err(e)) => {
-                return Err(Error::Request {
-                    url,
-                    source: Box::new(e),
-                });
-            }
-            Ok(Ok(r)) => r,
-        };
-        Ok(response.map(|b| Body::new(b, url, timeout)))
+        }
     }
 
     /// GETs `range` of `url` and validates the answer before returning it:
@@ -251,5 +301,37 @@ impl HttpClient {
             headers: parts.headers,
             body,
         })
+    }
+}
+
+fn count_request(lease: &crate::pool::Lease) {
+    lease
+        .origin_pool()
+        .counters
+        .requests_sent
+        .fetch_add(1, Ordering::Relaxed);
+}
+
+/// HTTP/1.1 wants an origin-form target and a `Host` header; HTTP/2 wants
+/// the absolute URI (for `:scheme` and `:authority`).
+fn prepare(
+    request: &mut Request<RequestBody>,
+    absolute: &Uri,
+    origin: &Origin,
+    protocol: Protocol,
+) {
+    match protocol {
+        Protocol::Http1 => {
+            let target = absolute
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+            *request.uri_mut() = target;
+            if !request.headers().contains_key(header::HOST)
+                && let Ok(v) = header::HeaderValue::from_str(&origin.host_header())
+            {
+                request.headers_mut().insert(header::HOST, v);
+            }
+        }
+        Protocol::Http2 => *request.uri_mut() = absolute.clone(),
     }
 }

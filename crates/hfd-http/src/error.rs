@@ -97,13 +97,64 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A proxy URL (from `--proxy` or the environment) is unusable.
+    #[error("invalid proxy URL {proxy}: {reason}")]
+    InvalidProxy {
+        /// The proxy URL with credentials removed.
+        proxy: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Opening a connection (TCP, TLS) to an origin or a proxy failed.
+    #[error("cannot connect to {origin}{}", via_text(.via.as_deref()))]
+    Connect {
+        /// `scheme://host:port` of the target.
+        origin: String,
+        /// The proxy used, credentials removed.
+        via: Option<String>,
+        /// The I/O or TLS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The proxy refused or failed to open a tunnel to the origin.
+    #[error("proxy {proxy} could not reach {origin}: {reason}")]
+    Proxy {
+        /// The proxy, credentials removed.
+        proxy: String,
+        /// `scheme://host:port` of the target.
+        origin: String,
+        /// What the proxy said.
+        reason: String,
+        /// The HTTP status of a refused `CONNECT` (407: bad credentials).
+        status: Option<http::StatusCode>,
+        /// Whether trying again later may succeed.
+        retryable: bool,
+    },
+    /// Establishing a connection (TCP + proxy handshake + TLS) took longer
+    /// than the connect timeout.
+    #[error("connecting to {origin} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// `scheme://host:port` of the target.
+        origin: String,
+        /// The timeout that expired.
+        timeout: std::time::Duration,
+    },
+}
+
+fn via_text(via: Option<&str>) -> String {
+    via.map(|p| format!(" via proxy {p}")).unwrap_or_default()
 }
 
 impl Error {
     /// Whether trying the same request again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Request { .. } | Self::Timeout { .. } | Self::Body { .. } => true,
+            Self::Request { .. }
+            | Self::Timeout { .. }
+            | Self::Body { .. }
+            | Self::Connect { .. }
+            | Self::ConnectTimeout { .. } => true,
+            Self::Proxy { retryable, .. } => *retryable,
             Self::Status { status, .. } => {
                 matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
             }

@@ -1,5 +1,10 @@
-//! HTTP transport for hfd-rs: pooled HTTP/1.1 and HTTP/2 connections over
-//! plain TCP or rustls, streamed response bodies, and strict range responses.
+//! HTTP transport for hfd-rs: a pool of HTTP/1.1 and HTTP/2 connections per
+//! origin over plain TCP or rustls, optionally through an HTTP `CONNECT` or
+//! SOCKS5 proxy; streamed response bodies; strict range responses.
+//!
+//! Main types: [`HttpClient`] (built from an [`HttpConfig`]), [`Body`],
+//! [`RangeResponse`], [`ProxyConfig`] / [`ProxyUrl`] / [`NoProxy`],
+//! [`HttpStats`], [`ConnectionInfo`], [`Error`].
 //!
 //! [`HttpClient::send`] sends one request and returns the response as is: it
 //! never follows redirects, because which redirects are safe to follow (and
@@ -8,17 +13,35 @@
 //! (`206`, `Content-Range` matching the request and the expected total)
 //! before any byte is handed out.
 //!
-//! This crate does not know what a repository, a revision or a file on disk is.
+//! Connections: at most [`HttpConfig::max_connections_per_host`] TCP
+//! connections per origin. HTTP/1.1 (keep-alive) carries one request at a
+//! time per connection; HTTP/2 (ALPN `h2` over TLS, or h2c by prior
+//! knowledge) multiplexes, but new connections are opened up to the cap
+//! before streams share one, because mirrors throttle per connection.
+//!
+//! This crate does not know what a repository, a revision or a file on disk
+//! is, does not retry (callers decide, see [`Error::is_retryable`]), and
+//! never reads environment variables: [`ProxyConfig::from_env`] takes a
+//! lookup function.
 //!
 //! Cancel safety: dropping a future returned here drops the request; on
 //! HTTP/1.1 the connection is closed, on HTTP/2 the stream is reset.
 
 mod body;
 mod client;
+mod connect;
 mod content_range;
 mod error;
+mod pool;
+mod proxy;
+mod socks;
+mod stats;
+mod tls;
 
 pub use body::Body;
 pub use client::{HttpClient, HttpConfig, RangeResponse, RequestBody};
 pub use content_range::{ContentRange, parse_content_range};
 pub use error::{Error, Result};
+pub use pool::{ConnectionId, ConnectionInfo, Protocol};
+pub use proxy::{NoProxy, ProxyConfig, ProxyKind, ProxyUrl};
+pub use stats::{HttpStats, OriginStats};

@@ -1,1 +1,70 @@
-//! hfd-hub (under construction).
+//! The Hugging Face Hub protocol client of hfd-rs: it finds out exactly which
+//! bytes to fetch, and from where, for a model, dataset or Space repository,
+//! through the official Hub or a mirror, with as few requests as possible,
+//! and says precisely what went wrong when it cannot.
+//!
+//! Main types:
+//! - [`HubClient`] (built from a [`HubConfig`] and an [`hfd_http::HttpClient`]):
+//!   [`HubClient::pin_revision`] turns a branch, tag or `refs/pr/N` into one
+//!   [`Commit`]; [`HubClient::list_files`] lists every file through the
+//!   paginated recursive tree API; [`HubClient::resolve`] turns a file into a
+//!   [`ResolvedFile`] (final URL, size, ETag, whether the token may go
+//!   there) with one request; [`HubClient::plan`] does pin + list + filter.
+//! - [`RepoId`], [`RepoType`], [`RepoRef`], [`Revision`], [`Endpoint`]:
+//!   validated inputs. [`Selection`] and [`Glob`]: `--include`/`--exclude`
+//!   with huggingface_hub's `fnmatch` semantics.
+//! - [`RemoteFile`]: path, size, git oid, LFS SHA-256, Xet hash;
+//!   [`RemoteFile::expected_digest`] is what the bytes must hash to.
+//! - [`Token`] (prints as `hf_***`) and [`find_token`] (token precedence of
+//!   `HF_TOKEN`, `HF_TOKEN_PATH`, `$HF_HOME/token`, from a lookup closure).
+//! - [`Error`] with [`Error::kind`] → [`HubErrorKind`] for exit codes.
+//!
+//! Security rules enforced here: every listed path is checked
+//! ([`check_repo_path`]); the token goes only to the endpoint's origin and
+//! official Hub hosts over https, never to a CDN host, and never appears in
+//! `Debug`, `Display` or logs; signed URLs are [`hfd_types::RedactedUrl`].
+//!
+//! ```
+//! use hfd_hub::{Endpoint, RepoId, RepoRef, Selection};
+//! let repo = RepoRef::dataset(RepoId::new("HuggingFaceFW/fineweb").unwrap());
+//! let endpoint = Endpoint::parse("https://hf-mirror.com/").unwrap();
+//! assert_eq!(
+//!     endpoint.resolve_url(&repo, "refs/pr/1", "sample/a b.parquet"),
+//!     "https://hf-mirror.com/datasets/HuggingFaceFW/fineweb/resolve/refs%2Fpr%2F1/sample/a%20b.parquet"
+//! );
+//! let selection = Selection::all().include(["sample/10BT/*"]).exclude(["*.md"]);
+//! assert!(selection.matches("sample/10BT/000.parquet"));
+//! assert!(!selection.matches("README.md"));
+//! ```
+//!
+//! What it does not do: read environment variables (the CLI passes the
+//! endpoint and token in; [`find_token`] takes a lookup closure), open or
+//! write downloaded files, fetch file contents in ranges, or speak the Xet
+//! protocol. It only emits `tracing` events.
+//!
+//! Cancel safety: all async methods may be dropped at any await point;
+//! nothing is left half-done.
+
+#![warn(missing_docs)]
+
+mod auth;
+mod client;
+mod endpoint;
+mod error;
+mod file;
+mod headers;
+mod repo;
+mod repo_path;
+mod selection;
+
+pub use auth::{FoundToken, Token, TokenSource, find_token, token_file_path};
+pub use client::{HubClient, HubConfig, OpenedFile, RepoPlan, ResolvedFile, RetryPolicy};
+pub use endpoint::{DEFAULT_ENDPOINT, Endpoint, OFFICIAL_HUB_HOSTS, encode_path, encode_revision};
+pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};
+pub use file::{RemoteFile, parse_tree_page};
+pub use headers::{
+    RateLimit, link_next, normalize_etag, rate_limit, rate_limit_wait, request_id, retry_after,
+};
+pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
+pub use repo_path::{PathProblem, check_repo_path};
+pub use selection::{Glob, Selection};

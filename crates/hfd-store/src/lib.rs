@@ -1,1 +1,73 @@
-//! hfd-store (under construction).
+//! Bytes at rest for hfd-rs: partial files that several writers fill at
+//! disjoint offsets, verified as they fill and published atomically.
+//!
+//! The life of a download on disk:
+//!
+//! 1. [`preflight`] checks the free space of a whole plan (grouped by
+//!    filesystem); [`free_space`] answers for one path.
+//! 2. [`PartialFile::create`] opens a caller-chosen unique temporary name,
+//!    takes an exclusive lock and preallocates the file (`fallocate`), so a
+//!    full disk fails up front with [`Error::DiskFull`] naming the file and
+//!    the bytes needed.
+//! 3. Each writer ([`PartialFile::writer`], a [`FileWriter`]) copies body
+//!    frames into the file, either through a memory-mapped window mapped only
+//!    while it is written ([`Backend::Mmap`]) or with positioned writes
+//!    ([`Backend::Pwrite`]). Writes in progress never overlap (enforced).
+//! 4. The hash of the contiguous prefix (SHA-256 for LFS, git-blob SHA-1 for
+//!    regular files, see [`ContentHasher`]) advances as the prefix fills:
+//!    in-order bytes are hashed from the write buffer, bytes written ahead of
+//!    the prefix are read back once when the gap closes
+//!    ([`PartialFile::advance_hash`]).
+//! 5. [`PartialFile::flush`] makes completed writes durable and returns the
+//!    newly durable ranges as a [`Flushed`] event, the thing a journal may
+//!    record.
+//! 6. [`PartialFile::finalize`] checks completeness and the digest, `fsync`s,
+//!    renames to the final name and `fsync`s the directory. A mismatch leaves
+//!    the partial in place.
+//!
+//! ```
+//! use hfd_store::{ContentHasher, PartialFile, StoreConfig};
+//! # fn main() -> Result<(), hfd_store::Error> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let data = b"Hello, World!";
+//! let expected = ContentHasher::digest_like(
+//!     &hfd_types::ContentDigest::from_hex("b45ef6fec89518d314f546fd6c3025367b721684").unwrap(),
+//!     data,
+//! );
+//! let partial = PartialFile::create(
+//!     &dir.path().join(".tmp-1234"),
+//!     data.len() as u64,
+//!     Some(expected),
+//!     &StoreConfig::default(),
+//! )?;
+//! let (mut a, mut b) = (partial.writer(), partial.writer());
+//! b.write_at(7, &data[7..])?; // out of order: hashed later
+//! a.write_at(0, &data[..7])?;
+//! partial.flush()?;
+//! let done = partial.finalize(&dir.path().join("hello.txt"))?;
+//! assert_eq!(done.digest, Some(expected));
+//! # Ok(()) }
+//! ```
+//!
+//! What this crate does not do: networking, async code, scheduling, and (for
+//! now) the resume journal; it never decides file names. All blocking calls
+//! (`write_at`, `flush`, `advance_hash`, `finalize`) belong on a blocking
+//! thread. The only `unsafe` code of the workspace lives in the private
+//! `mmap` module, with its invariants written down there.
+
+#![warn(missing_docs)]
+
+mod error;
+mod hash;
+mod mmap;
+mod partial;
+mod prealloc;
+mod region;
+mod space;
+
+pub use error::{Error, Result};
+pub use hash::ContentHasher;
+pub use partial::{Backend, FileWriter, Finalized, Flushed, HashStats, PartialFile, StoreConfig};
+pub use prealloc::{Preallocation, preallocate};
+pub use region::RangeSet;
+pub use space::{free_space, preflight};

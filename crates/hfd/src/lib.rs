@@ -1,1 +1,47 @@
-//! hfd (under construction).
+//! hfd: download a Hugging Face Hub repository, the use case behind the
+//! `hfd-rs` binary.
+//!
+//! [`Downloader::plan`] pins the revision, lists and filters the files
+//! (through `hfd-hub`) and compares them with the target folder;
+//! [`Downloader::download`] runs the plan through `hfd-engine`, with a
+//! [`RangeSource`](hfd_engine::RangeSource) over `hfd-http` that resolves each
+//! file once and reuses its URL for every range, then writes the per-file
+//! metadata huggingface_hub reads ([`LocalDir`]).
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn demo() -> Result<(), hfd::Error> {
+//! use hfd::{DownloadRequest, Downloader};
+//! use hfd_hub::{HubClient, HubConfig, RepoId, RepoRef, Revision};
+//! let http = hfd_http::HttpClient::new(hfd_http::HttpConfig::default())?;
+//! let hub = HubClient::new(HubConfig::default(), http.clone());
+//! let downloader = Downloader::new(hub, http, hfd_engine::EngineConfig::default());
+//! let repo = RepoRef::model(RepoId::new("openai-community/gpt2")?);
+//! let request = DownloadRequest::new(repo, Revision::new("main")?, "gpt2");
+//! let plan = downloader.plan(&request).await?;
+//! let report = downloader
+//!     .download(&plan, Arc::new(hfd_engine::NoopReporter), Default::default())
+//!     .await?;
+//! println!("{} files", report.files_done);
+//! # Ok(()) }
+//! ```
+//!
+//! What this crate does not do: print, parse arguments, read environment
+//! variables or install a tracing subscriber (that is the CLI's job).
+
+#![warn(missing_docs)]
+
+mod download;
+mod error;
+mod layout;
+mod source;
+
+pub use download::{
+    DownloadPlan, DownloadReport, DownloadRequest, Downloader, FileAction, PlannedFile,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use layout::{LocalDir, LocalMetadata};
+
+pub use hfd_engine;
+pub use hfd_http;
+pub use hfd_hub;

@@ -1,0 +1,136 @@
+//! The command line, as users of hfd.sh, aria2c and `hf download` type it.
+//!
+//! Raw flags only: no environment lookups and no validation beyond parsing.
+//! `settings` turns these into configs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hfd_types::ByteSize;
+
+/// Fast, resumable, verified downloads of Hugging Face Hub repositories.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hfd-rs",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  \
+      hfd-rs gpt2\n  \
+      hfd-rs meta-llama/Llama-2-7b-hf --threads 16 --hf_token hf_xxx\n  \
+      hfd-rs HuggingFaceFW/fineweb --dataset --include 'sample/10BT/*' --exclude '*.md'\n  \
+      HF_ENDPOINT=https://hf-mirror.com hfd-rs Qwen/Qwen2-0.5B --local-dir ./qwen\n  \
+      hfd-rs gpt2 config.json tokenizer.json --dry-run\n\n\
+      Exit codes: 0 ok, 1 internal error, 2 usage, 3 not found, 4 authentication or gated,\n\
+      5 network, 6 rate limited, 7 integrity, 8 disk, 9 bad server answer, 130 interrupted."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
+    #[command(flatten)]
+    pub(crate) download: DownloadArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Download a repository (the default when no subcommand is given).
+    Download(DownloadArgs),
+}
+
+/// Repository type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RepoTypeArg {
+    Model,
+    Dataset,
+    Space,
+}
+
+/// Options of a download.
+#[derive(Debug, Args, Default)]
+pub(crate) struct DownloadArgs {
+    /// Repository id, e.g. `gpt2` or `org/name`.
+    #[arg(value_name = "REPO_ID")]
+    pub(crate) repo_id: Option<String>,
+
+    /// Paths inside the repository to fetch (default: every file).
+    #[arg(value_name = "FILES")]
+    pub(crate) files: Vec<String>,
+
+    /// The repository is a dataset (hfd.sh spelling of `--repo-type dataset`).
+    #[arg(long)]
+    pub(crate) dataset: bool,
+
+    /// Repository type.
+    #[arg(long, value_enum, conflicts_with = "dataset")]
+    pub(crate) repo_type: Option<RepoTypeArg>,
+
+    /// Branch, tag, `refs/pr/N` or commit; pinned to one commit at start. Default: main.
+    #[arg(long)]
+    pub(crate) revision: Option<String>,
+
+    /// Only files whose repo path matches one of these globs (several per flag, repeatable).
+    #[arg(long, num_args = 1.., value_name = "PATTERN")]
+    pub(crate) include: Vec<String>,
+
+    /// Skip files whose repo path matches one of these globs (several per flag, repeatable).
+    #[arg(long, num_args = 1.., value_name = "PATTERN")]
+    pub(crate) exclude: Vec<String>,
+
+    /// Target folder. Default: ./<repo name>, as hfd.sh.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) local_dir: Option<PathBuf>,
+
+    /// Hub endpoint (repeatable for fail-over). Default: $HF_ENDPOINT, else https://huggingface.co.
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Vec<String>,
+
+    /// Access token. Default: $HF_TOKEN, else the token saved by `hf auth login`.
+    #[arg(
+        long,
+        visible_alias = "hf_token",
+        alias = "hf-token",
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Accepted for hfd.sh compatibility; the token alone authenticates.
+    #[arg(long, alias = "hf-username", value_name = "NAME")]
+    pub(crate) hf_username: Option<String>,
+
+    /// Connections per file (aria2c -x). Default: 8.
+    #[arg(short = 'x', long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+
+    /// Files downloaded at the same time (aria2c -j). Default: 4.
+    #[arg(short = 'j', long, value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+
+    /// Smallest segment a file is split into (aria2c -k). Default: 1M.
+    #[arg(short = 'k', long, value_name = "SIZE")]
+    pub(crate) min_split_size: Option<ByteSize>,
+
+    /// Proxy URL (http://, socks5://, socks5h://). Default: $HTTPS_PROXY / $ALL_PROXY, honouring $NO_PROXY.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+
+    /// Print what would be downloaded, download nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Machine-readable output: the plan as JSON with --dry-run.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Print only errors.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+
+    /// More log output on stderr (-v, -vv). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Accepted for hfd.sh compatibility and ignored: hfd-rs is its own downloader.
+    #[arg(long, value_name = "aria2c|wget")]
+    pub(crate) tool: Option<String>,
+}

@@ -1,0 +1,153 @@
+//! Settings: flags > environment > defaults. The only module that reads
+//! environment variables.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use hfd::DownloadRequest;
+use hfd::hfd_engine::EngineConfig;
+use hfd::hfd_http::{HttpConfig, ProxyConfig, ProxyUrl};
+use hfd::hfd_hub::{
+    DEFAULT_ENDPOINT, Endpoint, HubConfig, RepoId, RepoRef, RepoType, Revision, Selection,
+    TokenSource, find_token,
+};
+use hfd_types::ByteSize;
+
+use crate::args::{DownloadArgs, RepoTypeArg};
+
+/// Everything a download run needs, resolved once.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) request: DownloadRequest,
+    pub(crate) http: HttpConfig,
+    pub(crate) hub: HubConfig,
+    pub(crate) engine: EngineConfig,
+    /// Notes to show the user once (ignored flags and the like).
+    pub(crate) notes: Vec<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this module is where env is read"
+    )]
+    std::env::var(name).ok()
+}
+
+fn env_bool(name: &str) -> bool {
+    env(name)
+        .is_some_and(|v| matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
+}
+
+fn home_dir() -> Option<PathBuf> {
+    env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+}
+
+fn positive(name: &str, value: Option<usize>, default: usize) -> Result<NonZeroUsize> {
+    let value = value.unwrap_or(default);
+    NonZeroUsize::new(value).with_context(|| format!("--{name} must be at least 1"))
+}
+
+pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
+    let mut notes = Vec::new();
+    let Some(repo_id) = args.repo_id.as_deref() else {
+        bail!("missing REPO_ID (try `hfd-rs --help`)");
+    };
+    let repo_type = match (args.dataset, args.repo_type) {
+        (true, _) | (false, Some(RepoTypeArg::Dataset)) => RepoType::Dataset,
+        (false, Some(RepoTypeArg::Space)) => RepoType::Space,
+        (false, Some(RepoTypeArg::Model) | None) => RepoType::Model,
+    };
+    let repo = RepoRef::new(RepoId::new(repo_id)?, repo_type);
+    let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
+    let mut selection = Selection::all();
+    if !args.include.is_empty() {
+        selection = selection.include(args.include.iter().map(String::as_str));
+    }
+    if !args.exclude.is_empty() {
+        selection = selection.exclude(args.exclude.iter().map(String::as_str));
+    }
+    if !args.files.is_empty() {
+        selection = selection.paths(args.files.iter().map(String::as_str));
+    }
+    let local_dir = args.local_dir.clone().unwrap_or_else(|| {
+        // hfd.sh's default: ./<repo name>.
+        PathBuf::from(repo_id.rsplit('/').next().unwrap_or(repo_id))
+    });
+    let mut request = DownloadRequest::new(repo, revision, local_dir);
+    request.selection = selection;
+
+    // Endpoint: --endpoint, else HF_ENDPOINT, else the hub.
+    let endpoint_text = match args.endpoint.as_slice() {
+        [] => env("HF_ENDPOINT")
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
+        [one] => one.clone(),
+        [first, ..] => {
+            notes.push(format!(
+                "several --endpoint values given; fail-over is not implemented yet, using {first}"
+            ));
+            first.clone()
+        }
+    };
+    let endpoint = Endpoint::parse(endpoint_text.trim())?;
+
+    // Token: --token/--hf_token, HF_TOKEN, the token file.
+    let found = find_token(args.token.as_deref(), env, home_dir().as_deref())?;
+    let found =
+        found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));
+    // A saved login is sent to the official hub only; a token the user put
+    // on the command line or in HF_TOKEN is for whatever endpoint they chose.
+    let send_token_to_endpoint = endpoint.is_official()
+        || found
+            .as_ref()
+            .is_some_and(|f| matches!(f.source, TokenSource::Explicit | TokenSource::Env(_)));
+    let mut hub = HubConfig::default();
+    hub.endpoint = endpoint;
+    hub.token = found.map(|f| f.token);
+    hub.send_token_to_endpoint = send_token_to_endpoint;
+
+    if let Some(tool) = &args.tool {
+        notes.push(format!(
+            "--tool {tool} ignored: hfd-rs downloads with its own engine"
+        ));
+    }
+
+    // Transport.
+    let mut http = HttpConfig::default();
+    http.proxy = match &args.proxy {
+        Some(url) => {
+            let proxy = ProxyUrl::parse(url)?;
+            Some(ProxyConfig::all(proxy).with_no_proxy(hfd::hfd_http::NoProxy::from_env(env)))
+        }
+        None => ProxyConfig::from_env(env)?,
+    };
+    if let Some(ca) = env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        http.extra_ca_files.push(PathBuf::from(ca));
+    }
+
+    // Engine.
+    let mut engine = EngineConfig::default();
+    engine.connections_per_file = positive("threads", args.threads, 8)?;
+    engine.files_in_flight = positive("jobs", args.jobs, 4)?;
+    let cap = engine.connections_per_file.get().max(16);
+    engine.max_connections = NonZeroUsize::new(cap).expect("cap >= 16");
+    http.max_connections_per_host = engine.max_connections;
+    if let Some(size) = args.min_split_size {
+        if size.bytes() == 0 {
+            bail!("--min-split-size must be at least 1 byte");
+        }
+        engine.min_split_size = size;
+    } else {
+        engine.min_split_size = ByteSize::mib(1);
+    }
+
+    Ok(Settings {
+        request,
+        http,
+        hub,
+        engine,
+        notes,
+    })
+}

@@ -1,0 +1,159 @@
+//! Engine settings.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use hfd_store::StoreConfig;
+use hfd_types::ByteSize;
+
+use crate::{Error, Result};
+
+/// Capped exponential backoff with jitter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Consecutive failures a connection may have without writing a byte
+    /// before its file fails. Default: 5 (as huggingface_hub).
+    pub max_attempts: u32,
+    /// First backoff. Default: 1 s.
+    pub base: Duration,
+    /// Largest backoff. Default: 8 s (as huggingface_hub).
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `failures + 1`: `base * 2^(failures-1)`
+    /// capped at `cap`, then "equal jitter" (uniform in `[d/2, d]`).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(20);
+        let full = self.base.saturating_mul(1 << exp).min(self.cap);
+        let half = full / 2;
+        let jitter = rand::random_range(0..=half.as_micros().min(u128::from(u64::MAX)) as u64);
+        half + Duration::from_micros(jitter)
+    }
+}
+
+/// Engine settings. Start from `Default` and set fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// Connections per file (`-x/--threads`). Default: 8.
+    pub connections_per_file: NonZeroUsize,
+    /// Files downloaded at once (`-j/--jobs`). Default: 4.
+    pub files_in_flight: NonZeroUsize,
+    /// Connections across all files (global per-host cap). Default: 16.
+    pub max_connections: NonZeroUsize,
+    /// Smallest segment the scheduler creates by splitting
+    /// (`-k/--min-split-size`); files up to this size are one request.
+    /// Default: 1 MiB (hfd.sh's `-k 1M`).
+    pub min_split_size: ByteSize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// A request that sends nothing for this long is dropped and its range
+    /// re-queued. Default: 20 s.
+    pub stall_timeout: Duration,
+    /// A request whose rate stays below this fraction of the pool's median
+    /// is dropped and its range re-queued. `0.0` disables. Default: 0.1.
+    pub slow_ratio: f64,
+    /// Time a request runs before it can be judged slow. Default: 10 s.
+    pub slow_grace: Duration,
+    /// In the tail (nothing left to split), idle connections duplicate the
+    /// slowest in-flight range; the first to finish wins. Default: true.
+    pub hedging: bool,
+    /// Bytes a connection collects before one blocking write. Bounds the
+    /// memory per connection. Default: 1 MiB.
+    pub write_batch: ByteSize,
+    /// Check free space of the whole plan before starting. Default: true.
+    pub preflight: bool,
+    /// Verify each file's digest (when the job has one). Default: true.
+    pub verify: bool,
+    /// Store settings (backend, window size).
+    pub store: StoreConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            connections_per_file: NonZeroUsize::new(8).expect("8 > 0"),
+            files_in_flight: NonZeroUsize::new(4).expect("4 > 0"),
+            max_connections: NonZeroUsize::new(16).expect("16 > 0"),
+            min_split_size: ByteSize::mib(1),
+            retry: RetryPolicy::default(),
+            stall_timeout: Duration::from_secs(20),
+            slow_ratio: 0.1,
+            slow_grace: Duration::from_secs(10),
+            hedging: true,
+            write_batch: ByteSize::mib(1),
+            preflight: true,
+            verify: true,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings once, before a run.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason| Err(Error::InvalidConfig { reason });
+        if self.min_split_size.bytes() == 0 {
+            return invalid("min_split_size must be at least 1 byte");
+        }
+        if self.write_batch.bytes() == 0 {
+            return invalid("write_batch must be at least 1 byte");
+        }
+        if !(0.0..1.0).contains(&self.slow_ratio) {
+            return invalid("slow_ratio must be in [0, 1)");
+        }
+        if self.stall_timeout.is_zero() {
+            return invalid("stall_timeout must be positive");
+        }
+        if self.retry.max_attempts == 0 {
+            return invalid("retry.max_attempts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EngineConfig, RetryPolicy};
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let p = RetryPolicy::default();
+        for _ in 0..50 {
+            let first = p.backoff(1);
+            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+            let third = p.backoff(3);
+            assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
+            let late = p.backoff(30);
+            assert!(late >= Duration::from_secs(4) && late <= Duration::from_secs(8));
+        }
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        assert!(EngineConfig::default().validate().is_ok());
+        let c = EngineConfig {
+            slow_ratio: 1.5,
+            ..EngineConfig::default()
+        };
+        assert!(c.validate().is_err());
+        let c = EngineConfig {
+            min_split_size: hfd_types::ByteSize::new(0),
+            ..EngineConfig::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

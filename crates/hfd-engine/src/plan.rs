@@ -1,0 +1,426 @@
+//! The segment planner of one file: pure bookkeeping, no I/O.
+//!
+//! A file is a list of *pending* ranges (nobody fetches them) and *lanes*
+//! (ranges being fetched). A lane has a `frontier`: every byte before it is
+//! claimed by some request, every byte after it (up to `end`) is not. One or
+//! two requests feed a lane: the primary and, in the tail, a hedge. Each
+//! request streams its own bytes in order and claims the part past the
+//! frontier, so two requests never write the same byte and the faster one
+//! simply moves the frontier ahead of the slower one (first finisher wins).
+//!
+//! A free connection asks [`FilePlan::assign`]:
+//! 1. the largest pending range, whole (initially the file is cut into
+//!    `connections` equal parts, never smaller than `min_split`);
+//! 2. else the lane with the most unclaimed bytes, split at the midpoint of
+//!    its unclaimed part if both halves keep at least `min_split` bytes
+//!    (aria2's rule): the lane's end shrinks, the upper half is a new lane;
+//! 3. else (the tail), if hedging is on, a duplicate request for the
+//!    unhedged lane with the longest expected time to finish, from its
+//!    frontier.
+
+use hfd_types::ByteRange;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Identifies a lane within one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct LaneId(u64);
+
+/// Identifies a connection (worker) within one file.
+pub(crate) type WorkerId = usize;
+
+/// How a grant came about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GrantKind {
+    /// A pending range.
+    Fresh,
+    /// The upper half of a split lane.
+    Split,
+    /// A duplicate of a slow lane's unclaimed bytes.
+    Hedge,
+}
+
+/// Work handed to a connection: request `range`, claim into `lane`.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub(crate) lane: LaneId,
+    pub(crate) range: ByteRange,
+    pub(crate) kind: GrantKind,
+    /// Cancelled when the request is no longer needed (its lane finished).
+    pub(crate) token: CancellationToken,
+}
+
+/// What to do with a chunk of a request's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// Bytes of the chunk to skip (already claimed by another request).
+    pub(crate) skip: u64,
+    /// Bytes to write after skipping, at `offset`.
+    pub(crate) take: u64,
+    /// File offset of the first taken byte.
+    pub(crate) offset: u64,
+    /// The lane is fully claimed: stop this request.
+    pub(crate) lane_done: bool,
+}
+
+#[derive(Debug)]
+struct Attachment {
+    worker: WorkerId,
+    since: Instant,
+    claimed: u64,
+    token: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Lane {
+    id: LaneId,
+    frontier: u64,
+    end: u64,
+    attached: Vec<Attachment>,
+}
+
+impl Lane {
+    fn unclaimed(&self) -> u64 {
+        self.end.saturating_sub(self.frontier)
+    }
+
+    /// Expected seconds to finish at the best attached request's rate.
+    fn eta_secs(&self, now: Instant) -> f64 {
+        let best_rate = self
+            .attached
+            .iter()
+            .map(|a| {
+                let secs = now.duration_since(a.since).as_secs_f64().max(1e-3);
+                a.claimed as f64 / secs
+            })
+            .fold(0.0, f64::max);
+        if best_rate > 0.0 {
+            self.unclaimed() as f64 / best_rate
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
+/// The planner of one file.
+#[derive(Debug)]
+pub(crate) struct FilePlan {
+    min_split: u64,
+    hedging: bool,
+    pending: Vec<ByteRange>,
+    lanes: Vec<Lane>,
+    next_lane: u64,
+}
+
+impl FilePlan {
+    /// A plan for `size` bytes to be fetched by up to `connections`
+    /// connections.
+    pub(crate) fn new(size: u64, min_split: u64, connections: usize, hedging: bool) -> Self {
+        let mut plan = Self {
+            min_split: min_split.max(1),
+            hedging,
+            pending: Vec::new(),
+            lanes: Vec::new(),
+            next_lane: 0,
+        };
+        plan.pending = initial_segments(size, plan.min_split, connections);
+        plan
+    }
+
+    /// How many connections are worth starting for `size` bytes.
+    pub(crate) fn useful_connections(size: u64, min_split: u64, connections: usize) -> usize {
+        if size == 0 {
+            return 0;
+        }
+        let by_size = (size / min_split.max(1)).max(1);
+        (connections as u64).min(by_size).max(1) as usize
+    }
+
+    /// Whether every byte is claimed and no request is attached.
+    pub(crate) fn is_done(&self) -> bool {
+        self.pending.is_empty() && self.lanes.is_empty()
+    }
+
+    /// Bytes not yet claimed.
+    #[cfg(test)]
+    pub(crate) fn unclaimed(&self) -> u64 {
+        self.pending.iter().map(|r| r.size()).sum::<u64>()
+            + self.lanes.iter().map(Lane::unclaimed).sum::<u64>()
+    }
+
+    fn new_lane(
+        &mut self,
+        range: ByteRange,
+        worker: WorkerId,
+        now: Instant,
+        kind: GrantKind,
+    ) -> Grant {
+        let id = LaneId(self.next_lane);
+        self.next_lane += 1;
+        let token = CancellationToken::new();
+        self.lanes.push(Lane {
+            id,
+            frontier: range.start(),
+            end: range.end(),
+            attached: vec![Attachment {
+                worker,
+                since: now,
+                claimed: 0,
+                token: token.clone(),
+            }],
+        });
+        Grant {
+            lane: id,
+            range,
+            kind,
+            token,
+        }
+    }
+
+    /// Work for a free connection, or `None` when there is nothing useful
+    /// for it to do.
+    pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+        // 1. The largest pending range.
+        if let Some((i, _)) = self
+            .pending
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, r)| (r.size(), std::cmp::Reverse(*i)))
+        {
+            let range = self.pending.remove(i);
+            return Some(self.new_lane(range, worker, now, GrantKind::Fresh));
+        }
+        // 2. Split the lane with the most unclaimed bytes at its midpoint.
+        let min_split = self.min_split;
+        if let Some(lane) = self
+            .lanes
+            .iter_mut()
+            .filter(|l| l.unclaimed() >= 2 * min_split)
+            .max_by_key(|l| l.unclaimed())
+        {
+            let mid = lane.frontier + lane.unclaimed() / 2;
+            let upper = ByteRange::new(mid, lane.end).expect("mid lies below end");
+            lane.end = mid;
+            return Some(self.new_lane(upper, worker, now, GrantKind::Split));
+        }
+        // 3. Hedge the unhedged lane that would finish last.
+        if !self.hedging {
+            return None;
+        }
+        let lane = self
+            .lanes
+            .iter_mut()
+            .filter(|l| {
+                l.unclaimed() > 0 && l.attached.len() == 1 && l.attached[0].worker != worker
+            })
+            .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
+        let range = ByteRange::new(lane.frontier, lane.end).expect("unclaimed > 0");
+        let token = CancellationToken::new();
+        lane.attached.push(Attachment {
+            worker,
+            since: now,
+            claimed: 0,
+            token: token.clone(),
+        });
+        Some(Grant {
+            lane: lane.id,
+            range,
+            kind: GrantKind::Hedge,
+            token,
+        })
+    }
+
+    /// A chunk of `len` bytes at file offset `pos` arrived on `worker`'s
+    /// request for `lane`: claims the part past the frontier.
+    pub(crate) fn claim(&mut self, lane: LaneId, worker: WorkerId, pos: u64, len: u64) -> Claim {
+        let Some(lane) = self.lanes.iter_mut().find(|l| l.id == lane) else {
+            return Claim {
+                skip: len,
+                take: 0,
+                offset: pos,
+                lane_done: true,
+            };
+        };
+        let from = pos.max(lane.frontier);
+        let to = (pos + len).min(lane.end);
+        let take = to.saturating_sub(from);
+        if take > 0 {
+            lane.frontier = to;
+            if let Some(a) = lane.attached.iter_mut().find(|a| a.worker == worker) {
+                a.claimed += take;
+            }
+        }
+        Claim {
+            skip: from.saturating_sub(pos).min(len),
+            take,
+            offset: from,
+            lane_done: lane.frontier >= lane.end,
+        }
+    }
+
+    /// `worker`'s request for `lane` ended. If the lane is fully claimed the
+    /// other requests on it are cancelled (a won hedge) and it is removed;
+    /// if not and nobody else feeds it, its unclaimed bytes go back to the
+    /// pending list (re-queued from the last claimed byte). Returns whether
+    /// the lane was fully claimed.
+    pub(crate) fn leave(&mut self, lane: LaneId, worker: WorkerId) -> bool {
+        let Some(i) = self.lanes.iter().position(|l| l.id == lane) else {
+            return true;
+        };
+        let l = &mut self.lanes[i];
+        l.attached.retain(|a| a.worker != worker);
+        if l.frontier >= l.end {
+            for a in &l.attached {
+                a.token.cancel();
+            }
+            l.attached.clear();
+            self.lanes.remove(i);
+            return true;
+        }
+        if l.attached.is_empty() {
+            let rest = ByteRange::new(l.frontier, l.end).expect("unclaimed > 0");
+            self.lanes.remove(i);
+            self.pending.push(rest);
+        }
+        false
+    }
+}
+
+/// Cuts `[0, size)` into at most `connections` equal parts of at least
+/// `min_split` bytes (one part for a small file).
+pub(crate) fn initial_segments(size: u64, min_split: u64, connections: usize) -> Vec<ByteRange> {
+    let parts = FilePlan::useful_connections(size, min_split, connections) as u64;
+    (0..parts)
+        .filter_map(|i| ByteRange::new(size * i / parts, size * (i + 1) / parts))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FilePlan, GrantKind, initial_segments};
+    use hfd_types::ByteRange;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    fn r(a: u64, b: u64) -> ByteRange {
+        ByteRange::new(a, b).unwrap()
+    }
+
+    #[test]
+    fn initial_split_respects_connections_and_min_size() {
+        assert_eq!(
+            initial_segments(100, 10, 4),
+            vec![r(0, 25), r(25, 50), r(50, 75), r(75, 100)]
+        );
+        // 25 bytes with min 10: 2 parts (3 would be below the minimum).
+        assert_eq!(initial_segments(25, 10, 8), vec![r(0, 12), r(12, 25)]);
+        // Small files are one request.
+        assert_eq!(initial_segments(7, 10, 8), vec![r(0, 7)]);
+        assert!(initial_segments(0, 10, 8).is_empty());
+        assert_eq!(FilePlan::useful_connections(0, 10, 8), 0);
+        assert_eq!(FilePlan::useful_connections(1, 10, 8), 1);
+    }
+
+    #[test]
+    fn free_connection_takes_largest_pending_then_splits_largest_lane() {
+        let now = Instant::now();
+        let mut plan = FilePlan::new(100, 10, 2, false);
+        let a = plan.assign(0, now).unwrap();
+        assert_eq!((a.range, a.kind), (r(0, 50), GrantKind::Fresh));
+        let b = plan.assign(1, now).unwrap();
+        assert_eq!(b.range, r(50, 100));
+        // Worker 0 claims 10 bytes; lane b claims 30: the largest unclaimed
+        // run is a's [10, 50), split at its midpoint 30.
+        assert_eq!(plan.claim(a.lane, 0, 0, 10).take, 10);
+        assert_eq!(plan.claim(b.lane, 1, 50, 30).take, 30);
+        let c = plan.assign(2, now).unwrap();
+        assert_eq!((c.range, c.kind), (r(30, 50), GrantKind::Split));
+        // Worker 0's lane now ends at 30: a chunk crossing it is cut.
+        let claim = plan.claim(a.lane, 0, 10, 40);
+        assert_eq!((claim.take, claim.lane_done), (20, true));
+        assert!(plan.leave(a.lane, 0));
+        assert_eq!(plan.unclaimed(), 20 + 20);
+    }
+
+    #[test]
+    fn never_splits_below_min_split() {
+        let now = Instant::now();
+        let mut plan = FilePlan::new(39, 20, 4, false);
+        // 39 bytes, min 20: one request only.
+        let a = plan.assign(0, now).unwrap();
+        assert_eq!(a.range, r(0, 39));
+        assert!(plan.assign(1, now).is_none());
+        let mut plan = FilePlan::new(40, 20, 1, false);
+        let a = plan.assign(0, now).unwrap();
+        let b = plan.assign(1, now).unwrap();
+        assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
+        assert!(plan.assign(2, now).is_none());
+    }
+
+    #[test]
+    fn tail_hedges_the_slowest_lane_and_first_finisher_wins() {
+        let t0 = Instant::now();
+        let mut plan = FilePlan::new(40, 10, 2, true);
+        let slow = plan.assign(0, t0).unwrap();
+        let fast = plan.assign(1, t0).unwrap();
+        plan.claim(slow.lane, 0, 0, 2);
+        plan.claim(fast.lane, 1, 20, 15);
+        let t1 = t0 + Duration::from_secs(1);
+        // Unclaimed: slow 18, fast 5: nothing splits (min 10 per half).
+        // Worker 2 hedges the lane expected to finish last (slow).
+        let hedge = plan.assign(2, t1).unwrap();
+        assert_eq!(
+            (hedge.kind, hedge.lane, hedge.range),
+            (GrantKind::Hedge, slow.lane, r(2, 20))
+        );
+        // The fast lane is still hedgeable; the slow one is not twice.
+        let h2 = plan.assign(3, t1).unwrap();
+        assert_eq!(h2.lane, fast.lane);
+        assert!(plan.assign(4, t1).is_none());
+        // The hedge streams from 2 and overtakes the primary.
+        assert_eq!(plan.claim(slow.lane, 2, 2, 10).take, 10);
+        // The primary's next chunk [2, 4) is already claimed: skipped.
+        let c = plan.claim(slow.lane, 0, 2, 2);
+        assert_eq!((c.skip, c.take), (2, 0));
+        // A chunk straddling the frontier is cut.
+        let c = plan.claim(slow.lane, 0, 4, 10);
+        assert_eq!((c.skip, c.take, c.offset), (8, 2, 12));
+        let c = plan.claim(slow.lane, 2, 12, 8);
+        assert_eq!((c.skip, c.take, c.offset, c.lane_done), (2, 6, 14, true));
+        // The winner leaves: the loser's request is cancelled.
+        assert!(!slow.token.is_cancelled());
+        assert!(plan.leave(slow.lane, 2));
+        assert!(slow.token.is_cancelled());
+        assert!(plan.leave(slow.lane, 0));
+    }
+
+    #[test]
+    fn failed_request_requeues_from_last_claimed_byte() {
+        let now = Instant::now();
+        let mut plan = FilePlan::new(100, 100, 1, true);
+        let a = plan.assign(0, now).unwrap();
+        plan.claim(a.lane, 0, 0, 37);
+        assert!(!plan.leave(a.lane, 0));
+        let b = plan.assign(0, now).unwrap();
+        assert_eq!((b.range, b.kind), (r(37, 100), GrantKind::Fresh));
+        plan.claim(b.lane, 0, 37, 63);
+        assert!(plan.leave(b.lane, 0));
+        assert!(plan.is_done());
+    }
+
+    #[test]
+    fn hedged_lane_survives_one_failed_request() {
+        let now = Instant::now();
+        let mut plan = FilePlan::new(10, 10, 1, true);
+        let a = plan.assign(0, now).unwrap();
+        let h = plan.assign(1, now).unwrap();
+        assert_eq!(h.kind, GrantKind::Hedge);
+        plan.claim(a.lane, 0, 0, 4);
+        // The hedge fails: the primary keeps the lane, nothing is re-queued.
+        assert!(!plan.leave(a.lane, 1));
+        assert!(
+            plan.assign(2, now)
+                .is_some_and(|g| g.kind == GrantKind::Hedge)
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! State shared by every connection of a run: connection slots, the global
+//! backoff gate and the rate board used to spot slow connections.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::SlotId;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data is plain bookkeeping; a panic elsewhere must not
+    // cascade into every worker.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `max_connections` numbered slots; a request holds one while it runs.
+#[derive(Debug)]
+pub(crate) struct Slots {
+    permits: Arc<Semaphore>,
+    free: Arc<Mutex<VecDeque<usize>>>,
+}
+
+/// A held slot; returned on drop.
+#[derive(Debug)]
+pub(crate) struct SlotGuard {
+    id: usize,
+    free: Arc<Mutex<VecDeque<usize>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SlotGuard {
+    pub(crate) fn id(&self) -> SlotId {
+        SlotId(self.id)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        lock(&self.free).push_back(self.id);
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(n)),
+            free: Arc::new(Mutex::new((0..n).collect())),
+        }
+    }
+
+    /// Waits for a free slot. Cancel safe.
+    pub(crate) async fn acquire(&self) -> SlotGuard {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .expect("the slot semaphore is never closed");
+        let id = lock(&self.free)
+            .pop_front()
+            .expect("a permit guarantees a free slot id");
+        SlotGuard {
+            id,
+            free: Arc::clone(&self.free),
+            _permit: permit,
+        }
+    }
+}
+
+/// Pauses every new request of the pool until a deadline (429/503).
+#[derive(Debug, Default)]
+pub(crate) struct PoolGate {
+    until: Mutex<Option<Instant>>,
+}
+
+impl PoolGate {
+    /// No request starts before `now + wait` (extends, never shortens).
+    pub(crate) fn pause(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        let mut until = lock(&self.until);
+        if until.is_none_or(|u| u < deadline) {
+            *until = Some(deadline);
+        }
+    }
+
+    /// Waits until the pool may send requests; `false` if cancelled first.
+    pub(crate) async fn wait(&self, cancel: &CancellationToken) -> bool {
+        loop {
+            let deadline = *lock(&self.until);
+            match deadline {
+                Some(d) if d > Instant::now() => {
+                    tokio::select! {
+                        () = cancel.cancelled() => return false,
+                        () = tokio::time::sleep_until(d) => {}
+                    }
+                }
+                _ => return !cancel.is_cancelled(),
+            }
+        }
+    }
+}
+
+/// Rates of running and recently finished requests, to compare one request
+/// with the pool's median. Finished requests count for [`RECENT`] so a
+/// request left alone in a file's tail is still judged against the pool.
+#[derive(Debug, Default)]
+pub(crate) struct RateBoard {
+    inner: Mutex<Board>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    next_id: u64,
+    /// id -> (bytes per second, last update)
+    rates: HashMap<u64, (f64, Instant)>,
+}
+
+/// How long a finished request's rate stays in the median.
+pub(crate) const RECENT: Duration = Duration::from_secs(30);
+
+impl RateBoard {
+    pub(crate) fn register(&self) -> u64 {
+        let mut board = lock(&self.inner);
+        board.next_id += 1;
+        board.next_id
+    }
+
+    /// Records `rate` for request `id` and returns the median of the other
+    /// recent requests, when there are at least `min_peers` of them.
+    pub(crate) fn update(&self, id: u64, rate: f64, min_peers: usize) -> Option<f64> {
+        let now = Instant::now();
+        let mut board = lock(&self.inner);
+        board
+            .rates
+            .retain(|_, (_, at)| now.duration_since(*at) < RECENT);
+        board.rates.insert(id, (rate, now));
+        let mut others: Vec<f64> = board
+            .rates
+            .iter()
+            .filter(|(k, _)| **k != id)
+            .map(|(_, (rate, _))| *rate)
+            .collect();
+        if others.len() < min_peers {
+            return None;
+        }
+        others.sort_by(f64::total_cmp);
+        Some(others[others.len() / 2])
+    }
+
+    /// A request ended; its final rate (when it moved bytes) stays in the
+    /// median for [`RECENT`].
+    pub(crate) fn finish(&self, id: u64, rate: Option<f64>) {
+        let mut board = lock(&self.inner);
+        match rate {
+            Some(rate) if rate > 0.0 => {
+                board.rates.insert(id, (rate, Instant::now()));
+            }
+            _ => {
+                board.rates.remove(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PoolGate, RateBoard, Slots};
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test(start_paused = true)]
+    async fn gate_holds_everyone_until_deadline() {
+        let gate = PoolGate::default();
+        gate.pause(Duration::from_secs(5));
+        gate.pause(Duration::from_secs(1)); // never shortens
+        let t0 = tokio::time::Instant::now();
+        assert!(gate.wait(&CancellationToken::new()).await);
+        assert!(t0.elapsed() >= Duration::from_secs(5));
+        let cancel = CancellationToken::new();
+        gate.pause(Duration::from_secs(5));
+        cancel.cancel();
+        assert!(!gate.wait(&cancel).await);
+    }
+
+    #[tokio::test]
+    async fn slots_are_unique_and_returned() {
+        let slots = Slots::new(2);
+        let a = slots.acquire().await;
+        let b = slots.acquire().await;
+        assert_ne!(a.id(), b.id());
+        let id = a.id();
+        drop(a);
+        drop(b);
+        // Returned slots go to the back: the oldest free slot comes first.
+        assert_eq!(slots.acquire().await.id(), id);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn median_of_peers() {
+        let board = RateBoard::default();
+        assert_eq!(board.update(1, 10.0, 2), None);
+        assert_eq!(board.update(2, 20.0, 2), None);
+        assert_eq!(board.update(3, 30.0, 2), Some(20.0));
+        // A finished request without bytes leaves the median...
+        board.finish(2, None);
+        assert_eq!(board.update(3, 30.0, 2), None);
+        // ...one with bytes stays in it.
+        board.finish(2, Some(20.0));
+        assert_eq!(board.update(3, 30.0, 2), Some(20.0));
+        // Old rates expire.
+        tokio::time::sleep(super::RECENT).await;
+        assert_eq!(board.update(3, 30.0, 2), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! Progress events and the run summary.
+
+use std::time::Duration;
+
+use hfd_types::{ByteRange, ContentDigest};
+
+use crate::{Error, FileKey, TransferError};
+
+/// A retry the engine is about to make.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RetryEvent<'a> {
+    /// The range that will be re-requested (from its last written byte), if
+    /// it was a range request.
+    pub range: Option<ByteRange>,
+    /// Consecutive failures of this connection so far.
+    pub attempt: u32,
+    /// Wait before the next request.
+    pub wait: Duration,
+    /// What failed.
+    pub cause: &'a TransferError,
+}
+
+/// Receives progress from the engine. The CLI renders it. Calls come from
+/// engine tasks: keep them cheap and non-blocking. Every method has a no-op
+/// default.
+pub trait Reporter: Send + Sync {
+    /// A file's transfer started.
+    fn on_file_start(&self, key: FileKey, size: u64) {
+        let _ = (key, size);
+    }
+    /// `bytes` more bytes of `key` are written (batched, not per frame).
+    fn on_bytes(&self, key: FileKey, bytes: u64) {
+        let _ = (key, bytes);
+    }
+    /// A request failed and will be retried.
+    fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
+        let _ = (key, event);
+    }
+    /// The source ignored ranges; the file continues as one stream.
+    fn on_fallback(&self, key: FileKey) {
+        let _ = key;
+    }
+    /// The file is complete, verified and under its final name.
+    fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
+        let _ = (key, digest);
+    }
+    /// The file failed; its partial is kept.
+    fn on_file_failed(&self, key: FileKey, error: &Error) {
+        let _ = (key, error);
+    }
+    /// The file was cancelled; its partial is kept and flushed.
+    fn on_file_cancelled(&self, key: FileKey) {
+        let _ = key;
+    }
+}
+
+/// A reporter that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopReporter;
+
+impl Reporter for NoopReporter {}
+
+/// How one file ended.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FileOutcome {
+    /// Complete, verified (when a digest was given) and renamed.
+    Done {
+        /// The verified digest.
+        digest: Option<ContentDigest>,
+    },
+    /// Failed; the partial is kept.
+    Failed(Error),
+    /// Cancelled (or never started because the run was cancelled).
+    Cancelled,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Each job's outcome, in job order.
+    pub files: Vec<(FileKey, FileOutcome)>,
+    /// Bytes written to disk.
+    pub bytes_written: u64,
+    /// Requests sent to the source.
+    pub requests: u64,
+    /// Retries (failed attempts followed by a new request).
+    pub retries: u64,
+    /// Ranges split at their midpoint to feed an idle connection.
+    pub splits: u64,
+    /// Tail hedges started (duplicate requests of a slow range).
+    pub hedges: u64,
+    /// Requests dropped as stalled or too slow.
+    pub dropped_slow: u64,
+    /// The run was cancelled.
+    pub cancelled: bool,
+}
+
+impl Summary {
+    /// Whether every file is done.
+    pub fn is_success(&self) -> bool {
+        self.files
+            .iter()
+            .all(|(_, o)| matches!(o, FileOutcome::Done { .. }))
+    }
+
+    /// The failed files.
+    pub fn failures(&self) -> impl Iterator<Item = (FileKey, &Error)> {
+        self.files.iter().filter_map(|(k, o)| match o {
+            FileOutcome::Failed(e) => Some((*k, e)),
+            _ => None,
+        })
+    }
+}

@@ -1,0 +1,381 @@
+//! One connection of one file: asks the plan for work, streams a request
+//! into the store in bounded batches, retries, splits, hedges.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hfd_store::FileWriter;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Grant, GrantKind, WorkerId};
+use crate::pool::lock;
+use crate::scheduler::{FileCtx, Shared};
+use crate::{Error, RangeSource, RetryEvent, SourceError, TransferError};
+
+/// Minimum peers for a median to mean anything.
+const SLOW_MIN_PEERS: usize = 2;
+/// How often a request compares its rate with the pool.
+const SLOW_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Why a worker stopped.
+#[derive(Debug)]
+pub(crate) enum WorkerExit {
+    /// Nothing left to do.
+    Done,
+    /// The file or run was cancelled.
+    Cancelled,
+    /// The source ignores ranges: the file must switch to one stream.
+    RangeUnsupported,
+    /// The file failed.
+    Failed(Error),
+}
+
+/// How one request ended.
+enum RequestEnd {
+    /// The lane is fully claimed (by this request or by another).
+    Finished,
+    /// Retry after a failure; `wrote` tells whether bytes were written.
+    Retry {
+        cause: TransferError,
+        wrote: bool,
+    },
+    Stop(WorkerExit),
+}
+
+/// Frames collected before one blocking write.
+#[derive(Default)]
+struct Batch {
+    items: Vec<(u64, Bytes)>,
+    bytes: u64,
+}
+
+pub(crate) struct Worker<S> {
+    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) file: Arc<FileCtx>,
+    pub(crate) id: WorkerId,
+    /// One stream from byte 0 (`fetch_whole`) instead of range requests.
+    pub(crate) whole: bool,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) writer: Option<Box<dyn FileWriter>>,
+}
+
+impl<S: RangeSource> Worker<S> {
+    pub(crate) async fn run(mut self) -> WorkerExit {
+        let mut failures = 0u32;
+        loop {
+            let Some(grant) = self.next_grant().await else {
+                return if self.cancel.is_cancelled() {
+                    WorkerExit::Cancelled
+                } else {
+                    WorkerExit::Done
+                };
+            };
+            let counters = &self.shared.counters;
+            match grant.kind {
+                GrantKind::Split => counters.splits.fetch_add(1, Ordering::Relaxed),
+                GrantKind::Hedge => counters.hedges.fetch_add(1, Ordering::Relaxed),
+                GrantKind::Fresh => 0,
+            };
+            tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range, kind = ?grant.kind, "request");
+            let end = self.request(&grant).await;
+            let lane_done = lock(&self.file.plan).leave(grant.lane, self.id);
+            self.file.changed.notify_waiters();
+            if lane_done {
+                self.advance_hash().await;
+            }
+            match end {
+                RequestEnd::Finished => failures = 0,
+                RequestEnd::Stop(exit) => return exit,
+                RequestEnd::Retry { cause, wrote } => {
+                    if wrote {
+                        failures = 0;
+                    }
+                    failures += 1;
+                    if let Some(exit) = self.before_retry(&grant, cause, failures).await {
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for work; `None` when the file needs nothing more from this
+    /// worker (or on cancel).
+    async fn next_grant(&self) -> Option<Grant> {
+        loop {
+            let notified = self.file.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut plan = lock(&self.file.plan);
+                if let Some(grant) = plan.assign(self.id, Instant::now()) {
+                    return Some(grant);
+                }
+                if plan.is_done() {
+                    return None;
+                }
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return None,
+                () = notified => {}
+            }
+        }
+    }
+
+    /// Counts a failure, reports it and waits; `Some` to stop the worker.
+    async fn before_retry(
+        &self,
+        grant: &Grant,
+        cause: TransferError,
+        failures: u32,
+    ) -> Option<WorkerExit> {
+        let policy = &self.shared.config.retry;
+        if failures > policy.max_attempts {
+            return Some(WorkerExit::Failed(Error::RetriesExhausted {
+                key: self.file.key,
+                attempts: failures - 1,
+                last: Box::new(cause),
+            }));
+        }
+        let (wait, slow_pool) = match &cause {
+            TransferError::Source(SourceError::UrlExpired { .. }) => (Duration::ZERO, false),
+            TransferError::Source(SourceError::Retryable {
+                retry_after,
+                slow_pool,
+                ..
+            }) => (
+                retry_after.unwrap_or_else(|| policy.backoff(failures)),
+                *slow_pool,
+            ),
+            TransferError::Slow { .. } | TransferError::Stalled { .. } => {
+                self.shared
+                    .counters
+                    .dropped_slow
+                    .fetch_add(1, Ordering::Relaxed);
+                // A fresh request right away: the range is re-queued for
+                // whoever is free first.
+                (Duration::ZERO, false)
+            }
+            _ => (policy.backoff(failures), false),
+        };
+        if slow_pool {
+            self.shared.gate.pause(wait);
+        }
+        self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range, attempt = failures, ?wait, error = %cause, "retry");
+        self.shared.reporter.on_retry(
+            self.file.key,
+            &RetryEvent {
+                range: (!self.whole).then_some(grant.range),
+                attempt: failures,
+                wait,
+                cause: &cause,
+            },
+        );
+        tokio::select! {
+            () = self.cancel.cancelled() => Some(WorkerExit::Cancelled),
+            () = tokio::time::sleep(wait) => None,
+        }
+    }
+
+    /// Runs one request to its end, always writing what it claimed.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one streaming loop; its exits share the final write"
+    )]
+    async fn request(&mut self, grant: &Grant) -> RequestEnd {
+        if !self.shared.gate.wait(&self.cancel).await {
+            return RequestEnd::Stop(WorkerExit::Cancelled);
+        }
+        let slot = tokio::select! {
+            () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
+            () = grant.token.cancelled() => return RequestEnd::Finished,
+            slot = self.shared.slots.acquire() => slot,
+        };
+        self.shared
+            .counters
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let source = &self.shared.source;
+        let key = self.file.key;
+        let opened = tokio::select! {
+            () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
+            () = grant.token.cancelled() => return RequestEnd::Finished,
+            opened = async {
+                if self.whole {
+                    source.fetch_whole(key, slot.id()).await
+                } else {
+                    source.fetch_range(key, grant.range, slot.id()).await
+                }
+            } => opened,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(e) => return self.classify(grant, e),
+        };
+        let (start, req_end) = if self.whole {
+            (0, self.file.size)
+        } else {
+            (grant.range.start(), grant.range.end())
+        };
+        let rate_id = self.shared.rates.register();
+        let opened_at = Instant::now();
+        let mut last_check = opened_at;
+        let mut pos = start;
+        let mut batch = Batch::default();
+        let mut wrote = false;
+        let write_batch = self.shared.config.write_batch.bytes();
+        let stall = self.shared.config.stall_timeout;
+        let end = loop {
+            let next = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => break RequestEnd::Stop(WorkerExit::Cancelled),
+                () = grant.token.cancelled() => break RequestEnd::Finished,
+                next = tokio::time::timeout(stall, stream.next()) => next,
+            };
+            let bytes = match next {
+                Err(_) => break retry(TransferError::Stalled { timeout: stall }),
+                Ok(None) if pos < req_end => {
+                    break retry(TransferError::ShortBody {
+                        received: pos - start,
+                        expected: req_end - start,
+                    });
+                }
+                Ok(None) => break RequestEnd::Finished,
+                Ok(Some(Err(e))) => break self.classify(grant, e),
+                Ok(Some(Ok(bytes))) => bytes,
+            };
+            let len = bytes.len() as u64;
+            let within = len.min(req_end - pos);
+            let claim = lock(&self.file.plan).claim(grant.lane, self.id, pos, within);
+            if claim.take > 0 {
+                let from = claim.skip as usize;
+                batch
+                    .items
+                    .push((claim.offset, bytes.slice(from..from + claim.take as usize)));
+                batch.bytes += claim.take;
+            }
+            pos += within;
+            if within < len {
+                // Never written: bytes past the requested range.
+                tracing::warn!(file = %self.file.key, range = %grant.range, extra = len - within, "body longer than the range requested; extra bytes dropped");
+                self.shared
+                    .counters
+                    .long_bodies
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if batch.bytes >= write_batch {
+                if let Err(e) = self.write(&mut batch).await {
+                    break RequestEnd::Stop(WorkerExit::Failed(e));
+                }
+                wrote = true;
+            }
+            if claim.lane_done || within < len {
+                break RequestEnd::Finished;
+            }
+            let now = Instant::now();
+            if self.shared.config.slow_ratio > 0.0
+                && now.duration_since(last_check) >= SLOW_CHECK_EVERY
+            {
+                last_check = now;
+                let elapsed = now.duration_since(opened_at).as_secs_f64();
+                let rate = (pos - start) as f64 / elapsed;
+                let median = self.shared.rates.update(rate_id, rate, SLOW_MIN_PEERS);
+                let ratio = self.shared.config.slow_ratio;
+                if let Some(median) = median
+                    && now.duration_since(opened_at) >= self.shared.config.slow_grace
+                    && rate < ratio * median
+                {
+                    break retry(TransferError::Slow {
+                        rate_bytes_per_sec: rate,
+                        median_bytes_per_sec: median,
+                        ratio,
+                    });
+                }
+            }
+        };
+        drop(stream);
+        let elapsed = opened_at.elapsed().as_secs_f64();
+        let final_rate = (elapsed > 0.0 && pos > start).then(|| (pos - start) as f64 / elapsed);
+        self.shared.rates.finish(rate_id, final_rate);
+        drop(slot);
+        // Claimed bytes are always written before the lane is left.
+        if batch.bytes > 0 {
+            if let Err(e) = self.write(&mut batch).await {
+                return RequestEnd::Stop(WorkerExit::Failed(e));
+            }
+            wrote = true;
+        }
+        match end {
+            RequestEnd::Retry { cause, .. } => RequestEnd::Retry { cause, wrote },
+            other => other,
+        }
+    }
+
+    fn classify(&self, grant: &Grant, error: SourceError) -> RequestEnd {
+        match error {
+            SourceError::RangeUnsupported { .. } if !self.whole => {
+                RequestEnd::Stop(WorkerExit::RangeUnsupported)
+            }
+            e if e.is_retryable() => retry(TransferError::Source(e)),
+            e => RequestEnd::Stop(WorkerExit::Failed(Error::Source {
+                key: self.file.key,
+                range: (!self.whole).then_some(grant.range),
+                source: Box::new(e),
+            })),
+        }
+    }
+
+    /// Writes a batch on a blocking thread (copies into a mapped window or
+    /// `pwrite`; both may block on page faults or the disk).
+    async fn write(&mut self, batch: &mut Batch) -> Result<(), Error> {
+        let items = std::mem::take(&mut batch.items);
+        let bytes = std::mem::take(&mut batch.bytes);
+        let mut writer = self
+            .writer
+            .take()
+            .expect("the writer is only absent during a write");
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for (offset, data) in &items {
+                result = writer.write_at(*offset, data);
+                if result.is_err() {
+                    break;
+                }
+            }
+            (writer, result)
+        })
+        .await
+        .map_err(|source| Error::Task { source })?;
+        self.writer = Some(writer);
+        result.map_err(|source| Error::Store {
+            key: self.file.key,
+            path: self.file.partial.path().to_path_buf(),
+            source: Box::new(source),
+        })?;
+        self.shared
+            .counters
+            .bytes_written
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.shared.reporter.on_bytes(self.file.key, bytes);
+        Ok(())
+    }
+
+    /// Extends the inline hash over bytes written out of order (reads back
+    /// only those). Errors surface again at finalize.
+    async fn advance_hash(&self) {
+        let partial = self.file.partial.clone();
+        let _ = tokio::task::spawn_blocking(move || partial.advance_hash()).await;
+    }
+}
+
+fn retry(cause: TransferError) -> RequestEnd {
+    RequestEnd::Retry {
+        cause,
+        wrote: false,
+    }
+}

@@ -1,0 +1,552 @@
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hfd_engine::{
+    Engine, EngineConfig, Error, FileJob, FileKey, FileOutcome, NoopReporter, Reporter, RetryEvent,
+    SourceError, Summary,
+};
+use hfd_types::{ByteSize, ContentDigest};
+use tokio_util::sync::CancellationToken;
+
+use crate::source::{Answer, MemSource, content, git_sha1_of, sha256_of};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+fn config(x: usize, min_split: u64) -> EngineConfig {
+    let mut c = EngineConfig::default();
+    c.connections_per_file = nz(x);
+    c.max_connections = nz(x);
+    c.min_split_size = ByteSize::new(min_split);
+    c.write_batch = ByteSize::kib(64);
+    c.retry.base = Duration::from_millis(100);
+    c.retry.cap = Duration::from_secs(1);
+    c
+}
+
+#[derive(Default)]
+struct Recorder {
+    bytes: AtomicU64,
+    retries: Mutex<Vec<String>>,
+    fallbacks: AtomicU64,
+    done: Mutex<Vec<(FileKey, Option<ContentDigest>)>>,
+    failed: Mutex<Vec<FileKey>>,
+    cancelled: Mutex<Vec<FileKey>>,
+}
+
+impl Reporter for Recorder {
+    fn on_bytes(&self, _key: FileKey, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn on_retry(&self, _key: FileKey, event: &RetryEvent<'_>) {
+        self.retries.lock().unwrap().push(event.cause.to_string());
+    }
+    fn on_fallback(&self, _key: FileKey) {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+    fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
+        self.done.lock().unwrap().push((key, digest));
+    }
+    fn on_file_failed(&self, key: FileKey, _error: &Error) {
+        self.failed.lock().unwrap().push(key);
+    }
+    fn on_file_cancelled(&self, key: FileKey) {
+        self.cancelled.lock().unwrap().push(key);
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    files: Vec<(FileKey, u64, u64)>,
+}
+
+impl Setup {
+    fn new(sizes: &[u64]) -> Self {
+        let files = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (FileKey(i as u64), *s, 1000 + i as u64))
+            .collect();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            files,
+        }
+    }
+
+    fn final_path(&self, key: FileKey) -> PathBuf {
+        self.dir.path().join(format!("file-{}", key.0))
+    }
+
+    fn partial_path(&self, key: FileKey) -> PathBuf {
+        self.dir.path().join(format!(".hfd-tmp-{}-x7", key.0))
+    }
+
+    fn jobs(&self) -> Vec<FileJob> {
+        self.files
+            .iter()
+            .map(|(k, size, seed)| {
+                let digest = if k.0 % 2 == 0 {
+                    sha256_of(*seed, *size)
+                } else {
+                    git_sha1_of(*seed, *size)
+                };
+                FileJob::new(*k, *size, self.partial_path(*k), self.final_path(*k))
+                    .with_expected(digest)
+            })
+            .collect()
+    }
+
+    fn source(&self, chunk: u64) -> MemSource {
+        MemSource::new(&self.files, chunk)
+    }
+
+    fn assert_identical(&self, summary: &Summary) {
+        assert!(summary.is_success(), "{summary:#?}");
+        for (k, size, seed) in &self.files {
+            let got = std::fs::read(self.final_path(*k)).unwrap();
+            assert!(got == content(*seed, *size), "{k} differs");
+            assert!(!self.partial_path(*k).exists());
+        }
+    }
+}
+
+async fn run(
+    config: EngineConfig,
+    source: &Arc<MemSource>,
+    reporter: Arc<dyn Reporter>,
+    jobs: Vec<FileJob>,
+) -> Summary {
+    Engine::new(config, Arc::clone(source), reporter)
+        .unwrap()
+        .run(jobs, CancellationToken::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_segment_file_is_byte_identical() {
+    let setup = Setup::new(&[8 * MIB + 12_345, 3 * MIB]);
+    let source = Arc::new(setup.source(16 * KIB));
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(
+        config(8, 256 * KIB),
+        &source,
+        reporter.clone(),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    // Both files were cut into 8 segments at least.
+    assert!(summary.requests >= 16, "{summary:?}");
+    assert_eq!(summary.bytes_written, 11 * MIB + 12_345);
+    assert_eq!(
+        reporter.bytes.load(Ordering::Relaxed),
+        summary.bytes_written
+    );
+    let mut done = reporter.done.lock().unwrap().clone();
+    done.sort_by_key(|(k, _)| *k);
+    let expected: Vec<_> = setup.jobs().iter().map(|j| (j.key, j.expected)).collect();
+    assert_eq!(done, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_files_are_one_request_each_and_zero_byte_files_work() {
+    let mut sizes: Vec<u64> = (0..150).map(|i| 1 + (i * 7919) % (64 * KIB)).collect();
+    sizes.extend([0, 0, 0]);
+    let setup = Setup::new(&sizes);
+    let source = Arc::new(setup.source(16 * KIB));
+    let mut c = config(8, MIB);
+    c.files_in_flight = nz(16);
+    c.max_connections = nz(16);
+    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    assert_eq!(summary.requests, 150, "one request per non-empty file");
+    for r in source.requests() {
+        let (_, size, _) = setup.files[r.key.0 as usize];
+        assert_eq!(r.range.unwrap().size(), size);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_mid_stream_resume_from_last_byte() {
+    let setup = Setup::new(&[4 * MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.index < 6 {
+            Answer::FailAfter(100 * KIB, SourceError::retryable("connection reset"))
+        } else {
+            Answer::Normal
+        }
+    }));
+    let reporter = Arc::new(Recorder::default());
+    let mut c = config(4, 256 * KIB);
+    c.hedging = false; // hedges fetch bytes twice on purpose
+    let summary = run(c, &source, reporter.clone(), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    assert_eq!(summary.retries, 6);
+    // Retries resume where the failed request stopped: nothing is fetched
+    // twice (restarting segments would re-fetch 6 x 100 KiB). A split may
+    // waste the rest of one chunk of the request it cuts.
+    let delivered: u64 = source
+        .requests()
+        .iter()
+        .map(|r| r.delivered.load(Ordering::Relaxed))
+        .sum();
+    assert!(
+        delivered <= 4 * MIB + summary.splits * 16 * KIB,
+        "{delivered}"
+    );
+    assert_eq!(summary.bytes_written, 4 * MIB);
+}
+
+#[tokio::test(start_paused = true)]
+async fn short_bodies_are_detected_and_the_rest_requeued() {
+    let setup = Setup::new(&[2 * MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.index < 4 {
+            Answer::Short(48 * KIB)
+        } else {
+            Answer::Normal
+        }
+    }));
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(
+        config(4, 256 * KIB),
+        &source,
+        reporter.clone(),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    let retries = reporter.retries.lock().unwrap();
+    assert_eq!(retries.len(), 4);
+    assert!(
+        retries.iter().all(|r| r.contains("body ended after 49152")),
+        "{retries:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn long_bodies_are_cut_at_the_range_end() {
+    let setup = Setup::new(&[2 * MIB]);
+    // Every answer carries garbage after the range; written, it would
+    // overwrite the next segment.
+    let source = Arc::new(setup.source(16 * KIB).script(|_| Answer::Long(40 * KIB)));
+    let summary = run(
+        config(4, 256 * KIB),
+        &source,
+        Arc::new(NoopReporter),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    assert_eq!(summary.bytes_written, 2 * MIB);
+}
+
+#[tokio::test(start_paused = true)]
+async fn range_unsupported_falls_back_to_one_stream() {
+    let setup = Setup::new(&[3 * MIB]);
+    let mut source = setup.source(16 * KIB).script(|r| {
+        // The first whole-file stream breaks after 1 MiB.
+        if r.range.is_none() && r.index < 9 {
+            Answer::FailAfter(MIB, SourceError::retryable("reset"))
+        } else {
+            Answer::Normal
+        }
+    });
+    source.no_ranges = true;
+    let source = Arc::new(source);
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(
+        config(8, 256 * KIB),
+        &source,
+        reporter.clone(),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    assert_eq!(reporter.fallbacks.load(Ordering::Relaxed), 1);
+    let whole: Vec<_> = source
+        .requests()
+        .into_iter()
+        .filter(|r| r.range.is_none())
+        .collect();
+    assert_eq!(whole.len(), 2, "one broken whole stream, one retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_pauses_the_whole_pool() {
+    // Many small files keep every connection starting new requests.
+    let setup = Setup::new(&[20 * KIB; 40]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.index == 10 {
+            Answer::Refuse(SourceError::rate_limited(
+                "429",
+                Some(Duration::from_secs(5)),
+            ))
+        } else {
+            Answer::Throttle(Duration::from_millis(10))
+        }
+    }));
+    let mut c = config(1, MIB);
+    c.files_in_flight = nz(4);
+    c.max_connections = nz(4);
+    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    let requests = source.requests();
+    let limited = requests[10].at;
+    let later: Vec<_> = requests.iter().filter(|r| r.index > 10).collect();
+    assert!(later.len() > 20);
+    for r in later {
+        assert!(
+            r.at >= limited + Duration::from_secs(5),
+            "request {} started {:?} after the 429",
+            r.index,
+            r.at - limited
+        );
+    }
+}
+
+/// Runs one 8 MiB file over 8 connections where slot 0 delivers at 1 % of
+/// the others' rate; returns (summary, bytes slot 0 delivered).
+async fn run_with_one_slow_connection(hedging: bool, slow_ratio: f64) -> (Summary, u64) {
+    let setup = Setup::new(&[8 * MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.slot.0 == 0 {
+            Answer::Throttle(Duration::from_millis(100))
+        } else {
+            Answer::Throttle(Duration::from_millis(1))
+        }
+    }));
+    let mut c = config(8, 256 * KIB);
+    c.hedging = hedging;
+    c.slow_ratio = slow_ratio;
+    c.slow_grace = Duration::from_secs(1);
+    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    (summary, source.delivered_on(0))
+}
+
+#[tokio::test(start_paused = true)]
+async fn tail_hedge_finishes_without_waiting_for_a_throttled_connection() {
+    let (summary, slow) = run_with_one_slow_connection(true, 0.0).await;
+    assert!(summary.hedges >= 1, "{summary:?}");
+    // Without the hedge the slow connection must deliver its whole last
+    // segment (at least min_split = 256 KiB, see the next test).
+    assert!(slow < 64 * KIB, "slow connection delivered {slow} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_hedging_the_throttled_connection_holds_the_tail() {
+    let (summary, slow) = run_with_one_slow_connection(false, 0.0).await;
+    assert_eq!(summary.hedges, 0);
+    // Splits leave the slow connection a last segment it cannot give away
+    // (less than 2 x min_split, at least min_split = 256 KiB).
+    assert!(
+        slow >= 256 * KIB,
+        "slow connection delivered only {slow} bytes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_connection_is_dropped_and_its_range_requeued() {
+    let (summary, slow) = run_with_one_slow_connection(false, 0.1).await;
+    assert!(summary.dropped_slow >= 1, "{summary:?}");
+    // Dropped after the 1 s grace (about 160 KiB at its rate) instead of
+    // finishing its last segment (at least 256 KiB, previous test).
+    assert!(slow < 200 * KIB, "slow connection delivered {slow} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_request_is_dropped_after_the_stall_timeout() {
+    let setup = Setup::new(&[MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.index == 0 {
+            Answer::Stall(64 * KIB)
+        } else {
+            Answer::Normal
+        }
+    }));
+    let mut c = config(2, 256 * KIB);
+    c.stall_timeout = Duration::from_secs(3);
+    c.hedging = false;
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(c, &source, reporter.clone(), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    assert_eq!(summary.dropped_slow, 1);
+    assert!(reporter.retries.lock().unwrap()[0].contains("no bytes for"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_url_is_retried_at_once() {
+    let setup = Setup::new(&[MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.index < 3 {
+            Answer::Refuse(SourceError::url_expired("403 from CDN"))
+        } else {
+            Answer::Normal
+        }
+    }));
+    let summary = run(
+        config(2, 256 * KIB),
+        &source,
+        Arc::new(NoopReporter),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    let requests = source.requests();
+    assert_eq!(summary.retries, 3);
+    // No backoff for an expired URL (the source refreshed it).
+    assert!(requests.iter().all(|r| r.at == requests[0].at));
+}
+
+#[tokio::test(start_paused = true)]
+async fn digest_mismatch_fails_the_file_and_keeps_the_partial() {
+    let setup = Setup::new(&[MIB, 1000]);
+    let source = Arc::new(setup.source(16 * KIB));
+    let mut jobs = setup.jobs();
+    jobs[0] = FileJob::new(
+        FileKey(0),
+        MIB,
+        setup.partial_path(FileKey(0)),
+        setup.final_path(FileKey(0)),
+    )
+    .with_expected(sha256_of(424_242, MIB));
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(config(4, 256 * KIB), &source, reporter.clone(), jobs).await;
+    let FileOutcome::Failed(err) = &summary.files[0].1 else {
+        panic!("{summary:?}");
+    };
+    assert!(err.is_integrity(), "{err:?}");
+    assert!(!setup.final_path(FileKey(0)).exists());
+    assert_eq!(
+        std::fs::read(setup.partial_path(FileKey(0))).unwrap(),
+        content(1000, MIB)
+    );
+    assert_eq!(*reporter.failed.lock().unwrap(), vec![FileKey(0)]);
+    // The other file is unaffected.
+    assert!(matches!(summary.files[1].1, FileOutcome::Done { .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn source_integrity_error_aborts_only_that_file() {
+    let setup = Setup::new(&[MIB, MIB]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.key == FileKey(1) {
+            Answer::FailAfter(16 * KIB, SourceError::integrity("ETag changed"))
+        } else {
+            Answer::Normal
+        }
+    }));
+    let summary = run(
+        config(2, 256 * KIB),
+        &source,
+        Arc::new(NoopReporter),
+        setup.jobs(),
+    )
+    .await;
+    assert!(
+        matches!(summary.files[0].1, FileOutcome::Done { .. }),
+        "{summary:?}"
+    );
+    let FileOutcome::Failed(err) = &summary.files[1].1 else {
+        panic!("{summary:?}");
+    };
+    assert!(err.is_integrity());
+    assert!(setup.partial_path(FileKey(1)).exists());
+    assert!(!setup.final_path(FileKey(1)).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_run_out_with_a_clear_error() {
+    let setup = Setup::new(&[100 * KIB]);
+    let source = Arc::new(
+        setup
+            .source(16 * KIB)
+            .script(|_| Answer::Refuse(SourceError::retryable("503"))),
+    );
+    let summary = run(
+        config(1, MIB),
+        &source,
+        Arc::new(NoopReporter),
+        setup.jobs(),
+    )
+    .await;
+    let FileOutcome::Failed(err) = &summary.files[0].1 else {
+        panic!("{summary:?}");
+    };
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        matches!(err, Error::RetriesExhausted { attempts: 5, .. }),
+        "{err:?}"
+    );
+    // max_attempts (5) consecutive failures: the first request + 5 retries.
+    assert_eq!(source.requests().len(), 6);
+    assert!(setup.partial_path(FileKey(0)).exists());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_keeps_the_partial_and_publishes_nothing() {
+    let setup = Setup::new(&[4 * MIB]);
+    let source = Arc::new(
+        setup
+            .source(16 * KIB)
+            .script(|_| Answer::Throttle(Duration::from_millis(10))),
+    );
+    let engine = Engine::new(
+        config(4, 256 * KIB),
+        Arc::clone(&source),
+        Arc::new(NoopReporter),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        trigger.cancel();
+    });
+    let summary = engine.run(setup.jobs(), cancel).await.unwrap();
+    assert!(summary.cancelled);
+    assert!(
+        matches!(summary.files[0].1, FileOutcome::Cancelled),
+        "{summary:?}"
+    );
+    assert!(summary.bytes_written > 0 && summary.bytes_written < 4 * MIB);
+    assert!(!setup.final_path(FileKey(0)).exists());
+    // What was written is on disk at the right offsets.
+    let partial = std::fs::read(setup.partial_path(FileKey(0))).unwrap();
+    let want = content(1000, 4 * MIB);
+    let matching = partial
+        .chunks(16 * KIB as usize)
+        .zip(want.chunks(16 * KIB as usize))
+        .filter(|(a, b)| a == b)
+        .count() as u64;
+    assert_eq!(matching * 16 * KIB, summary.bytes_written);
+}
+
+#[tokio::test]
+async fn preflight_refuses_a_plan_larger_than_the_disk() {
+    let setup = Setup::new(&[10]);
+    let free = hfd_store::free_space(setup.dir.path()).unwrap();
+    let source = Arc::new(setup.source(16 * KIB));
+    let job = FileJob::new(
+        FileKey(0),
+        free + (1 << 40),
+        setup.partial_path(FileKey(0)),
+        setup.final_path(FileKey(0)),
+    );
+    let err = Engine::new(EngineConfig::default(), source, Arc::new(NoopReporter))
+        .unwrap()
+        .run(vec![job], CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(err.is_disk_full(), "{err:?}");
+    let _ = Path::new("");
+}

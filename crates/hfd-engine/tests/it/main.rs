@@ -1,0 +1,4 @@
+//! Engine tests against an in-memory `RangeSource` with fault injection.
+
+mod engine;
+mod source;

@@ -1,0 +1,600 @@
+//! Connection pools, one per origin (scheme, host, port).
+//!
+//! Each origin gets at most `max_per_origin` TCP connections (retired ones
+//! not counted). HTTP/1.1 connections carry one request at a time and are
+//! reused when their response body was read to the end. HTTP/2 connections
+//! carry many streams: a new request goes to the least-loaded connection,
+//! unless every connection is busy and the cap allows another, in which case
+//! a new connection is opened (so parallel big ranges spread over sockets,
+//! while a burst of small requests multiplexes once the cap is reached).
+//!
+//! A request holds a [`Lease`] on its connection until its response body
+//! ends or is dropped. A lease dropped before the end closes an HTTP/1.1
+//! connection (its state is unknown), and only releases a stream on HTTP/2.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::client::RequestBody;
+use crate::connect::{Connector, Origin};
+use crate::error::{Error, Result};
+use crate::stats::{HttpStats, OriginStats};
+
+/// Identifies one TCP connection for the lifetime of an [`HttpClient`](crate::HttpClient).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The number behind the id (unique per client, starting at 1).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.1: one request at a time, keep-alive.
+    Http1,
+    /// HTTP/2 (ALPN `h2` over TLS, or h2c by prior knowledge).
+    Http2,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http1 => "HTTP/1.1",
+            Self::Http2 => "HTTP/2",
+        })
+    }
+}
+
+/// Which connection carried a response. Found in the response's
+/// extensions and through [`Body::connection`](crate::Body::connection).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub id: ConnectionId,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Whether the connection had carried a request before this one.
+    pub reused: bool,
+    /// Whether it goes through a proxy.
+    pub via_proxy: bool,
+}
+
+/// Settings of the pool itself.
+#[derive(Debug, Clone)]
+pub(crate) struct PoolSettings {
+    pub(crate) max_per_origin: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval and timeout (detects dead sockets).
+    pub(crate) h2_keep_alive: Duration,
+}
+
+/// All origins' pools.
+pub(crate) struct Pool {
+    connector: Connector,
+    settings: PoolSettings,
+    origins: Mutex<HashMap<Origin, Arc<OriginPool>>>,
+    next_id: AtomicU64,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("connector", &self.connector)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters of one origin.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    connections_opened: AtomicU64,
+    http2_connections_opened: AtomicU64,
+    pub(crate) requests_sent: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+}
+
+/// The pool of one origin.
+pub(crate) struct OriginPool {
+    origin: Origin,
+    state: Mutex<OriginState>,
+    /// Signalled whenever a connection becomes free, appears or goes away.
+    notify: Notify,
+    pub(crate) counters: Counters,
+}
+
+#[derive(Default)]
+struct OriginState {
+    slots: Vec<Slot>,
+    /// Connections being opened (each reserved by one waiting request).
+    connecting: usize,
+}
+
+struct Slot {
+    id: ConnectionId,
+    protocol: Protocol,
+    via_proxy: bool,
+    /// HTTP/1.1: `Some` while idle in the pool, `None` while leased.
+    h1: Option<http1::SendRequest<RequestBody>>,
+    /// HTTP/2: always `Some`.
+    h2: Option<http2::SendRequest<RequestBody>>,
+    in_flight: usize,
+    served: u64,
+    idle_since: Instant,
+    retired: bool,
+    task: AbortHandle,
+}
+
+impl Slot {
+    fn is_dead(&self) -> bool {
+        match self.protocol {
+            Protocol::Http1 => self.h1.as_ref().is_some_and(http1::SendRequest::is_closed),
+            Protocol::Http2 => self.h2.as_ref().is_none_or(http2::SendRequest::is_closed),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+enum Step {
+    /// A connection (HTTP/2 stream slot) ready to use.
+    Ready(Lease),
+    /// An idle HTTP/1.1 connection; wait for it to be ready first.
+    Check(Lease),
+    /// Open a new connection.
+    Dial(Reservation),
+    /// Wait for a connection to become free.
+    Wait,
+}
+
+impl Pool {
+    pub(crate) fn new(connector: Connector, settings: PoolSettings) -> Self {
+        Self {
+            connector,
+            settings,
+            origins: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn origin_pool(&self, origin: &Origin) -> Arc<OriginPool> {
+        let mut origins = lock(&self.origins);
+        Arc::clone(origins.entry(origin.clone()).or_insert_with(|| {
+            Arc::new(OriginPool {
+                origin: origin.clone(),
+                state: Mutex::new(OriginState::default()),
+                notify: Notify::new(),
+                counters: Counters::default(),
+            })
+        }))
+    }
+
+    /// A connection to `origin` for one request: an idle or lightly loaded
+    /// one, a new one while under the cap, or the next one to become free.
+    ///
+    /// Cancel safe: dropping the future gives back anything reserved.
+    pub(crate) async fn acquire(&self, origin: &Origin) -> Result<Lease> {
+        let op = self.origin_pool(origin);
+        loop {
+            let notified = op.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match op.next_step(&self.settings) {
+                Step::Ready(lease) => return Ok(lease),
+                Step::Check(mut lease) => {
+                    let ready =
+                        tokio::time::timeout(self.settings.connect_timeout, lease.ready()).await;
+                    if matches!(ready, Ok(Ok(()))) {
+                        return Ok(lease);
+                    }
+                    tracing::debug!(origin = %op.origin, connection = %lease.info.id,
+                        "idle connection no longer usable");
+                    lease.discard();
+                }
+                Step::Dial(reservation) => return self.dial(&op, reservation).await,
+                Step::Wait => notified.await,
+            }
+        }
+    }
+
+    async fn dial(&self, op: &Arc<OriginPool>, reservation: Reservation) -> Result<Lease> {
+        let established = self.connector.connect(&op.origin).await?;
+        let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let io = TokioIo::new(established.io);
+        let weak = Arc::downgrade(op);
+        let handshake_error = |e: hyper::Error| Error::Connect {
+            origin: op.origin.to_string(),
+            via: None,
+            source: io::Error::other(e),
+        };
+        let timeout = self.settings.connect_timeout;
+        let timed_out = || Error::ConnectTimeout {
+            origin: op.origin.to_string(),
+            timeout,
+        };
+        let (h2, sender, task) = match established.protocol {
+            Protocol::Http1 => {
+                let (sender, conn) =
+                    tokio::time::timeout(timeout, http1::Builder::new().handshake(io))
+                        .await
+                        .map_err(|_| timed_out())?
+                        .map_err(handshake_error)?;
+                let task = tokio::spawn(async move {
+                    let result = conn.await;
+                    connection_ended(&weak, id, result.err().as_ref());
+                });
+                (None, LeaseSender::H1(sender), task.abort_handle())
+            }
+            Protocol::Http2 => {
+                let mut builder = http2::Builder::new(TokioExecutor::new());
+                builder
+                    .timer(TokioTimer::new())
+                    .adaptive_window(true)
+                    .keep_alive_interval(self.settings.h2_keep_alive)
+                    .keep_alive_timeout(self.settings.h2_keep_alive)
+                    .keep_alive_while_idle(false);
+                let (sender, conn) = tokio::time::timeout(timeout, builder.handshake(io))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(handshake_error)?;
+                let task = tokio::spawn(async move {
+                    let result = conn.await;
+                    connection_ended(&weak, id, result.err().as_ref());
+                });
+                (
+                    Some(sender.clone()),
+                    LeaseSender::H2(sender),
+                    task.abort_handle(),
+                )
+            }
+        };
+        op.counters
+            .connections_opened
+            .fetch_add(1, Ordering::Relaxed);
+        if established.protocol == Protocol::Http2 {
+            op.counters
+                .http2_connections_opened
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::debug!(origin = %op.origin, connection = %id, protocol = %established.protocol,
+            via_proxy = established.via_proxy, "connection opened");
+        let info = ConnectionInfo {
+            id,
+            protocol: established.protocol,
+            reused: false,
+            via_proxy: established.via_proxy,
+        };
+        let slot = Slot {
+            id,
+            protocol: established.protocol,
+            via_proxy: established.via_proxy,
+            h1: None,
+            h2,
+            in_flight: 1,
+            served: 1,
+            idle_since: Instant::now(),
+            retired: false,
+            task,
+        };
+        reservation.complete(slot);
+        Ok(Lease {
+            pool: Arc::clone(op),
+            info,
+            sender: Some(sender),
+        })
+    }
+
+    /// Stops giving new requests to connection `id`; it closes once its
+    /// requests in flight are done. `false` if no such connection is open.
+    pub(crate) fn retire(&self, id: ConnectionId) -> bool {
+        let origins: Vec<_> = lock(&self.origins).values().cloned().collect();
+        origins.iter().any(|op| op.retire(id))
+    }
+
+    pub(crate) fn stats(&self) -> HttpStats {
+        let origins: Vec<_> = lock(&self.origins).values().cloned().collect();
+        let mut stats = HttpStats::default();
+        for op in origins {
+            let open_connections = lock(&op.state).slots.len();
+            let c = &op.counters;
+            let origin = OriginStats {
+                origin: op.origin.to_string(),
+                connections_opened: c.connections_opened.load(Ordering::Relaxed),
+                http2_connections_opened: c.http2_connections_opened.load(Ordering::Relaxed),
+                open_connections,
+                requests_sent: c.requests_sent.load(Ordering::Relaxed),
+                bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            };
+            stats.connections_opened += origin.connections_opened;
+            stats.requests_sent += origin.requests_sent;
+            stats.bytes_received += origin.bytes_received;
+            stats.origins.push(origin);
+        }
+        stats.origins.sort_by(|a, b| a.origin.cmp(&b.origin));
+        stats
+    }
+}
+
+/// Called by a connection's task when the connection is over.
+fn connection_ended(pool: &Weak<OriginPool>, id: ConnectionId, error: Option<&hyper::Error>) {
+    let Some(op) = pool.upgrade() else { return };
+    tracing::debug!(origin = %op.origin, connection = %id, error = error.map(tracing::field::display),
+        "connection closed");
+    {
+        let mut state = lock(&op.state);
+        state.slots.retain(|s| s.id != id || s.in_flight > 0);
+    }
+    op.notify.notify_waiters();
+}
+
+impl OriginPool {
+    fn next_step(self: &Arc<Self>, settings: &PoolSettings) -> Step {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        state.slots.retain(|s| {
+            let expired =
+                s.in_flight == 0 && now.duration_since(s.idle_since) > settings.idle_timeout;
+            let drop = s.is_dead() || expired;
+            if drop {
+                s.task.abort();
+            }
+            !drop
+        });
+        let live = state.slots.iter().filter(|s| !s.retired).count() + state.connecting;
+        let best_h2 = state
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.protocol == Protocol::Http2
+                    && !s.retired
+                    && s.h2.as_ref().is_some_and(http2::SendRequest::is_ready)
+            })
+            .min_by_key(|(_, s)| s.in_flight)
+            .map(|(i, s)| (i, s.in_flight));
+        if let Some((i, load)) = best_h2
+            && (load == 0 || live >= settings.max_per_origin)
+        {
+            let slot = &mut state.slots[i];
+            slot.in_flight += 1;
+            let info = slot.info();
+            slot.served += 1;
+            let sender = slot.h2.clone().map(LeaseSender::H2);
+            return Step::Ready(Lease {
+                pool: Arc::clone(self),
+                info,
+                sender,
+            });
+        }
+        if let Some(slot) = state.slots.iter_mut().find(|s| {
+            s.protocol == Protocol::Http1 && !s.retired && s.in_flight == 0 && s.h1.is_some()
+        }) {
+            slot.in_flight = 1;
+            let info = slot.info();
+            slot.served += 1;
+            let sender = slot.h1.take().map(LeaseSender::H1);
+            return Step::Check(Lease {
+                pool: Arc::clone(self),
+                info,
+                sender,
+            });
+        }
+        if live < settings.max_per_origin {
+            state.connecting += 1;
+            return Step::Dial(Reservation {
+                pool: Arc::clone(self),
+                done: false,
+            });
+        }
+        Step::Wait
+    }
+
+    fn retire(&self, id: ConnectionId) -> bool {
+        let found = {
+            let mut state = lock(&self.state);
+            let Some(i) = state.slots.iter().position(|s| s.id == id) else {
+                return false;
+            };
+            state.slots[i].retired = true;
+            if state.slots[i].in_flight == 0 {
+                let slot = state.slots.swap_remove(i);
+                slot.task.abort();
+            }
+            true
+        };
+        tracing::debug!(origin = %self.origin, connection = %id, "connection retired");
+        self.notify.notify_waiters();
+        found
+    }
+
+    /// Gives a lease back. `reusable`: the HTTP/1.1 exchange ended cleanly.
+    fn finish(&self, id: ConnectionId, sender: LeaseSender, reusable: bool) {
+        {
+            let mut state = lock(&self.state);
+            if let Some(i) = state.slots.iter().position(|s| s.id == id) {
+                let slot = &mut state.slots[i];
+                slot.in_flight = slot.in_flight.saturating_sub(1);
+                let keep = match sender {
+                    LeaseSender::H1(sender) => {
+                        let keep = reusable && !slot.retired && !sender.is_closed();
+                        if keep {
+                            slot.h1 = Some(sender);
+                        }
+                        keep
+                    }
+                    LeaseSender::H2(_) => !(slot.retired && slot.in_flight == 0),
+                };
+                if keep {
+                    if slot.in_flight == 0 {
+                        slot.idle_since = Instant::now();
+                    }
+                } else {
+                    let slot = state.slots.swap_remove(i);
+                    slot.task.abort();
+                    tracing::debug!(origin = %self.origin, connection = %id, "connection closed by the client");
+                }
+            }
+        }
+        self.notify.notify_waiters();
+    }
+}
+
+impl Slot {
+    fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            id: self.id,
+            protocol: self.protocol,
+            reused: self.served > 0,
+            via_proxy: self.via_proxy,
+        }
+    }
+}
+
+/// A connection slot being opened; given back if the opening fails or is
+/// cancelled.
+struct Reservation {
+    pool: Arc<OriginPool>,
+    done: bool,
+}
+
+impl Reservation {
+    fn complete(mut self, slot: Slot) {
+        {
+            let mut state = lock(&self.pool.state);
+            state.connecting -= 1;
+            state.slots.push(slot);
+        }
+        self.done = true;
+        self.pool.notify.notify_waiters();
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.done {
+            lock(&self.pool.state).connecting -= 1;
+            self.pool.notify.notify_waiters();
+        }
+    }
+}
+
+enum LeaseSender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+/// The right to send one request on one connection, held until the
+/// response body is done.
+pub(crate) struct Lease {
+    pool: Arc<OriginPool>,
+    info: ConnectionInfo,
+    /// `None` once given back.
+    sender: Option<LeaseSender>,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("origin", &self.pool.origin)
+            .field("connection", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    pub(crate) fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    pub(crate) fn origin_pool(&self) -> Arc<OriginPool> {
+        Arc::clone(&self.pool)
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match self.sender.as_mut() {
+            Some(LeaseSender::H1(s)) => s.ready().await,
+            Some(LeaseSender::H2(s)) => s.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the request; on failure the request comes back inside the
+    /// error if it was never written to the connection.
+    pub(crate) async fn send(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> std::result::Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
+        match self
+            .sender
+            .as_mut()
+            .expect("lease used after it was given back")
+        {
+            LeaseSender::H1(s) => s.try_send_request(request).await,
+            LeaseSender::H2(s) => s.try_send_request(request).await,
+        }
+    }
+
+    /// Gives the connection back for reuse.
+    pub(crate) fn release(mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.pool.finish(self.info.id, sender, true);
+        }
+    }
+
+    /// Gives the connection back after a failed or abandoned exchange: an
+    /// HTTP/1.1 connection is closed, an HTTP/2 stream released.
+    pub(crate) fn discard(mut self) {
+        self.discard_in_place();
+    }
+
+    fn discard_in_place(&mut self) {
+        if let Some(sender) = self.sender.take() {
+            self.pool.finish(self.info.id, sender, false);
+        }
+    }
+
+    /// Marks the connection as not to be used for new requests.
+    pub(crate) fn retire_connection(&self) {
+        self.pool.retire(self.info.id);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.discard_in_place();
+    }
+}
+
+impl fmt::Debug for OriginPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OriginPool")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,129 @@
+//! TLS: ALPN negotiation, SNI, IP-address hosts, trust.
+
+use std::collections::HashSet;
+
+use hfd_http::{Error, Protocol, RequestBody};
+use http::{Request, StatusCode, Version};
+
+use crate::server::{TestCerts, TestServer, Tls, content};
+use crate::{client, config, get};
+
+fn alpn(protocols: &[&[u8]]) -> Vec<Vec<u8>> {
+    protocols.iter().map(|p| p.to_vec()).collect()
+}
+
+#[tokio::test]
+async fn h2_negotiated_by_alpn_with_an_ip_host() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(&[b"h2", b"http/1.1"]),
+    })
+    .await;
+    let mut cfg = config(4);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let client = client(cfg);
+    let (status, body, info) = get(&client, &server.https_url("127.0.0.1", "/data/2000")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.as_ref(), content(0, 2000).as_slice());
+    assert_eq!(info.protocol, Protocol::Http2);
+    assert_eq!(server.state.versions(), vec![Version::HTTP_2]);
+}
+
+#[tokio::test]
+async fn h2_over_tls_spreads_parallel_requests() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(&[b"h2", b"http/1.1"]),
+    })
+    .await;
+    let mut cfg = config(3);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let client = client(cfg);
+    let url = server.https_url("localhost", "/data/50000?gate=3");
+    let results = futures::future::join_all((0..3).map(|_| get(&client, &url))).await;
+    let ids: HashSet<_> = results.iter().map(|(_, _, i)| i.id).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        results
+            .iter()
+            .all(|(s, _, i)| *s == StatusCode::OK && i.protocol == Protocol::Http2)
+    );
+    assert_eq!(server.state.accepted(), 3);
+}
+
+#[tokio::test]
+async fn http1_when_the_server_offers_only_http1_and_sni_names_work() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(&[b"http/1.1"]),
+    })
+    .await;
+    let mut cfg = config(2);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let client = client(cfg);
+    let (status, _, info) = get(&client, &server.https_url("localhost", "/data/10")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info.protocol, Protocol::Http1);
+    let (_, _, again) = get(&client, &server.https_url("localhost", "/data/10")).await;
+    assert!(again.reused);
+    assert_eq!(
+        server.state.versions(),
+        vec![Version::HTTP_11, Version::HTTP_11]
+    );
+}
+
+#[tokio::test]
+async fn http2_can_be_turned_off() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(&[b"h2", b"http/1.1"]),
+    })
+    .await;
+    let mut cfg = config(2);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    cfg.http2 = false;
+    let client = client(cfg);
+    let (_, _, info) = get(&client, &server.https_url("127.0.0.1", "/data/10")).await;
+    assert_eq!(info.protocol, Protocol::Http1);
+}
+
+#[tokio::test]
+async fn untrusted_certificate_is_refused() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs,
+        alpn: alpn(&[b"h2", b"http/1.1"]),
+    })
+    .await;
+    let client = client(config(2));
+    let request = Request::get(server.https_url("localhost", "/data/10"))
+        .body(RequestBody::default())
+        .unwrap();
+    let err = client.send(request).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    let chain = format!("{:?}", std::error::Error::source(&err));
+    assert!(chain.contains("UnknownIssuer"), "{chain}");
+}
+
+#[test]
+fn unreadable_ca_file_is_a_tls_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(1);
+    cfg.extra_ca_files = vec![dir.path().join("missing.pem")];
+    assert!(matches!(
+        hfd_http::HttpClient::new(cfg),
+        Err(Error::Tls { .. })
+    ));
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate").unwrap();
+    let mut cfg = config(1);
+    cfg.extra_ca_files = vec![empty];
+    assert!(matches!(
+        hfd_http::HttpClient::new(cfg),
+        Err(Error::Tls { .. })
+    ));
+}

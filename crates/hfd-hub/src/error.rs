@@ -1,0 +1,748 @@
+//! This crate's error type and the mapping of Hub error answers onto it
+//! (protocol §5.3).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+use crate::headers;
+use crate::repo_path::PathProblem;
+use hfd_types::RedactedUrl;
+
+/// Result with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The server's request id, shown as ` (request id …)` when known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestId(pub Option<String>);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(id) => write!(f, " (request id {id})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A server-supplied message, shown as `: …` when present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerMessage(pub Option<String>);
+
+impl fmt::Display for ServerMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(m) => write!(f, " (server says: {m})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Everything that can go wrong talking to the Hub. Each `Display` is one
+/// sentence meant for the user; [`Error::kind`] is what the CLI maps to an
+/// exit code. No variant ever holds a token or a signed URL query.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The repository id is not valid.
+    #[error("invalid repository id {id:?}: {reason}")]
+    InvalidRepoId {
+        /// The id as given (truncated).
+        id: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+    /// The repository type is not model, dataset or space.
+    #[error("invalid repository type {value:?}: expected model, dataset or space")]
+    InvalidRepoType {
+        /// The value as given.
+        value: String,
+    },
+    /// The revision is not usable.
+    #[error("invalid revision {revision:?}: {reason}")]
+    InvalidRevision {
+        /// The revision as given (truncated).
+        revision: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+    /// The endpoint URL is not usable.
+    #[error("invalid endpoint {endpoint}: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given (credentials and query redacted).
+        endpoint: RedactedUrl,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The token value cannot be used.
+    #[error("the token is unusable: {reason}")]
+    InvalidTokenValue {
+        /// Why (never the value).
+        reason: &'static str,
+    },
+    /// The token file exists but could not be read.
+    #[error("cannot read the token file {}", path.display())]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A listing named a file with a path that is unsafe to write.
+    #[error("refusing the file path {path:?} listed by {url}: {problem}")]
+    UnsafePath {
+        /// The path as listed.
+        path: String,
+        /// What is wrong with it.
+        problem: PathProblem,
+        /// The listing page.
+        url: RedactedUrl,
+    },
+    /// The repository does not exist, or is private/gated and the request
+    /// was not authorized.
+    #[error(
+        "repository {repo} was not found on {endpoint}: check the id and the repo type \
+         (model, dataset or space){}{request_id}",
+        if *authenticated { "; if it is private, your token may lack access to it" }
+        else { "; a private or gated repository needs a token (--token or HF_TOKEN)" }
+    )]
+    RepoNotFound {
+        /// `org/name`, `datasets/org/name` or `spaces/org/name`.
+        repo: String,
+        /// The endpoint asked.
+        endpoint: String,
+        /// Whether a token was sent.
+        authenticated: bool,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// The repository is gated and the caller has no granted access.
+    #[error(
+        "{repo} is a gated repository{}: visit {access_page} while logged in to request access{}{request_id}",
+        if *authenticated { " and your token's account has not been granted access" } else { "" },
+        if *authenticated { ", then try again with that token" }
+        else { ", then pass a token of that account with --token or HF_TOKEN" }
+    )]
+    Gated {
+        /// The repository.
+        repo: String,
+        /// Where to request access.
+        access_page: String,
+        /// Whether a token was sent.
+        authenticated: bool,
+        /// Server message, kept for logs.
+        server_message: Option<String>,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// The token was rejected as invalid or expired.
+    #[error(
+        "{endpoint} rejected the token as invalid or expired: check --token, HF_TOKEN or the \
+         saved login{request_id}"
+    )]
+    InvalidToken {
+        /// The endpoint.
+        endpoint: String,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// Access was refused for another reason (repo disabled, token without
+    /// the right permission).
+    #[error(
+        "access to {url} was refused (403){message}; make sure your token has the right permissions{request_id}"
+    )]
+    Forbidden {
+        /// The refused URL.
+        url: RedactedUrl,
+        /// Server message.
+        message: ServerMessage,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// The revision does not exist in the repository.
+    #[error("revision {revision:?} does not exist in {repo}{request_id}")]
+    RevisionNotFound {
+        /// The repository.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// The file does not exist at the pinned commit.
+    #[error("file {path:?} does not exist in {repo} at revision {revision}{request_id}")]
+    EntryNotFound {
+        /// The repository.
+        repo: String,
+        /// The file path.
+        path: String,
+        /// The revision or commit.
+        revision: String,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// An explicit path given by the user names no file of the listing.
+    #[error("no file or folder {path:?} in the repository listing")]
+    PathNotInListing {
+        /// The path as given.
+        path: String,
+    },
+    /// The server is rate limiting us.
+    #[error(
+        "{url} is rate limiting requests{}{}{request_id}",
+        bucket.as_deref().map(|b| format!(" (bucket {b:?})")).unwrap_or_default(),
+        wait.map_or_else(|| "; retry later".to_owned(), |w| format!("; retry in {} s", w.as_secs()))
+    )]
+    RateLimited {
+        /// The rate-limited URL.
+        url: RedactedUrl,
+        /// How long to wait, when the server said.
+        wait: Option<Duration>,
+        /// The rate-limit bucket (`api`, `resolvers`, …).
+        bucket: Option<String>,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// The server answered with a 5xx status.
+    #[error("{url} answered {status}{message}{request_id}")]
+    Server {
+        /// The URL.
+        url: RedactedUrl,
+        /// The status.
+        status: StatusCode,
+        /// `X-Error-Code`, if any.
+        code: Option<String>,
+        /// Server message.
+        message: ServerMessage,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// Any other unexpected status.
+    #[error("{url} answered {status}{message}{request_id}")]
+    UnexpectedStatus {
+        /// The URL.
+        url: RedactedUrl,
+        /// The status.
+        status: StatusCode,
+        /// `X-Error-Code`, if any.
+        code: Option<String>,
+        /// Server message.
+        message: ServerMessage,
+        /// Server request id.
+        request_id: RequestId,
+    },
+    /// No answer: connection refused, DNS, TLS, timeout, reset.
+    #[error("cannot reach {url}; check the endpoint, your network and proxy settings")]
+    Unreachable {
+        /// The URL.
+        url: RedactedUrl,
+        /// The transport error.
+        #[source]
+        source: hfd_http::Error,
+    },
+    /// The answer could not be understood.
+    #[error("malformed answer from {url}: {reason}")]
+    Malformed {
+        /// The URL.
+        url: RedactedUrl,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The endpoint answered without Hub headers (`X-Repo-Commit`): a
+    /// firewall, captive portal, proxy or a misconfigured `HF_ENDPOINT`.
+    #[error(
+        "{url} does not look like a Hugging Face Hub (no X-Repo-Commit header); check the \
+         endpoint {endpoint} (--endpoint / HF_ENDPOINT), proxies and captive portals"
+    )]
+    NotAHub {
+        /// The URL that answered.
+        url: RedactedUrl,
+        /// The configured endpoint.
+        endpoint: String,
+    },
+    /// The tree listing could not be read completely.
+    #[error("incomplete file listing from {url}: {reason}")]
+    IncompleteListing {
+        /// The page URL.
+        url: RedactedUrl,
+        /// What went wrong.
+        reason: String,
+    },
+    /// More redirects than allowed.
+    #[error("too many redirects ({hops}) starting at {url}")]
+    TooManyRedirects {
+        /// Where the chain started.
+        url: RedactedUrl,
+        /// Hops followed.
+        hops: u32,
+    },
+    /// An API request was redirected to a host that is not a Hub host.
+    #[error("{from} redirected to {to}, which is not a Hub host; refusing to follow")]
+    OffHubRedirect {
+        /// The redirecting URL.
+        from: RedactedUrl,
+        /// The target.
+        to: RedactedUrl,
+    },
+    /// The file was served from a different commit than the pinned one.
+    #[error(
+        "{path:?} was served from commit {got}, not the pinned commit {expected}; the repository changed or the mirror is inconsistent"
+    )]
+    CommitMismatch {
+        /// The file.
+        path: String,
+        /// The pinned commit.
+        expected: String,
+        /// The commit in `X-Repo-Commit`.
+        got: String,
+    },
+    /// The resolve answer disagrees with the listing (etag or size).
+    #[error("{path:?}: the listing says {what} {listed}, the server now says {served}")]
+    Changed {
+        /// The file.
+        path: String,
+        /// `"etag"` or `"size"`.
+        what: &'static str,
+        /// Value from the listing.
+        listed: String,
+        /// Value from the resolve answer.
+        served: String,
+    },
+    /// The listing has more files than allowed by `HubConfig::max_files`.
+    #[error("the repository lists more than {limit} files")]
+    TooManyFiles {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// What kind of failure an [`Error`] is; the CLI maps these to exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubErrorKind {
+    /// Bad input from the user: repo id, type, revision, endpoint, token value.
+    InvalidInput,
+    /// The token file could not be read.
+    TokenFile,
+    /// A listed path is unsafe.
+    UnsafePath,
+    /// Repository not found (or private without access).
+    NotFound,
+    /// Gated repository without granted access.
+    Gated,
+    /// The token was rejected.
+    InvalidToken,
+    /// Access refused for another reason.
+    Forbidden,
+    /// Revision not found.
+    RevisionNotFound,
+    /// File not found.
+    EntryNotFound,
+    /// Rate limited; `wait` is how long the server asked us to wait.
+    RateLimited {
+        /// Wait before retrying, when known.
+        wait: Option<Duration>,
+    },
+    /// Server-side failure (5xx) or another unexpected status.
+    Server,
+    /// The endpoint could not be reached.
+    Unreachable,
+    /// The answer could not be understood (includes off-hub redirects,
+    /// redirect loops and incomplete listings).
+    Malformed,
+    /// The endpoint is not a Hub.
+    NotAHub,
+    /// The repository changed under a pinned commit (or the mirror is
+    /// inconsistent).
+    Changed,
+}
+
+impl Error {
+    /// The kind of failure, for exit codes.
+    pub fn kind(&self) -> HubErrorKind {
+        match self {
+            Self::InvalidRepoId { .. }
+            | Self::InvalidRepoType { .. }
+            | Self::InvalidRevision { .. }
+            | Self::InvalidEndpoint { .. }
+            | Self::InvalidTokenValue { .. }
+            | Self::TooManyFiles { .. } => HubErrorKind::InvalidInput,
+            Self::TokenFile { .. } => HubErrorKind::TokenFile,
+            Self::UnsafePath { .. } => HubErrorKind::UnsafePath,
+            Self::RepoNotFound { .. } => HubErrorKind::NotFound,
+            Self::Gated { .. } => HubErrorKind::Gated,
+            Self::InvalidToken { .. } => HubErrorKind::InvalidToken,
+            Self::Forbidden { .. } => HubErrorKind::Forbidden,
+            Self::RevisionNotFound { .. } => HubErrorKind::RevisionNotFound,
+            Self::EntryNotFound { .. } | Self::PathNotInListing { .. } => {
+                HubErrorKind::EntryNotFound
+            }
+            Self::RateLimited { wait, .. } => HubErrorKind::RateLimited { wait: *wait },
+            Self::Server { .. } | Self::UnexpectedStatus { .. } => HubErrorKind::Server,
+            Self::Unreachable { .. } => HubErrorKind::Unreachable,
+            Self::Malformed { .. }
+            | Self::IncompleteListing { .. }
+            | Self::TooManyRedirects { .. }
+            | Self::OffHubRedirect { .. } => HubErrorKind::Malformed,
+            Self::NotAHub { .. } => HubErrorKind::NotAHub,
+            Self::CommitMismatch { .. } | Self::Changed { .. } => HubErrorKind::Changed,
+        }
+    }
+
+    /// Whether the same request may succeed later: transport failures,
+    /// 408/429/5xx.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable { source, .. } => source.is_retryable(),
+            Self::RateLimited { .. } | Self::Server { .. } => true,
+            Self::UnexpectedStatus { status, .. } => *status == StatusCode::REQUEST_TIMEOUT,
+            _ => false,
+        }
+    }
+
+    /// Whether the repository, revision or file does not exist (or is hidden).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.kind(),
+            HubErrorKind::NotFound | HubErrorKind::RevisionNotFound | HubErrorKind::EntryNotFound
+        )
+    }
+
+    /// How long the server asked us to wait, for rate limits and 503s.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { wait, .. } => *wait,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for errors caused by one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Server { status, .. } | Self::UnexpectedStatus { status, .. } => Some(*status),
+            Self::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            _ => None,
+        }
+    }
+
+    /// The server's request id, when the error came from an answer.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::RepoNotFound { request_id, .. }
+            | Self::Gated { request_id, .. }
+            | Self::InvalidToken { request_id, .. }
+            | Self::Forbidden { request_id, .. }
+            | Self::RevisionNotFound { request_id, .. }
+            | Self::EntryNotFound { request_id, .. }
+            | Self::RateLimited { request_id, .. }
+            | Self::Server { request_id, .. }
+            | Self::UnexpectedStatus { request_id, .. } => request_id.0.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What a failed request was for; decides how statuses without an
+/// `X-Error-Code` read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose<'a> {
+    /// Revision info (pinning).
+    Revision,
+    /// A tree listing page.
+    Tree,
+    /// Resolving the named file.
+    Resolve(&'a str),
+}
+
+/// Everything an error message needs besides the answer itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Context<'a> {
+    pub(crate) repo: &'a crate::RepoRef,
+    pub(crate) revision: &'a str,
+    pub(crate) endpoint: &'a crate::Endpoint,
+    pub(crate) purpose: Purpose<'a>,
+    pub(crate) url: &'a RedactedUrl,
+    /// Whether the failed request carried a token.
+    pub(crate) authenticated: bool,
+}
+
+/// Maps a non-success answer to an [`Error`]: `X-Error-Code` first, then the
+/// status (protocol §5.3). `body` is at most a few KiB of the error body.
+pub(crate) fn from_response(
+    status: StatusCode,
+    response_headers: &HeaderMap,
+    body: &[u8],
+    ctx: &Context<'_>,
+) -> Error {
+    let code = headers::text(response_headers, "x-error-code");
+    let message = headers::text(response_headers, "x-error-message")
+        .or_else(|| headers::body_error_message(body));
+    let request_id = RequestId(headers::request_id(response_headers));
+    let repo = ctx.repo.to_string();
+    let endpoint = ctx.endpoint.to_string();
+    let url = ctx.url.clone();
+    let repo_not_found = |request_id| Error::RepoNotFound {
+        repo: repo.clone(),
+        endpoint: endpoint.clone(),
+        authenticated: ctx.authenticated,
+        request_id,
+    };
+    let entry_not_found = |path: &str, request_id| Error::EntryNotFound {
+        repo: repo.clone(),
+        path: path.to_owned(),
+        revision: ctx.revision.to_owned(),
+        request_id,
+    };
+    match code.as_deref() {
+        Some("GatedRepo") => {
+            return Error::Gated {
+                repo: repo.clone(),
+                access_page: ctx.endpoint.access_page(ctx.repo),
+                authenticated: ctx.authenticated,
+                server_message: message,
+                request_id,
+            };
+        }
+        Some("RepoNotFound") => return repo_not_found(request_id),
+        Some("RevisionNotFound") => {
+            return Error::RevisionNotFound {
+                repo,
+                revision: ctx.revision.to_owned(),
+                request_id,
+            };
+        }
+        Some("EntryNotFound") => {
+            let path = match ctx.purpose {
+                Purpose::Resolve(path) => path,
+                Purpose::Revision | Purpose::Tree => "",
+            };
+            return entry_not_found(path, request_id);
+        }
+        _ => {}
+    }
+    let invalid_credentials = message.as_deref().is_some_and(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("invalid credentials")
+            || m.contains("invalid token")
+            || m.contains("expired token")
+    });
+    match status.as_u16() {
+        401 if invalid_credentials
+            || (ctx.authenticated && code.is_none() && message.is_none()) =>
+        {
+            // A token was sent and refused without any other explanation.
+            Error::InvalidToken {
+                endpoint,
+                request_id,
+            }
+        }
+        401 => repo_not_found(request_id),
+        404 => match ctx.purpose {
+            Purpose::Resolve(path) => entry_not_found(path, request_id),
+            Purpose::Revision | Purpose::Tree => repo_not_found(request_id),
+        },
+        403 => Error::Forbidden {
+            url,
+            message: ServerMessage(message),
+            request_id,
+        },
+        429 => Error::RateLimited {
+            url,
+            wait: headers::rate_limit_wait(response_headers),
+            bucket: headers::rate_limit(response_headers).and_then(|r| r.bucket),
+            request_id,
+        },
+        500..=599 => Error::Server {
+            url,
+            status,
+            code,
+            message: ServerMessage(message),
+            request_id,
+        },
+        _ => Error::UnexpectedStatus {
+            url,
+            status,
+            code,
+            message: ServerMessage(message),
+            request_id,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Endpoint, RepoId, RepoRef, RepoType};
+    use http::HeaderValue;
+
+    struct Case {
+        repo: RepoRef,
+        endpoint: Endpoint,
+        url: RedactedUrl,
+    }
+
+    impl Case {
+        fn new(t: RepoType, endpoint: &str) -> Self {
+            Self {
+                repo: RepoRef::new(RepoId::new("org/model").unwrap(), t),
+                endpoint: Endpoint::parse(endpoint).unwrap(),
+                url: RedactedUrl::new(format!("{endpoint}/x?X-Amz-Signature=sig")),
+            }
+        }
+
+        fn map(
+            &self,
+            status: u16,
+            pairs: &[(&'static str, &str)],
+            purpose: Purpose<'_>,
+            authenticated: bool,
+        ) -> Error {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).unwrap());
+            }
+            let ctx = Context {
+                repo: &self.repo,
+                revision: "main",
+                endpoint: &self.endpoint,
+                purpose,
+                url: &self.url,
+                authenticated,
+            };
+            from_response(StatusCode::from_u16(status).unwrap(), &h, b"", &ctx)
+        }
+    }
+
+    #[test]
+    fn gated_anonymous_and_authenticated() {
+        let c = Case::new(RepoType::Model, "https://hf-mirror.com");
+        let e = c.map(
+            401,
+            &[("x-error-code", "GatedRepo"), ("x-request-id", "rid-1")],
+            Purpose::Resolve("a.bin"),
+            false,
+        );
+        assert_eq!(e.kind(), HubErrorKind::Gated);
+        let s = e.to_string();
+        assert!(s.contains("https://huggingface.co/org/model"), "{s}");
+        assert!(s.contains("request access") && s.contains("--token"), "{s}");
+        assert!(s.contains("rid-1"), "{s}");
+        let e = c.map(403, &[("x-error-code", "GatedRepo")], Purpose::Tree, true);
+        assert_eq!(e.kind(), HubErrorKind::Gated);
+        assert!(e.to_string().contains("not been granted access"), "{e}");
+        // Dataset access page keeps the prefix.
+        let c = Case::new(RepoType::Dataset, "https://huggingface.co");
+        let e = c.map(401, &[("x-error-code", "GatedRepo")], Purpose::Tree, false);
+        assert!(
+            e.to_string()
+                .contains("https://huggingface.co/datasets/org/model")
+        );
+    }
+
+    #[test]
+    fn repo_not_found_and_invalid_token() {
+        let c = Case::new(RepoType::Model, "https://huggingface.co");
+        let e = c.map(
+            401,
+            &[("x-error-code", "RepoNotFound")],
+            Purpose::Revision,
+            false,
+        );
+        assert_eq!(e.kind(), HubErrorKind::NotFound);
+        assert!(e.to_string().contains("needs a token"), "{e}");
+        let e = c.map(
+            404,
+            &[("x-error-code", "RepoNotFound")],
+            Purpose::Revision,
+            true,
+        );
+        assert_eq!(e.kind(), HubErrorKind::NotFound);
+        assert!(e.is_not_found());
+        // 401 without a code on a repo URL: repo not found (private or missing).
+        let e = c.map(401, &[], Purpose::Revision, false);
+        assert_eq!(e.kind(), HubErrorKind::NotFound);
+        let e = c.map(
+            401,
+            &[(
+                "x-error-message",
+                "Invalid credentials in Authorization header",
+            )],
+            Purpose::Revision,
+            true,
+        );
+        assert_eq!(e.kind(), HubErrorKind::InvalidToken);
+        assert!(e.to_string().contains("invalid or expired"), "{e}");
+        let e = c.map(401, &[], Purpose::Tree, true);
+        assert_eq!(e.kind(), HubErrorKind::InvalidToken);
+    }
+
+    #[test]
+    fn revision_and_entry_not_found() {
+        let c = Case::new(RepoType::Model, "https://huggingface.co");
+        let e = c.map(
+            404,
+            &[
+                ("x-error-code", "RevisionNotFound"),
+                ("x-error-message", "Invalid rev id: nope"),
+            ],
+            Purpose::Revision,
+            false,
+        );
+        assert_eq!(e.kind(), HubErrorKind::RevisionNotFound);
+        assert!(e.to_string().contains("\"main\""), "{e}");
+        let e = c.map(
+            404,
+            &[("x-error-code", "EntryNotFound")],
+            Purpose::Resolve("dir/a b.bin"),
+            false,
+        );
+        assert_eq!(e.kind(), HubErrorKind::EntryNotFound);
+        assert!(e.to_string().contains("\"dir/a b.bin\""), "{e}");
+        let e = c.map(404, &[], Purpose::Resolve("x"), false);
+        assert_eq!(e.kind(), HubErrorKind::EntryNotFound);
+        let e = c.map(404, &[], Purpose::Tree, false);
+        assert_eq!(e.kind(), HubErrorKind::NotFound);
+    }
+
+    #[test]
+    fn rate_limit_and_server_errors() {
+        let c = Case::new(RepoType::Model, "https://huggingface.co");
+        let e = c.map(
+            429,
+            &[("ratelimit", "\"resolvers\";r=0;t=5")],
+            Purpose::Resolve("a"),
+            false,
+        );
+        assert_eq!(
+            e.kind(),
+            HubErrorKind::RateLimited {
+                wait: Some(Duration::from_secs(6))
+            }
+        );
+        assert!(e.is_retryable());
+        let s = e.to_string();
+        assert!(s.contains("retry in 6 s") && s.contains("resolvers"), "{s}");
+        assert!(!s.contains("sig"), "{s}");
+        let e = c.map(429, &[("retry-after", "3")], Purpose::Tree, false);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        let e = c.map(503, &[("x-error-message", "busy")], Purpose::Tree, false);
+        assert_eq!(e.kind(), HubErrorKind::Server);
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("busy"));
+        let e = c.map(
+            403,
+            &[("x-error-message", "Access to this resource is disabled.")],
+            Purpose::Tree,
+            false,
+        );
+        assert_eq!(e.kind(), HubErrorKind::Forbidden);
+        assert!(e.to_string().contains("disabled"));
+        assert!(!e.is_retryable());
+        let e = c.map(400, &[], Purpose::Tree, false);
+        assert_eq!(e.kind(), HubErrorKind::Server);
+        assert!(!e.is_retryable());
+    }
+}

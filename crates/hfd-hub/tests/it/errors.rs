@@ -1,0 +1,445 @@
+//! Every error case of the issue, against the fake hub and the raw server.
+
+use std::time::Duration;
+
+use hfd_hub::{
+    Commit, Error, HubErrorKind, RemoteFile, RepoType, RetryPolicy, Revision, Selection,
+};
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture};
+use hfd_types::ContentDigest;
+
+use crate::raw::{RawAnswer, RawServer};
+use crate::support::{client, client_with, hub_client, repo};
+
+const SHA1: &str = "b45ef6fec89518d314f546fd6c3025367b721684";
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+async fn fake_hub() -> FakeHub {
+    FakeHub::builder()
+        .repo(RepoFixture::synthetic_model("org/m", 1000, 1))
+        .repo(RepoFixture::synthetic_model("org/gated", 1000, 2).gated())
+        .token("hf_good")
+        .token_without_access("hf_limited")
+        .start()
+        .await
+        .unwrap()
+}
+
+fn regular(path: &str) -> RemoteFile {
+    RemoteFile {
+        path: path.to_owned(),
+        size: 1,
+        oid: ContentDigest::from_hex(SHA1).unwrap(),
+        lfs_sha256: None,
+        xet_hash: None,
+    }
+}
+
+#[tokio::test]
+async fn repo_not_found_anonymous_and_with_token() {
+    let hub = fake_hub().await;
+    let r = repo("org/nope", RepoType::Model);
+    let err = hub_client(&hub, None)
+        .pin_revision(&r, &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::NotFound);
+    assert!(err.to_string().contains("org/nope"), "{err}");
+    assert!(err.to_string().contains("needs a token"), "{err}");
+    assert!(
+        err.request_id().is_some(),
+        "the fake hub sends X-Request-Id"
+    );
+    let err = hub_client(&hub, Some("hf_good"))
+        .pin_revision(&r, &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::NotFound);
+    // A dataset id that exists only as a model.
+    let err = hub_client(&hub, None)
+        .pin_revision(&repo("org/m", RepoType::Dataset), &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::NotFound);
+    assert!(err.to_string().contains("datasets/org/m"), "{err}");
+}
+
+#[tokio::test]
+async fn gated_repo_anonymous_and_without_access() {
+    let hub = fake_hub().await;
+    let r = repo("org/gated", RepoType::Model);
+    let owner = hub_client(&hub, Some("hf_good"));
+    let plan = owner
+        .plan(&r, &Revision::default(), &Selection::all())
+        .await
+        .unwrap();
+    let file = &plan.files[0];
+    owner.resolve(&r, &plan.commit, file).await.unwrap();
+
+    let err = hub_client(&hub, None)
+        .resolve(&r, &plan.commit, file)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Gated);
+    let text = err.to_string();
+    assert!(text.contains("request access"), "{text}");
+    assert!(text.contains("--token"), "{text}");
+    assert!(text.contains("huggingface.co/org/gated"), "{text}");
+
+    let err = hub_client(&hub, Some("hf_limited"))
+        .resolve(&r, &plan.commit, file)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Gated);
+    assert!(err.to_string().contains("not been granted"), "{err}");
+}
+
+#[tokio::test]
+async fn invalid_token() {
+    let hub = fake_hub().await;
+    let err = hub_client(&hub, Some("hf_wrong"))
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::InvalidToken);
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hf_wrong"), "{text}");
+}
+
+#[tokio::test]
+async fn revision_not_found() {
+    let hub = fake_hub().await;
+    let err = hub_client(&hub, None)
+        .pin_revision(
+            &repo("org/m", RepoType::Model),
+            &Revision::new("no/such-branch").unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::RevisionNotFound);
+    assert!(err.to_string().contains("no/such-branch"), "{err}");
+}
+
+#[tokio::test]
+async fn entry_not_found() {
+    let hub = fake_hub().await;
+    let client = hub_client(&hub, None);
+    let r = repo("org/m", RepoType::Model);
+    let commit = client.pin_revision(&r, &Revision::default()).await.unwrap();
+    let err = client
+        .resolve(&r, &commit, &regular("missing dir/nope.bin"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::EntryNotFound);
+    assert!(err.to_string().contains("missing dir/nope.bin"), "{err}");
+}
+
+#[tokio::test]
+async fn rate_limited_reports_the_wait() {
+    let hub = fake_hub().await;
+    hub.faults().inject(
+        Fault::new(FaultKind::RateLimited {
+            retry_after_secs: 5,
+        })
+        .on(FaultTarget::Api),
+    );
+    let err = hub_client(&hub, None)
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        HubErrorKind::RateLimited {
+            wait: Some(Duration::from_secs(6))
+        }
+    );
+    assert!(err.to_string().contains("retry in 6 s"), "{err}");
+    // With retries on but a wait above max_wait, it gives up at once.
+    hub.faults().inject(
+        Fault::new(FaultKind::RateLimited {
+            retry_after_secs: 120,
+        })
+        .on(FaultTarget::Api),
+    );
+    let before = hub.log().entries().len();
+    let patient = client_with(hub.endpoint(), None, |c| {
+        let mut retry = RetryPolicy::default();
+        retry.max_wait = Duration::from_secs(30);
+        c.retry = retry;
+    });
+    let err = patient
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), HubErrorKind::RateLimited { .. }));
+    assert_eq!(hub.log().entries().len(), before + 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let hub = fake_hub().await;
+    hub.faults().inject(
+        Fault::new(FaultKind::Status(503))
+            .on(FaultTarget::Api)
+            .times(2),
+    );
+    let client = client_with(hub.endpoint(), None, |c| {
+        let mut retry = RetryPolicy::default();
+        retry.base_delay = Duration::from_millis(10);
+        retry.max_delay = Duration::from_millis(20);
+        c.retry = retry;
+    });
+    let r = repo("org/m", RepoType::Model);
+    let commit = client.pin_revision(&r, &Revision::default()).await.unwrap();
+    assert_eq!(commit.as_str(), hub.commit("org/m", "main").unwrap());
+    assert_eq!(hub.log().faults_fired().len(), 2);
+    assert_eq!(client.requests_sent(), 3);
+    // Without retries the 503 is a server error.
+    hub.faults()
+        .inject(Fault::new(FaultKind::Status(503)).on(FaultTarget::Api));
+    let err = hub_client(&hub, None)
+        .list_files(&r, &commit)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Server);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn unreachable_endpoint() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = client(&format!("http://{addr}"), Some("hf_secret"))
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Unreachable);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    assert!(!format!("{err:?}").contains("hf_secret"));
+}
+
+#[tokio::test]
+async fn malformed_answers() {
+    let server = RawServer::start(|_, _, target| {
+        if target.contains("/revision/") {
+            RawAnswer::new("200 OK", "<html>captive portal</html>")
+        } else if target.contains("/tree/") {
+            RawAnswer::new("200 OK", r#"{"not": "an array"}"#)
+        } else {
+            RawAnswer::new("404 Not Found", "")
+        }
+    })
+    .await;
+    let c = client(&server.base, None);
+    let r = repo("org/m", RepoType::Model);
+    let err = c.pin_revision(&r, &Revision::default()).await.unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Malformed);
+    let err = c
+        .list_files(&r, &Commit::parse(COMMIT).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Malformed);
+    // A revision answer with a bad sha.
+    let server = RawServer::start(|_, _, _| RawAnswer::new("200 OK", r#"{"sha": "abc"}"#)).await;
+    let err = client(&server.base, None)
+        .pin_revision(&r, &Revision::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Malformed);
+    assert!(err.to_string().contains("40-hex"), "{err}");
+}
+
+#[tokio::test]
+async fn oversized_json_is_refused() {
+    let server =
+        RawServer::start(|_, _, _| RawAnswer::new("200 OK", format!("[{}]", " ".repeat(5000))))
+            .await;
+    let c = client_with(&server.base, None, |c| c.max_json_bytes = 1024);
+    let err = c
+        .list_files(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::Malformed);
+    assert!(err.to_string().contains("1024"), "{err}");
+}
+
+#[tokio::test]
+async fn not_a_hub_without_x_repo_commit() {
+    let server = RawServer::start(|_, _, _| {
+        RawAnswer::new("200 OK", "hello").header("etag", format!("\"{SHA1}\""))
+    })
+    .await;
+    let err = client(&server.base, None)
+        .resolve(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+            &regular("a.txt"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), HubErrorKind::NotAHub);
+    assert!(err.to_string().contains(&server.base), "{err}");
+}
+
+#[tokio::test]
+async fn hostile_listing_paths_are_refused() {
+    for hostile in [
+        "../../.bashrc",
+        "/etc/passwd",
+        "a/../../b",
+        "a\\\\..\\\\b",
+        "./x",
+    ] {
+        let body = format!(
+            r#"[{{"type":"file","oid":"{SHA1}","size":1,"path":"ok.txt"}},
+                {{"type":"file","oid":"{SHA1}","size":1,"path":"{hostile}"}}]"#
+        );
+        let server = RawServer::start(move |_, _, _| RawAnswer::new("200 OK", body.clone())).await;
+        let err = client(&server.base, None)
+            .list_files(
+                &repo("org/m", RepoType::Model),
+                &Commit::parse(COMMIT).unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), HubErrorKind::UnsafePath, "{hostile}: {err}");
+        // Display shows the path in Debug form (backslashes escaped).
+        assert!(err.to_string().contains(hostile), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_page_is_an_incomplete_listing() {
+    // Like Olah: the cursor is ignored and page 1 comes back every time.
+    let server = RawServer::start(|base, _, target| {
+        let next = format!(
+            "{base}/api/models/org/m/tree/{COMMIT}?recursive=true&cursor=x{}",
+            target.len()
+        );
+        RawAnswer::new(
+            "200 OK",
+            format!(r#"[{{"type":"file","oid":"{SHA1}","size":1,"path":"a.txt"}}]"#),
+        )
+        .header("link", format!("<{next}>; rel=\"next\""))
+    })
+    .await;
+    let err = client(&server.base, None)
+        .list_files(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompleteListing { .. }), "{err}");
+    assert!(err.to_string().contains("repeats"), "{err}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn next_link_to_a_foreign_host_is_refused() {
+    let server = RawServer::start(|_, _, _| {
+        RawAnswer::new(
+            "200 OK",
+            format!(r#"[{{"type":"file","oid":"{SHA1}","size":1,"path":"a"}}]"#),
+        )
+        .header("link", "<http://127.0.0.1:1/steal?cursor=1>; rel=\"next\"")
+    })
+    .await;
+    let err = client(&server.base, Some("hf_secret"))
+        .list_files(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompleteListing { .. }), "{err}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn redirect_loop_and_off_hub_api_redirect() {
+    let looping = RawServer::start(|_, _, target| {
+        RawAnswer::new("307 Temporary Redirect", "").header("location", format!("{target}x"))
+    })
+    .await;
+    let err = client(&looping.base, None)
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooManyRedirects { hops: 10, .. }),
+        "{err}"
+    );
+    assert_eq!(looping.requests().len(), 11);
+
+    let elsewhere = RawServer::start(|_, _, _| {
+        RawAnswer::new("302 Found", "").header("location", "http://127.0.0.1:1/api/x")
+    })
+    .await;
+    let err = client(&elsewhere.base, Some("hf_secret"))
+        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::OffHubRedirect { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn cross_host_redirect_stops_and_drops_the_token() {
+    // A "CDN" that would record an Authorization header.
+    let cdn = RawServer::start(|_, _, _| RawAnswer::new("200 OK", "x")).await;
+    let cdn_base = cdn.base.clone();
+    let hub = RawServer::start(move |_, _, target| {
+        if target.contains("/resolve/") {
+            // Relative hop first (query of the target kept), then the CDN.
+            RawAnswer::new("307 Temporary Redirect", "")
+                .header(
+                    "location",
+                    "/api/resolve-cache/models/org/m/c/a.txt?etag=%22x%22",
+                )
+                .header("content-length-ignored", "1")
+        } else {
+            RawAnswer::new("302 Found", "0123456789")
+                .header(
+                    "location",
+                    format!("{cdn_base}/blob?X-Amz-Signature=s3cr3t"),
+                )
+                .header("x-repo-commit", COMMIT)
+                .header("x-linked-etag", format!("\"{SHA1}\""))
+                .header("x-linked-size", "1")
+        }
+    })
+    .await;
+    let c = client(&hub.base, Some("hf_secret"));
+    let resolved = c
+        .resolve(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+            &regular("a.txt"),
+        )
+        .await
+        .unwrap();
+    assert!(resolved.is_cdn && !resolved.send_token);
+    assert_eq!(resolved.size, 1);
+    assert_eq!(
+        resolved.url.expose(),
+        format!("{}/blob?X-Amz-Signature=s3cr3t", cdn.base)
+    );
+    assert!(!resolved.url.to_string().contains("s3cr3t"));
+    assert!(c.download_headers(&resolved).is_empty());
+    let seen = hub.requests();
+    assert_eq!(
+        seen,
+        [
+            format!("HEAD /org/m/resolve/{COMMIT}/a.txt [auth]"),
+            "HEAD /api/resolve-cache/models/org/m/c/a.txt?etag=%22x%22 [auth]".to_owned(),
+        ]
+    );
+    assert!(
+        cdn.requests().is_empty(),
+        "the CDN is never asked by resolve"
+    );
+}

@@ -1,0 +1,516 @@
+//! A file being downloaded: preallocated, written at disjoint offsets by
+//! several writers, hashed as its prefix fills, flushed on demand and
+//! finalized atomically.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hfd_types::{ByteRange, ByteSize, ContentDigest};
+
+use crate::prealloc::{Preallocation, preallocate};
+use crate::{ContentHasher, Error, RangeSet, Result, mmap};
+
+/// How body bytes reach the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Copy into a memory-mapped window of the file (memmap2). Each writer
+    /// maps one window of [`StoreConfig::window_size`] at a time and unmaps
+    /// it when it moves on.
+    Mmap,
+    /// Positioned writes (`pwrite`).
+    Pwrite,
+}
+
+/// Store settings.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// Write backend. Default: [`Backend::Pwrite`], chosen by measurement
+    /// (see `DECISION-backend.md`).
+    pub backend: Backend,
+    /// Size of one mapped window of the mmap backend. Default: 16 MiB.
+    pub window_size: ByteSize,
+    /// Reserve the file's blocks at creation (`fallocate`). Default: true.
+    /// Without it the mmap backend is not used (a write to a hole on a full
+    /// disk would raise SIGBUS), positioned writes are.
+    pub preallocate: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Pwrite,
+            window_size: ByteSize::mib(16),
+            preallocate: true,
+        }
+    }
+}
+
+/// Ranges that became durable in one [`PartialFile::flush`]: the event a
+/// journal records (the bytes are on disk before anyone hears of them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Newly durable ranges, sorted and coalesced.
+    pub ranges: Vec<ByteRange>,
+}
+
+/// What finalize produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finalized {
+    /// The final path the file now has.
+    pub path: PathBuf,
+    /// The verified digest, when one was expected.
+    pub digest: Option<ContentDigest>,
+}
+
+/// Counters of the inline hasher, for tests and progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// The prefix `[0, hashed_to)` is hashed.
+    pub hashed_to: u64,
+    /// Bytes hashed straight from write buffers.
+    pub inline_bytes: u64,
+    /// Bytes read back from disk to hash (written out of order).
+    pub reread_bytes: u64,
+    /// Times the hash restarted because bytes inside the hashed prefix were
+    /// written again.
+    pub restarts: u32,
+}
+
+/// One writer's handle on a [`PartialFile`]. Several writers write disjoint
+/// ranges of one file from different threads; each writes its bytes
+/// sequentially for best effect (the mmap backend keeps one window mapped).
+///
+/// Writes are blocking: call them from a blocking thread, not an async task.
+pub trait FileWriter: Send + Sync + fmt::Debug {
+    /// Copies `data` to `offset`. Fails without touching the file if the
+    /// range leaves the file or overlaps another writer's write in progress.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Drops any mapping the writer holds (the mmap window). Writing again
+    /// afterwards maps a new one. Dropping the writer does the same.
+    fn release(&mut self);
+}
+
+/// A partial file under a caller-chosen unique temporary name.
+///
+/// Cheap to clone (shared handle). See the crate docs for the life cycle.
+#[derive(Clone, Debug)]
+pub struct PartialFile {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    path: PathBuf,
+    pub(crate) file: File,
+    pub(crate) size: u64,
+    backend: Backend,
+    pub(crate) window_size: u64,
+    expected: Option<ContentDigest>,
+    tracker: Mutex<Tracker>,
+    hash: Mutex<HashState>,
+    /// `hashed_to`, readable without the lock (`u64::MAX` = not hashing).
+    hashed_to_hint: AtomicU64,
+}
+
+#[derive(Default)]
+struct Tracker {
+    written: RangeSet,
+    unflushed: RangeSet,
+    in_progress: Vec<ByteRange>,
+}
+
+struct HashState {
+    hasher: Option<ContentHasher>,
+    stats: HashStats,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PartialFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain bookkeeping data that is
+    // still consistent enough to report from; do not cascade the panic.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PartialFile {
+    /// Creates (or truncates) the partial file at `path`, locks it against
+    /// other processes and preallocates `size` bytes.
+    ///
+    /// `expected`, when given, turns on inline hashing with its algorithm;
+    /// [`finalize`](Self::finalize) then refuses a mismatching file.
+    /// `path` must be a unique temporary name chosen by the caller, never the
+    /// final name nor `<final>.incomplete`.
+    pub fn create(
+        path: &Path,
+        size: u64,
+        expected: Option<ContentDigest>,
+        config: &StoreConfig,
+    ) -> Result<Self> {
+        let create_err = |source| Error::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(create_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(create_err(source)),
+        }
+        file.set_len(0).map_err(create_err)?;
+        let how = if config.preallocate {
+            preallocate(&file, path, size)?
+        } else {
+            file.set_len(size).map_err(create_err)?;
+            Preallocation::Sparse
+        };
+        let backend = match (config.backend, how) {
+            (Backend::Mmap, Preallocation::Allocated) => Backend::Mmap,
+            _ => Backend::Pwrite,
+        };
+        let hasher = expected.as_ref().map(|d| ContentHasher::like(d, size));
+        let hint = if hasher.is_some() { 0 } else { u64::MAX };
+        tracing::debug!(file = %path.display(), size, ?backend, ?how, "partial file created");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                file,
+                size,
+                backend,
+                window_size: config.window_size.bytes().max(1 << 16),
+                expected,
+                tracker: Mutex::new(Tracker::default()),
+                hash: Mutex::new(HashState {
+                    hasher,
+                    stats: HashStats::default(),
+                }),
+                hashed_to_hint: AtomicU64::new(hint),
+            }),
+        })
+    }
+
+    /// The partial file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The file size.
+    pub fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// The backend in use (positioned writes when mmap was asked for but the
+    /// file could not be preallocated).
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// A new writer. Each concurrent writer needs its own.
+    pub fn writer(&self) -> Box<dyn FileWriter> {
+        match self.inner.backend {
+            Backend::Mmap => Box::new(mmap::MmapWriter::new(Arc::clone(&self.inner))),
+            Backend::Pwrite => Box::new(PwriteWriter {
+                inner: Arc::clone(&self.inner),
+            }),
+        }
+    }
+
+    /// Ranges whose writes have completed (not necessarily durable).
+    pub fn written(&self) -> RangeSet {
+        lock(&self.inner.tracker).written.clone()
+    }
+
+    /// Whether every byte has been written.
+    pub fn is_complete(&self) -> bool {
+        self.missing_bytes() == 0
+    }
+
+    fn missing_bytes(&self) -> u64 {
+        self.inner.size - lock(&self.inner.tracker).written.total()
+    }
+
+    /// Makes every completed write durable (`fdatasync`, which on Linux also
+    /// covers pages dirtied through mappings) and returns the ranges that
+    /// became durable since the previous flush. Blocking.
+    pub fn flush(&self) -> Result<Flushed> {
+        let snapshot = lock(&self.inner.tracker).unflushed.take();
+        if let Err(source) = self.inner.file.sync_data() {
+            let mut tracker = lock(&self.inner.tracker);
+            for r in snapshot.ranges() {
+                tracker.unflushed.insert(*r);
+            }
+            return Err(Error::Flush {
+                path: self.inner.path.clone(),
+                source,
+            });
+        }
+        Ok(Flushed {
+            ranges: snapshot.ranges().to_vec(),
+        })
+    }
+
+    /// Extends the hashed prefix over bytes written out of order, reading
+    /// back from disk only bytes that were not hashed when written. Returns
+    /// the new end of the hashed prefix. Blocking; cheap when there is
+    /// nothing to do.
+    pub fn advance_hash(&self) -> Result<u64> {
+        self.inner.advance_hash()
+    }
+
+    /// The inline hasher's counters.
+    pub fn hash_stats(&self) -> HashStats {
+        lock(&self.inner.hash).stats
+    }
+
+    /// Verifies and publishes the file: checks it is complete, finishes the
+    /// hash and compares it with the expected digest, `fsync`s, renames the
+    /// partial to `final_path` and `fsync`s the directory. Blocking.
+    ///
+    /// On a mismatch the partial stays where it is and
+    /// [`Error::DigestMismatch`] names it; nothing appears at `final_path`.
+    pub fn finalize(self, final_path: &Path) -> Result<Finalized> {
+        let inner = &self.inner;
+        let missing = self.missing_bytes();
+        if missing > 0 {
+            return Err(Error::Incomplete {
+                path: inner.path.clone(),
+                missing,
+            });
+        }
+        inner.advance_hash()?;
+        let digest = {
+            let state = lock(&inner.hash);
+            state.hasher.clone().map(ContentHasher::finish)
+        };
+        if let (Some(expected), Some(actual)) = (inner.expected, digest)
+            && expected != actual
+        {
+            return Err(Error::DigestMismatch {
+                path: inner.path.clone(),
+                expected,
+                actual,
+            });
+        }
+        let flush_err = |path: &Path, source| Error::Flush {
+            path: path.to_path_buf(),
+            source,
+        };
+        inner
+            .file
+            .sync_all()
+            .map_err(|e| flush_err(&inner.path, e))?;
+        std::fs::rename(&inner.path, final_path).map_err(|source| Error::Rename {
+            from: inner.path.clone(),
+            to: final_path.to_path_buf(),
+            source,
+        })?;
+        let dir = match final_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| flush_err(dir, e))?;
+        tracing::debug!(file = %final_path.display(), "finalized");
+        Ok(Finalized {
+            path: final_path.to_path_buf(),
+            digest,
+        })
+    }
+}
+
+impl Inner {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Registers a write about to happen; refuses out-of-bounds and
+    /// overlapping-in-progress writes. The returned guard must be completed.
+    pub(crate) fn begin_write(&self, offset: u64, len: u64) -> Result<Option<ByteRange>> {
+        let Some(range) = ByteRange::with_len(offset, len) else {
+            if len == 0 {
+                return Ok(None);
+            }
+            return Err(Error::OutOfBounds {
+                path: self.path.clone(),
+                range: ByteRange::new(offset, u64::MAX)
+                    .unwrap_or_else(|| ByteRange::new(u64::MAX - 1, u64::MAX).expect("non-empty")),
+                size: self.size,
+            });
+        };
+        if range.end() > self.size {
+            return Err(Error::OutOfBounds {
+                path: self.path.clone(),
+                range,
+                size: self.size,
+            });
+        }
+        let mut tracker = lock(&self.tracker);
+        if tracker
+            .in_progress
+            .iter()
+            .any(|r| r.start() < range.end() && range.start() < r.end())
+        {
+            return Err(Error::OverlappingWrite {
+                path: self.path.clone(),
+                range,
+            });
+        }
+        tracker.in_progress.push(range);
+        Ok(Some(range))
+    }
+
+    /// Forgets a write that failed.
+    pub(crate) fn abort_write(&self, range: ByteRange) {
+        let mut tracker = lock(&self.tracker);
+        tracker.in_progress.retain(|r| *r != range);
+    }
+
+    /// Records a completed write and hashes it inline when it extends the
+    /// hashed prefix.
+    pub(crate) fn end_write(&self, range: ByteRange, data: &[u8]) {
+        {
+            let mut tracker = lock(&self.tracker);
+            tracker.in_progress.retain(|r| *r != range);
+            tracker.written.insert(range);
+            tracker.unflushed.insert(range);
+        }
+        let hint = self.hashed_to_hint.load(Ordering::Acquire);
+        if hint == u64::MAX || range.start() > hint {
+            return;
+        }
+        let mut state = lock(&self.hash);
+        let hashed_to = state.stats.hashed_to;
+        if range.start() < hashed_to {
+            // Bytes inside the hashed prefix changed: start over (rare: a
+            // single-stream fallback rewriting from byte 0).
+            state.hasher = self
+                .expected
+                .as_ref()
+                .map(|d| ContentHasher::like(d, self.size));
+            state.stats.hashed_to = 0;
+            state.stats.restarts += 1;
+            self.hashed_to_hint.store(0, Ordering::Release);
+            if range.start() > 0 {
+                return;
+            }
+        } else if range.start() != hashed_to {
+            return;
+        }
+        if let Some(hasher) = state.hasher.as_mut() {
+            hasher.update(data);
+            state.stats.hashed_to = range.end();
+            state.stats.inline_bytes += range.size();
+            self.hashed_to_hint.store(range.end(), Ordering::Release);
+        }
+    }
+
+    fn advance_hash(&self) -> Result<u64> {
+        const READ_CHUNK: u64 = 1 << 20;
+        let mut state = lock(&self.hash);
+        if state.hasher.is_none() {
+            return Ok(state.stats.hashed_to);
+        }
+        let mut buf = Vec::new();
+        loop {
+            let from = state.stats.hashed_to;
+            let Some(run_end) = lock(&self.tracker).written.run_end_from(from) else {
+                break;
+            };
+            let to = run_end.min(from + READ_CHUNK);
+            let range = ByteRange::new(from, to).expect("run end lies past its start");
+            buf.resize(range.size() as usize, 0);
+            self.file
+                .read_exact_at(&mut buf, from)
+                .map_err(|source| Error::Read {
+                    path: self.path.clone(),
+                    range,
+                    source,
+                })?;
+            let hasher = state.hasher.as_mut().expect("checked above");
+            hasher.update(&buf);
+            state.stats.hashed_to = to;
+            state.stats.reread_bytes += range.size();
+            self.hashed_to_hint.store(to, Ordering::Release);
+        }
+        Ok(state.stats.hashed_to)
+    }
+}
+
+/// Positioned-write backend.
+#[derive(Debug)]
+struct PwriteWriter {
+    inner: Arc<Inner>,
+}
+
+impl FileWriter for PwriteWriter {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let Some(range) = self.inner.begin_write(offset, data.len() as u64)? else {
+            return Ok(());
+        };
+        match self.inner.file.write_all_at(data, offset) {
+            Ok(()) => {
+                self.inner.end_write(range, data);
+                Ok(())
+            }
+            Err(source) => {
+                self.inner.abort_write(range);
+                Err(Error::Write {
+                    path: self.inner.path.clone(),
+                    range,
+                    source,
+                })
+            }
+        }
+    }
+
+    fn release(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PartialFile, StoreConfig};
+    use crate::Error;
+
+    #[test]
+    fn overlapping_writes_in_progress_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial =
+            PartialFile::create(&dir.path().join("p"), 100, None, &StoreConfig::default()).unwrap();
+        let inner = &partial.inner;
+        let first = inner.begin_write(10, 20).unwrap().unwrap();
+        let err = inner.begin_write(29, 5).unwrap_err();
+        assert!(matches!(err, Error::OverlappingWrite { .. }), "{err:?}");
+        // Adjacent is fine.
+        let second = inner.begin_write(30, 5).unwrap().unwrap();
+        inner.end_write(first, &[0; 20]);
+        inner.abort_write(second);
+        // Once the first write is done, its bytes may be written again.
+        let again = inner.begin_write(10, 20).unwrap().unwrap();
+        inner.end_write(again, &[0; 20]);
+        assert!(inner.begin_write(0, 0).unwrap().is_none());
+    }
+}

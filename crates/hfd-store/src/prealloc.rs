@@ -1,0 +1,126 @@
+//! Reserving a file's blocks up front.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use hfd_types::ByteSize;
+
+use crate::{Error, Result, space};
+
+/// How a file's space was reserved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preallocation {
+    /// Blocks are allocated (`fallocate`): later writes cannot hit ENOSPC.
+    Allocated,
+    /// The filesystem cannot allocate up front; the file was only extended
+    /// with `set_len` (sparse). Writes may still fail on a full disk, so the
+    /// store uses positioned writes (an error) rather than a mapping (SIGBUS).
+    Sparse,
+}
+
+/// Reserves `size` bytes for `file` (at `path`, used in messages).
+///
+/// Checks free space first so a full disk fails before any block is taken,
+/// with an error naming the file and the bytes needed. Then calls
+/// `fallocate` (Linux/Android); where that is unsupported it falls back to a
+/// sparse `set_len` and logs a `warn`.
+pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation> {
+    if size == 0 {
+        return Ok(Preallocation::Allocated);
+    }
+    let already = file.metadata().map_or(0, |m| allocated_bytes(&m));
+    let available = space::free_space(path)?;
+    let needed = size.saturating_sub(already);
+    if needed > available {
+        return Err(Error::DiskFull {
+            path: path.to_path_buf(),
+            needed: ByteSize::new(needed),
+            available: ByteSize::new(available),
+        });
+    }
+    match allocate(file, size) {
+        Ok(()) => Ok(Preallocation::Allocated),
+        Err(err) if is_unsupported(&err) => {
+            tracing::warn!(
+                file = %path.display(),
+                size,
+                "filesystem cannot preallocate; using a sparse file and positioned writes"
+            );
+            file.set_len(size).map_err(|source| Error::Preallocate {
+                path: path.to_path_buf(),
+                size: ByteSize::new(size),
+                source,
+            })?;
+            Ok(Preallocation::Sparse)
+        }
+        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+            Err(Error::DiskFull {
+                path: path.to_path_buf(),
+                needed: ByteSize::new(needed),
+                available: ByteSize::new(space::free_space(path).unwrap_or(0)),
+            })
+        }
+        Err(source) => Err(Error::Preallocate {
+            path: path.to_path_buf(),
+            size: ByteSize::new(size),
+            source,
+        }),
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn allocate(file: &File, size: u64) -> io::Result<()> {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size).map_err(Into::into)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn allocate(_file: &File, _size: u64) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+fn is_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+        || err.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
+        || err.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error())
+}
+
+fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Preallocation, allocated_bytes, preallocate};
+
+    #[test]
+    fn allocates_real_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let file = std::fs::File::create(&path).unwrap();
+        let how = preallocate(&file, &path, 8 << 20).unwrap();
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), 8 << 20);
+        if how == Preallocation::Allocated {
+            // Not a sparse set_len: the blocks exist.
+            assert!(allocated_bytes(&meta) >= 8 << 20);
+        }
+    }
+
+    #[test]
+    fn full_disk_fails_up_front_naming_file_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.bin");
+        let file = std::fs::File::create(&path).unwrap();
+        let free = crate::free_space(&path).unwrap();
+        let size = free + (1 << 40);
+        let err = preallocate(&file, &path, size).unwrap_err();
+        assert!(err.is_disk_full(), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("huge.bin"), "{msg}");
+        assert!(msg.contains("needed"), "{msg}");
+        // Nothing was reserved.
+        assert_eq!(file.metadata().unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests of hfd-store against a tempdir.
+
+mod partial;

@@ -1,0 +1,267 @@
+//! Runtime-settable fault injection.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::log::{Origin, Route, lock};
+
+/// What goes wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// Send `bytes` body bytes, wait 50 ms, then reset the TCP connection (RST; under
+    /// HTTP/2 the whole connection, not just the stream). No effect if the body is shorter.
+    ResetAfterBytes(u64),
+    /// Send `bytes` body bytes, then send nothing for `duration`, then continue.
+    StallAfterBytes {
+        /// Body bytes sent before the stall.
+        bytes: u64,
+        /// How long nothing is sent.
+        duration: Duration,
+    },
+    /// Answer with this status (e.g. 500, 502, 503) and a small JSON error body.
+    Status(u16),
+    /// Answer 429 with `Retry-After: secs` and `RateLimit: "resolvers";r=0;t=secs`.
+    RateLimited {
+        /// Seconds in `Retry-After` and in the `t=` of `RateLimit`.
+        retry_after_secs: u64,
+    },
+    /// Answer a range request with 200 and the whole body.
+    IgnoreRange,
+    /// Answer a range request with 206 and the right bytes but a `Content-Range` shifted by one.
+    WrongContentRange,
+    /// Promise the full length, send `missing` bytes less, wait 50 ms, then close the
+    /// connection (FIN; under HTTP/2 the stream is reset).
+    ShortBody {
+        /// Bytes withheld at the end.
+        missing: u64,
+    },
+    /// Send `extra` bytes more than the `Content-Range` (or file size) says; `Content-Length`
+    /// covers them.
+    LongBody {
+        /// Bytes appended.
+        extra: u64,
+    },
+    /// Answer content with a different `ETag` than the resolve step announced.
+    ChangeEtag,
+    /// CDN only: answer 403 as if the presigned URL had expired.
+    ExpiredUrl,
+    /// Wait this long before answering.
+    Delay(Duration),
+}
+
+impl FaultKind {
+    /// Short name, as recorded in [`crate::LogEntry::fault`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ResetAfterBytes(_) => "reset",
+            Self::StallAfterBytes { .. } => "stall",
+            Self::Status(_) => "status",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::IgnoreRange => "ignore-range",
+            Self::WrongContentRange => "wrong-content-range",
+            Self::ShortBody { .. } => "short-body",
+            Self::LongBody { .. } => "long-body",
+            Self::ChangeEtag => "change-etag",
+            Self::ExpiredUrl => "expired-url",
+            Self::Delay(_) => "delay",
+        }
+    }
+
+    /// Whether the fault only makes sense on a response that carries file content.
+    fn needs_content(&self) -> bool {
+        matches!(
+            self,
+            Self::ResetAfterBytes(_)
+                | Self::StallAfterBytes { .. }
+                | Self::IgnoreRange
+                | Self::WrongContentRange
+                | Self::ShortBody { .. }
+                | Self::LongBody { .. }
+                | Self::ChangeEtag
+        )
+    }
+
+    fn needs_range(&self) -> bool {
+        matches!(self, Self::IgnoreRange | Self::WrongContentRange)
+    }
+}
+
+/// Which requests a fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// Every request on either listener.
+    Any,
+    /// Every request to the hub listener.
+    Hub,
+    /// `/api/...` JSON endpoints.
+    Api,
+    /// `/resolve/` requests.
+    Resolve,
+    /// `/api/resolve-cache/` (regular file content of public repos).
+    ResolveCache,
+    /// The CDN listener.
+    Cdn,
+}
+
+impl FaultTarget {
+    fn matches(self, origin: Origin, route: Route) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Hub => origin == Origin::Hub,
+            Self::Api => route == Route::Api,
+            Self::Resolve => route == Route::Resolve,
+            Self::ResolveCache => route == Route::ResolveCache,
+            Self::Cdn => origin == Origin::Cdn,
+        }
+    }
+}
+
+/// A fault plus its scope: which requests, how many times.
+///
+/// ```
+/// use hfd_testkit::{Fault, FaultKind, FaultTarget};
+/// let f = Fault::new(FaultKind::ResetAfterBytes(1000)).on(FaultTarget::Cdn).times(2);
+/// # let _ = f;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Fault {
+    kind: FaultKind,
+    target: FaultTarget,
+    path_contains: Option<String>,
+    ranged_only: bool,
+    times: Option<u64>,
+}
+
+impl Fault {
+    /// Fires once, on the next request it applies to, on any listener.
+    ///
+    /// Content faults (reset, stall, short/long body, range and ETag faults) only apply to
+    /// responses carrying file bytes; `IgnoreRange`/`WrongContentRange` only to range requests;
+    /// `ExpiredUrl` only to the CDN.
+    pub fn new(kind: FaultKind) -> Self {
+        Self {
+            kind,
+            target: FaultTarget::Any,
+            path_contains: None,
+            ranged_only: false,
+            times: Some(1),
+        }
+    }
+
+    /// Restricts the fault to one class of requests.
+    #[must_use]
+    pub fn on(mut self, target: FaultTarget) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// Restricts the fault to requests whose raw (percent-encoded) path contains `needle`.
+    #[must_use]
+    pub fn path_contains(mut self, needle: &str) -> Self {
+        self.path_contains = Some(needle.to_owned());
+        self
+    }
+
+    /// Restricts the fault to requests with a `Range` header.
+    #[must_use]
+    pub fn ranged_only(mut self) -> Self {
+        self.ranged_only = true;
+        self
+    }
+
+    /// Fires on the next `n` matching requests.
+    #[must_use]
+    pub fn times(mut self, n: u64) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    /// Fires on every matching request until cleared.
+    #[must_use]
+    pub fn always(mut self) -> Self {
+        self.times = None;
+        self
+    }
+
+    /// The fault kind.
+    pub fn kind(&self) -> &FaultKind {
+        &self.kind
+    }
+}
+
+/// Facts about a request, used to pick a fault.
+pub(crate) struct RequestFacts<'a> {
+    pub(crate) origin: Origin,
+    pub(crate) route: Route,
+    pub(crate) path: &'a str,
+    pub(crate) has_range: bool,
+    pub(crate) has_content: bool,
+}
+
+/// The fault knobs of a running hub. Rules are tried in insertion order; the first that
+/// applies to a request fires (and uses up one of its `times`).
+#[derive(Debug)]
+pub struct Faults {
+    rules: Mutex<Vec<Fault>>,
+    url_ttl_secs: AtomicU64,
+}
+
+impl Faults {
+    pub(crate) fn new(url_ttl: Duration) -> Self {
+        Self {
+            rules: Mutex::new(Vec::new()),
+            url_ttl_secs: AtomicU64::new(url_ttl.as_secs()),
+        }
+    }
+
+    /// Adds a fault rule.
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.rules).push(fault);
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        lock(&self.rules).clear();
+    }
+
+    /// Rules that can still fire.
+    pub fn pending(&self) -> usize {
+        lock(&self.rules).len()
+    }
+
+    /// Sets `X-Amz-Expires` of CDN URLs signed from now on (whole seconds; 0 = already
+    /// expired). The CDN answers 403 once `X-Amz-Date + X-Amz-Expires` has passed.
+    pub fn set_cdn_url_ttl(&self, ttl: Duration) {
+        self.url_ttl_secs.store(ttl.as_secs(), Ordering::SeqCst);
+    }
+
+    pub(crate) fn cdn_url_ttl_secs(&self) -> u64 {
+        self.url_ttl_secs.load(Ordering::SeqCst)
+    }
+
+    /// Finds and consumes the first applicable rule.
+    pub(crate) fn take(&self, facts: &RequestFacts<'_>, content_only: bool) -> Option<FaultKind> {
+        let mut rules = lock(&self.rules);
+        let idx = rules.iter().position(|f| {
+            f.target.matches(facts.origin, facts.route)
+                && f.kind.needs_content() == content_only
+                && (!f.kind.needs_content() || facts.has_content)
+                && (!(f.ranged_only || f.kind.needs_range()) || facts.has_range)
+                && (f.kind != FaultKind::ExpiredUrl || facts.origin == Origin::Cdn)
+                && f.path_contains
+                    .as_deref()
+                    .is_none_or(|n| facts.path.contains(n))
+        })?;
+        let kind = rules[idx].kind.clone();
+        match &mut rules[idx].times {
+            Some(n) if *n <= 1 => {
+                rules.remove(idx);
+            }
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        Some(kind)
+    }
+}

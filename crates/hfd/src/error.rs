@@ -1,0 +1,158 @@
+//! The user-facing error: one enum the CLI maps to exit codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Result with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why a download did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The hub refused or could not answer (listing, resolve, auth).
+    #[error(transparent)]
+    Hub(#[from] hfd_hub::Error),
+    /// The transport could not be set up (TLS roots, proxy).
+    #[error(transparent)]
+    Http(#[from] hfd_http::Error),
+    /// The engine could not start (configuration, free space).
+    #[error(transparent)]
+    Engine(#[from] hfd_engine::Error),
+    /// A local path would leave the target folder (through `..` or an
+    /// existing symlink).
+    #[error("refusing to write {path:?}: it would resolve outside {}", root.display())]
+    UnsafeTarget {
+        /// The repo path.
+        path: String,
+        /// The target folder.
+        root: PathBuf,
+    },
+    /// Reading or writing the target folder failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"cannot create"` …).
+        action: &'static str,
+        /// The path concerned.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some files failed; the others are complete. `first` is the first failure.
+    #[error("{failed} of {total} files failed; first: {path}: {first}")]
+    Files {
+        /// Files that failed.
+        failed: usize,
+        /// Files attempted.
+        total: usize,
+        /// Repo path of the first failure.
+        path: String,
+        /// The first failure.
+        #[source]
+        first: Box<hfd_engine::Error>,
+    },
+    /// Interrupted (Ctrl-C); partial files are kept.
+    #[error("interrupted")]
+    Cancelled,
+}
+
+/// The failure classes of the documented exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad input from the user (repo id, revision, endpoint, options).
+    Usage,
+    /// Repository, revision or file not found.
+    NotFound,
+    /// Missing or rejected token, gated or forbidden repository.
+    Auth,
+    /// The network failed (unreachable, timeouts, resets after retries).
+    Network,
+    /// The server kept rate limiting us.
+    RateLimited {
+        /// How long the server asked to wait, when it said.
+        wait: Option<Duration>,
+    },
+    /// Bytes did not match the hub's hash or the server contradicted itself.
+    Integrity,
+    /// Local disk problem: full, unwritable, unsafe target.
+    Disk,
+    /// The server's answers could not be understood (not a hub, malformed).
+    Protocol,
+    /// Interrupted by the user.
+    Cancelled,
+}
+
+impl Error {
+    /// The failure class.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Hub(e) => hub_kind(e.kind()),
+            Self::Http(_) => ErrorKind::Usage,
+            Self::Engine(e) => engine_kind(e),
+            Self::Files { first, .. } => engine_kind(first),
+            Self::UnsafeTarget { .. } | Self::Io { .. } => ErrorKind::Disk,
+            Self::Cancelled => ErrorKind::Cancelled,
+        }
+    }
+}
+
+impl From<hfd_hub::HubErrorKind> for ErrorKind {
+    fn from(kind: hfd_hub::HubErrorKind) -> Self {
+        hub_kind(kind)
+    }
+}
+
+fn hub_kind(kind: hfd_hub::HubErrorKind) -> ErrorKind {
+    use hfd_hub::HubErrorKind as H;
+    match kind {
+        H::InvalidInput | H::TokenFile => ErrorKind::Usage,
+        H::NotFound | H::RevisionNotFound | H::EntryNotFound => ErrorKind::NotFound,
+        H::Gated | H::InvalidToken | H::Forbidden => ErrorKind::Auth,
+        H::RateLimited { wait } => ErrorKind::RateLimited { wait },
+        H::Unreachable => ErrorKind::Network,
+        H::UnsafePath => ErrorKind::Disk,
+        H::Changed => ErrorKind::Integrity,
+        _ => ErrorKind::Protocol,
+    }
+}
+
+fn engine_kind(e: &hfd_engine::Error) -> ErrorKind {
+    use hfd_engine::Error as E;
+    if e.is_cancelled() {
+        return ErrorKind::Cancelled;
+    }
+    if e.is_integrity() {
+        return ErrorKind::Integrity;
+    }
+    match e {
+        E::Store { .. } | E::Preflight { .. } => ErrorKind::Disk,
+        E::InvalidConfig { .. } => ErrorKind::Usage,
+        E::Source { source, .. } => source_kind(source),
+        E::RetriesExhausted { last, .. } => match last.as_ref() {
+            hfd_engine::TransferError::Source(source) => source_kind(source),
+            _ => ErrorKind::Network,
+        },
+        _ => ErrorKind::Network,
+    }
+}
+
+fn source_kind(e: &hfd_engine::SourceError) -> ErrorKind {
+    use hfd_engine::SourceError as S;
+    // The source adapter keeps the hub error (from a resolve) as the cause.
+    if let Some(hub) = std::error::Error::source(e).and_then(|c| c.downcast_ref::<hfd_hub::Error>())
+    {
+        return hub_kind(hub.kind());
+    }
+    match e {
+        S::Retryable {
+            slow_pool: true,
+            retry_after,
+            ..
+        } => ErrorKind::RateLimited { wait: *retry_after },
+        S::Integrity { .. } => ErrorKind::Integrity,
+        S::Fatal { .. } => ErrorKind::Protocol,
+        _ => ErrorKind::Network,
+    }
+}

@@ -1,0 +1,286 @@
+//! The engine's [`RangeSource`] over the hub client and the HTTP transport.
+//!
+//! Each file is resolved at most once (single-flight, on its first request)
+//! and every range reuses the resulting URL. A CDN answering 401/403/400/410
+//! marks the URL expired; the next request re-resolves it, once for all the
+//! file's workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::{Request, StatusCode, header};
+use tokio::sync::Mutex;
+
+use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
+use hfd_http::{Body, HttpClient, RequestBody};
+use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
+use hfd_types::ByteRange;
+
+/// A resolved URL plus the first `ETag` the download host gave for it.
+#[derive(Debug)]
+struct Slot {
+    resolved: Option<Arc<ResolvedFile>>,
+    /// ETag of the first answer from the download URL: a later answer with
+    /// another one means the file changed under us.
+    seen_etag: Option<String>,
+}
+
+/// Fetches the files of one pinned commit.
+#[derive(Debug)]
+pub(crate) struct HubSource {
+    hub: HubClient,
+    http: HttpClient,
+    repo: RepoRef,
+    commit: Commit,
+    files: Vec<RemoteFile>,
+    slots: Vec<Mutex<Slot>>,
+    resolves: AtomicU64,
+}
+
+/// An error with a message, for causes that are not a typed error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Message(String);
+
+impl HubSource {
+    pub(crate) fn new(
+        hub: HubClient,
+        http: HttpClient,
+        repo: RepoRef,
+        commit: Commit,
+        files: Vec<RemoteFile>,
+    ) -> Self {
+        let slots = files
+            .iter()
+            .map(|_| {
+                Mutex::new(Slot {
+                    resolved: None,
+                    seen_etag: None,
+                })
+            })
+            .collect();
+        Self {
+            hub,
+            http,
+            repo,
+            commit,
+            files,
+            slots,
+            resolves: AtomicU64::new(0),
+        }
+    }
+
+    /// Resolve requests made so far (one per file, plus re-resolves after
+    /// expiry).
+    pub(crate) fn resolves(&self) -> u64 {
+        self.resolves.load(Ordering::Relaxed)
+    }
+
+    fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<Slot>), SourceError> {
+        let index = usize::try_from(key.0).unwrap_or(usize::MAX);
+        match (self.files.get(index), self.slots.get(index)) {
+            (Some(f), Some(s)) => Ok((f, s)),
+            _ => Err(SourceError::fatal(Message(format!("unknown {key}")))),
+        }
+    }
+
+    /// The file's URL, resolving it if needed. With `want_body`, a file not
+    /// yet resolved is opened with a GET, and when the hub serves the
+    /// content itself (regular files) its body comes back too: one request
+    /// instead of a HEAD and a GET.
+    async fn location(
+        &self,
+        key: FileKey,
+        want_body: bool,
+    ) -> Result<(Arc<ResolvedFile>, Option<Body>), SourceError> {
+        let (file, slot) = self.file(key)?;
+        let mut slot = slot.lock().await;
+        if let Some(resolved) = &slot.resolved {
+            return Ok((Arc::clone(resolved), None));
+        }
+        self.resolves.fetch_add(1, Ordering::Relaxed);
+        let (resolved, body) = if want_body {
+            let opened = self
+                .hub
+                .open(&self.repo, &self.commit, file)
+                .await
+                .map_err(hub_error)?;
+            (opened.resolved, opened.body)
+        } else {
+            let resolved = self
+                .hub
+                .resolve(&self.repo, &self.commit, file)
+                .await
+                .map_err(hub_error)?;
+            (resolved, None)
+        };
+        let resolved = Arc::new(resolved);
+        slot.resolved = Some(Arc::clone(&resolved));
+        Ok((resolved, body))
+    }
+
+    /// Forgets `stale` so the next request re-resolves (unless another
+    /// worker already replaced it).
+    async fn expire(&self, key: FileKey, stale: &Arc<ResolvedFile>) {
+        if let Ok((_, slot)) = self.file(key) {
+            let mut slot = slot.lock().await;
+            if slot
+                .resolved
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, stale))
+            {
+                slot.resolved = None;
+            }
+        }
+    }
+
+    /// Records the download host's ETag; a change mid-download is an
+    /// integrity error.
+    async fn check_etag(&self, key: FileKey, headers: &http::HeaderMap) -> Result<(), SourceError> {
+        let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return Ok(());
+        };
+        let (file, slot) = self.file(key)?;
+        let mut slot = slot.lock().await;
+        match &slot.seen_etag {
+            None => {
+                slot.seen_etag = Some(etag.to_owned());
+                Ok(())
+            }
+            Some(seen) if seen == etag => Ok(()),
+            Some(seen) => Err(SourceError::integrity(Message(format!(
+                "{}: the server's ETag changed from {seen} to {etag} during the download",
+                file.path
+            )))),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        key: FileKey,
+        range: Option<ByteRange>,
+    ) -> Result<BodyStream, SourceError> {
+        let (file, _) = self.file(key)?;
+        let whole = range.is_none_or(|r| r.start() == 0 && r.end() == file.size);
+        let (resolved, body) = self.location(key, whole).await?;
+        if let Some(body) = body {
+            // The hub answered the GET with the whole file (200).
+            return Ok(stream(body));
+        }
+        let headers = self.hub.download_headers(&resolved);
+        let url = resolved.url.expose();
+        let outcome = match range {
+            Some(range) => self
+                .http
+                .get_range(url, range, Some(file.size), &headers)
+                .await
+                .map(|r| (r.headers, r.body)),
+            None => self.get_whole(url, &headers).await,
+        };
+        match outcome {
+            Ok((response_headers, body)) => {
+                self.check_etag(key, &response_headers).await?;
+                Ok(stream(body))
+            }
+            Err(e) => {
+                if resolved.is_cdn && is_expiry(&e) {
+                    self.expire(key, &resolved).await;
+                    return Err(SourceError::url_expired(e));
+                }
+                Err(http_error(e))
+            }
+        }
+    }
+
+    async fn get_whole(
+        &self,
+        url: &str,
+        headers: &http::HeaderMap,
+    ) -> hfd_http::Result<(http::HeaderMap, Body)> {
+        let mut builder = Request::get(url);
+        for (k, v) in headers {
+            builder = builder.header(k, v);
+        }
+        let request =
+            builder
+                .body(RequestBody::default())
+                .map_err(|e| hfd_http::Error::InvalidUrl {
+                    url: url.into(),
+                    reason: e.to_string(),
+                })?;
+        let response = self.http.send(request).await?;
+        if response.status() != StatusCode::OK {
+            let retry_after_secs = response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            return Err(hfd_http::Error::Status {
+                url: url.into(),
+                status: response.status(),
+                retry_after_secs,
+            });
+        }
+        let (parts, body) = response.into_parts();
+        Ok((parts.headers, body))
+    }
+}
+
+impl RangeSource for HubSource {
+    async fn fetch_range(
+        &self,
+        key: FileKey,
+        range: ByteRange,
+        _slot: SlotId,
+    ) -> Result<BodyStream, SourceError> {
+        self.fetch(key, Some(range)).await
+    }
+
+    async fn fetch_whole(&self, key: FileKey, _slot: SlotId) -> Result<BodyStream, SourceError> {
+        self.fetch(key, None).await
+    }
+}
+
+fn stream(body: Body) -> BodyStream {
+    futures::stream::unfold(body, |mut body| async move {
+        let chunk = body.next_chunk().await?;
+        Some((chunk.map_err(SourceError::retryable), body))
+    })
+    .boxed()
+}
+
+/// A CDN's way of saying the presigned URL is no longer valid.
+fn is_expiry(e: &hfd_http::Error) -> bool {
+    matches!(e.status().map(|s| s.as_u16()), Some(400 | 401 | 403 | 410))
+}
+
+fn http_error(e: hfd_http::Error) -> SourceError {
+    use hfd_http::Error as E;
+    match &e {
+        E::RangeIgnored { .. } => SourceError::range_unsupported(e),
+        E::BadContentRange { .. } | E::SizeMismatch { .. } => SourceError::integrity(e),
+        E::Status {
+            status,
+            retry_after_secs,
+            ..
+        } if matches!(status.as_u16(), 429 | 503) => {
+            let wait = retry_after_secs.map(Duration::from_secs);
+            SourceError::rate_limited(e, wait)
+        }
+        _ if e.is_retryable() => SourceError::retryable(e),
+        _ => SourceError::fatal(e),
+    }
+}
+
+fn hub_error(e: hfd_hub::Error) -> SourceError {
+    if let hfd_hub::HubErrorKind::RateLimited { wait } = e.kind() {
+        return SourceError::rate_limited(e, wait);
+    }
+    if e.is_retryable() {
+        SourceError::retryable(e)
+    } else {
+        SourceError::fatal(e)
+    }
+}
