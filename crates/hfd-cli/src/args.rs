@@ -81,6 +81,20 @@ pub(crate) struct DownloadArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) local_dir: Option<PathBuf>,
 
+    /// Write the Hugging Face cache layout (blobs, snapshots, refs) under the
+    /// hub cache ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)
+    /// instead of a plain folder.
+    #[arg(long, conflicts_with = "local_dir")]
+    pub(crate) cache: bool,
+
+    /// Write the Hugging Face cache layout under DIR (implies --cache).
+    #[arg(long, value_name = "DIR", conflicts_with = "local_dir")]
+    pub(crate) cache_dir: Option<PathBuf>,
+
+    /// Download every selected file again, even when it is up to date.
+    #[arg(long)]
+    pub(crate) force: bool,
+
     /// Hub endpoint (repeatable for fail-over). Default: $HF_ENDPOINT, else https://huggingface.co.
     #[arg(long, value_name = "URL")]
     pub(crate) endpoint: Vec<String>,

@@ -44,6 +44,28 @@ fn home_dir() -> Option<PathBuf> {
     env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
+/// The hub cache root (protocol §6.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
+/// `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`, `~/.cache/huggingface/hub`.
+fn hub_cache_dir() -> Option<PathBuf> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let expand = |value: String| -> PathBuf {
+        match (value.strip_prefix("~/"), home_dir()) {
+            (Some(rest), Some(home)) => home.join(rest),
+            _ => PathBuf::from(value),
+        }
+    };
+    if let Some(dir) = set("HF_HUB_CACHE").or_else(|| set("HUGGINGFACE_HUB_CACHE")) {
+        return Some(expand(dir));
+    }
+    if let Some(home) = set("HF_HOME") {
+        return Some(expand(home).join("hub"));
+    }
+    if let Some(xdg) = set("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(xdg).join("huggingface").join("hub"));
+    }
+    Some(home_dir()?.join(".cache").join("huggingface").join("hub"))
+}
+
 fn positive(name: &str, value: Option<usize>, default: usize) -> Result<NonZeroUsize> {
     let value = value.unwrap_or(default);
     NonZeroUsize::new(value).with_context(|| format!("--{name} must be at least 1"))
@@ -77,6 +99,16 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     });
     let mut request = DownloadRequest::new(repo, revision, local_dir);
     request.selection = selection;
+    request.force = args.force;
+    request.cache_dir = if let Some(dir) = &args.cache_dir {
+        Some(dir.clone())
+    } else if args.cache {
+        Some(hub_cache_dir().context(
+            "cannot find the hub cache: set HF_HUB_CACHE or HF_HOME, or pass --cache-dir",
+        )?)
+    } else {
+        None
+    };
 
     // Endpoint: --endpoint, else HF_ENDPOINT, else the hub.
     let endpoint_text = match args.endpoint.as_slice() {

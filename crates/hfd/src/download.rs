@@ -27,6 +27,10 @@ pub struct DownloadRequest {
     pub selection: Selection,
     /// Target folder.
     pub local_dir: PathBuf,
+    /// When set, write the Hugging Face cache layout under this root
+    /// instead of a plain folder at `local_dir`. (Not implemented yet: the
+    /// plan refuses it.)
+    pub cache_dir: Option<PathBuf>,
     /// Fetch files again even when they are up to date.
     pub force: bool,
 }
@@ -39,6 +43,7 @@ impl DownloadRequest {
             revision,
             selection: Selection::all(),
             local_dir: local_dir.into(),
+            cache_dir: None,
             force: false,
         }
     }
@@ -135,6 +140,11 @@ impl Downloader {
     /// Pins the revision, lists and filters the files, and compares them
     /// with what `local_dir` already holds.
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
+        if let Some(dir) = &request.cache_dir {
+            return Err(Error::Unsupported {
+                what: format!("the cache layout (--cache / --cache-dir {})", dir.display()),
+            });
+        }
         let repo = self
             .hub
             .plan(&request.repo, &request.revision, &request.selection)

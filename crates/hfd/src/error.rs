@@ -52,6 +52,12 @@ pub enum Error {
         #[source]
         first: Box<hfd_engine::Error>,
     },
+    /// A feature that is not built yet.
+    #[error("{what} is not implemented yet")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
     /// Interrupted (Ctrl-C); partial files are kept.
     #[error("interrupted")]
     Cancelled,
@@ -89,7 +95,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Hub(e) => hub_kind(e.kind()),
-            Self::Http(_) => ErrorKind::Usage,
+            Self::Http(_) | Self::Unsupported { .. } => ErrorKind::Usage,
             Self::Engine(e) => engine_kind(e),
             Self::Files { first, .. } => engine_kind(first),
             Self::UnsafeTarget { .. } | Self::Io { .. } => ErrorKind::Disk,
