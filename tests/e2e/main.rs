@@ -1,1 +1,10 @@
-//! End-to-end tests of the `hfd-rs` binary.
+//! End-to-end tests: the real `hfd-rs` binary against `hfd-testkit`'s fake
+//! hub, started in-process on loopback.
+
+#![expect(
+    clippy::disallowed_methods,
+    reason = "tests read PATH and poll child processes"
+)]
+
+mod cli;
+mod support;

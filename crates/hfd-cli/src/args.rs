@@ -109,7 +109,7 @@ pub(crate) struct DownloadArgs {
     pub(crate) token: Option<String>,
 
     /// Accepted for hfd.sh compatibility; the token alone authenticates.
-    #[arg(long, alias = "hf-username", value_name = "NAME")]
+    #[arg(long = "hf_username", alias = "hf-username", value_name = "NAME")]
     pub(crate) hf_username: Option<String>,
 
     /// Connections per file (aria2c -x). Default: 8.

@@ -109,7 +109,7 @@ impl Reporter for Progress {
     }
 
     fn on_file_failed(&self, key: FileKey, error: &hfd::hfd_engine::Error) {
-        tracing::warn!(file = self.path(key), error = %error, "file failed");
+        tracing::debug!(file = self.path(key), error = %error, "file failed");
     }
 }
 

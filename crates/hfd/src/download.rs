@@ -261,6 +261,7 @@ impl Downloader {
                 failed: failed_count,
                 total,
                 path,
+                reason: crate::error::describe(&first),
                 first: Box::new(first),
             });
         }

@@ -40,7 +40,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Some files failed; the others are complete. `first` is the first failure.
-    #[error("{failed} of {total} files failed; first: {path}: {first}")]
+    #[error("{}{path}: {reason}", if *total > 1 { format!("{failed} of {total} files failed; first: ") } else { String::new() })]
     Files {
         /// Files that failed.
         failed: usize,
@@ -48,8 +48,10 @@ pub enum Error {
         total: usize,
         /// Repo path of the first failure.
         path: String,
+        /// The first failure, described without the engine's wrapper
+        /// messages (see [`describe`]).
+        reason: String,
         /// The first failure.
-        #[source]
         first: Box<hfd_engine::Error>,
     },
     /// A feature that is not built yet.
@@ -101,6 +103,34 @@ impl Error {
             Self::UnsafeTarget { .. } | Self::Io { .. } => ErrorKind::Disk,
             Self::Cancelled => ErrorKind::Cancelled,
         }
+    }
+}
+
+/// One line for an engine error: the messages of its cause chain without
+/// the engine's own wrappers ("source error for file#3", …), which name
+/// internal keys rather than anything the user can act on.
+pub(crate) fn describe(error: &hfd_engine::Error) -> String {
+    const WRAPPERS: [&str; 5] = [
+        "source error for",
+        "source failed",
+        "transient source failure",
+        "source failure",
+        "disk error for",
+    ];
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let is_wrapper = WRAPPERS.iter().any(|w| text.starts_with(w));
+        if !is_wrapper && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    if parts.is_empty() {
+        error.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 
