@@ -103,7 +103,13 @@ async fn hfd_sh_style_arguments_work() {
         .files("org/data")
         .into_iter()
         .map(|f| f.path)
-        .filter(|p| (p.starts_with("data/train/") || p.ends_with(".md")) && !p.contains("00003"))
+        .filter(|p| {
+            (p.starts_with("data/train/")
+                || std::path::Path::new(p)
+                    .extension()
+                    .is_some_and(|e| e == "md"))
+                && !p.contains("00003")
+        })
         .collect();
     want.sort();
     let mut got: Vec<String> = walk(&dir);

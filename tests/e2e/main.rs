@@ -7,4 +7,8 @@
 )]
 
 mod cli;
+mod hostile;
+mod progress;
+mod resume;
 mod support;
+mod verify;

@@ -70,7 +70,7 @@ pub(crate) async fn run_with(
 /// [`run_with`] with a fresh home and a 60 s bound.
 pub(crate) async fn run(args: &[&str]) -> Run {
     let home = tempfile::tempdir().expect("tempdir");
-    run_with(args, &[], home.path(), Duration::from_secs(60)).await
+    run_with(args, &[], home.path(), Duration::from_mins(1)).await
 }
 
 /// Asserts that every file of `repo` at its main revision is under `dir`

@@ -36,6 +36,137 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Download a repository (the default when no subcommand is given).
     Download(DownloadArgs),
+    /// Measure mirror throughput: each endpoint at each connection count,
+    /// into a null sink, then recommend the fastest setting.
+    Bench(BenchArgs),
+    /// Re-hash a finished --local-dir download against the hub's hashes;
+    /// with --repair, download the bad files again.
+    Verify(VerifyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `hfd-rs verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The folder a download wrote (its --local-dir).
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+
+    /// Download files that fail the check again.
+    #[arg(long)]
+    pub(crate) repair: bool,
+
+    /// Check against the local metadata only, without asking the hub.
+    #[arg(long, conflicts_with = "repair")]
+    pub(crate) offline: bool,
+
+    /// Repository id (default: the one recorded in DIR by hfd-rs).
+    #[arg(long = "repo", value_name = "REPO_ID")]
+    pub(crate) repo_id: Option<String>,
+
+    /// The repository is a dataset.
+    #[arg(long)]
+    pub(crate) dataset: bool,
+
+    /// Repository type.
+    #[arg(long, value_enum, conflicts_with = "dataset")]
+    pub(crate) repo_type: Option<RepoTypeArg>,
+
+    /// Hub endpoint. Default: $HF_ENDPOINT, else https://huggingface.co.
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Vec<String>,
+
+    /// Access token. Default: $HF_TOKEN, else the saved login.
+    #[arg(
+        long,
+        visible_alias = "hf_token",
+        alias = "hf-token",
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Proxy URL. Default: $HTTPS_PROXY / $ALL_PROXY.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+
+    /// Print the report as one JSON document.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// More log output on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// Options of `hfd-rs bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Repository id.
+    #[arg(value_name = "REPO_ID")]
+    pub(crate) repo_id: String,
+
+    /// File to fetch (default: the largest file of the repository).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Option<String>,
+
+    /// The repository is a dataset.
+    #[arg(long)]
+    pub(crate) dataset: bool,
+
+    /// Repository type.
+    #[arg(long, value_enum, conflicts_with = "dataset")]
+    pub(crate) repo_type: Option<RepoTypeArg>,
+
+    /// Branch, tag or commit. Default: main.
+    #[arg(long)]
+    pub(crate) revision: Option<String>,
+
+    /// Endpoints to compare (repeatable). Default: $HF_ENDPOINT, else https://huggingface.co.
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Vec<String>,
+
+    /// Connection counts to try, comma-separated.
+    #[arg(
+        short = 'x',
+        long,
+        value_delimiter = ',',
+        default_value = "1,4,8,16,32",
+        value_name = "N,N,..."
+    )]
+    pub(crate) threads: Vec<usize>,
+
+    /// Time spent on each measurement, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub(crate) duration: f64,
+
+    /// Bytes fetched at most per measurement.
+    #[arg(long, default_value = "1G", value_name = "SIZE")]
+    pub(crate) max_bytes: ByteSize,
+
+    /// Access token. Default: $HF_TOKEN, else the saved login.
+    #[arg(
+        long,
+        visible_alias = "hf_token",
+        alias = "hf-token",
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Proxy URL. Default: $HTTPS_PROXY / $ALL_PROXY.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+
+    /// Print the results as one JSON document.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// More log output on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
 }
 
 /// Repository type.
@@ -128,11 +259,16 @@ pub(crate) struct DownloadArgs {
     #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
 
+    /// Cap the total download rate, e.g. 10M (bytes per second).
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) limit_rate: Option<ByteSize>,
+
     /// Print what would be downloaded, download nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
 
-    /// Machine-readable output: the plan as JSON with --dry-run.
+    /// Machine-readable output on stdout: with --dry-run the plan as one JSON
+    /// document, otherwise newline-delimited JSON events (docs/json-events.md).
     #[arg(long)]
     pub(crate) json: bool,
 

@@ -2,15 +2,17 @@
 //! runs the `hfd` library, renders progress and maps errors to exit codes.
 
 mod args;
+mod bench;
 mod exit;
 mod output;
 mod progress;
 mod settings;
+mod verify;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use hfd::hfd_http::HttpClient;
@@ -19,14 +21,18 @@ use hfd::{Downloader, FileAction};
 
 use crate::args::{Cli, Command, DownloadArgs};
 use crate::exit::Failure;
+use crate::progress::{FileLabel, Mode, Progress};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Download(args)) => args,
-        None => cli.download,
+    let (verbose, quiet, json) = match &cli.command {
+        Some(Command::Download(a)) => (a.verbose, a.quiet, a.json),
+        Some(Command::Bench(a)) => (a.verbose, false, a.json),
+        Some(Command::Verify(a)) => (a.verbose, false, a.json),
+        Some(Command::Completions { .. }) => (0, true, false),
+        None => (cli.download.verbose, cli.download.quiet, cli.download.json),
     };
-    output::init_logging(args.verbose, args.quiet);
+    output::init_logging(verbose, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,9 +43,28 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::INTERNAL);
         }
     };
-    match runtime.block_on(download(&args)) {
+    let result = match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "hfd-rs", &mut std::io::stdout());
+            Ok(())
+        }
+        Some(Command::Bench(args)) => runtime.block_on(bench::run(args)),
+        Some(Command::Verify(args)) => runtime.block_on(verify::run(args)),
+        Some(Command::Download(args)) => runtime.block_on(download(args)),
+        None => runtime.block_on(download(&cli.download)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
+            if json {
+                progress::emit(&serde_json::json!({
+                    "event": "error",
+                    "message": failure.message,
+                    "hint": failure.hint,
+                    "exit_code": failure.code,
+                }));
+            }
             output::error_line(&failure.message);
             if let Some(hint) = &failure.hint {
                 output::hint_line(hint);
@@ -58,7 +83,8 @@ async fn download(args: &DownloadArgs) -> Result<(), Failure> {
     }
     let http = HttpClient::new(settings.http.clone()).map_err(|e| Failure::from_hfd(e.into()))?;
     let hub = HubClient::new(settings.hub.clone(), http.clone());
-    let downloader = Downloader::new(hub, http, settings.engine.clone());
+    let downloader = Downloader::new(hub, http.clone(), settings.engine.clone())
+        .with_rate_limit(settings.limit_rate);
     let plan = downloader
         .plan(&settings.request)
         .await
@@ -73,12 +99,33 @@ async fn download(args: &DownloadArgs) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let fetch: Vec<String> = plan.to_fetch().map(|f| f.remote.path.clone()).collect();
-    let progress = Arc::new(progress::Progress::new(fetch, plan.bytes_to_fetch()));
+    if settings.request.cache_dir.is_none() {
+        // Lets `hfd-rs verify --repair DIR` know what to fetch again.
+        let record = hfd::verify::SourceRecord {
+            repo: plan.repo.repo.id.as_str().to_owned(),
+            repo_type: plan.repo.repo.repo_type.as_str().to_owned(),
+            revision: plan.repo.revision.as_str().to_owned(),
+            commit: plan.repo.commit.as_str().to_owned(),
+        };
+        record
+            .write(&settings.request.local_dir)
+            .map_err(Failure::from_hfd)?;
+    }
+    let mode = Mode::choose(args.json, args.quiet);
+    if mode == Mode::Json {
+        output::plan_event(&plan);
+    }
+    let labels: Vec<FileLabel> = plan
+        .to_fetch()
+        .map(|f| FileLabel {
+            path: f.remote.path.clone(),
+            size: f.remote.size,
+        })
+        .collect();
+    let progress = Arc::new(Progress::new(mode, labels, downloader.live()));
     let cancel = CancellationToken::new();
-    let stop_drawing = CancellationToken::new();
-    let drawer = (!args.quiet && !args.json)
-        .then(|| tokio::spawn(Arc::clone(&progress).draw(stop_drawing.clone())));
+    let stop_ticker = CancellationToken::new();
+    let ticker = tokio::spawn(Arc::clone(&progress).tick(stop_ticker.clone()));
     let interrupt = {
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -91,18 +138,19 @@ async fn download(args: &DownloadArgs) -> Result<(), Failure> {
         .download(&plan, Arc::clone(&progress) as _, cancel)
         .await;
     interrupt.abort();
-    stop_drawing.cancel();
-    if let Some(drawer) = drawer {
-        let _ = drawer.await;
-    }
+    stop_ticker.cancel();
+    let _ = ticker.await;
     let report = result.map_err(Failure::from_hfd)?;
     let up_to_date = plan
         .files
         .iter()
         .filter(|f| f.action == FileAction::UpToDate)
         .count();
-    if !args.quiet {
-        output::summary(&plan, &report, up_to_date);
+    let requests = http.stats().requests_sent;
+    match mode {
+        Mode::Json => output::summary_event(&plan, &report, up_to_date, requests),
+        Mode::Quiet => {}
+        Mode::Terminal | Mode::Plain => output::summary(&plan, &report, up_to_date, requests),
     }
     Ok(())
 }

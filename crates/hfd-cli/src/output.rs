@@ -111,8 +111,53 @@ pub(crate) fn plan_json(plan: &DownloadPlan) {
     println!("{doc}");
 }
 
+/// The `plan` event of `--json` (docs/json-events.md).
+pub(crate) fn plan_event(plan: &DownloadPlan) {
+    let repo = &plan.repo;
+    crate::progress::emit(&serde_json::json!({
+        "event": "plan",
+        "repo": repo.repo.id.as_str(),
+        "repo_type": repo.repo.repo_type.as_str(),
+        "revision": repo.revision.as_str(),
+        "commit": repo.commit.as_str(),
+        "local_dir": plan.local_dir.display().to_string(),
+        "files_total": plan.files.len(),
+        "bytes_total": repo.total_bytes,
+        "files_to_fetch": plan.to_fetch().count(),
+        "bytes_to_fetch": plan.bytes_to_fetch(),
+        "plan_requests": repo.requests,
+    }));
+}
+
+/// The `summary` event of `--json`.
+pub(crate) fn summary_event(
+    plan: &DownloadPlan,
+    report: &DownloadReport,
+    up_to_date: usize,
+    requests: u64,
+) {
+    let secs = report.elapsed.as_secs_f64();
+    crate::progress::emit(&serde_json::json!({
+        "event": "summary",
+        "local_dir": plan.local_dir.display().to_string(),
+        "files_done": report.files_done,
+        "files_skipped": up_to_date,
+        "bytes": report.bytes_written,
+        "elapsed_secs": secs,
+        "bytes_per_sec": if secs > 0.0 { (report.bytes_written as f64 / secs) as u64 } else { 0 },
+        "requests": requests,
+        "resolves": report.resolves,
+        "retries": report.retries,
+    }));
+}
+
 /// The final summary on stderr.
-pub(crate) fn summary(plan: &DownloadPlan, report: &DownloadReport, up_to_date: usize) {
+pub(crate) fn summary(
+    plan: &DownloadPlan,
+    report: &DownloadReport,
+    up_to_date: usize,
+    requests: u64,
+) {
     let secs = report.elapsed.as_secs_f64();
     let speed = if secs > 0.0 {
         ByteSize::new((report.bytes_written as f64 / secs) as u64).to_string()
@@ -120,14 +165,13 @@ pub(crate) fn summary(plan: &DownloadPlan, report: &DownloadReport, up_to_date: 
         "-".to_owned()
     };
     eprintln!(
-        "hfd-rs: {} files ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} skipped as up to date; {} requests ({} resolves, {} for the plan), {} retries",
+        "hfd-rs: {} files ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} requests ({} resolves), {} retries",
         report.files_done,
         ByteSize::new(report.bytes_written),
         plan.local_dir.display(),
         up_to_date,
-        report.requests + report.resolves + report.plan_requests,
+        requests,
         report.resolves,
-        report.plan_requests,
         report.retries,
     );
 }

@@ -3,18 +3,20 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hfd::DownloadRequest;
+use hfd::bench::BenchConfig;
 use hfd::hfd_engine::EngineConfig;
-use hfd::hfd_http::{HttpConfig, ProxyConfig, ProxyUrl};
+use hfd::hfd_http::{HttpConfig, NoProxy, ProxyConfig, ProxyUrl};
 use hfd::hfd_hub::{
     DEFAULT_ENDPOINT, Endpoint, HubConfig, RepoId, RepoRef, RepoType, Revision, Selection,
     TokenSource, find_token,
 };
 use hfd_types::ByteSize;
 
-use crate::args::{DownloadArgs, RepoTypeArg};
+use crate::args::{BenchArgs, DownloadArgs, RepoTypeArg, VerifyArgs};
 
 /// Everything a download run needs, resolved once.
 #[derive(Debug)]
@@ -23,8 +25,23 @@ pub(crate) struct Settings {
     pub(crate) http: HttpConfig,
     pub(crate) hub: HubConfig,
     pub(crate) engine: EngineConfig,
+    /// `--limit-rate` in bytes per second.
+    pub(crate) limit_rate: Option<u64>,
     /// Notes to show the user once (ignored flags and the like).
     pub(crate) notes: Vec<String>,
+}
+
+/// Everything `hfd-rs bench` needs.
+#[derive(Debug)]
+pub(crate) struct BenchSettings {
+    pub(crate) repo: RepoRef,
+    pub(crate) revision: Revision,
+    pub(crate) file: Option<String>,
+    /// One hub configuration per endpoint to compare.
+    pub(crate) endpoints: Vec<HubConfig>,
+    pub(crate) http: HttpConfig,
+    pub(crate) threads: Vec<usize>,
+    pub(crate) config: BenchConfig,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -71,17 +88,70 @@ fn positive(name: &str, value: Option<usize>, default: usize) -> Result<NonZeroU
     NonZeroUsize::new(value).with_context(|| format!("--{name} must be at least 1"))
 }
 
+fn repo_type(dataset: bool, repo_type: Option<RepoTypeArg>) -> RepoType {
+    match (dataset, repo_type) {
+        (true, _) | (false, Some(RepoTypeArg::Dataset)) => RepoType::Dataset,
+        (false, Some(RepoTypeArg::Space)) => RepoType::Space,
+        (false, Some(RepoTypeArg::Model) | None) => RepoType::Model,
+    }
+}
+
+/// `--endpoint` values, else `HF_ENDPOINT`, else the hub.
+fn endpoints(flags: &[String]) -> Result<Vec<Endpoint>> {
+    if flags.is_empty() {
+        let text = env("HF_ENDPOINT")
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+        return Ok(vec![Endpoint::parse(text.trim())?]);
+    }
+    flags
+        .iter()
+        .map(|e| Endpoint::parse(e.trim()).map_err(Into::into))
+        .collect()
+}
+
+/// The hub configuration for one endpoint: the token and where it may go.
+fn hub_config(endpoint: Endpoint, token_flag: Option<&str>) -> Result<HubConfig> {
+    let found = find_token(token_flag, env, home_dir().as_deref())?;
+    let found =
+        found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));
+    // A saved login is sent to the official hub only; a token the user put
+    // on the command line or in HF_TOKEN is for whatever endpoint they chose.
+    let send_token_to_endpoint = endpoint.is_official()
+        || found
+            .as_ref()
+            .is_some_and(|f| matches!(f.source, TokenSource::Explicit | TokenSource::Env(_)));
+    let mut hub = HubConfig::default();
+    hub.endpoint = endpoint;
+    hub.token = found.map(|f| f.token);
+    hub.send_token_to_endpoint = send_token_to_endpoint;
+    Ok(hub)
+}
+
+/// Transport settings: proxy and extra CA certificates.
+fn http_config(proxy_flag: Option<&str>) -> Result<HttpConfig> {
+    let mut http = HttpConfig::default();
+    http.proxy = match proxy_flag {
+        Some(url) => {
+            Some(ProxyConfig::all(ProxyUrl::parse(url)?).with_no_proxy(NoProxy::from_env(env)))
+        }
+        None => ProxyConfig::from_env(env)?,
+    };
+    if let Some(ca) = env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        http.extra_ca_files.push(PathBuf::from(ca));
+    }
+    Ok(http)
+}
+
 pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     let mut notes = Vec::new();
     let Some(repo_id) = args.repo_id.as_deref() else {
         bail!("missing REPO_ID (try `hfd-rs --help`)");
     };
-    let repo_type = match (args.dataset, args.repo_type) {
-        (true, _) | (false, Some(RepoTypeArg::Dataset)) => RepoType::Dataset,
-        (false, Some(RepoTypeArg::Space)) => RepoType::Space,
-        (false, Some(RepoTypeArg::Model) | None) => RepoType::Model,
-    };
-    let repo = RepoRef::new(RepoId::new(repo_id)?, repo_type);
+    let repo = RepoRef::new(
+        RepoId::new(repo_id)?,
+        repo_type(args.dataset, args.repo_type),
+    );
     let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
     let mut selection = Selection::all();
     if !args.include.is_empty() {
@@ -109,36 +179,18 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     } else {
         None
     };
+    // huggingface_hub's switch for filesystems without symlinks (§6.10).
+    request.cache_symlinks = !env_bool("HF_HUB_DISABLE_SYMLINKS");
 
-    // Endpoint: --endpoint, else HF_ENDPOINT, else the hub.
-    let endpoint_text = match args.endpoint.as_slice() {
-        [] => env("HF_ENDPOINT")
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned()),
-        [one] => one.clone(),
-        [first, ..] => {
-            notes.push(format!(
-                "several --endpoint values given; fail-over is not implemented yet, using {first}"
-            ));
-            first.clone()
-        }
-    };
-    let endpoint = Endpoint::parse(endpoint_text.trim())?;
-
-    // Token: --token/--hf_token, HF_TOKEN, the token file.
-    let found = find_token(args.token.as_deref(), env, home_dir().as_deref())?;
-    let found =
-        found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));
-    // A saved login is sent to the official hub only; a token the user put
-    // on the command line or in HF_TOKEN is for whatever endpoint they chose.
-    let send_token_to_endpoint = endpoint.is_official()
-        || found
-            .as_ref()
-            .is_some_and(|f| matches!(f.source, TokenSource::Explicit | TokenSource::Env(_)));
-    let mut hub = HubConfig::default();
-    hub.endpoint = endpoint;
-    hub.token = found.map(|f| f.token);
-    hub.send_token_to_endpoint = send_token_to_endpoint;
+    let mut all_endpoints = endpoints(&args.endpoint)?;
+    if all_endpoints.len() > 1 {
+        notes.push(format!(
+            "several --endpoint values given; fail-over is not implemented yet, using {}",
+            all_endpoints[0].as_str()
+        ));
+    }
+    let endpoint = all_endpoints.swap_remove(0);
+    let hub = hub_config(endpoint, args.token.as_deref())?;
 
     if let Some(tool) = &args.tool {
         notes.push(format!(
@@ -146,20 +198,8 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
         ));
     }
 
-    // Transport.
-    let mut http = HttpConfig::default();
-    http.proxy = match &args.proxy {
-        Some(url) => {
-            let proxy = ProxyUrl::parse(url)?;
-            Some(ProxyConfig::all(proxy).with_no_proxy(hfd::hfd_http::NoProxy::from_env(env)))
-        }
-        None => ProxyConfig::from_env(env)?,
-    };
-    if let Some(ca) = env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
-        http.extra_ca_files.push(PathBuf::from(ca));
-    }
+    let mut http = http_config(args.proxy.as_deref())?;
 
-    // Engine.
     let mut engine = EngineConfig::default();
     engine.connections_per_file = positive("threads", args.threads, 8)?;
     engine.files_in_flight = positive("jobs", args.jobs, 4)?;
@@ -174,12 +214,78 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     } else {
         engine.min_split_size = ByteSize::mib(1);
     }
+    let limit_rate = match args.limit_rate {
+        Some(rate) if rate.bytes() == 0 => bail!("--limit-rate must be at least 1 byte per second"),
+        Some(rate) => Some(rate.bytes()),
+        None => None,
+    };
 
     Ok(Settings {
         request,
         http,
         hub,
         engine,
+        limit_rate,
         notes,
+    })
+}
+
+pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
+    let repo = RepoRef::new(
+        RepoId::new(&args.repo_id)?,
+        repo_type(args.dataset, args.repo_type),
+    );
+    let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
+    let endpoints = endpoints(&args.endpoint)?
+        .into_iter()
+        .map(|e| hub_config(e, args.token.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut threads = args.threads.clone();
+    threads.sort_unstable();
+    threads.dedup();
+    if threads.is_empty() || threads[0] == 0 {
+        bail!("--threads needs connection counts of at least 1, e.g. 1,4,8,16");
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0 && args.duration <= 3600.0) {
+        bail!("--duration must be between 0 and 3600 seconds");
+    }
+    let mut config = BenchConfig::default();
+    config.duration = Duration::from_secs_f64(args.duration);
+    config.max_bytes = args.max_bytes.bytes().max(1);
+    Ok(BenchSettings {
+        repo,
+        revision,
+        file: args.file.clone(),
+        endpoints,
+        http: http_config(args.proxy.as_deref())?,
+        threads,
+        config,
+    })
+}
+
+/// Everything `hfd-rs verify` needs.
+#[derive(Debug)]
+pub(crate) struct VerifySettings {
+    /// The repository given on the command line (else the folder's record).
+    pub(crate) repo: Option<RepoRef>,
+    pub(crate) hub: HubConfig,
+    pub(crate) http: HttpConfig,
+    pub(crate) engine: EngineConfig,
+}
+
+pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
+    let repo = match &args.repo_id {
+        Some(id) => Some(RepoRef::new(
+            RepoId::new(id)?,
+            repo_type(args.dataset, args.repo_type),
+        )),
+        None => None,
+    };
+    let endpoint = endpoints(&args.endpoint)?.swap_remove(0);
+    Ok(VerifySettings {
+        repo,
+        hub: hub_config(endpoint, args.token.as_deref())?,
+        http: http_config(args.proxy.as_deref())?,
+        engine: EngineConfig::default(),
     })
 }

@@ -73,6 +73,17 @@ pub struct EngineConfig {
     /// Bytes a connection collects before one blocking write. Bounds the
     /// memory per connection. Default: 1 MiB.
     pub write_batch: ByteSize,
+    /// A file with a journal (see `FileJob::identity`) is flushed and its
+    /// newly durable ranges journaled at least this often while it has
+    /// unjournaled bytes. Default: 1 s.
+    pub journal_interval: Duration,
+    /// ... and as soon as this many bytes were written since the last
+    /// journal commit. `None` (the default) means a quarter segment per
+    /// connection: `connections_per_file × min_split_size / 4`. With the
+    /// write batch of journaled files capped at an eighth of a segment, the
+    /// bytes a `kill -9` loses (unjournaled + unwritten batches + bytes in
+    /// flight) stay under one segment per connection.
+    pub journal_bytes: Option<ByteSize>,
     /// Check free space of the whole plan before starting. Default: true.
     pub preflight: bool,
     /// Verify each file's digest (when the job has one). Default: true.
@@ -94,6 +105,8 @@ impl Default for EngineConfig {
             slow_grace: Duration::from_secs(10),
             hedging: true,
             write_batch: ByteSize::mib(1),
+            journal_interval: Duration::from_secs(1),
+            journal_bytes: None,
             preflight: true,
             verify: true,
             store: StoreConfig::default(),
@@ -102,6 +115,26 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// Bytes written since the last journal commit that trigger the next
+    /// one (see [`journal_bytes`](Self::journal_bytes)).
+    pub fn journal_threshold(&self) -> u64 {
+        self.journal_bytes.map_or_else(
+            || {
+                let per_connection = (self.min_split_size.bytes() / 4).max(1);
+                per_connection.saturating_mul(self.connections_per_file.get() as u64)
+            },
+            ByteSize::bytes,
+        )
+    }
+
+    /// The write batch for a journaled file: at most an eighth of a segment
+    /// (never below 16 KiB), so a connection's unwritten batch stays small
+    /// next to a segment.
+    pub(crate) fn journaled_write_batch(&self) -> u64 {
+        let eighth = (self.min_split_size.bytes() / 8).max(16 * 1024);
+        self.write_batch.bytes().min(eighth)
+    }
+
     /// Checks the settings once, before a run.
     pub fn validate(&self) -> Result<()> {
         let invalid = |reason| Err(Error::InvalidConfig { reason });
@@ -116,6 +149,12 @@ impl EngineConfig {
         }
         if self.stall_timeout.is_zero() {
             return invalid("stall_timeout must be positive");
+        }
+        if self.journal_interval.is_zero() {
+            return invalid("journal_interval must be positive");
+        }
+        if self.journal_bytes.is_some_and(|b| b.bytes() == 0) {
+            return invalid("journal_bytes must be at least 1 byte");
         }
         if self.retry.max_attempts == 0 {
             return invalid("retry.max_attempts must be at least 1");
@@ -140,6 +179,21 @@ mod tests {
             let late = p.backoff(30);
             assert!(late >= Duration::from_secs(4) && late <= Duration::from_secs(8));
         }
+    }
+
+    #[test]
+    fn journal_commit_threshold_and_batch_follow_the_segment() {
+        let c = EngineConfig::default();
+        // 8 connections x 1 MiB / 4.
+        assert_eq!(c.journal_threshold(), 2 << 20);
+        assert_eq!(c.journaled_write_batch(), 128 << 10);
+        let c = EngineConfig {
+            journal_bytes: Some(hfd_types::ByteSize::kib(100)),
+            min_split_size: hfd_types::ByteSize::kib(64),
+            ..EngineConfig::default()
+        };
+        assert_eq!(c.journal_threshold(), 100 << 10);
+        assert_eq!(c.journaled_write_batch(), 16 << 10);
     }
 
     #[test]

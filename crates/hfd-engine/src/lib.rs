@@ -44,9 +44,16 @@
 //! Cancelling stops new requests, writes what was already claimed, flushes,
 //! keeps partials and reports [`FileOutcome::Cancelled`] — not a failure.
 //!
+//! Resume: a [`FileJob`] with a [`FileIdentity`] gets a journal (kept by
+//! `hfd-store`). A matching journal from an earlier run is resumed: its
+//! ranges are never requested again ([`Reporter::on_file_resumed`],
+//! [`Summary::bytes_resumed`]). While the file downloads, a committer task
+//! flushes and journals it every [`EngineConfig::journal_interval`] or
+//! [`EngineConfig::journal_bytes`] (default a quarter segment per
+//! connection), and always when the file ends, fails or is cancelled.
+//!
 //! What this crate does not do: HTTP, URLs, repo ids, retries of metadata
-//! requests, choosing file names, the resume journal (issue #5: the engine
-//! flushes each partial and is where `Flushed` ranges will be recorded).
+//! requests, choosing file names, the journal's byte format (`hfd-store`).
 
 #![warn(missing_docs)]
 
@@ -61,6 +68,7 @@ mod worker;
 
 pub use config::{EngineConfig, RetryPolicy};
 pub use error::{Error, Result, TransferError};
+pub use hfd_store::FileIdentity;
 pub use progress::{FileOutcome, NoopReporter, Reporter, RetryEvent, Summary};
 pub use scheduler::{Engine, FileJob};
 pub use source::{BodyStream, BoxError, FileKey, RangeSource, SlotId, SourceError};

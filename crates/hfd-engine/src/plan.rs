@@ -18,6 +18,7 @@
 //!    unhedged lane with the longest expected time to finish, from its
 //!    frontier.
 
+use hfd_store::RangeSet;
 use hfd_types::ByteRange;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,42 @@ impl FilePlan {
             next_lane: 0,
         };
         plan.pending = initial_segments(size, plan.min_split, connections);
+        plan
+    }
+
+    /// A plan for the bytes of `[0, size)` not in `done` (durable from an
+    /// earlier run): those bytes are never handed out. The missing runs are
+    /// the pending ranges; the largest is cut at its midpoint until there
+    /// are `connections` of them or a cut would go below `min_split`.
+    pub(crate) fn resumed(
+        size: u64,
+        min_split: u64,
+        connections: usize,
+        hedging: bool,
+        done: &RangeSet,
+    ) -> Self {
+        let mut plan = Self::new(0, min_split, connections, hedging);
+        let min_split = plan.min_split;
+        plan.pending = done.gaps(size);
+        while plan.pending.len() < connections {
+            let Some((i, largest)) = plan
+                .pending
+                .iter()
+                .copied()
+                .enumerate()
+                .max_by_key(|(i, r)| (r.size(), std::cmp::Reverse(*i)))
+            else {
+                break;
+            };
+            if largest.size() < 2 * min_split {
+                break;
+            }
+            let (low, high) = largest
+                .split_at(largest.start() + largest.size() / 2)
+                .expect("a range of at least 2 bytes splits inside");
+            plan.pending[i] = low;
+            plan.pending.insert(i + 1, high);
+        }
         plan
     }
 
@@ -298,6 +335,7 @@ pub(crate) fn initial_segments(size: u64, min_split: u64, connections: usize) ->
 #[cfg(test)]
 mod tests {
     use super::{FilePlan, GrantKind, initial_segments};
+    use hfd_store::RangeSet;
     use hfd_types::ByteRange;
     use std::time::Duration;
     use tokio::time::Instant;
@@ -422,5 +460,35 @@ mod tests {
             plan.assign(2, now)
                 .is_some_and(|g| g.kind == GrantKind::Hedge)
         );
+    }
+
+    #[test]
+    fn resumed_plan_never_hands_out_done_bytes() {
+        let now = Instant::now();
+        let mut done = RangeSet::new();
+        done.insert(r(0, 40));
+        done.insert(r(50, 60));
+        // Missing: [40, 50) and [60, 100); three connections, min 10: the
+        // 40-byte run is cut into [60, 80) and [80, 100).
+        let mut plan = FilePlan::resumed(100, 10, 3, true, &done);
+        assert_eq!(plan.unclaimed(), 50);
+        let mut granted = Vec::new();
+        for w in 0..3 {
+            let g = plan.assign(w, now).unwrap();
+            assert_eq!(g.kind, GrantKind::Fresh);
+            granted.push(g.range);
+        }
+        granted.sort();
+        assert_eq!(granted, vec![r(40, 50), r(60, 80), r(80, 100)]);
+        for g in &granted {
+            assert!(!done.overlaps(*g), "{g} was already durable");
+        }
+        // Everything done: nothing to do.
+        let mut all = RangeSet::new();
+        all.insert(r(0, 100));
+        assert!(FilePlan::resumed(100, 10, 4, true, &all).is_done());
+        // Nothing done: the same cut as a fresh plan.
+        let fresh = FilePlan::resumed(100, 10, 4, false, &RangeSet::new());
+        assert_eq!(fresh.pending, initial_segments(100, 10, 4));
     }
 }

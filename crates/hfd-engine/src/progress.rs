@@ -33,6 +33,13 @@ pub trait Reporter: Send + Sync {
     fn on_bytes(&self, key: FileKey, bytes: u64) {
         let _ = (key, bytes);
     }
+    /// `bytes` of `key` were already durable from an earlier run (its
+    /// journal) and will not be fetched. Called once, after
+    /// `on_file_start`. Default: counts them as written (`on_bytes`), so
+    /// progress reaches the file size.
+    fn on_file_resumed(&self, key: FileKey, bytes: u64) {
+        self.on_bytes(key, bytes);
+    }
     /// A request failed and will be retried.
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
         let _ = (key, event);
@@ -84,6 +91,8 @@ pub struct Summary {
     pub files: Vec<(FileKey, FileOutcome)>,
     /// Bytes written to disk.
     pub bytes_written: u64,
+    /// Bytes not fetched because a journal showed them durable already.
+    pub bytes_resumed: u64,
     /// Requests sent to the source.
     pub requests: u64,
     /// Retries (failed attempts followed by a new request).

@@ -1,10 +1,10 @@
 //! The engine: files in flight, connections per file, fallback, finalize.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hfd_store::{PartialFile, preflight};
+use hfd_store::{FileIdentity, JournalHeader, PartialFile, RangeSet, SegmentLayout, preflight};
 use hfd_types::ContentDigest;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -30,6 +30,12 @@ pub struct FileJob {
     /// Name the file gets once complete and verified. Its directory must
     /// exist.
     pub final_path: PathBuf,
+    /// The file's identity on the hub. With one, the partial gets a resume
+    /// journal (`<partial>.journal`): a matching journal from an earlier run
+    /// is resumed (its ranges are never fetched again), and durable ranges
+    /// are journaled as the download goes. Without one (tests), no journal
+    /// and every run starts from zero.
+    pub identity: Option<FileIdentity>,
 }
 
 impl FileJob {
@@ -46,7 +52,15 @@ impl FileJob {
             expected: None,
             partial_path: partial_path.into(),
             final_path: final_path.into(),
+            identity: None,
         }
+    }
+
+    /// Sets the identity, which turns on the resume journal.
+    #[must_use]
+    pub fn with_identity(mut self, identity: FileIdentity) -> Self {
+        self.identity = Some(identity);
+        self
     }
 
     /// Sets the digest to verify.
@@ -66,6 +80,7 @@ pub(crate) struct Counters {
     pub(crate) hedges: AtomicU64,
     pub(crate) dropped_slow: AtomicU64,
     pub(crate) long_bodies: AtomicU64,
+    pub(crate) bytes_resumed: AtomicU64,
 }
 
 pub(crate) struct Shared<S> {
@@ -86,6 +101,37 @@ pub(crate) struct FileCtx {
     pub(crate) plan: Mutex<FilePlan>,
     /// Signalled whenever a lane ends (work may have appeared).
     pub(crate) changed: Notify,
+    /// Group-commit trigger of a journaled file.
+    pub(crate) journal: Option<Arc<JournalTrigger>>,
+    /// Bytes collected before one blocking write.
+    pub(crate) write_batch: u64,
+}
+
+/// Counts bytes written since the last journal commit and wakes the
+/// flusher when they reach the threshold.
+#[derive(Debug)]
+pub(crate) struct JournalTrigger {
+    unjournaled: AtomicU64,
+    threshold: u64,
+    wake: Notify,
+}
+
+impl JournalTrigger {
+    fn new(config: &crate::EngineConfig) -> Arc<Self> {
+        Arc::new(Self {
+            unjournaled: AtomicU64::new(0),
+            threshold: config.journal_threshold(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// `bytes` more were written.
+    pub(crate) fn written(&self, bytes: u64) {
+        let total = self.unjournaled.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if total >= self.threshold {
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// Runs downloads: `Engine::new(config, source, reporter).run(jobs, cancel)`.
@@ -134,7 +180,17 @@ impl<S: RangeSource> Engine<S> {
                 .map(|j| (j.partial_path.clone(), j.size))
                 .collect();
             tokio::task::spawn_blocking(move || {
-                preflight(plan.iter().map(|(p, n)| (p.as_path(), *n)))
+                // A partial from an earlier run already holds its blocks
+                // (reused whether it is resumed or restarted): only the rest
+                // is needed, so a nearly done download still fits.
+                let needed: Vec<(PathBuf, u64)> = plan
+                    .into_iter()
+                    .map(|(p, n)| {
+                        let held = allocated_bytes(&p).min(n);
+                        (p, n - held)
+                    })
+                    .collect();
+                preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
             })
             .await
             .map_err(|source| Error::Task { source })?
@@ -168,6 +224,7 @@ impl<S: RangeSource> Engine<S> {
                 .map(|(k, o)| (k, o.unwrap_or(FileOutcome::Cancelled)))
                 .collect(),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            bytes_resumed: c.bytes_resumed.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
             retries: c.retries.load(Ordering::Relaxed),
             splits: c.splits.load(Ordering::Relaxed),
@@ -236,6 +293,38 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .map_err(|source| Error::Task { source })
 }
 
+/// Blocks held on disk by `path` (0 when it does not exist).
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
+}
+
+/// Opens the partial: with an identity through the journal (resuming what
+/// it holds), else from zero. Returns the partial and its durable ranges.
+async fn open_partial(
+    config: &crate::EngineConfig,
+    job: &FileJob,
+    expected: Option<ContentDigest>,
+    connections: usize,
+) -> Result<std::result::Result<(PartialFile, RangeSet), hfd_store::Error>> {
+    let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
+    let header = job.identity.clone().map(|identity| {
+        JournalHeader::new(
+            identity,
+            SegmentLayout::new(
+                config.min_split_size.bytes(),
+                u32::try_from(connections).unwrap_or(u32::MAX),
+            ),
+        )
+    });
+    blocking(move || match header {
+        Some(header) => PartialFile::open_or_create(&path, size, expected, &store, Some(header))
+            .map(|(partial, resume)| (partial, resume.ranges)),
+        None => PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new())),
+    })
+    .await
+}
+
 /// Transfers one file; `Ok` with its digest once it has its final name.
 async fn transfer<S: RangeSource>(
     shared: &Arc<Shared<S>>,
@@ -253,28 +342,57 @@ async fn transfer<S: RangeSource>(
         }
     };
     let expected = if config.verify { job.expected } else { None };
-    let partial = {
-        let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
-        blocking(move || PartialFile::create(&path, size, expected, &store))
-            .await?
-            .map_err(store_err(&job.partial_path))?
-    };
     let min_split = config.min_split_size.bytes();
-    let connections =
-        FilePlan::useful_connections(job.size, min_split, config.connections_per_file.get());
+    let per_file = config.connections_per_file.get();
+    let (partial, done) = open_partial(config, &job, expected, per_file)
+        .await?
+        .map_err(store_err(&job.partial_path))?;
+    if !done.is_empty() {
+        let bytes = done.total();
+        shared
+            .counters
+            .bytes_resumed
+            .fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(file = %job.key, resumed_bytes = bytes, size = job.size, "resuming");
+        shared.reporter.on_file_resumed(job.key, bytes);
+    }
+    let missing = job.size - done.total();
+    let connections = FilePlan::useful_connections(missing, min_split, per_file);
+    let trigger = job.identity.as_ref().map(|_| JournalTrigger::new(config));
+    let write_batch = if trigger.is_some() {
+        config.journaled_write_batch()
+    } else {
+        config.write_batch.bytes()
+    };
     let file = Arc::new(FileCtx {
         key: job.key,
         size: job.size,
         partial: partial.clone(),
-        plan: Mutex::new(FilePlan::new(
+        plan: Mutex::new(FilePlan::resumed(
             job.size,
             min_split,
             connections,
             config.hedging,
+            &done,
         )),
         changed: Notify::new(),
+        journal: trigger.clone(),
+        write_batch,
     });
-    let mut exit = run_workers(shared, &file, connections, false, cancel).await;
+    // Workers run under `work`: cancelled by the caller, or by the flusher
+    // when a journal commit fails.
+    let work = cancel.child_token();
+    let stop_flusher = CancellationToken::new();
+    let committer = trigger.map(|trigger| {
+        tokio::spawn(flush_loop(
+            partial.clone(),
+            trigger,
+            config.journal_interval,
+            stop_flusher.clone(),
+            work.clone(),
+        ))
+    });
+    let mut exit = run_workers(shared, &file, connections, false, &work).await;
     if matches!(exit, Ok(true)) {
         tracing::warn!(file = %job.key, "source ignores range requests; continuing as one stream from byte 0");
         shared.reporter.on_fallback(job.key);
@@ -284,18 +402,26 @@ async fn transfer<S: RangeSource>(
             partial: partial.clone(),
             plan: Mutex::new(FilePlan::new(job.size, u64::MAX, 1, false)),
             changed: Notify::new(),
+            journal: file.journal.clone(),
+            write_batch,
         });
-        exit = run_workers(shared, &whole, 1, true, cancel).await;
+        exit = run_workers(shared, &whole, 1, true, &work).await;
     }
-    // Whatever happened, what was written is made durable. (The journal of
-    // issue #5 will record `flushed.ranges` here.)
-    let flushed = {
+    stop_flusher.cancel();
+    let commit_result = match committer {
+        Some(handle) => handle.await.map_err(|source| Error::Task { source })?,
+        None => Ok(()),
+    };
+    // Whatever happened (done, cancelled, failed), what was written is made
+    // durable and, with a journal, recorded: a rerun resumes from here.
+    let last_flush = {
         let partial = partial.clone();
         blocking(move || partial.flush()).await?
     };
-    let flushed = flushed.map_err(store_err(&job.partial_path));
+    let last_flush = last_flush.map_err(store_err(&job.partial_path));
+    commit_result.map_err(store_err(&job.partial_path))?;
     exit?;
-    flushed?;
+    last_flush?;
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
@@ -304,6 +430,44 @@ async fn transfer<S: RangeSource>(
         .await?
         .map_err(store_err(&job.partial_path))?;
     Ok(finalized.digest)
+}
+
+/// Group commit of a journaled file: flushes (which journals the newly
+/// durable ranges) every `interval` while bytes were written, and as soon
+/// as the trigger's threshold is reached. A failed commit cancels `work`
+/// and is returned.
+async fn flush_loop(
+    partial: PartialFile,
+    trigger: Arc<JournalTrigger>,
+    interval: std::time::Duration,
+    stop: CancellationToken,
+    work: CancellationToken,
+) -> std::result::Result<(), hfd_store::Error> {
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(()),
+            () = trigger.wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+        if trigger.unjournaled.swap(0, Ordering::AcqRel) == 0 {
+            continue;
+        }
+        let p = partial.clone();
+        let result = tokio::task::spawn_blocking(move || p.flush())
+            .await
+            .unwrap_or_else(|join| {
+                Err(hfd_store::Error::Flush {
+                    path: partial.path().to_path_buf(),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            });
+        if let Err(e) = result {
+            tracing::error!(file = %partial.path().display(), error = %e, "journal commit failed");
+            work.cancel();
+            return Err(e);
+        }
+    }
 }
 
 /// Runs `n` workers on `file` until none has work. `Ok(true)` when the

@@ -228,7 +228,7 @@ impl<S: RangeSource> Worker<S> {
         let mut pos = start;
         let mut batch = Batch::default();
         let mut wrote = false;
-        let write_batch = self.shared.config.write_batch.bytes();
+        let write_batch = self.file.write_batch;
         let stall = self.shared.config.stall_timeout;
         let end = loop {
             let next = tokio::select! {
@@ -361,6 +361,9 @@ impl<S: RangeSource> Worker<S> {
             .counters
             .bytes_written
             .fetch_add(bytes, Ordering::Relaxed);
+        if let Some(journal) = &self.file.journal {
+            journal.written(bytes);
+        }
         self.shared.reporter.on_bytes(self.file.key, bytes);
         Ok(())
     }

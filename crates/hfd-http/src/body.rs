@@ -29,6 +29,10 @@ pub struct Body {
     info: ConnectionInfo,
     /// Set once the end, an error or a stall was reported.
     done: bool,
+    /// Most body bytes accepted ([`Body::expect_len`]).
+    limit: Option<u64>,
+    /// Body bytes handed out so far.
+    received: u64,
 }
 
 impl fmt::Debug for Body {
@@ -57,6 +61,28 @@ impl Body {
             origin,
             info,
             done: false,
+            limit: None,
+            received: 0,
+        }
+    }
+
+    /// Caps the body at `len` bytes: up to `len` bytes are handed out, and
+    /// if the server sends more, the next call fails with
+    /// [`Error::BodyTooLong`] and the connection is given up. A body that
+    /// never ends therefore costs at most one frame past `len`.
+    #[must_use]
+    pub fn expect_len(mut self, len: u64) -> Self {
+        self.limit = Some(len);
+        self
+    }
+
+    fn give_up(&mut self) {
+        self.done = true;
+        if let Some(lease) = self.lease.take() {
+            if self.info.protocol == Protocol::Http2 {
+                lease.retire_connection();
+            }
+            lease.discard();
         }
     }
 
@@ -109,13 +135,30 @@ impl Body {
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
-            if let Ok(data) = frame.into_data()
+            if let Ok(mut data) = frame.into_data()
                 && !data.is_empty()
             {
                 self.origin
                     .counters
                     .bytes_received
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(limit) = self.limit {
+                    let room = limit - self.received;
+                    if room == 0 {
+                        tracing::debug!(url = %self.url, connection = %self.info.id,
+                            limit, "body runs past its expected length; giving up the connection");
+                        self.give_up();
+                        return Some(Err(Error::BodyTooLong {
+                            url: self.url.clone(),
+                            expected: limit,
+                        }));
+                    }
+                    if data.len() as u64 > room {
+                        // Hand out what fits; the next call reports the rest.
+                        data.truncate(room as usize);
+                    }
+                }
+                self.received += data.len() as u64;
                 return Some(Ok(data));
             }
         }

@@ -212,9 +212,16 @@ impl HttpClient {
                         continue;
                     }
                     count_request(&lease);
+                    let error = e.into_error();
+                    if error.is_parse() || error.is_parse_too_large() {
+                        return Err(Error::MalformedResponse {
+                            url,
+                            source: Box::new(error),
+                        });
+                    }
                     return Err(Error::Request {
                         url,
-                        source: Box::new(e.into_error()),
+                        source: Box::new(error),
                     });
                 }
             }
@@ -253,15 +260,10 @@ impl HttpClient {
             });
         }
         if status != StatusCode::PARTIAL_CONTENT {
-            let retry_after_secs = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
             return Err(Error::Status {
                 url: redacted,
                 status,
-                retry_after_secs,
+                retry_after_secs: retry_after_secs(response.headers()),
             });
         }
         let raw = response
@@ -294,14 +296,92 @@ impl HttpClient {
                 got,
             });
         }
+        check_content_headers(response.headers(), &redacted, parsed.range.size())?;
         let (parts, body) = response.into_parts();
         Ok(RangeResponse {
             range: parsed.range,
             total: parsed.total,
             headers: parts.headers,
-            body,
+            body: body.expect_len(parsed.range.size()),
         })
     }
+
+    /// GETs the whole of `url` when its size is known and validates the
+    /// answer before returning it: the status must be 200, the body not
+    /// encoded, and `Content-Length` (when given) equal to `size`. The body
+    /// yields at most `size` bytes and then fails with
+    /// [`Error::BodyTooLong`] if the server keeps sending.
+    pub async fn get_whole(
+        &self,
+        url: &str,
+        size: u64,
+        extra_headers: &http::HeaderMap,
+    ) -> Result<(http::HeaderMap, Body)> {
+        let redacted = RedactedUrl::new(url);
+        let mut builder = Request::get(url);
+        for (k, v) in extra_headers {
+            builder = builder.header(k, v);
+        }
+        let request = builder
+            .body(RequestBody::default())
+            .map_err(|e| Error::InvalidUrl {
+                url: redacted.clone(),
+                reason: e.to_string(),
+            })?;
+        let response = self.send(request).await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Err(Error::Status {
+                url: redacted,
+                status,
+                retry_after_secs: retry_after_secs(response.headers()),
+            });
+        }
+        check_content_headers(response.headers(), &redacted, size)?;
+        let (parts, body) = response.into_parts();
+        Ok((parts.headers, body.expect_len(size)))
+    }
+}
+
+fn retry_after_secs(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A content answer must be unencoded and, when it says its length, carry
+/// exactly `expected` bytes.
+pub(crate) fn check_content_headers(
+    headers: &http::HeaderMap,
+    url: &RedactedUrl,
+    expected: u64,
+) -> Result<()> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(encoding.as_bytes());
+        if !text.trim().eq_ignore_ascii_case("identity") {
+            return Err(Error::UnexpectedEncoding {
+                url: url.clone(),
+                encoding: text.chars().filter(|c| !c.is_control()).take(64).collect(),
+            });
+        }
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        let got = first
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        if got != expected || lengths.next().is_some() {
+            return Err(Error::BadContentLength {
+                url: url.clone(),
+                expected,
+                got,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn count_request(lease: &crate::pool::Lease) {

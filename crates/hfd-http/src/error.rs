@@ -51,6 +51,46 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The server sent a body encoded (`Content-Encoding: gzip` …) although
+    /// the request asked for `Accept-Encoding: identity`: the bytes are not
+    /// the file's, and are never written.
+    #[error("{url} sent a {encoding:?}-encoded body although identity was requested")]
+    UnexpectedEncoding {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The `Content-Encoding` received (sanitised, at most 64 characters).
+        encoding: String,
+    },
+    /// The `Content-Length` of a content answer disagrees with the bytes
+    /// asked for (e.g. far larger than the file).
+    #[error("{url} announced a {got}-byte body, expected {expected} bytes")]
+    BadContentLength {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The body size the request called for.
+        expected: u64,
+        /// The `Content-Length` received.
+        got: u64,
+    },
+    /// The body went on past the bytes asked for (an endless or lying body);
+    /// what came before the limit was delivered, the rest dropped.
+    #[error("the body from {url} runs past the expected {expected} bytes")]
+    BodyTooLong {
+        /// Where the body came from.
+        url: RedactedUrl,
+        /// Bytes the body should have had.
+        expected: u64,
+    },
+    /// The response could not be parsed as HTTP (a head larger than the
+    /// limit, garbage instead of a status line …); not retried.
+    #[error("{url} sent a response that is not valid HTTP or exceeds the header limits")]
+    MalformedResponse {
+        /// Where the request went.
+        url: RedactedUrl,
+        /// The parser's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A range request was answered with a status other than 206.
     #[error("server ignored the range request {range} for {url} (status {status})")]
     RangeIgnored {

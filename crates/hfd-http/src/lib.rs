@@ -10,8 +10,14 @@
 //! never follows redirects, because which redirects are safe to follow (and
 //! with which credentials) is a Hub decision made in `hfd-hub`.
 //! [`HttpClient::get_range`] fetches one byte range and checks the answer
-//! (`206`, `Content-Range` matching the request and the expected total)
-//! before any byte is handed out.
+//! (`206`, `Content-Range` matching the request and the expected total, no
+//! `Content-Encoding`, a `Content-Length` equal to the range) before any byte
+//! is handed out; [`HttpClient::get_whole`] does the same for a whole file
+//! of known size. Their bodies yield at most the expected bytes
+//! ([`Body::expect_len`]), so an endless or lying body cannot grow memory or
+//! disk. A response that is not HTTP, or whose head exceeds hyper's limits
+//! (~400 KiB on HTTP/1.1, 16 KiB of headers on HTTP/2), is an error, never an
+//! allocation.
 //!
 //! Connections: at most [`HttpConfig::max_connections_per_host`] TCP
 //! connections per origin. HTTP/1.1 (keep-alive) carries one request at a

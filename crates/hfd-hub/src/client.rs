@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use crate::error::{self, Context, Error, Purpose, Result};
 use crate::file::{RemoteFile, parse_page};
 use crate::headers;
 use crate::repo::{Commit, RepoRef, Revision};
+use crate::repo_path::find_path_collision;
 use crate::selection::Selection;
 use hfd_http::{Body, HttpClient, RequestBody};
 use hfd_types::RedactedUrl;
@@ -280,14 +281,38 @@ impl HubClient {
     /// link, a duplicate path or a next link to a foreign host is an
     /// [`Error::IncompleteListing`]: a truncated listing is never returned.
     pub async fn list_files(&self, repo: &RepoRef, commit: &Commit) -> Result<Vec<RemoteFile>> {
+        let (files, _) = self.list_selected(repo, commit, &Selection::all()).await?;
+        Ok(files)
+    }
+
+    /// [`Self::list_files`], keeping only the files `selection` picks while
+    /// the pages stream in, so memory grows with the selection, not with the
+    /// listing: one page (at most `max_json_bytes`) is held at a time, plus
+    /// 8 bytes per listed path for duplicate detection. Returns the selected
+    /// files and the number of files listed. Fails with
+    /// [`Error::PathNotInListing`] when an explicit path of the selection
+    /// names no listed file.
+    pub async fn list_selected(
+        &self,
+        repo: &RepoRef,
+        commit: &Commit,
+        selection: &Selection,
+    ) -> Result<(Vec<RemoteFile>, usize)> {
         let config = &self.inner.config;
         let mut next = Some(Self::parse_url(
             &self.endpoint().tree_url(repo, commit.as_str()),
         )?);
         let mut files: Vec<RemoteFile> = Vec::new();
-        let mut seen_paths: HashSet<String> = HashSet::new();
+        // Hashes (keyed at random, so a server cannot aim collisions) of
+        // every listed path: 8 bytes each instead of the path. A collision
+        // (odds about n²/2⁶⁵) reports a duplicate that is none; it never
+        // lets a duplicate through.
+        let path_keys = RandomState::new();
+        let mut seen_paths: HashSet<u64> = HashSet::new();
         let mut seen_pages: HashSet<u64> = HashSet::new();
+        let mut explicit_found = vec![false; selection.explicit_paths().len()];
         let mut entries_total = 0usize;
+        let mut listed_files = 0usize;
         let mut page_number = 0u64;
         while let Some(url) = next.take() {
             page_number += 1;
@@ -308,6 +333,7 @@ impl HubClient {
                 )));
             }
             let (page_files, entry_count) = parse_page(&body, &shown)?;
+            drop(body);
             let next_url = self.next_page_url(&final_url, &page_headers)?;
             if entry_count == 0 && next_url.is_some() {
                 return Err(incomplete(format!(
@@ -321,18 +347,38 @@ impl HubClient {
                 });
             }
             for file in page_files {
-                if !seen_paths.insert(file.path.clone()) {
+                if !seen_paths.insert(path_keys.hash_one(file.path.as_str())) {
                     return Err(incomplete(format!(
                         "{:?} is listed twice (page {page_number})",
                         file.path
                     )));
                 }
-                files.push(file);
+                listed_files += 1;
+                for (found, wanted) in explicit_found.iter_mut().zip(selection.explicit_paths()) {
+                    *found = *found || crate::selection::names(wanted, &file.path);
+                }
+                if selection.matches(&file.path) {
+                    files.push(file);
+                }
             }
-            debug!(page = page_number, files = files.len(), "tree page");
+            debug!(
+                page = page_number,
+                listed = listed_files,
+                selected = files.len(),
+                "tree page"
+            );
             next = next_url;
         }
-        Ok(files)
+        if let Some(missing) = explicit_found
+            .iter()
+            .zip(selection.explicit_paths())
+            .find_map(|(found, wanted)| (!found).then_some(wanted))
+        {
+            return Err(Error::PathNotInListing {
+                path: missing.clone(),
+            });
+        }
+        Ok((files, listed_files))
     }
 
     /// Resolves `file` with one `HEAD` on `/resolve/{commit}/{path}`,
@@ -363,7 +409,9 @@ impl HubClient {
 
     /// Pins `revision`, lists the files at that commit and applies
     /// `selection`: what a dry run shows. [`RepoPlan::requests`] counts the
-    /// requests it made.
+    /// requests it made. Selected paths that would overwrite each other on
+    /// a case-insensitive or normalising file system are an
+    /// [`Error::PathCollision`].
     pub async fn plan(
         &self,
         repo: &RepoRef,
@@ -372,14 +420,19 @@ impl HubClient {
     ) -> Result<RepoPlan> {
         let before = self.requests_sent();
         let commit = self.pin_revision(repo, revision).await?;
-        let listing = self.list_files(repo, &commit).await?;
-        let files = selection.filter(&listing)?;
+        let (files, listed_files) = self.list_selected(repo, &commit, selection).await?;
+        if let Some((first, second)) = find_path_collision(files.iter().map(|f| f.path.as_str())) {
+            return Err(Error::PathCollision {
+                first: first.to_owned(),
+                second: second.to_owned(),
+            });
+        }
         let total_bytes = files.iter().map(|f| f.size).sum();
         Ok(RepoPlan {
             repo: repo.clone(),
             revision: revision.clone(),
             commit,
-            listed_files: listing.len(),
+            listed_files,
             files,
             total_bytes,
             requests: self.requests_sent() - before,
@@ -442,7 +495,7 @@ impl HubClient {
             "resolved"
         );
         let body = (method == Method::GET && answer.location.is_none())
-            .then(|| answer.response.into_body());
+            .then(|| answer.response.into_body().expect_len(resolved.size));
         Ok(OpenedFile { resolved, body })
     }
 
@@ -479,11 +532,24 @@ impl HubClient {
         revision: &str,
         purpose: Purpose<'_>,
     ) -> Error {
-        let (parts, body) = answer.response.into_parts();
-        let body = body
+        let (mut parts, body) = answer.response.into_parts();
+        let mut body = body
             .collect_limited(ERROR_BODY_LIMIT)
             .await
             .unwrap_or_default();
+        // A hostile server may echo the token back in its error text, which
+        // ends up in our error message: scrub it first.
+        if let Some(token) = &self.inner.config.token {
+            body = scrub(&body, token.expose().as_bytes()).into();
+            for value in parts.headers.values_mut() {
+                let scrubbed = scrub(value.as_bytes(), token.expose().as_bytes());
+                if scrubbed != value.as_bytes()
+                    && let Ok(clean) = http::HeaderValue::from_bytes(&scrubbed)
+                {
+                    *value = clean;
+                }
+            }
+        }
         let url = RedactedUrl::new(answer.url.as_str());
         let ctx = Context {
             repo,
@@ -525,6 +591,12 @@ impl HubClient {
                 drain(response).await;
                 url = target;
                 continue;
+            }
+            if url.scheme() == "https" && target.scheme() != "https" {
+                return Err(Error::InsecureRedirect {
+                    from: RedactedUrl::new(url.as_str()),
+                    to: RedactedUrl::new(target.as_str()),
+                });
             }
             if api {
                 return Err(Error::OffHubRedirect {
@@ -568,15 +640,26 @@ impl HubClient {
             })?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         debug!(method = %method, url = %shown, auth = authenticated, "hub request");
-        let response =
-            self.inner
-                .http
-                .send(request)
-                .await
-                .map_err(|source| Error::Unreachable {
+        let response = self
+            .inner
+            .http
+            .send(request)
+            .await
+            .map_err(|source| match source {
+                // The server answered, but not in HTTP: say so rather
+                // than "cannot reach".
+                hfd_http::Error::MalformedResponse { source, .. } => Error::Malformed {
+                    url: shown.clone(),
+                    reason: format!(
+                        "the response is not valid HTTP or its header exceeds the limits \
+                             ({source})"
+                    ),
+                },
+                source => Error::Unreachable {
                     url: shown.clone(),
                     source,
-                })?;
+                },
+            })?;
         Ok((response, authenticated))
     }
 
@@ -668,6 +751,25 @@ impl HubClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// `text` with every occurrence of `secret` replaced by `hf_***`.
+fn scrub(text: &[u8], secret: &[u8]) -> Vec<u8> {
+    if secret.is_empty() {
+        return text.to_vec();
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.starts_with(secret) {
+            out.extend_from_slice(b"hf_***");
+            rest = &rest[secret.len()..];
+        } else {
+            out.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    out
 }
 
 /// Capped exponential backoff with ±25 % jitter.
@@ -797,6 +899,17 @@ pub(crate) fn extract_metadata(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.trim().eq_ignore_ascii_case("identity"));
+    if !status.is_redirection() && !identity {
+        return Err(Error::Malformed {
+            url: shown,
+            reason: format!(
+                "{:?} came with Content-Encoding {:?} although identity was asked; the bytes \
+                 would not be the file's",
+                file.path,
+                headers::text(response_headers, "content-encoding").unwrap_or_default()
+            ),
+        });
+    }
     let served_size = headers::number(response_headers, "x-linked-size").or_else(|| {
         (!status.is_redirection() && identity)
             .then(|| headers::number(response_headers, "content-length"))
@@ -1084,6 +1197,16 @@ mod tests {
         f.url = RedactedUrl::new("http://127.0.0.1:9000/api/resolve-cache/a");
         let h = c.download_headers(&f);
         assert!(h[header::AUTHORIZATION].is_sensitive());
+    }
+
+    #[test]
+    fn scrub_removes_every_copy_of_the_secret() {
+        assert_eq!(
+            scrub(b"bad token Bearer hf_x1 and hf_x1.", b"hf_x1"),
+            b"bad token Bearer hf_*** and hf_***."
+        );
+        assert_eq!(scrub(b"hf_", b"hf_x1"), b"hf_");
+        assert_eq!(scrub(b"abc", b""), b"abc");
     }
 
     #[test]

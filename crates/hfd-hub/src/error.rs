@@ -311,6 +311,30 @@ pub enum Error {
         /// Value from the resolve answer.
         served: String,
     },
+    /// A redirect from `https://` to plain `http://` (a downgrade): refused,
+    /// whether it leads to a Hub host or a CDN.
+    #[error("{from} redirected to the insecure {to} (https to http); refusing to follow")]
+    InsecureRedirect {
+        /// The redirecting URL.
+        from: RedactedUrl,
+        /// The target.
+        to: RedactedUrl,
+    },
+    /// Two selected files would land on the same local file on a
+    /// case-insensitive or Unicode-normalising file system (macOS, Windows,
+    /// many network shares): the second would overwrite the first after it
+    /// was verified.
+    #[error(
+        "the listing has both {first:?} and {second:?}, which differ only in letter case or \
+         Unicode normalisation and would overwrite each other on many file systems; select \
+         one of them with --include/--exclude"
+    )]
+    PathCollision {
+        /// The path listed first.
+        first: String,
+        /// The path listed later.
+        second: String,
+    },
     /// The listing has more files than allowed by `HubConfig::max_files`.
     #[error("the repository lists more than {limit} files")]
     TooManyFiles {
@@ -371,7 +395,7 @@ impl Error {
             | Self::InvalidTokenValue { .. }
             | Self::TooManyFiles { .. } => HubErrorKind::InvalidInput,
             Self::TokenFile { .. } => HubErrorKind::TokenFile,
-            Self::UnsafePath { .. } => HubErrorKind::UnsafePath,
+            Self::UnsafePath { .. } | Self::PathCollision { .. } => HubErrorKind::UnsafePath,
             Self::RepoNotFound { .. } => HubErrorKind::NotFound,
             Self::Gated { .. } => HubErrorKind::Gated,
             Self::InvalidToken { .. } => HubErrorKind::InvalidToken,
@@ -382,11 +406,20 @@ impl Error {
             }
             Self::RateLimited { wait, .. } => HubErrorKind::RateLimited { wait: *wait },
             Self::Server { .. } | Self::UnexpectedStatus { .. } => HubErrorKind::Server,
-            Self::Unreachable { .. } => HubErrorKind::Unreachable,
-            Self::Malformed { .. }
+            Self::Unreachable {
+                source:
+                    hfd_http::Error::MalformedResponse { .. }
+                    | hfd_http::Error::UnexpectedEncoding { .. }
+                    | hfd_http::Error::BadContentLength { .. }
+                    | hfd_http::Error::BodyTooLong { .. },
+                ..
+            }
+            | Self::Malformed { .. }
             | Self::IncompleteListing { .. }
             | Self::TooManyRedirects { .. }
-            | Self::OffHubRedirect { .. } => HubErrorKind::Malformed,
+            | Self::OffHubRedirect { .. }
+            | Self::InsecureRedirect { .. } => HubErrorKind::Malformed,
+            Self::Unreachable { .. } => HubErrorKind::Unreachable,
             Self::NotAHub { .. } => HubErrorKind::NotAHub,
             Self::CommitMismatch { .. } | Self::Changed { .. } => HubErrorKind::Changed,
         }

@@ -76,61 +76,115 @@ pub fn parse_tree_page(json: &[u8], url: &RedactedUrl) -> Result<Vec<RemoteFile>
 
 /// [`parse_tree_page`], also returning the number of entries (files and
 /// directories) on the page.
+///
+/// The array is read entry by entry: each entry becomes a [`RemoteFile`]
+/// (or is dropped, for directories) before the next is parsed, so a page
+/// never exists twice in memory. Nesting deeper than serde_json's limit of
+/// 128 levels is an error, not a stack overflow.
 pub(crate) fn parse_page(json: &[u8], url: &RedactedUrl) -> Result<(Vec<RemoteFile>, usize)> {
     let malformed = |reason: String| Error::Malformed {
         url: url.clone(),
         reason,
     };
-    let entries: Vec<RawEntry> = serde_json::from_slice(json).map_err(|e| {
+    let mut reader = serde_json::Deserializer::from_slice(json);
+    let mut visitor = PageVisitor {
+        url,
+        files: Vec::new(),
+        entries: 0,
+        failure: None,
+    };
+    let parsed =
+        serde::Deserializer::deserialize_seq(&mut reader, &mut visitor).and_then(|()| reader.end());
+    if let Some(failure) = visitor.failure {
+        return Err(failure);
+    }
+    parsed.map_err(|e| {
         malformed(format!(
             "the tree listing is not a JSON array of entries: {e}"
         ))
     })?;
-    let entry_count = entries.len();
-    let mut files = Vec::with_capacity(entries.len());
-    for entry in entries {
-        if entry.kind != "file" {
-            continue;
-        }
-        if let Err(problem) = check_repo_path(&entry.path) {
-            return Err(Error::UnsafePath {
-                path: entry.path,
-                problem,
-                url: url.clone(),
-            });
-        }
-        let bad = |what: &str| malformed(format!("{what} for file {:?}", entry.path));
-        let size = entry.size.ok_or_else(|| bad("no size"))?;
-        let Some(Ok(oid @ ContentDigest::GitSha1(_))) =
-            entry.oid.as_deref().map(ContentDigest::from_hex)
-        else {
-            return Err(bad("no valid git oid"));
-        };
-        let lfs_sha256 = match &entry.lfs {
-            None => None,
-            Some(lfs) => {
-                let Ok(d @ ContentDigest::Sha256(_)) = ContentDigest::from_hex(&lfs.oid) else {
-                    return Err(bad("an invalid lfs.oid"));
-                };
-                if lfs.size.is_some_and(|s| s != size) {
-                    return Err(bad("lfs.size different from size"));
+    Ok((visitor.files, visitor.entries))
+}
+
+struct PageVisitor<'u> {
+    url: &'u RedactedUrl,
+    files: Vec<RemoteFile>,
+    entries: usize,
+    /// The first entry that was refused (the parse is stopped there).
+    failure: Option<Error>,
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut PageVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of tree entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<(), A::Error> {
+        while let Some(entry) = seq.next_element::<RawEntry>()? {
+            self.entries += 1;
+            match to_file(entry, self.url) {
+                Ok(Some(file)) => self.files.push(file),
+                Ok(None) => {}
+                Err(e) => {
+                    self.failure = Some(e);
+                    return Err(serde::de::Error::custom("refused entry"));
                 }
-                Some(d)
             }
-        };
-        let xet_hash = entry
-            .xet_hash
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(|h| h.to_ascii_lowercase());
-        files.push(RemoteFile {
+        }
+        Ok(())
+    }
+}
+
+/// One tree entry as a file (`None` for a directory), checked.
+fn to_file(entry: RawEntry, url: &RedactedUrl) -> Result<Option<RemoteFile>> {
+    if entry.kind != "file" {
+        return Ok(None);
+    }
+    if let Err(problem) = check_repo_path(&entry.path) {
+        return Err(Error::UnsafePath {
             path: entry.path,
-            size,
-            oid,
-            lfs_sha256,
-            xet_hash,
+            problem,
+            url: url.clone(),
         });
     }
-    Ok((files, entry_count))
+    let bad = |what: &str| Error::Malformed {
+        url: url.clone(),
+        reason: format!("{what} for file {:?}", entry.path),
+    };
+    let size = entry.size.ok_or_else(|| bad("no size"))?;
+    let Some(Ok(oid @ ContentDigest::GitSha1(_))) =
+        entry.oid.as_deref().map(ContentDigest::from_hex)
+    else {
+        return Err(bad("no valid git oid"));
+    };
+    let lfs_sha256 = match &entry.lfs {
+        None => None,
+        Some(lfs) => {
+            let Ok(d @ ContentDigest::Sha256(_)) = ContentDigest::from_hex(&lfs.oid) else {
+                return Err(bad("an invalid lfs.oid"));
+            };
+            if lfs.size.is_some_and(|s| s != size) {
+                return Err(bad("lfs.size different from size"));
+            }
+            Some(d)
+        }
+    };
+    let xet_hash = entry
+        .xet_hash
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|h| h.to_ascii_lowercase());
+    Ok(Some(RemoteFile {
+        path: entry.path,
+        size,
+        oid,
+        lfs_sha256,
+        xet_hash,
+    }))
 }
 
 #[cfg(test)]
@@ -207,6 +261,44 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("\"../x\""), "{err}");
+    }
+
+    #[test]
+    fn json_bombs_are_malformed_not_crashes() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let deep_field = format!(
+            r#"[{{"type":"file","oid":"{SHA1}","size":1,"path":"a","x":{}{}}}]"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let deep_object = format!("[{}1{}]", r#"{"a":"#.repeat(50_000), "}".repeat(50_000));
+        let huge_number = format!(
+            r#"[{{"type":"file","oid":"{SHA1}","size":1{},"path":"a"}}]"#,
+            "0".repeat(10_000)
+        );
+        // An unknown field is skipped without recursion, however deep.
+        assert_eq!(
+            parse_tree_page(deep_field.as_bytes(), &url())
+                .unwrap()
+                .len(),
+            1
+        );
+        for bomb in [deep, deep_object, huge_number, "[".into(), "[{}".into()] {
+            let err = parse_tree_page(bomb.as_bytes(), &url()).unwrap_err();
+            assert!(matches!(err.kind(), HubErrorKind::Malformed), "{err}");
+        }
+        // Trailing garbage after the array.
+        let err = parse_tree_page(b"[] []", &url()).unwrap_err();
+        assert!(matches!(err.kind(), HubErrorKind::Malformed), "{err}");
+    }
+
+    #[test]
+    fn many_directories_are_counted_not_kept() {
+        let entry = format!(r#"{{"type":"directory","oid":"{SHA1}","path":"d"}}"#);
+        let json = format!("[{}]", vec![entry; 10_000].join(","));
+        let (files, entries) = parse_page(json.as_bytes(), &url()).unwrap();
+        assert!(files.is_empty());
+        assert_eq!(entries, 10_000);
     }
 
     #[test]

@@ -100,9 +100,11 @@ pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
                 }
             }
             None if i == 0 => {
-                let bucket = item.trim_matches('"');
+                // Sanitised before the emptiness check: `" "` is no bucket
+                // name (found by the rate_limit fuzz target).
+                let bucket = sanitize(item.trim_matches('"'));
                 if !bucket.is_empty() {
-                    parsed.bucket = Some(sanitize(bucket));
+                    parsed.bucket = Some(bucket);
                 }
             }
             None => {}
@@ -259,6 +261,9 @@ mod tests {
         // Not exhausted: Retry-After decides.
         let h = headers(&[("ratelimit", r#""api";r=10;t=100"#), ("retry-after", "7")]);
         assert_eq!(rate_limit_wait(&h), Some(Duration::from_secs(7)));
+        // A blank bucket name is none (a fuzz finding).
+        let h = headers(&[("ratelimit", "\"\"\" \"\"")]);
+        assert_eq!(rate_limit(&h).unwrap().bucket, None);
         let h = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
         assert_eq!(rate_limit_wait(&h), None);
         assert_eq!(rate_limit_wait(&HeaderMap::new()), None);

@@ -20,9 +20,16 @@
 //! - [`Error`] with [`Error::kind`] → [`HubErrorKind`] for exit codes.
 //!
 //! Security rules enforced here: every listed path is checked
-//! ([`check_repo_path`]); the token goes only to the endpoint's origin and
-//! official Hub hosts over https, never to a CDN host, and never appears in
-//! `Debug`, `Display` or logs; signed URLs are [`hfd_types::RedactedUrl`].
+//! ([`check_repo_path`]: no traversal, absolute path, backslash, control
+//! character or over-long name), and selected paths that would overwrite
+//! each other on a case-insensitive or normalising file system are refused
+//! ([`find_path_collision`]); listings are filtered page by page
+//! ([`HubClient::list_selected`]), so memory follows the selection, not the
+//! repository; a redirect from https to http is refused; the token goes only
+//! to the endpoint's origin and official Hub hosts over https, never to a
+//! CDN host, never appears in `Debug`, `Display` or logs, and is scrubbed
+//! from error texts a server echoes back; signed URLs are
+//! [`hfd_types::RedactedUrl`].
 //!
 //! ```
 //! use hfd_hub::{Endpoint, RepoId, RepoRef, Selection};
@@ -66,5 +73,7 @@ pub use headers::{
     RateLimit, link_next, normalize_etag, rate_limit, rate_limit_wait, request_id, retry_after,
 };
 pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
-pub use repo_path::{PathProblem, check_repo_path};
+pub use repo_path::{
+    MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, check_repo_path, find_path_collision,
+};
 pub use selection::{Glob, Selection};

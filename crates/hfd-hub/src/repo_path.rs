@@ -23,7 +23,19 @@ pub enum PathProblem {
     DotSegment,
     /// A segment is `..`.
     ParentSegment,
+    /// A segment is longer than [`MAX_SEGMENT_BYTES`] or the path longer
+    /// than [`MAX_PATH_BYTES`] (no common file system could hold it).
+    TooLong,
+    /// The path contains a control character (newline, escape, …) that
+    /// could forge log lines or terminal output.
+    ControlCharacter,
 }
+
+/// Longest path segment accepted, in bytes (`NAME_MAX` of ext4, XFS, APFS).
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// Longest repo path accepted, in bytes (`PATH_MAX` minus room for the
+/// target folder and the state folder's suffixes).
+pub const MAX_PATH_BYTES: usize = 3072;
 
 impl fmt::Display for PathProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,13 +48,17 @@ impl fmt::Display for PathProblem {
             Self::EmptySegment => "the path has an empty segment",
             Self::DotSegment => "the path has a `.` segment",
             Self::ParentSegment => "the path has a `..` segment",
+            Self::TooLong => "the path or one of its segments is too long",
+            Self::ControlCharacter => "the path contains a control character",
         })
     }
 }
 
 /// Checks that `path` is a safe relative `/`-separated path: not empty, not
-/// absolute, no drive letter, no `\`, no NUL, and no empty, `.` or `..`
-/// segment. Spaces, `#`, `?`, `+`, `%` and non-ASCII are fine.
+/// absolute, no drive letter, no `\`, no NUL or other control character, no
+/// empty, `.` or `..` segment, no segment over [`MAX_SEGMENT_BYTES`] and at
+/// most [`MAX_PATH_BYTES`] in all. Spaces, `#`, `?`, `+`, `%` and non-ASCII
+/// are fine.
 pub fn check_repo_path(path: &str) -> Result<(), PathProblem> {
     if path.is_empty() {
         return Err(PathProblem::Empty);
@@ -52,6 +68,12 @@ pub fn check_repo_path(path: &str) -> Result<(), PathProblem> {
     }
     if path.contains('\\') {
         return Err(PathProblem::Backslash);
+    }
+    if path.chars().any(char::is_control) {
+        return Err(PathProblem::ControlCharacter);
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Err(PathProblem::TooLong);
     }
     if path.starts_with('/') {
         return Err(PathProblem::Absolute);
@@ -65,15 +87,44 @@ pub fn check_repo_path(path: &str) -> Result<(), PathProblem> {
             "" => return Err(PathProblem::EmptySegment),
             "." => return Err(PathProblem::DotSegment),
             ".." => return Err(PathProblem::ParentSegment),
+            s if s.len() > MAX_SEGMENT_BYTES => return Err(PathProblem::TooLong),
             _ => {}
         }
     }
     Ok(())
 }
 
+/// The key under which a case-insensitive, Unicode-normalising file system
+/// (APFS, NTFS, SMB shares) stores `path`: NFC, then lower case.
+fn fold(path: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    path.nfc().flat_map(char::to_lowercase).nfc().collect()
+}
+
+/// The first pair of paths that differ but would name the same file on a
+/// case-insensitive or Unicode-normalising file system (`README.md` and
+/// `readme.md`; `é` precomposed and decomposed), in listing order.
+pub fn find_path_collision<'a>(
+    paths: impl IntoIterator<Item = &'a str>,
+) -> Option<(&'a str, &'a str)> {
+    let mut seen: std::collections::HashMap<String, &'a str> = std::collections::HashMap::new();
+    for path in paths {
+        match seen.entry(fold(path)) {
+            std::collections::hash_map::Entry::Occupied(first) if *first.get() != path => {
+                return Some((first.get(), path));
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {}
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(path);
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PathProblem, check_repo_path};
+    use super::{MAX_SEGMENT_BYTES, PathProblem, check_repo_path};
 
     #[test]
     fn accepts_odd_but_safe_names() {
@@ -89,6 +140,7 @@ mod tests {
             "a/.hidden/x",
             "名前/ファイル.txt",
             "ab:c",
+            &"é".repeat(MAX_SEGMENT_BYTES / 2),
         ] {
             assert_eq!(check_repo_path(path), Ok(()), "{path:?}");
         }
@@ -112,9 +164,42 @@ mod tests {
             ("C:/Windows", PathProblem::DriveLetter),
             ("c:evil", PathProblem::DriveLetter),
             ("a\0b", PathProblem::Nul),
+            ("a\nb", PathProblem::ControlCharacter),
+            ("a/\u{1b}[31mred", PathProblem::ControlCharacter),
+            ("x\u{7f}", PathProblem::ControlCharacter),
         ];
         for (path, want) in cases {
             assert_eq!(check_repo_path(path), Err(want), "{path:?}");
         }
+        let long_segment = format!("d/{}", "a".repeat(MAX_SEGMENT_BYTES + 1));
+        let long_path = ["abc"; 1000].join("/");
+        let cases = [
+            (long_segment.as_str(), PathProblem::TooLong),
+            (long_path.as_str(), PathProblem::TooLong),
+        ];
+        for (path, want) in cases {
+            assert_eq!(check_repo_path(path), Err(want), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn collisions_by_case_and_normalisation() {
+        use super::find_path_collision;
+        assert_eq!(find_path_collision(["a.bin", "b.bin", "c/a.bin"]), None);
+        assert_eq!(
+            find_path_collision(["README.md", "x", "readme.md"]),
+            Some(("README.md", "readme.md"))
+        );
+        // U+00E9 (precomposed) and e + U+0301 (combining acute).
+        assert_eq!(
+            find_path_collision(["caf\u{e9}.txt", "cafe\u{301}.txt"]),
+            Some(("caf\u{e9}.txt", "cafe\u{301}.txt"))
+        );
+        assert_eq!(
+            find_path_collision(["Dir/CAF\u{c9}", "dir/cafe\u{301}"]),
+            Some(("Dir/CAF\u{c9}", "dir/cafe\u{301}"))
+        );
+        // The same path twice is not a collision (duplicates are found elsewhere).
+        assert_eq!(find_path_collision(["a", "a"]), None);
     }
 }

@@ -214,6 +214,11 @@ impl Selection {
         self
     }
 
+    /// The explicit paths (files or folders), normalised.
+    pub(crate) fn explicit_paths(&self) -> &[String] {
+        &self.paths
+    }
+
     /// Whether every file is selected.
     pub fn is_all(&self) -> bool {
         self.paths.is_empty() && self.include.is_empty() && self.exclude.is_empty()
@@ -248,7 +253,7 @@ impl Selection {
 
 /// Whether the explicit path `wanted` names `path`: equal, or a directory
 /// containing it.
-fn names(wanted: &str, path: &str) -> bool {
+pub(crate) fn names(wanted: &str, path: &str) -> bool {
     path == wanted
         || (!wanted.is_empty()
             && path.len() > wanted.len()

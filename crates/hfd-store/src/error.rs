@@ -139,6 +139,27 @@ pub enum Error {
         /// What the bytes hash to.
         actual: ContentDigest,
     },
+    /// Reading, writing or syncing the resume journal failed.
+    #[error("{action} journal {}", path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What was being done ("cannot append to", ...).
+        action: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The journal header given for a file disagrees with the file size.
+    #[error("journal identity for {} says {identity_size} bytes, the file has {size}", path.display())]
+    IdentityMismatch {
+        /// The partial file.
+        path: PathBuf,
+        /// Size in the identity.
+        identity_size: u64,
+        /// Size asked for.
+        size: u64,
+    },
     /// The atomic rename failed.
     #[error("cannot rename {} to {}", from.display(), to.display())]
     Rename {
@@ -157,7 +178,10 @@ impl Error {
     pub fn is_disk_full(&self) -> bool {
         match self {
             Self::DiskFull { .. } => true,
-            Self::Write { source, .. } | Self::Flush { source, .. } => {
+            Self::Write { source, .. }
+            | Self::Flush { source, .. }
+            | Self::Journal { source, .. }
+            | Self::Create { source, .. } => {
                 source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
             }
             _ => false,

@@ -19,8 +19,16 @@
 //!    the prefix are read back once when the gap closes
 //!    ([`PartialFile::advance_hash`]).
 //! 5. [`PartialFile::flush`] makes completed writes durable and returns the
-//!    newly durable ranges as a [`Flushed`] event, the thing a journal may
-//!    record.
+//!    newly durable ranges as a [`Flushed`] event; with a journal it then
+//!    appends them to it and syncs it (one group commit).
+//!
+//! Resume: [`PartialFile::open_or_create`] with a [`JournalHeader`] (the
+//! file's [`FileIdentity`] and the run's [`SegmentLayout`]) keeps the
+//! partial when its journal (`<partial>.journal`, see [`journal_path`])
+//! validates and describes the same content, returns the durable ranges in
+//! a [`Resume`] and rebuilds the inline hash over their prefix; otherwise it
+//! discards the journal with a `warn` and starts from zero. The format is in
+//! `docs/journal-format.md`; [`decode`] is pure and total (fuzzed).
 //! 6. [`PartialFile::finalize`] checks completeness and the digest, `fsync`s,
 //!    renames to the final name and `fsync`s the directory. A mismatch leaves
 //!    the partial in place.
@@ -49,8 +57,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What this crate does not do: networking, async code, scheduling, and (for
-//! now) the resume journal; it never decides file names. All blocking calls
+//! What this crate does not do: networking, async code, scheduling; it
+//! never decides file names or when to flush (the engine does). All blocking calls
 //! (`write_at`, `flush`, `advance_hash`, `finalize`) belong on a blocking
 //! thread. The only `unsafe` code of the workspace lives in the private
 //! `mmap` module, with its invariants written down there.
@@ -59,15 +67,26 @@
 
 mod error;
 mod hash;
+mod journal;
 mod mmap;
 mod partial;
+#[cfg(test)]
+mod powercut;
 mod prealloc;
+mod probe;
 mod region;
 mod space;
 
 pub use error::{Error, Result};
 pub use hash::ContentHasher;
-pub use partial::{Backend, FileWriter, Finalized, Flushed, HashStats, PartialFile, StoreConfig};
+pub use journal::{
+    DecodedJournal, FileIdentity, HeaderDefect, JOURNAL_MAGIC, JOURNAL_VERSION, JournalHeader,
+    RECORD_LEN, RecordDefect, SegmentLayout, decode, encode, journal_path,
+};
+pub use partial::{
+    Backend, DiscardReason, FileWriter, Finalized, Flushed, HashStats, JournalState, PartialFile,
+    Resume, StoreConfig,
+};
 pub use prealloc::{Preallocation, preallocate};
 pub use region::RangeSet;
 pub use space::{free_space, preflight};

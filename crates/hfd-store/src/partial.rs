@@ -11,7 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hfd_types::{ByteRange, ByteSize, ContentDigest};
 
+use crate::journal::{
+    DecodedJournal, FileIdentity, HeaderDefect, Journal, JournalHeader, RecordDefect, decode,
+    journal_path,
+};
 use crate::prealloc::{Preallocation, preallocate};
+use crate::probe::Probe;
 use crate::{ContentHasher, Error, RangeSet, Result, mmap};
 
 /// How body bytes reach the file.
@@ -68,6 +73,78 @@ pub struct Finalized {
     pub digest: Option<ContentDigest>,
 }
 
+/// What [`PartialFile::open_or_create`] found on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Resume {
+    /// Bytes already durable according to the journal (empty when starting
+    /// from zero). The inline hash has been rebuilt over their contiguous
+    /// prefix.
+    pub ranges: RangeSet,
+    /// What happened to the journal.
+    pub journal: JournalState,
+}
+
+/// The fate of a partial file's journal when it was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JournalState {
+    /// No journal asked for: the partial starts from zero, unjournaled.
+    Off,
+    /// No journal existed: a new one was started with the partial.
+    Fresh,
+    /// The journal was valid and matched: its ranges are kept.
+    Resumed {
+        /// Bytes of torn or zeroed tail that were dropped.
+        dropped_bytes: u64,
+        /// Why the tail was dropped, when it was.
+        tail_defect: Option<RecordDefect>,
+    },
+    /// A journal existed but was not usable; the partial starts from zero
+    /// with a new journal. A `warn` event says why.
+    Discarded(DiscardReason),
+}
+
+/// Why an existing journal was not resumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscardReason {
+    /// Its header is unreadable (truncated, zeroed, corrupt, newer version).
+    Unreadable(HeaderDefect),
+    /// It describes other content (size or content id differ).
+    IdentityMismatch {
+        /// The identity the journal holds.
+        found: Box<FileIdentity>,
+    },
+    /// The partial file it describes is gone.
+    PartialMissing,
+    /// The partial file has another length than the file's size.
+    PartialSize {
+        /// The partial's length on disk.
+        actual: u64,
+    },
+}
+
+impl fmt::Display for DiscardReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreadable(defect) => write!(f, "{defect}"),
+            Self::IdentityMismatch { found } => write!(
+                f,
+                "journal is for other content ({} bytes, etag {})",
+                found.size, found.etag
+            ),
+            Self::PartialMissing => f.write_str("the partial file it describes is missing"),
+            Self::PartialSize { actual } => {
+                write!(
+                    f,
+                    "the partial file has an unexpected length ({actual} bytes)"
+                )
+            }
+        }
+    }
+}
+
 /// Counters of the inline hasher, for tests and progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HashStats {
@@ -116,6 +193,10 @@ pub(crate) struct Inner {
     hash: Mutex<HashState>,
     /// `hashed_to`, readable without the lock (`u64::MAX` = not hashing).
     hashed_to_hint: AtomicU64,
+    /// The resume journal, when there is one. Its lock also serializes
+    /// flushes, so records are appended in the order their syncs finished.
+    journal: Mutex<Option<Journal>>,
+    probe: Probe,
 }
 
 #[derive(Default)]
@@ -160,32 +241,106 @@ impl PartialFile {
         expected: Option<ContentDigest>,
         config: &StoreConfig,
     ) -> Result<Self> {
+        Self::open_inner(path, size, expected, config, None, Probe::default()).map(|(p, _)| p)
+    }
+
+    /// Opens the partial file at `path` for resuming, or creates it.
+    ///
+    /// With `journal` (the file's identity and the run's layout), the
+    /// journal at [`journal_path`]`(path)` is read: when its header is intact,
+    /// its identity has the same content ([`FileIdentity::same_content`]) and
+    /// the partial exists with length `size`, the partial is kept, its torn
+    /// journal tail (if any) is cut, the journaled ranges count as written
+    /// and the inline hash is rebuilt over their contiguous prefix (read back
+    /// from disk). Otherwise a `warn` says why (when a journal existed), a new
+    /// journal is started and synced, and only then is the partial truncated
+    /// and preallocated, so no old record can describe new bytes.
+    ///
+    /// Without `journal` this is [`create`](Self::create), and a stale
+    /// journal next to `path` is removed before the partial is truncated.
+    ///
+    /// From then on every [`flush`](Self::flush) appends the newly durable
+    /// ranges to the journal after they are synced. Blocking.
+    pub fn open_or_create(
+        path: &Path,
+        size: u64,
+        expected: Option<ContentDigest>,
+        config: &StoreConfig,
+        journal: Option<JournalHeader>,
+    ) -> Result<(Self, Resume)> {
+        Self::open_inner(path, size, expected, config, journal, Probe::default())
+    }
+
+    pub(crate) fn open_inner(
+        path: &Path,
+        size: u64,
+        expected: Option<ContentDigest>,
+        config: &StoreConfig,
+        journal: Option<JournalHeader>,
+        probe: Probe,
+    ) -> Result<(Self, Resume)> {
+        if let Some(header) = &journal
+            && header.identity.size != size
+        {
+            return Err(Error::IdentityMismatch {
+                path: path.to_path_buf(),
+                identity_size: header.identity.size,
+                size,
+            });
+        }
         let create_err = |source| Error::Create {
             path: path.to_path_buf(),
             source,
         };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(create_err)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
-                    path: path.to_path_buf(),
-                });
+        let previous_len = std::fs::metadata(path).ok().map(|m| m.len());
+        let file = open_locked(path)?;
+        let jpath = journal_path(path);
+        let (mut state, resume_from) = match &journal {
+            Some(header) => inspect_journal(path, &jpath, header, previous_len, size)?,
+            None => (JournalState::Off, None),
+        };
+        let (journal, resumed, how) = if let Some((jfile, decoded)) = resume_from {
+            let how = if config.preallocate {
+                // Already allocated blocks are kept; this only reserves what
+                // is missing (and fails clearly on a full disk).
+                preallocate(&file, path, size)?
+            } else {
+                Preallocation::Sparse
+            };
+            let journal = Journal::resume(&jpath, jfile, &decoded, probe.clone())?;
+            let mut ranges = RangeSet::new();
+            for r in &decoded.ranges {
+                ranges.insert(*r);
             }
-            Err(std::fs::TryLockError::Error(source)) => return Err(create_err(source)),
-        }
-        file.set_len(0).map_err(create_err)?;
-        let how = if config.preallocate {
-            preallocate(&file, path, size)?
+            tracing::info!(
+                file = %path.display(),
+                resumed_bytes = ranges.total(),
+                dropped_tail_bytes = decoded.dropped_bytes,
+                "resuming from journal"
+            );
+            state = JournalState::Resumed {
+                dropped_bytes: decoded.dropped_bytes,
+                tail_defect: decoded.tail_defect,
+            };
+            (Some(journal), ranges, how)
         } else {
-            file.set_len(size).map_err(create_err)?;
-            Preallocation::Sparse
+            // The journal goes first: once it is reset (synced), no record
+            // can describe the bytes about to be truncated.
+            let journal = if let Some(header) = journal {
+                Some(Journal::create(&jpath, &header, probe.clone())?)
+            } else {
+                remove_stale(&jpath)?;
+                None
+            };
+            file.set_len(0).map_err(create_err)?;
+            probe.data_reset();
+            let how = if config.preallocate {
+                preallocate(&file, path, size)?
+            } else {
+                file.set_len(size).map_err(create_err)?;
+                Preallocation::Sparse
+            };
+            (journal, RangeSet::new(), how)
         };
         let backend = match (config.backend, how) {
             (Backend::Mmap, Preallocation::Allocated) => Backend::Mmap,
@@ -193,8 +348,8 @@ impl PartialFile {
         };
         let hasher = expected.as_ref().map(|d| ContentHasher::like(d, size));
         let hint = if hasher.is_some() { 0 } else { u64::MAX };
-        tracing::debug!(file = %path.display(), size, ?backend, ?how, "partial file created");
-        Ok(Self {
+        tracing::debug!(file = %path.display(), size, ?backend, ?how, "partial file opened");
+        let partial = Self {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 file,
@@ -202,14 +357,38 @@ impl PartialFile {
                 backend,
                 window_size: config.window_size.bytes().max(1 << 16),
                 expected,
-                tracker: Mutex::new(Tracker::default()),
+                tracker: Mutex::new(Tracker {
+                    written: resumed.clone(),
+                    ..Tracker::default()
+                }),
                 hash: Mutex::new(HashState {
                     hasher,
                     stats: HashStats::default(),
                 }),
                 hashed_to_hint: AtomicU64::new(hint),
+                journal: Mutex::new(journal),
+                probe,
             }),
-        })
+        };
+        if !resumed.is_empty() {
+            // Rebuild the inline hash over the resumed prefix now, so new
+            // in-order writes are hashed from their buffers again.
+            partial.inner.advance_hash()?;
+        }
+        Ok((
+            partial,
+            Resume {
+                ranges: resumed,
+                journal: state,
+            },
+        ))
+    }
+
+    /// The journal's path, when the partial has a journal.
+    pub fn journal_path(&self) -> Option<PathBuf> {
+        lock(&self.inner.journal)
+            .as_ref()
+            .map(|j| j.path().to_path_buf())
     }
 
     /// The partial file's path.
@@ -254,18 +433,37 @@ impl PartialFile {
 
     /// Makes every completed write durable (`fdatasync`, which on Linux also
     /// covers pages dirtied through mappings) and returns the ranges that
-    /// became durable since the previous flush. Blocking.
+    /// became durable since the previous flush. With a journal, those ranges
+    /// are then appended to it and the journal is synced (one group commit);
+    /// a record is never written before its bytes are durable. Blocking.
     pub fn flush(&self) -> Result<Flushed> {
-        let snapshot = lock(&self.inner.tracker).unflushed.take();
-        if let Err(source) = self.inner.file.sync_data() {
-            let mut tracker = lock(&self.inner.tracker);
+        let inner = &self.inner;
+        let mut journal = lock(&inner.journal);
+        let snapshot = {
+            let mut tracker = lock(&inner.tracker);
+            inner.probe.sync_start();
+            tracker.unflushed.take()
+        };
+        let restore = |snapshot: &RangeSet| {
+            let mut tracker = lock(&inner.tracker);
             for r in snapshot.ranges() {
                 tracker.unflushed.insert(*r);
             }
+        };
+        if let Err(source) = inner.file.sync_data() {
+            restore(&snapshot);
             return Err(Error::Flush {
-                path: self.inner.path.clone(),
+                path: inner.path.clone(),
                 source,
             });
+        }
+        inner.probe.sync_done();
+        if let Some(journal) = journal.as_mut()
+            && let Err(e) = journal.append(snapshot.ranges())
+        {
+            // Durable but not recorded: record them with the next flush.
+            restore(&snapshot);
+            return Err(e);
         }
         Ok(Flushed {
             ranges: snapshot.ranges().to_vec(),
@@ -334,6 +532,18 @@ impl PartialFile {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| flush_err(dir, e))?;
+        // The partial is gone; its journal has nothing left to describe. A
+        // crash before this line leaves an orphan journal, which the next
+        // open discards (its partial is missing).
+        if let Some(journal) = lock(&inner.journal).take() {
+            let path = journal.path().to_path_buf();
+            drop(journal);
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(journal = %path.display(), %error, "cannot remove the journal of a finished file");
+            }
+        }
         tracing::debug!(file = %final_path.display(), "finalized");
         Ok(Finalized {
             path: final_path.to_path_buf(),
@@ -397,6 +607,7 @@ impl Inner {
             tracker.in_progress.retain(|r| *r != range);
             tracker.written.insert(range);
             tracker.unflushed.insert(range);
+            self.probe.data_write(range);
         }
         let hint = self.hashed_to_hint.load(Ordering::Acquire);
         if hint == u64::MAX || range.start() > hint {
@@ -457,6 +668,104 @@ impl Inner {
             self.hashed_to_hint.store(to, Ordering::Release);
         }
         Ok(state.stats.hashed_to)
+    }
+}
+
+/// Opens (or creates) `path` without truncating it and takes the exclusive
+/// lock that makes the file ours.
+fn open_locked(path: &Path) -> Result<File> {
+    let create_err = |source| Error::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(create_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(create_err(source)),
+    }
+}
+
+/// Decides whether the journal at `jpath` can be resumed for the partial at
+/// `path` (whose length before opening was `previous_len`).
+fn inspect_journal(
+    path: &Path,
+    jpath: &Path,
+    header: &JournalHeader,
+    previous_len: Option<u64>,
+    size: u64,
+) -> Result<(JournalState, Option<(File, DecodedJournal)>)> {
+    let Some((jfile, bytes)) = read_journal(jpath)? else {
+        return Ok((JournalState::Fresh, None));
+    };
+    let verdict = match decode(&bytes) {
+        Err(defect) => Err(DiscardReason::Unreadable(defect)),
+        Ok(d) if !d.header.identity.same_content(&header.identity) => {
+            Err(DiscardReason::IdentityMismatch {
+                found: Box::new(d.header.identity.clone()),
+            })
+        }
+        Ok(d) => match previous_len {
+            None => Err(DiscardReason::PartialMissing),
+            Some(actual) if actual != size => Err(DiscardReason::PartialSize { actual }),
+            Some(_) => Ok(d),
+        },
+    };
+    match verdict {
+        Ok(decoded) => Ok((JournalState::Fresh, Some((jfile, decoded)))),
+        Err(reason) => {
+            tracing::warn!(
+                file = %path.display(),
+                journal = %jpath.display(),
+                %reason,
+                "resume journal discarded; the file starts from zero"
+            );
+            Ok((JournalState::Discarded(reason), None))
+        }
+    }
+}
+
+/// Reads the journal at `path`, `None` when there is none. The handle is
+/// kept for appending when the journal is resumed.
+fn read_journal(path: &Path) -> Result<Option<(File, Vec<u8>)>> {
+    let err = |action| {
+        move |source| Error::Journal {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err("cannot open")(e)),
+    };
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(err("cannot read"))?;
+    Ok(Some((file, bytes)))
+}
+
+/// Removes a journal left next to a partial that is about to be truncated.
+fn remove_stale(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(journal = %path.display(), "stale journal removed");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Journal {
+            path: path.to_path_buf(),
+            action: "cannot remove",
+            source,
+        }),
     }
 }
 

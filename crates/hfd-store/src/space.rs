@@ -26,7 +26,7 @@ pub fn free_space(path: &Path) -> Result<u64> {
 ///
 /// `plan` lists `(path, bytes)` pairs; paths on the same device are summed.
 /// Fails with [`Error::DiskFull`] naming the first path of the short
-/// filesystem and the bytes the plan needs there.
+/// filesystem that needs bytes, and the bytes the plan needs there.
 pub fn preflight<'a>(plan: impl IntoIterator<Item = (&'a Path, u64)>) -> Result<()> {
     // device -> (first path seen, bytes needed)
     let mut per_device: HashMap<u64, (PathBuf, u64)> = HashMap::new();
@@ -43,6 +43,11 @@ pub fn preflight<'a>(plan: impl IntoIterator<Item = (&'a Path, u64)>) -> Result<
             order.push(device);
             (path.to_path_buf(), 0)
         });
+        // Name the first file that needs space (a resumed partial that
+        // already holds its blocks needs none).
+        if entry.1 == 0 && bytes > 0 {
+            entry.0 = path.to_path_buf();
+        }
         entry.1 = entry.1.saturating_add(bytes);
     }
     for device in order {
@@ -102,5 +107,9 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains(&a.display().to_string()), "{msg}");
         assert!(msg.contains("needed"), "{msg}");
+        // A file needing nothing (its partial already holds its blocks) is
+        // not the one named.
+        let err = preflight([(a.as_path(), 0), (b.as_path(), free + 1)]).unwrap_err();
+        assert!(err.to_string().contains(&b.display().to_string()), "{err}");
     }
 }

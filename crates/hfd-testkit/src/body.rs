@@ -73,6 +73,71 @@ pub(crate) struct ContentRequest<'a> {
 /// Pause between the last body byte and a reset or early close.
 const FAILURE_GRACE: Duration = Duration::from_millis(50);
 
+/// Most bytes an "endless" body sends before giving up.
+const ENDLESS_LIMIT: u64 = 4 << 30;
+
+fn error_body(e: io::Error) -> ResBody {
+    let stream = futures::stream::once(async move { Err::<Frame<Bytes>, _>(e) });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+/// The content `[start, start + len)` gzipped, with `Content-Encoding: gzip`.
+fn gzip_response(
+    builder: http::response::Builder,
+    req: &ContentRequest<'_>,
+    start: u64,
+    len: u64,
+) -> Response<ResBody> {
+    let builder = builder.header(header::CONTENT_ENCODING, "gzip");
+    if req.method == Method::HEAD {
+        return builder.body(empty()).expect("valid response");
+    }
+    let gz = match req.blob.source.read_at(start, len as usize) {
+        Ok(raw) => gzip_stored(&raw),
+        Err(e) => return builder.body(error_body(e)).expect("valid response"),
+    };
+    req.cell
+        .body_bytes
+        .fetch_add(gz.len() as u64, Ordering::SeqCst);
+    builder
+        .header(header::CONTENT_LENGTH, gz.len())
+        .body(full(gz))
+        .expect("valid response")
+}
+
+/// `data` as a gzip member of stored (uncompressed) deflate blocks.
+pub(crate) fn gzip_stored(data: &[u8]) -> Bytes {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut blocks = data.chunks(0xffff).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        let last = blocks.peek().is_none();
+        let n = block.len() as u16;
+        out.push(u8::from(last));
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Bytes::from(out)
+}
+
+/// CRC-32 (IEEE, as gzip uses it), bit by bit: only for small test bodies.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
 #[derive(Clone, Copy)]
 enum Failure {
     Reset,
@@ -108,10 +173,10 @@ pub(crate) fn content_response(req: ContentRequest<'_>) -> Response<ResBody> {
                 .expect("valid response");
         }
         Some(RangeReq::Satisfiable(start, end)) => {
-            let shown = if fault == Some(&FaultKind::WrongContentRange) {
-                (start + 1, end)
-            } else {
-                (start, end - 1)
+            let shown = match fault {
+                Some(FaultKind::WrongContentRange) => (start + 1, end),
+                Some(FaultKind::ContentRangeOutside) => (size, size + (end - start) - 1),
+                _ => (start, end - 1),
             };
             builder = builder.header(
                 header::CONTENT_RANGE,
@@ -123,11 +188,18 @@ pub(crate) fn content_response(req: ContentRequest<'_>) -> Response<ResBody> {
     };
     let extra = match fault {
         Some(FaultKind::LongBody { extra }) => *extra,
+        Some(FaultKind::EndlessBody) => ENDLESS_LIMIT.saturating_sub(len),
         _ => 0,
     };
-    builder = builder
-        .status(status)
-        .header(header::CONTENT_LENGTH, len + extra);
+    builder = builder.status(status);
+    match fault {
+        Some(FaultKind::EndlessBody) => {}
+        Some(FaultKind::LyingContentLength(n)) => {
+            builder = builder.header(header::CONTENT_LENGTH, *n);
+        }
+        Some(FaultKind::GzipBody) => return gzip_response(builder, &req, start, len),
+        _ => builder = builder.header(header::CONTENT_LENGTH, len + extra),
+    }
     if req.method == Method::HEAD {
         return builder.body(empty()).expect("valid response");
     }
@@ -136,6 +208,7 @@ pub(crate) fn content_response(req: ContentRequest<'_>) -> Response<ResBody> {
         Some(FaultKind::ShortBody { missing }) => {
             Some((len.saturating_sub(*missing), Failure::Close))
         }
+        Some(FaultKind::LyingContentLength(n)) if *n > len => Some((len, Failure::Close)),
         _ => None,
     };
     let stall = match fault {
@@ -268,6 +341,17 @@ pub(crate) fn header_value(s: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::{RangeReq, parse_range};
+
+    #[test]
+    fn gzip_member_is_well_formed() {
+        assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        let gz = super::gzip_stored(b"hello");
+        assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+        assert_eq!(&gz[10..15], &[1, 5, 0, 0xfa, 0xff]);
+        assert_eq!(&gz[15..20], b"hello");
+        assert_eq!(gz.len(), 10 + 5 + 5 + 8);
+        assert_eq!(super::gzip_stored(b"").len(), 10 + 5 + 8);
+    }
 
     #[test]
     fn range_parsing_edges() {

@@ -49,6 +49,51 @@ pub enum FaultKind {
     ExpiredUrl,
     /// Wait this long before answering.
     Delay(Duration),
+    /// Hostile: announce `Content-Length: n` (e.g. far more than the file), send the real
+    /// bytes, wait 50 ms and close the connection.
+    LyingContentLength(u64),
+    /// Hostile: send the content without `Content-Length`, then garbage forever (until the
+    /// client hangs up, or 4 GiB). Under HTTP/1.1 the body is chunked.
+    EndlessBody,
+    /// Hostile: answer with `Content-Encoding: gzip` and the content gzipped (stored
+    /// blocks), although the client asked for `Accept-Encoding: identity`. `Content-Range`
+    /// still names the uncompressed bytes.
+    GzipBody,
+    /// Hostile: a 206 whose `Content-Range` names bytes past the end of the file
+    /// (`bytes <size>-<size+len-1>/<size>`), with the right body.
+    ContentRangeOutside,
+    /// Hostile: add an `x-hostile-padding` header of this many bytes to the real answer.
+    HugeHeader(usize),
+    /// Hostile: rewrite the `Location` of the real answer (a redirect) from `https://` to
+    /// `http://`; answers that are not redirects are left alone.
+    DowngradeRedirect,
+    /// Hostile: answer 302 to the very URL requested (a redirect loop).
+    RedirectLoop,
+    /// Hostile: a chain of `hops` 302 redirects (same origin, `hfd-hop=N` in the query)
+    /// before the real answer. Use with [`Fault::always`].
+    RedirectChain(u32),
+    /// Hostile: answer 307 to this absolute URL (e.g. another host).
+    RedirectTo(String),
+    /// Hostile: answer 200 `application/json` with this raw body (JSON bombs, junk).
+    JsonBody(String),
+    /// Hostile: answer 400 with the request's `Authorization` value echoed in
+    /// `X-Error-Message` and in the JSON error body (a server fishing for a leak).
+    EchoAuthorization,
+    /// Hostile: answer 200 `application/json` with a tree listing that never ends
+    /// (`[` then directory entries forever, no `Content-Length`), until the client hangs up
+    /// or 4 GiB.
+    EndlessJson,
+}
+
+/// When a fault acts on a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Replaces or delays the whole answer, before routing.
+    Pre,
+    /// Changes a response that carries file bytes.
+    Content,
+    /// Rewrites the real answer after routing.
+    Post,
 }
 
 impl FaultKind {
@@ -66,6 +111,28 @@ impl FaultKind {
             Self::ChangeEtag => "change-etag",
             Self::ExpiredUrl => "expired-url",
             Self::Delay(_) => "delay",
+            Self::LyingContentLength(_) => "lying-content-length",
+            Self::EndlessBody => "endless-body",
+            Self::GzipBody => "gzip-body",
+            Self::ContentRangeOutside => "content-range-outside",
+            Self::HugeHeader(_) => "huge-header",
+            Self::DowngradeRedirect => "downgrade-redirect",
+            Self::RedirectLoop => "redirect-loop",
+            Self::RedirectChain(_) => "redirect-chain",
+            Self::RedirectTo(_) => "redirect-to",
+            Self::JsonBody(_) => "json-body",
+            Self::EndlessJson => "endless-json",
+            Self::EchoAuthorization => "echo-authorization",
+        }
+    }
+
+    pub(crate) fn stage(&self) -> Stage {
+        if self.needs_content() {
+            Stage::Content
+        } else if matches!(self, Self::HugeHeader(_) | Self::DowngradeRedirect) {
+            Stage::Post
+        } else {
+            Stage::Pre
         }
     }
 
@@ -80,11 +147,18 @@ impl FaultKind {
                 | Self::ShortBody { .. }
                 | Self::LongBody { .. }
                 | Self::ChangeEtag
+                | Self::LyingContentLength(_)
+                | Self::EndlessBody
+                | Self::GzipBody
+                | Self::ContentRangeOutside
         )
     }
 
     fn needs_range(&self) -> bool {
-        matches!(self, Self::IgnoreRange | Self::WrongContentRange)
+        matches!(
+            self,
+            Self::IgnoreRange | Self::WrongContentRange | Self::ContentRangeOutside
+        )
     }
 }
 
@@ -206,6 +280,8 @@ pub(crate) struct RequestFacts<'a> {
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
     url_ttl_secs: AtomicU64,
+    extra_tree_entries: Mutex<Vec<String>>,
+    synthetic_tree_entries: AtomicU64,
 }
 
 impl Faults {
@@ -213,6 +289,8 @@ impl Faults {
         Self {
             rules: Mutex::new(Vec::new()),
             url_ttl_secs: AtomicU64::new(url_ttl.as_secs()),
+            extra_tree_entries: Mutex::new(Vec::new()),
+            synthetic_tree_entries: AtomicU64::new(0),
         }
     }
 
@@ -237,16 +315,39 @@ impl Faults {
         self.url_ttl_secs.store(ttl.as_secs(), Ordering::SeqCst);
     }
 
+    /// Hostile listings: splices these raw JSON texts (one entry each, written as is, so
+    /// they may be anything, e.g. `{"type":"file","path":"../x",…}`) into the first page
+    /// of every tree listing, after the real entries. An empty list turns it off.
+    pub fn set_extra_tree_entries<S: Into<String>>(&self, entries: impl IntoIterator<Item = S>) {
+        *lock(&self.extra_tree_entries) = entries.into_iter().map(Into::into).collect();
+    }
+
+    pub(crate) fn extra_tree_entries(&self) -> Vec<String> {
+        lock(&self.extra_tree_entries).clone()
+    }
+
+    /// Huge listings: from now on every tree listing consists of `entries` generated files
+    /// (`huge/000000000.bin`, … of 1 byte each, all with the oid of the content `"x"`),
+    /// paginated by the tree page size and produced page by page on demand, so the hub
+    /// never holds the listing. 0 turns it off. Resolving these files answers 404.
+    pub fn set_synthetic_tree_entries(&self, entries: u64) {
+        self.synthetic_tree_entries.store(entries, Ordering::SeqCst);
+    }
+
+    pub(crate) fn synthetic_tree_entries(&self) -> u64 {
+        self.synthetic_tree_entries.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn cdn_url_ttl_secs(&self) -> u64 {
         self.url_ttl_secs.load(Ordering::SeqCst)
     }
 
     /// Finds and consumes the first applicable rule.
-    pub(crate) fn take(&self, facts: &RequestFacts<'_>, content_only: bool) -> Option<FaultKind> {
+    pub(crate) fn take(&self, facts: &RequestFacts<'_>, stage: Stage) -> Option<FaultKind> {
         let mut rules = lock(&self.rules);
         let idx = rules.iter().position(|f| {
             f.target.matches(facts.origin, facts.route)
-                && f.kind.needs_content() == content_only
+                && f.kind.stage() == stage
                 && (!f.kind.needs_content() || facts.has_content)
                 && (!(f.ranged_only || f.kind.needs_range()) || facts.has_range)
                 && (f.kind != FaultKind::ExpiredUrl || facts.origin == Origin::Cdn)

@@ -19,7 +19,13 @@
 //! - [`RequestLog`]: every request answered (method, path, status, origin, range,
 //!   `Authorization` presence, connection id, fault fired) and per-connection byte counts.
 //! - [`Faults`] / [`Fault`]: scoped, runtime-settable faults (reset, stall, 5xx, 429,
-//!   ignored range, wrong `Content-Range`, short/long body, ETag change, expired CDN URL).
+//!   ignored range, wrong `Content-Range`, short/long body, ETag change, expired CDN URL),
+//!   and hostile answers (issue #9): a lying `Content-Length`, an endless body, a gzip body
+//!   despite `identity`, a `Content-Range` outside the file, a huge header, redirect loops,
+//!   chains, downgrades and redirects to another host, raw JSON bodies (bombs), an endless
+//!   listing, an echoed `Authorization`; plus hostile listings
+//!   ([`Faults::set_extra_tree_entries`]: raw entries such as `../x`) and huge ones generated
+//!   page by page ([`Faults::set_synthetic_tree_entries`]).
 //!
 //! ```no_run
 //! use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture, Transport, MIB};

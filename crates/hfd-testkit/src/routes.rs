@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,7 +22,7 @@ use sha2::Digest as _;
 
 use crate::body::{ContentRequest, content_response, counted_full, header_value};
 use crate::content::Blob;
-use crate::fault::{FaultKind, RequestFacts};
+use crate::fault::{FaultKind, RequestFacts, Stage};
 use crate::fixture::{Access, RepoType};
 use crate::hub::Shared;
 use crate::log::{ConnShared, EntryCell, LogEntry, Origin, Route, lock};
@@ -105,7 +106,7 @@ impl Ctx {
         etag: &str,
         extra_headers: Vec<(&'static str, String)>,
     ) -> Response<ResBody> {
-        let fault = self.shared.faults.take(&self.facts(true), true);
+        let fault = self.shared.faults.take(&self.facts(true), Stage::Content);
         if let Some(f) = &fault {
             self.note_fault(f);
         }
@@ -233,6 +234,7 @@ pub(crate) async fn handle(
         Some(resp) => resp,
         None => dispatch(&ctx, body).await,
     };
+    post_fault(&ctx, &mut resp);
     let request_id = format!(
         "Root=1-fakehub-{:08x}",
         shared
@@ -274,11 +276,153 @@ fn classify(origin: Origin, path: &str) -> Route {
     }
 }
 
-/// Faults that replace the whole answer (status, 429, expired URL) or delay it.
-async fn pre_fault(ctx: &Ctx) -> Option<Response<ResBody>> {
-    let kind = ctx.shared.faults.take(&ctx.facts(false), false)?;
+/// Faults that rewrite the real answer (huge header, downgraded redirect).
+fn post_fault(ctx: &Ctx, resp: &mut Response<ResBody>) {
+    let Some(kind) = ctx.shared.faults.take(&ctx.facts(false), Stage::Post) else {
+        return;
+    };
     ctx.note_fault(&kind);
     match kind {
+        FaultKind::HugeHeader(n) => {
+            let padding = "a".repeat(n);
+            resp.headers_mut()
+                .insert("x-hostile-padding", header_value(&padding));
+        }
+        FaultKind::DowngradeRedirect => {
+            let Some(location) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            else {
+                return;
+            };
+            let http_base = ctx.shared.hub_base.replacen("https://", "http://", 1);
+            let downgraded = if let Some(rest) = location.strip_prefix("https://") {
+                format!("http://{rest}")
+            } else if location.starts_with('/') {
+                format!("{http_base}{location}")
+            } else {
+                location
+            };
+            resp.headers_mut()
+                .insert(header::LOCATION, header_value(&downgraded));
+        }
+        _ => {}
+    }
+}
+
+/// The value of `hfd-hop` in a query, 0 when absent.
+fn hop_of(query: Option<&str>) -> u32 {
+    query_pairs(query)
+        .iter()
+        .find(|(k, _)| k == "hfd-hop")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The request's path and query with `hfd-hop` set to `hop`.
+fn with_hop(ctx: &Ctx, hop: u32) -> String {
+    let mut params: Vec<String> = ctx
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("hfd-hop="))
+        .map(str::to_owned)
+        .collect();
+    params.push(format!("hfd-hop={hop}"));
+    format!("{}?{}", ctx.path, params.join("&"))
+}
+
+/// A JSON tree listing that never ends (bounded at 4 GiB).
+fn endless_json() -> ResBody {
+    const LIMIT: u64 = 4 << 30;
+    let entry = Bytes::from_static(
+        br#"{"type":"directory","oid":"0000000000000000000000000000000000000000","size":0,"path":"endless"},"#,
+    );
+    let chunk: Bytes = std::iter::repeat_n(entry.as_ref(), 512)
+        .flatten()
+        .copied()
+        .collect::<Vec<u8>>()
+        .into();
+    let stream = futures::stream::unfold(0u64, move |sent| {
+        let chunk = chunk.clone();
+        async move {
+            if sent >= LIMIT {
+                return None;
+            }
+            let frame = if sent == 0 {
+                let mut first = b"[".to_vec();
+                first.extend_from_slice(&chunk);
+                Bytes::from(first)
+            } else {
+                chunk
+            };
+            let n = frame.len() as u64;
+            Some((Ok(http_body::Frame::data(frame)), sent + n))
+        }
+    });
+    http_body_util::StreamBody::new(stream).boxed_unsync()
+}
+
+/// Faults that replace the whole answer (status, 429, expired URL, hostile redirects and
+/// bodies) or delay it.
+async fn pre_fault(ctx: &Ctx) -> Option<Response<ResBody>> {
+    let kind = ctx.shared.faults.take(&ctx.facts(false), Stage::Pre)?;
+    ctx.note_fault(&kind);
+    match kind {
+        FaultKind::RedirectLoop => {
+            let here = match &ctx.query {
+                Some(q) => format!("{}?{q}", ctx.path),
+                None => ctx.path.clone(),
+            };
+            Some(redirect(ctx, StatusCode::FOUND, &here, "Found", vec![]))
+        }
+        FaultKind::RedirectChain(hops) => {
+            let hop = hop_of(ctx.query.as_deref());
+            (hop < hops).then(|| {
+                redirect(
+                    ctx,
+                    StatusCode::FOUND,
+                    &with_hop(ctx, hop + 1),
+                    "Found",
+                    vec![],
+                )
+            })
+        }
+        FaultKind::RedirectTo(url) => Some(redirect(
+            ctx,
+            StatusCode::TEMPORARY_REDIRECT,
+            &url,
+            "Temporary Redirect",
+            vec![],
+        )),
+        FaultKind::JsonBody(text) => Some(ctx.json_bytes(StatusCode::OK, text.into_bytes())),
+        FaultKind::EchoAuthorization => {
+            let sent = ctx
+                .headers
+                .get(header::AUTHORIZATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            Some(ctx.error(
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("Bad request with Authorization: {sent}"),
+                None,
+            ))
+        }
+        FaultKind::EndlessJson => Some(
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+                .body(if ctx.method == Method::HEAD {
+                    empty()
+                } else {
+                    endless_json()
+                })
+                .expect("valid response"),
+        ),
         FaultKind::Delay(d) => {
             tokio::time::sleep(d).await;
             None
@@ -690,6 +834,10 @@ fn tree(
 ) -> Response<ResBody> {
     let flag = |name: &str| query.iter().any(|(k, v)| k == name && is_true(v));
     let (recursive, expand) = (flag("recursive"), flag("expand"));
+    let synthetic = ctx.shared.faults.synthetic_tree_entries();
+    if synthetic > 0 {
+        return synthetic_tree(ctx, synthetic, query);
+    }
     let dirs = all_dirs(commit);
     if !sub.is_empty() && !dirs.contains(sub) {
         return entry_not_found(ctx, sub, rev, &commit.sha);
@@ -736,24 +884,79 @@ fn tree(
             None => dir_entry(p, commit, expand),
         })
         .collect();
-    let mut resp = ctx.json(&Value::Array(page));
+    let extra = if start == 0 {
+        ctx.shared.faults.extra_tree_entries()
+    } else {
+        Vec::new()
+    };
+    let mut resp = if extra.is_empty() {
+        ctx.json(&Value::Array(page))
+    } else {
+        let mut text = serde_json::to_string(&Value::Array(page)).expect("JSON values serialize");
+        text.pop();
+        for entry in &extra {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(entry);
+        }
+        text.push(']');
+        ctx.json_bytes(StatusCode::OK, text.into_bytes())
+    };
     if end < items.len() {
-        let mut params: Vec<String> = ctx
-            .query
-            .as_deref()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
-            .map(str::to_owned)
-            .collect();
-        params.push(format!("cursor={}", encode_cursor(end)));
-        let link = format!(
-            "<{}{}?{}>; rel=\"next\"",
-            ctx.shared.hub_base,
-            ctx.path,
-            params.join("&")
+        set_next_link(ctx, &mut resp, end);
+    }
+    resp
+}
+
+fn set_next_link(ctx: &Ctx, resp: &mut Response<ResBody>, next_offset: usize) {
+    let mut params: Vec<String> = ctx
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
+        .map(str::to_owned)
+        .collect();
+    params.push(format!("cursor={}", encode_cursor(next_offset)));
+    let link = format!(
+        "<{}{}?{}>; rel=\"next\"",
+        ctx.shared.hub_base,
+        ctx.path,
+        params.join("&")
+    );
+    resp.headers_mut().insert(header::LINK, header_value(&link));
+}
+
+/// A listing of `total` generated 1-byte files, produced one page at a time.
+fn synthetic_tree(ctx: &Ctx, total: u64, query: &[(String, String)]) -> Response<ResBody> {
+    /// git blob sha1 of the content `x`.
+    const OID: &str = "c1b0730e0133447badcfd47fd144e254807b06e1";
+    let cursor = query.iter().find(|(k, _)| k == "cursor").map(|(_, v)| v);
+    let start = match cursor.map(|c| decode_cursor(c)) {
+        None => 0,
+        Some(Some(n)) => n,
+        Some(None) => {
+            return ctx.error(StatusCode::BAD_REQUEST, None, "Invalid cursor", None);
+        }
+    };
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let end = start.saturating_add(ctx.shared.tree_page_size).min(total);
+    let mut text = String::with_capacity((end.saturating_sub(start)) * 100 + 2);
+    text.push('[');
+    for i in start..end {
+        if i > start {
+            text.push(',');
+        }
+        let _ = write!(
+            text,
+            r#"{{"type":"file","oid":"{OID}","size":1,"path":"huge/{i:09}.bin"}}"#
         );
-        resp.headers_mut().insert(header::LINK, header_value(&link));
+    }
+    text.push(']');
+    let mut resp = ctx.json_bytes(StatusCode::OK, text.into_bytes());
+    if end < total {
+        set_next_link(ctx, &mut resp, end);
     }
     resp
 }

@@ -6,14 +6,17 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use hfd_engine::{Engine, EngineConfig, FileJob, FileKey, FileOutcome, Reporter};
+use hfd_engine::{Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutcome, Reporter};
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
-use hfd_types::ContentDigest;
 
+use crate::cache::CacheRepo;
 use crate::error::{Error, Result};
 use crate::layout::LocalDir;
+use crate::limit::RateLimited;
+use crate::meter::{LiveStats, Metered};
 use crate::source::HubSource;
+use crate::target::{Publication, PublicationInput, Target, finish_target};
 
 /// What to download and where.
 #[derive(Debug, Clone)]
@@ -27,10 +30,14 @@ pub struct DownloadRequest {
     pub selection: Selection,
     /// Target folder.
     pub local_dir: PathBuf,
-    /// When set, write the Hugging Face cache layout under this root
-    /// instead of a plain folder at `local_dir`. (Not implemented yet: the
-    /// plan refuses it.)
+    /// When set, write the Hugging Face cache layout under this root (the
+    /// `HF_HUB_CACHE` folder) instead of a plain folder at `local_dir`.
     pub cache_dir: Option<PathBuf>,
+    /// In the cache, make snapshot entries relative symlinks to the blobs
+    /// (`true`) or copies (`false`, what `HF_HUB_DISABLE_SYMLINKS=1` asks).
+    /// Symlinks are also turned off when the filesystem refuses them.
+    /// Default: true.
+    pub cache_symlinks: bool,
     /// Fetch files again even when they are up to date.
     pub force: bool,
 }
@@ -44,6 +51,7 @@ impl DownloadRequest {
             selection: Selection::all(),
             local_dir: local_dir.into(),
             cache_dir: None,
+            cache_symlinks: true,
             force: false,
         }
     }
@@ -56,7 +64,9 @@ pub enum FileAction {
     New,
     /// Present but with another etag or size (or unknown): fetch again.
     Changed,
-    /// Present with the same etag and size: skip.
+    /// Present with the same etag and size: no transfer. (In the cache this
+    /// includes a file whose blob another revision already holds; the run
+    /// only links it into the snapshot.)
     UpToDate,
 }
 
@@ -77,8 +87,16 @@ pub struct DownloadPlan {
     pub repo: RepoPlan,
     /// Per-file actions, in listing order.
     pub files: Vec<PlannedFile>,
-    /// The target.
+    /// Where the files appear: the local dir, or the cache's
+    /// `snapshots/<commit>` folder.
     pub local_dir: PathBuf,
+    /// The target layout.
+    pub target: Target,
+    /// Whether up-to-date checks were skipped (`--force`).
+    pub force: bool,
+    /// Whether `files` is the complete, unfiltered listing of the commit
+    /// (only then is `trees/<commit>.json` written).
+    pub listing_complete: bool,
 }
 
 impl DownloadPlan {
@@ -89,9 +107,14 @@ impl DownloadPlan {
             .filter(|f| f.action != FileAction::UpToDate)
     }
 
-    /// Bytes that will be fetched.
+    /// Bytes that will be fetched (in the cache, files with the same
+    /// content count once: they share one download).
     pub fn bytes_to_fetch(&self) -> u64 {
-        self.to_fetch().map(|f| f.remote.size).sum()
+        let mut seen = std::collections::HashSet::new();
+        self.to_fetch()
+            .filter(|f| !self.target.shares_content() || seen.insert(f.remote.etag()))
+            .map(|f| f.remote.size)
+            .sum()
     }
 }
 
@@ -123,13 +146,33 @@ pub struct Downloader {
     hub: HubClient,
     http: HttpClient,
     engine: EngineConfig,
+    rate_limit: Option<u64>,
+    live: Arc<LiveStats>,
 }
 
 impl Downloader {
     /// A downloader over a shared HTTP client (the hub client should use the
     /// same one, so connections are pooled once).
     pub fn new(hub: HubClient, http: HttpClient, engine: EngineConfig) -> Self {
-        Self { hub, http, engine }
+        Self {
+            hub,
+            http,
+            engine,
+            rate_limit: None,
+            live: Arc::default(),
+        }
+    }
+
+    /// Counters a progress display can read while a download runs.
+    pub fn live(&self) -> Arc<LiveStats> {
+        Arc::clone(&self.live)
+    }
+
+    /// Caps the total download rate at `bytes_per_sec` (`--limit-rate`).
+    #[must_use]
+    pub fn with_rate_limit(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.rate_limit = bytes_per_sec;
+        self
     }
 
     /// The hub client.
@@ -138,45 +181,51 @@ impl Downloader {
     }
 
     /// Pins the revision, lists and filters the files, and compares them
-    /// with what `local_dir` already holds.
+    /// with what the target (local dir or cache) already holds. Costs the
+    /// revision and listing requests only; nothing is written.
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
-        if let Some(dir) = &request.cache_dir {
-            return Err(Error::Unsupported {
-                what: format!("the cache layout (--cache / --cache-dir {})", dir.display()),
-            });
-        }
         let repo = self
             .hub
             .plan(&request.repo, &request.revision, &request.selection)
             .await?;
-        let local = LocalDir::new(&request.local_dir);
-        let mut files = Vec::with_capacity(repo.files.len());
-        for remote in &repo.files {
-            // Fails early, before any byte moves, on a path that would
-            // escape the target.
-            let final_path = local.final_path(&remote.path)?;
-            let action = if request.force {
-                if final_path.exists() {
-                    FileAction::Changed
-                } else {
-                    FileAction::New
-                }
-            } else if local.is_current(&remote.path, &remote.etag(), remote.size) {
-                FileAction::UpToDate
-            } else if final_path.exists() {
-                FileAction::Changed
-            } else {
-                FileAction::New
-            };
-            files.push(PlannedFile {
-                remote: remote.clone(),
-                action,
-            });
-        }
+        let target = match &request.cache_dir {
+            Some(root) => Target::Cache(
+                CacheRepo::new(root, &request.repo).with_symlinks(request.cache_symlinks),
+            ),
+            None => Target::LocalDir(LocalDir::new(&request.local_dir)),
+        };
+        let (files, repo, target) = {
+            let force = request.force;
+            let result = tokio::task::spawn_blocking(move || {
+                let files = repo
+                    .files
+                    .iter()
+                    .map(|remote| {
+                        // Fails early, before any byte moves, on a path that
+                        // would escape the target.
+                        let action = target.classify(&repo.commit, remote, force)?;
+                        Ok(PlannedFile {
+                            remote: remote.clone(),
+                            action,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>();
+                (files, repo, target)
+            })
+            .await;
+            match result {
+                Ok((files, repo, target)) => (files?, repo, target),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        };
+        let listing_complete = request.selection.is_all() && repo.files.len() == repo.listed_files;
         Ok(DownloadPlan {
+            local_dir: target.files_dir(&repo.commit),
             repo,
             files,
-            local_dir: request.local_dir.clone(),
+            target,
+            force: request.force,
+            listing_complete,
         })
     }
 
@@ -192,44 +241,52 @@ impl Downloader {
         reporter: Arc<dyn Reporter>,
         cancel: CancellationToken,
     ) -> Result<DownloadReport> {
-        let local = LocalDir::new(&plan.local_dir);
-        local.prepare()?;
         let fetch: Vec<&PlannedFile> = plan.to_fetch().collect();
-        let mut jobs = Vec::with_capacity(fetch.len());
-        for (index, file) in fetch.iter().enumerate() {
-            let etag = file.remote.etag();
-            let (final_path, partial) = local.prepare_file(&file.remote.path, &etag)?;
-            let digest: ContentDigest = file.remote.expected_digest();
-            jobs.push(
-                FileJob::new(FileKey(index as u64), file.remote.size, partial, final_path)
-                    .with_expected(digest),
-            );
-        }
         let files: Vec<RemoteFile> = fetch.iter().map(|f| f.remote.clone()).collect();
+        let (publication, jobs, reporter) = Publication::start(
+            PublicationInput {
+                target: plan.target.clone(),
+                commit: plan.repo.commit.clone(),
+                force: plan.force,
+                fetch: files.clone(),
+                up_to_date: plan
+                    .files
+                    .iter()
+                    .filter(|f| f.action == FileAction::UpToDate)
+                    .map(|f| f.remote.clone())
+                    .collect(),
+                listing: plan.listing_complete.then(|| plan.repo.files.clone()),
+            },
+            reporter,
+        )
+        .await?;
+        let jobs = with_identities(jobs, plan, &files);
         let source = Arc::new(HubSource::new(
             self.hub.clone(),
             self.http.clone(),
             plan.repo.repo.clone(),
             plan.repo.commit.clone(),
-            files.clone(),
-        ));
-        let metadata = Arc::new(MetadataWriter {
-            inner: reporter,
-            local: local.clone(),
-            commit: plan.repo.commit.as_str().to_owned(),
             files,
-            failure: std::sync::Mutex::new(None),
-        });
-        let engine = Engine::new(
-            self.engine.clone(),
-            Arc::clone(&source),
-            Arc::clone(&metadata) as Arc<dyn Reporter>,
-        )?;
+        ));
         let started = Instant::now();
-        let summary = engine.run(jobs, cancel).await?;
-        if let Some(e) = metadata.failure.lock().expect("metadata lock").take() {
-            return Err(e);
-        }
+        let metered = Arc::new(Metered::new(Arc::clone(&source), Arc::clone(&self.live)));
+        let summary = match self.rate_limit {
+            Some(rate) => {
+                let limited = Arc::new(RateLimited::new(metered, rate));
+                Engine::new(self.engine.clone(), limited, reporter)?
+                    .run(jobs, cancel.clone())
+                    .await?
+            }
+            None => {
+                Engine::new(self.engine.clone(), metered, reporter)?
+                    .run(jobs, cancel.clone())
+                    .await?
+            }
+        };
+        // Publishes what the engine finished (waiting for locks other
+        // processes hold); reported after the engine's own failures.
+        let target = publication.target().clone();
+        let published = publication.finish(&cancel).await;
         let mut report = DownloadReport {
             files_skipped: plan.files.len() - fetch.len(),
             bytes_written: summary.bytes_written,
@@ -268,48 +325,28 @@ impl Downloader {
         if cancelled {
             return Err(Error::Cancelled);
         }
+        report.files_done += published?;
+        finish_target(target, plan.repo.revision.clone(), plan.repo.commit.clone()).await?;
         Ok(report)
     }
 }
 
-/// Writes each file's metadata as soon as the engine reports it done, so a
-/// later interruption does not make a finished file look stale.
-struct MetadataWriter {
-    inner: Arc<dyn Reporter>,
-    local: LocalDir,
-    commit: String,
-    files: Vec<RemoteFile>,
-    failure: std::sync::Mutex<Option<Error>>,
-}
-
-impl Reporter for MetadataWriter {
-    fn on_file_start(&self, key: FileKey, size: u64) {
-        self.inner.on_file_start(key, size);
-    }
-    fn on_bytes(&self, key: FileKey, bytes: u64) {
-        self.inner.on_bytes(key, bytes);
-    }
-    fn on_retry(&self, key: FileKey, event: &hfd_engine::RetryEvent<'_>) {
-        self.inner.on_retry(key, event);
-    }
-    fn on_fallback(&self, key: FileKey) {
-        self.inner.on_fallback(key);
-    }
-    fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
-        if let Some(file) = self.files.get(usize::try_from(key.0).unwrap_or(usize::MAX))
-            && let Err(e) = self
-                .local
-                .write_metadata(&file.path, &self.commit, &file.etag())
-        {
-            let mut failure = self.failure.lock().expect("metadata lock");
-            failure.get_or_insert(e);
-        }
-        self.inner.on_file_done(key, digest);
-    }
-    fn on_file_failed(&self, key: FileKey, error: &hfd_engine::Error) {
-        self.inner.on_file_failed(key, error);
-    }
-    fn on_file_cancelled(&self, key: FileKey) {
-        self.inner.on_file_cancelled(key);
-    }
+/// Gives each job its resume identity (issue #5): content id and size decide
+/// whether a journal from an earlier run is resumed; repo, commit and path
+/// are recorded for people reading it. Job keys index `files`.
+fn with_identities(jobs: Vec<FileJob>, plan: &DownloadPlan, files: &[RemoteFile]) -> Vec<FileJob> {
+    jobs.into_iter()
+        .map(|job| {
+            let Some(file) = files.get(usize::try_from(job.key.0).unwrap_or(usize::MAX)) else {
+                return job;
+            };
+            job.with_identity(FileIdentity::new(
+                plan.repo.repo.to_string(),
+                plan.repo.commit.as_str(),
+                file.path.clone(),
+                file.size,
+                file.etag(),
+            ))
+        })
+        .collect()
 }

@@ -147,7 +147,9 @@ fn hub_kind(kind: hfd_hub::HubErrorKind) -> ErrorKind {
         H::NotFound | H::RevisionNotFound | H::EntryNotFound => ErrorKind::NotFound,
         H::Gated | H::InvalidToken | H::Forbidden => ErrorKind::Auth,
         H::RateLimited { wait } => ErrorKind::RateLimited { wait },
-        H::Unreachable => ErrorKind::Network,
+        // A server that keeps failing (5xx after retries) is, to the user, a
+        // network-class problem: retry later or use another endpoint.
+        H::Unreachable | H::Server => ErrorKind::Network,
         H::UnsafePath => ErrorKind::Disk,
         H::Changed => ErrorKind::Integrity,
         _ => ErrorKind::Protocol,

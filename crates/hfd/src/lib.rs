@@ -5,8 +5,12 @@
 //! (through `hfd-hub`) and compares them with the target folder;
 //! [`Downloader::download`] runs the plan through `hfd-engine`, with a
 //! [`RangeSource`](hfd_engine::RangeSource) over `hfd-http` that resolves each
-//! file once and reuses its URL for every range, then writes the per-file
-//! metadata huggingface_hub reads ([`LocalDir`]).
+//! file once and reuses its URL for every range, then publishes each file in
+//! the layout huggingface_hub reads: a plain folder with its per-file
+//! metadata ([`LocalDir`]), or the hub cache with blobs, snapshot symlinks
+//! and refs ([`CacheRepo`]), under the same locks huggingface_hub takes
+//! ([`Target`]). A rerun is a sync: files whose etag and size match are
+//! skipped without any request beyond the listing.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -31,16 +35,26 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
+mod cache;
 mod download;
 mod error;
 mod layout;
+mod limit;
+mod lock;
+mod meter;
 mod source;
+mod target;
+pub mod verify;
 
+pub use cache::CacheRepo;
 pub use download::{
     DownloadPlan, DownloadReport, DownloadRequest, Downloader, FileAction, PlannedFile,
 };
 pub use error::{Error, ErrorKind, Result};
-pub use layout::{LocalDir, LocalMetadata};
+pub use layout::{LocalDir, LocalMetadata, Publish};
+pub use meter::LiveStats;
+pub use target::Target;
 
 pub use hfd_engine;
 pub use hfd_http;

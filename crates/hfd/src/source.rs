@@ -3,18 +3,21 @@
 //! Each file is resolved at most once (single-flight, on its first request)
 //! and every range reuses the resulting URL. A CDN answering 401/403/400/410
 //! marks the URL expired; the next request re-resolves it, once for all the
-//! file's workers.
+//! file's workers. A re-resolved URL that the CDN refuses before it ever
+//! served an answer is not re-resolved again: the refusals are retried with
+//! backoff and end, bounded by the engine's retry policy, in a clear error
+//! (no resolve loop against a CDN that keeps saying no).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use http::{Request, StatusCode, header};
+use http::header;
 use tokio::sync::Mutex;
 
 use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_http::{Body, HttpClient, RequestBody};
+use hfd_http::{Body, HttpClient};
 use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
 use hfd_types::ByteRange;
 
@@ -22,6 +25,10 @@ use hfd_types::ByteRange;
 #[derive(Debug)]
 struct Slot {
     resolved: Option<Arc<ResolvedFile>>,
+    /// Resolves made for this file so far.
+    resolutions: u32,
+    /// Whether the current URL has served at least one good answer.
+    proven: bool,
     /// ETag of the first answer from the download URL: a later answer with
     /// another one means the file changed under us.
     seen_etag: Option<String>,
@@ -57,6 +64,8 @@ impl HubSource {
             .map(|_| {
                 Mutex::new(Slot {
                     resolved: None,
+                    resolutions: 0,
+                    proven: false,
                     seen_etag: None,
                 })
             })
@@ -118,38 +127,66 @@ impl HubSource {
         };
         let resolved = Arc::new(resolved);
         slot.resolved = Some(Arc::clone(&resolved));
+        slot.resolutions += 1;
+        // A body that came with the resolve proves the URL.
+        slot.proven = body.is_some();
         Ok((resolved, body))
     }
 
     /// Forgets `stale` so the next request re-resolves (unless another
-    /// worker already replaced it).
-    async fn expire(&self, key: FileKey, stale: &Arc<ResolvedFile>) {
-        if let Ok((_, slot)) = self.file(key) {
-            let mut slot = slot.lock().await;
-            if slot
-                .resolved
-                .as_ref()
-                .is_some_and(|r| Arc::ptr_eq(r, stale))
-            {
-                slot.resolved = None;
-            }
+    /// worker already replaced it). `false` when `stale` came from a
+    /// re-resolve and never served an answer: the CDN refuses fresh URLs
+    /// too, and resolving again would only loop.
+    async fn expire(&self, key: FileKey, stale: &Arc<ResolvedFile>) -> bool {
+        let Ok((_, slot)) = self.file(key) else {
+            return false;
+        };
+        let mut slot = slot.lock().await;
+        if !slot
+            .resolved
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, stale))
+        {
+            // Already replaced by another worker: retry with the new one.
+            return true;
         }
+        if slot.resolutions > 1 && !slot.proven {
+            return false;
+        }
+        slot.resolved = None;
+        true
     }
 
-    /// Records the download host's ETag; a change mid-download is an
-    /// integrity error.
-    async fn check_etag(&self, key: FileKey, headers: &http::HeaderMap) -> Result<(), SourceError> {
-        let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
-            return Ok(());
-        };
+    /// Marks `resolved` as a working URL and records the download host's
+    /// ETag; a change mid-download is an integrity error.
+    async fn accept(
+        &self,
+        key: FileKey,
+        resolved: &Arc<ResolvedFile>,
+        headers: &http::HeaderMap,
+    ) -> Result<(), SourceError> {
         let (file, slot) = self.file(key)?;
         let mut slot = slot.lock().await;
+        if slot
+            .resolved
+            .as_ref()
+            .is_some_and(|r| Arc::ptr_eq(r, resolved))
+        {
+            slot.proven = true;
+        }
+        let Some(etag) = headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(hfd_hub::normalize_etag)
+        else {
+            return Ok(());
+        };
         match &slot.seen_etag {
             None => {
-                slot.seen_etag = Some(etag.to_owned());
+                slot.seen_etag = Some(etag);
                 Ok(())
             }
-            Some(seen) if seen == etag => Ok(()),
+            Some(seen) if *seen == etag => Ok(()),
             Some(seen) => Err(SourceError::integrity(Message(format!(
                 "{}: the server's ETag changed from {seen} to {etag} during the download",
                 file.path
@@ -164,7 +201,11 @@ impl HubSource {
     ) -> Result<BodyStream, SourceError> {
         let (file, _) = self.file(key)?;
         let whole = range.is_none_or(|r| r.start() == 0 && r.end() == file.size);
-        let (resolved, body) = self.location(key, whole).await?;
+        // Regular files are served by the hub itself: one GET resolves and
+        // fetches them. LFS files redirect to a CDN, and the 302 to a GET
+        // carries a body that would cost its HTTP/1.1 connection; a HEAD
+        // resolves them without one.
+        let (resolved, body) = self.location(key, whole && !file.is_lfs()).await?;
         if let Some(body) = body {
             // The hub answered the GET with the whole file (200).
             return Ok(stream(body));
@@ -177,54 +218,27 @@ impl HubSource {
                 .get_range(url, range, Some(file.size), &headers)
                 .await
                 .map(|r| (r.headers, r.body)),
-            None => self.get_whole(url, &headers).await,
+            // Checks 200, no Content-Encoding, Content-Length == size, and
+            // caps the body at the file size (an endless body cannot grow it).
+            None => self.http.get_whole(url, file.size, &headers).await,
         };
         match outcome {
             Ok((response_headers, body)) => {
-                self.check_etag(key, &response_headers).await?;
+                self.accept(key, &resolved, &response_headers).await?;
                 Ok(stream(body))
             }
             Err(e) => {
                 if resolved.is_cdn && is_expiry(&e) {
-                    self.expire(key, &resolved).await;
-                    return Err(SourceError::url_expired(e));
+                    if self.expire(key, &resolved).await {
+                        return Err(SourceError::url_expired(e));
+                    }
+                    tracing::warn!(file = %file.path, error = %e,
+                        "the CDN refuses the freshly resolved URL too; not resolving again");
+                    return Err(SourceError::retryable(e));
                 }
                 Err(http_error(e))
             }
         }
-    }
-
-    async fn get_whole(
-        &self,
-        url: &str,
-        headers: &http::HeaderMap,
-    ) -> hfd_http::Result<(http::HeaderMap, Body)> {
-        let mut builder = Request::get(url);
-        for (k, v) in headers {
-            builder = builder.header(k, v);
-        }
-        let request =
-            builder
-                .body(RequestBody::default())
-                .map_err(|e| hfd_http::Error::InvalidUrl {
-                    url: url.into(),
-                    reason: e.to_string(),
-                })?;
-        let response = self.http.send(request).await?;
-        if response.status() != StatusCode::OK {
-            let retry_after_secs = response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
-            return Err(hfd_http::Error::Status {
-                url: url.into(),
-                status: response.status(),
-                retry_after_secs,
-            });
-        }
-        let (parts, body) = response.into_parts();
-        Ok((parts.headers, body))
     }
 }
 

@@ -1,4 +1,5 @@
 //! Engine tests against an in-memory `RangeSource` with fault injection.
 
 mod engine;
+mod resume;
 mod source;

@@ -6,6 +6,7 @@
     reason = "tests read CI and PATH and poll child processes"
 )]
 
+mod hostile;
 mod pool;
 mod proxy;
 mod range;

@@ -1,3 +1,4 @@
 //! Integration tests of hfd-store against a tempdir.
 
+mod journal;
 mod partial;

@@ -1,0 +1,116 @@
+//! `hfd-rs bench`: every endpoint at every connection count, a table (or
+//! JSON), and a recommendation.
+
+#![expect(
+    clippy::print_stdout,
+    reason = "the bench table is the command's output"
+)]
+
+use hfd::bench::{BenchResult, bench_endpoint};
+use hfd_types::ByteSize;
+
+use crate::args::BenchArgs;
+use crate::exit::Failure;
+use crate::output;
+
+pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
+    let settings = crate::settings::resolve_bench(args).map_err(Failure::from_anyhow)?;
+    let mut results: Vec<BenchResult> = Vec::new();
+    for hub in &settings.endpoints {
+        for &connections in &settings.threads {
+            if !args.json {
+                output::note_line(&format!(
+                    "measuring {} with {connections} connection(s) for up to {:.0} s",
+                    hub.endpoint.as_str(),
+                    settings.config.duration.as_secs_f64()
+                ));
+            }
+            let result = bench_endpoint(
+                &settings.http,
+                hub,
+                &settings.repo,
+                &settings.revision,
+                settings.file.as_deref(),
+                connections,
+                &settings.config,
+            )
+            .await
+            .map_err(Failure::from_hfd)?;
+            results.push(result);
+        }
+    }
+    let best = recommend(&results);
+    if args.json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "endpoint": r.endpoint,
+                    "file": r.file,
+                    "connections": r.connections,
+                    "ttfb_ms": r.time_to_first_byte.map(|t| t.as_millis() as u64),
+                    "bytes": r.bytes,
+                    "elapsed_secs": r.elapsed.as_secs_f64(),
+                    "bytes_per_sec": r.bytes_per_sec() as u64,
+                    "bytes_per_sec_per_connection": (r.bytes_per_sec() / r.connections as f64) as u64,
+                    "errors": r.errors,
+                    "connections_opened": r.connections_opened,
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "results": rows,
+            "recommended": best.map(|b| serde_json::json!({
+                "endpoint": b.endpoint, "connections": b.connections,
+            })),
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>5} {:>9} {:>12} {:>14} {:>6}",
+        "endpoint", "conns", "ttfb", "speed", "per conn", "errors"
+    );
+    for r in &results {
+        let ttfb = r
+            .time_to_first_byte
+            .map_or_else(|| "-".to_owned(), |t| format!("{} ms", t.as_millis()));
+        println!(
+            "{:<40} {:>5} {:>9} {:>10}/s {:>12}/s {:>6}",
+            r.endpoint,
+            r.connections,
+            ttfb,
+            ByteSize::new(r.bytes_per_sec() as u64),
+            ByteSize::new((r.bytes_per_sec() / r.connections as f64) as u64),
+            r.errors
+        );
+    }
+    if let Some(best) = best {
+        println!(
+            "fastest: {} with -x {} ({}/s); use: HF_ENDPOINT={} hfd-rs REPO -x {}",
+            best.endpoint,
+            best.connections,
+            ByteSize::new(best.bytes_per_sec() as u64),
+            best.endpoint,
+            best.connections
+        );
+    }
+    Ok(())
+}
+
+/// The fastest setting, preferring fewer connections when within 5 % of it
+/// (more connections cost the mirror and buy nothing).
+fn recommend(results: &[BenchResult]) -> Option<&BenchResult> {
+    let top = results
+        .iter()
+        .map(BenchResult::bytes_per_sec)
+        .fold(0.0_f64, f64::max);
+    if top <= 0.0 {
+        return None;
+    }
+    results
+        .iter()
+        .filter(|r| r.errors == 0 || r.bytes_per_sec() >= top)
+        .filter(|r| r.bytes_per_sec() >= top * 0.95)
+        .min_by_key(|r| r.connections)
+}

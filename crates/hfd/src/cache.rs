@@ -1,0 +1,544 @@
+//! The Hugging Face hub cache layout (protocol §6), exactly as
+//! huggingface_hub writes it, so `from_pretrained(..., local_files_only=True)`,
+//! `hf_hub_download`, `try_to_load_from_cache` and `scan_cache_dir()` accept
+//! what hfd-rs downloads.
+//!
+//! ```text
+//! <root>/CACHEDIR.TAG
+//! <root>/.locks/<folder>/<etag>.lock          flock held while publishing a blob
+//! <root>/<folder>/blobs/<etag>                content, named by its etag, shared by revisions
+//! <root>/<folder>/blobs/<etag>.hfd.part       our partial file (never `<etag>.incomplete`)
+//! <root>/<folder>/blobs/<etag>.hfd.verified   complete and verified, not yet published
+//! <root>/<folder>/snapshots/<commit>/<path>   relative symlink to ../../blobs/<etag> (copy without symlinks)
+//! <root>/<folder>/refs/<revision>             the bare 40-hex commit, no newline
+//! <root>/<folder>/trees/<commit>.json         complete listing (unfiltered runs only)
+//! ```
+//!
+//! `<folder>` is `models--org--name`, `datasets--org--name` or
+//! `spaces--org--name`, from the repo id exactly as given.
+//!
+//! Without symlinks ([`CacheRepo::with_symlinks`]`(false)`, what
+//! `HF_HUB_DISABLE_SYMLINKS` asks, or when the filesystem refuses them) a
+//! newly downloaded blob is moved into the snapshot and an existing one is
+//! copied, as huggingface_hub does.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
+
+use crate::download::FileAction;
+use crate::error::{Error, Result};
+use crate::layout::{
+    CACHEDIR_TAG, Publish, append_to_name, create_dir_all, rename, safe_join, safe_join_entry,
+    write_atomic, write_if_missing, write_tree_listing,
+};
+use crate::lock::TargetLock;
+
+/// One repository's folder in a hub cache.
+#[derive(Debug, Clone)]
+pub struct CacheRepo {
+    root: PathBuf,
+    folder: String,
+    dir: PathBuf,
+    symlinks: bool,
+}
+
+impl CacheRepo {
+    /// The folder of `repo` in the cache at `root` (the `HF_HUB_CACHE`
+    /// directory). Uses symlinks unless told otherwise.
+    pub fn new(root: impl Into<PathBuf>, repo: &RepoRef) -> Self {
+        let root = root.into();
+        let folder = Self::folder_name(repo);
+        Self {
+            dir: root.join(&folder),
+            root,
+            folder,
+            symlinks: true,
+        }
+    }
+
+    /// Whether snapshot entries are symlinks (`true`) or copies.
+    #[must_use]
+    pub fn with_symlinks(mut self, symlinks: bool) -> Self {
+        self.symlinks = symlinks;
+        self
+    }
+
+    /// `models--org--name`, `datasets--name`, … (huggingface_hub's
+    /// `repo_folder_name`).
+    pub fn folder_name(repo: &RepoRef) -> String {
+        format!(
+            "{}s--{}",
+            repo.repo_type.as_str(),
+            repo.id.as_str().replace('/', "--")
+        )
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<folder>`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether snapshot entries are symlinks.
+    pub fn uses_symlinks(&self) -> bool {
+        self.symlinks
+    }
+
+    /// `blobs/<etag>`. `etag` is a normalised hex etag
+    /// ([`RemoteFile::etag`]).
+    pub fn blob_path(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(etag)
+    }
+
+    /// Our partial file for a blob.
+    pub fn partial_path(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(format!("{etag}.hfd.part"))
+    }
+
+    /// Where the engine leaves a complete, verified blob before it is
+    /// published under the lock.
+    pub fn staged_path(&self, etag: &str) -> PathBuf {
+        self.dir.join("blobs").join(format!("{etag}.hfd.verified"))
+    }
+
+    /// `<root>/.locks/<folder>/<etag>.lock`.
+    pub fn lock_path(&self, etag: &str) -> PathBuf {
+        self.root
+            .join(".locks")
+            .join(&self.folder)
+            .join(format!("{etag}.lock"))
+    }
+
+    /// `snapshots/<commit>`.
+    pub fn snapshot_dir(&self, commit: &Commit) -> PathBuf {
+        self.dir.join("snapshots").join(commit.as_str())
+    }
+
+    /// `snapshots/<commit>/<path>`; refuses paths that would leave the
+    /// snapshot (the entry itself may be a symlink).
+    pub fn snapshot_path(&self, commit: &Commit, repo_path: &str) -> Result<PathBuf> {
+        safe_join_entry(&self.snapshot_dir(commit), repo_path)
+    }
+
+    /// `refs/<revision>`; a revision with `/` becomes nested folders.
+    pub fn ref_path(&self, revision: &Revision) -> Result<PathBuf> {
+        safe_join(&self.dir.join("refs"), revision.as_str())
+    }
+
+    /// The commit `refs/<revision>` holds, read as huggingface_hub reads it
+    /// (the whole file, untrimmed).
+    pub fn read_ref(&self, revision: &Revision) -> Option<String> {
+        fs::read_to_string(self.ref_path(revision).ok()?).ok()
+    }
+
+    /// Points `refs/<revision>` at `commit` (no newline, atomic), only when
+    /// it says something else. Nothing for a revision that is a commit.
+    /// Returns whether the file was written.
+    pub fn write_ref(&self, revision: &Revision, commit: &Commit) -> Result<bool> {
+        if revision.as_commit().is_some() {
+            return Ok(false);
+        }
+        let path = self.ref_path(revision)?;
+        if fs::read(&path).is_ok_and(|current| current == commit.as_str().as_bytes()) {
+            return Ok(false);
+        }
+        if let Some(parent) = path.parent() {
+            create_dir_all(parent)?;
+        }
+        write_atomic(&path, commit.as_str().as_bytes())?;
+        Ok(true)
+    }
+
+    /// Creates the root's `CACHEDIR.TAG` and the repo's `blobs/` and
+    /// `snapshots/` folders.
+    pub fn prepare(&self) -> Result<()> {
+        create_dir_all(&self.dir.join("blobs"))?;
+        create_dir_all(&self.dir.join("snapshots"))?;
+        write_if_missing(&self.root.join("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())
+    }
+
+    /// Whether a relative symlink can be created in `blobs/` (what
+    /// huggingface_hub's `are_symlinks_supported` probes). Call after
+    /// [`Self::prepare`].
+    pub fn probe_symlinks(&self) -> bool {
+        let probe = self
+            .dir
+            .join("blobs")
+            .join(format!(".hfd-symlink-probe-{}", std::process::id()));
+        let _ = fs::remove_file(&probe);
+        let ok = make_symlink(Path::new("hfd-probe-target"), &probe).is_ok();
+        let _ = fs::remove_file(&probe);
+        ok
+    }
+
+    /// Whether `blobs/<etag>` holds `size` bytes.
+    pub fn has_blob(&self, etag: &str, size: u64) -> bool {
+        fs::metadata(self.blob_path(etag)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
+    /// Whether `snapshots/<commit>/<path>` is in place: our relative symlink
+    /// to the right blob, resolving to `size` bytes, or a regular file of
+    /// `size` bytes (a copy; the commit pins its content).
+    pub fn is_linked(&self, commit: &Commit, file: &RemoteFile) -> bool {
+        let Ok(entry) = self.snapshot_path(commit, &file.path) else {
+            return false;
+        };
+        let Ok(meta) = fs::symlink_metadata(&entry) else {
+            return false;
+        };
+        if meta.file_type().is_symlink() {
+            fs::read_link(&entry).is_ok_and(|t| t == blob_link_target(&file.path, &file.etag()))
+                && fs::metadata(&entry).is_ok_and(|m| m.is_file() && m.len() == file.size)
+        } else {
+            meta.is_file() && meta.len() == file.size
+        }
+    }
+
+    /// What a run must do with `file` at `commit`. A file whose blob is
+    /// already in the cache (another revision has it) is up to date: it
+    /// only needs its snapshot entry, no transfer.
+    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
+        let entry = self.snapshot_path(commit, &file.path)?;
+        let exists = fs::symlink_metadata(&entry).is_ok();
+        Ok(
+            if !force && (self.is_linked(commit, file) || self.has_blob(&file.etag(), file.size)) {
+                FileAction::UpToDate
+            } else if exists {
+                FileAction::Changed
+            } else {
+                FileAction::New
+            },
+        )
+    }
+
+    /// Publishes the blob shared by `files` (all with the same etag) and
+    /// their snapshot entries at `commit`, holding the blob's lock:
+    /// `staged` (a verified download) becomes `blobs/<etag>` unless that
+    /// already exists (content-addressed, so it is dropped; with `force` it
+    /// replaces it); without `staged` the blob must already exist. Then each
+    /// entry is linked (or copied), and its `.no_exist` marker removed.
+    /// [`Publish::Busy`], with nothing done, when another process holds the
+    /// lock. Blocking.
+    pub fn publish(
+        &self,
+        commit: &Commit,
+        files: &[&RemoteFile],
+        staged: Option<&Path>,
+        force: bool,
+    ) -> Result<Publish> {
+        let Some(first) = files.first() else {
+            return Ok(Publish::Done);
+        };
+        if staged.is_none() && files.iter().all(|f| self.is_linked(commit, f)) {
+            return Ok(Publish::Done);
+        }
+        let etag = first.etag();
+        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&etag))? else {
+            return Ok(Publish::Busy);
+        };
+        let blob = self.blob_path(&etag);
+        let mut fresh = false;
+        if let Some(staged) = staged {
+            if !force && self.has_blob(&etag, first.size) {
+                remove_if_exists(staged)?;
+            } else {
+                rename(staged, &blob)?;
+                fresh = true;
+            }
+        }
+        let last = files.len() - 1;
+        for (i, file) in files.iter().enumerate() {
+            let entry = self.snapshot_path(commit, &file.path)?;
+            if let Some(parent) = entry.parent() {
+                create_dir_all(parent)?;
+            }
+            if self.symlinks {
+                Self::link(&entry, file, &blob)?;
+            } else if fresh && i == last {
+                // No symlinks: a new blob moves into the snapshot, as
+                // huggingface_hub does; earlier entries got copies.
+                rename(&blob, &entry)?;
+            } else {
+                copy_into(&blob, &entry)?;
+            }
+            if let Ok(marker) = safe_join(
+                &self.dir.join(".no_exist").join(commit.as_str()),
+                &file.path,
+            ) {
+                remove_if_exists(&marker)?;
+            }
+        }
+        Ok(Publish::Done)
+    }
+
+    /// Makes `entry` the relative symlink to `blob` (replacing whatever is
+    /// there atomically); falls back to a copy where symlinks fail.
+    fn link(entry: &Path, file: &RemoteFile, blob: &Path) -> Result<()> {
+        let target = blob_link_target(&file.path, &file.etag());
+        if fs::read_link(entry).is_ok_and(|t| t == target) {
+            return Ok(());
+        }
+        let tmp = append_to_name(entry, &format!(".hfd-link-{}", std::process::id()));
+        remove_if_exists(&tmp)?;
+        match make_symlink(&target, &tmp) {
+            Ok(()) => rename(&tmp, entry),
+            Err(e) => {
+                tracing::warn!(entry = %entry.display(), error = %e, "cannot create a symlink; copying the blob instead");
+                copy_into(blob, entry)
+            }
+        }
+    }
+
+    /// Writes `trees/<commit>.json` when missing. Only call it with the
+    /// complete, unfiltered listing of the commit.
+    pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+        write_tree_listing(&self.dir, commit, listing)
+    }
+}
+
+/// `../../blobs/<etag>` with one more `..` per folder level of `repo_path`:
+/// the target huggingface_hub computes with `os.path.relpath`.
+fn blob_link_target(repo_path: &str, etag: &str) -> PathBuf {
+    let mut target = PathBuf::new();
+    for _ in 0..repo_path.matches('/').count() + 2 {
+        target.push("..");
+    }
+    target.push("blobs");
+    target.push(etag);
+    target
+}
+
+/// Copies `from` to `to` through a temporary name, so `to` is never seen
+/// half-written.
+fn copy_into(from: &Path, to: &Path) -> Result<()> {
+    let tmp = append_to_name(to, &format!(".hfd-copy-{}", std::process::id()));
+    fs::copy(from, &tmp).map_err(|source| Error::Io {
+        action: "cannot copy a blob to",
+        path: to.to_path_buf(),
+        source,
+    })?;
+    rename(&tmp, to)
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+            action: "cannot remove",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(windows)]
+fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hfd_hub::RepoId;
+    use hfd_types::ContentDigest;
+
+    fn file(path: &str, content: &[u8]) -> RemoteFile {
+        RemoteFile {
+            path: path.to_owned(),
+            size: content.len() as u64,
+            // Any digest works here; files with equal content share it.
+            oid: ContentDigest::GitSha1([content[0]; 20]),
+            lfs_sha256: None,
+            xet_hash: None,
+        }
+    }
+
+    fn commit(c: char) -> Commit {
+        Commit::parse(&c.to_string().repeat(40)).unwrap()
+    }
+
+    #[test]
+    fn folder_names_follow_repo_folder_name() {
+        let id = |s| RepoId::new(s).unwrap();
+        assert_eq!(
+            CacheRepo::folder_name(&RepoRef::model(id("openai-community/gpt2"))),
+            "models--openai-community--gpt2"
+        );
+        assert_eq!(
+            CacheRepo::folder_name(&RepoRef::model(id("gpt2"))),
+            "models--gpt2"
+        );
+        assert_eq!(
+            CacheRepo::folder_name(&RepoRef::dataset(id("allenai/c4"))),
+            "datasets--allenai--c4"
+        );
+        assert_eq!(
+            CacheRepo::folder_name(&RepoRef::space(id("org/App"))),
+            "spaces--org--App"
+        );
+    }
+
+    #[test]
+    fn link_targets_climb_one_level_per_folder() {
+        assert_eq!(
+            blob_link_target("config.json", "ab"),
+            Path::new("../../blobs/ab")
+        );
+        assert_eq!(
+            blob_link_target("a/b/c.bin", "ab"),
+            Path::new("../../../../blobs/ab")
+        );
+    }
+
+    #[test]
+    fn refs_are_bare_commits_written_only_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("org/m").unwrap()));
+        let main = Revision::new("main").unwrap();
+        assert!(repo.write_ref(&main, &commit('a')).unwrap());
+        assert_eq!(
+            fs::read(repo.ref_path(&main).unwrap()).unwrap(),
+            "a".repeat(40).as_bytes()
+        );
+        assert!(!repo.write_ref(&main, &commit('a')).unwrap());
+        assert!(repo.write_ref(&main, &commit('b')).unwrap());
+        assert_eq!(repo.read_ref(&main).unwrap(), "b".repeat(40));
+        let pr = Revision::new("refs/pr/1").unwrap();
+        repo.write_ref(&pr, &commit('c')).unwrap();
+        assert!(dir.path().join("models--org--m/refs/refs/pr/1").is_file());
+        let sha = Revision::new(&"d".repeat(40)).unwrap();
+        assert!(!repo.write_ref(&sha, &commit('d')).unwrap());
+        let evil = Revision::new("a/../../../x").unwrap();
+        assert!(repo.write_ref(&evil, &commit('a')).is_err());
+    }
+
+    #[test]
+    fn publish_links_moves_dedups_and_clears_no_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("org/m").unwrap()));
+        repo.prepare().unwrap();
+        assert!(dir.path().join("CACHEDIR.TAG").is_file());
+        let content = b"hello";
+        let a = file("a.txt", content);
+        let b = file("sub/dir/b.txt", content);
+        let c1 = commit('1');
+        let marker = repo.dir().join(".no_exist").join(c1.as_str()).join("a.txt");
+        fs::create_dir_all(marker.parent().unwrap()).unwrap();
+        fs::write(&marker, b"").unwrap();
+        let staged = repo.staged_path(&a.etag());
+        fs::write(&staged, content).unwrap();
+        assert_eq!(repo.classify(&c1, &a, false).unwrap(), FileAction::New);
+        assert_eq!(
+            repo.publish(&c1, &[&a, &b], Some(&staged), false).unwrap(),
+            Publish::Done
+        );
+        assert!(!staged.exists());
+        assert!(!marker.exists(), ".no_exist marker removed");
+        for f in [&a, &b] {
+            let entry = repo.snapshot_path(&c1, &f.path).unwrap();
+            assert!(
+                fs::symlink_metadata(&entry)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            assert_eq!(fs::read(&entry).unwrap(), content);
+            assert!(repo.is_linked(&c1, f));
+        }
+        assert_eq!(
+            fs::read_link(repo.snapshot_path(&c1, "sub/dir/b.txt").unwrap()).unwrap(),
+            Path::new("../../../../blobs").join(a.etag())
+        );
+        // Another commit with the same content: up to date, linked without a
+        // download; a second staged copy of an existing blob is dropped.
+        let c2 = commit('2');
+        assert_eq!(repo.classify(&c2, &a, false).unwrap(), FileAction::UpToDate);
+        assert_eq!(repo.classify(&c2, &a, true).unwrap(), FileAction::New);
+        fs::write(&staged, content).unwrap();
+        repo.publish(&c2, &[&a], Some(&staged), false).unwrap();
+        assert!(!staged.exists());
+        assert!(repo.is_linked(&c2, &a));
+        // A busy lock: nothing happens.
+        let held = TargetLock::try_acquire(&repo.lock_path(&a.etag()))
+            .unwrap()
+            .unwrap();
+        let c3 = commit('3');
+        assert_eq!(
+            repo.publish(&c3, &[&a], None, false).unwrap(),
+            Publish::Busy
+        );
+        assert!(!repo.snapshot_path(&c3, "a.txt").unwrap().exists());
+        drop(held);
+        assert_eq!(
+            repo.publish(&c3, &[&a], None, false).unwrap(),
+            Publish::Done
+        );
+        assert!(repo.is_linked(&c3, &a));
+    }
+
+    #[test]
+    fn without_symlinks_new_blobs_move_and_existing_ones_are_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = CacheRepo::new(dir.path(), &RepoRef::dataset(RepoId::new("org/d").unwrap()))
+            .with_symlinks(false);
+        repo.prepare().unwrap();
+        let content = b"data";
+        let a = file("a.txt", content);
+        let b = file("b/b.txt", content);
+        let c1 = commit('1');
+        let staged = repo.staged_path(&a.etag());
+        fs::write(&staged, content).unwrap();
+        repo.publish(&c1, &[&a, &b], Some(&staged), false).unwrap();
+        assert!(!repo.blob_path(&a.etag()).exists(), "moved, not kept");
+        for f in [&a, &b] {
+            let entry = repo.snapshot_path(&c1, &f.path).unwrap();
+            assert!(fs::symlink_metadata(&entry).unwrap().is_file());
+            assert_eq!(fs::read(&entry).unwrap(), content);
+            assert!(repo.is_linked(&c1, f));
+        }
+        // An existing blob (from a symlinked run) is copied and kept.
+        fs::write(repo.blob_path(&a.etag()), content).unwrap();
+        let c2 = commit('2');
+        repo.publish(&c2, &[&a], None, false).unwrap();
+        assert!(repo.blob_path(&a.etag()).exists());
+        assert_eq!(
+            fs::read(repo.snapshot_path(&c2, "a.txt").unwrap()).unwrap(),
+            content
+        );
+    }
+
+    #[test]
+    fn snapshot_paths_refuse_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("org/m").unwrap()));
+        let c = commit('a');
+        for bad in ["../x", "a/../../x", "/etc/passwd", ""] {
+            assert!(repo.snapshot_path(&c, bad).is_err(), "{bad:?}");
+        }
+        // A symlinked folder inside the snapshot is refused; a symlinked
+        // entry (ours) is not.
+        let snap = repo.snapshot_dir(&c);
+        fs::create_dir_all(&snap).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        make_symlink(outside.path(), &snap.join("d")).unwrap();
+        assert!(repo.snapshot_path(&c, "d/x").is_err());
+        assert!(repo.snapshot_path(&c, "d").is_ok());
+    }
+}

@@ -1,0 +1,500 @@
+//! Where a plan's files go — a plain folder ([`LocalDir`]) or the hub cache
+//! ([`CacheRepo`]) — and publishing them there.
+//!
+//! The engine writes each file to a partial name and, once complete and
+//! verified, renames it to a *staged* name next to it. Publishing — the move
+//! to the final place (local dir) or to `blobs/<etag>` plus the snapshot
+//! link (cache), then the metadata — happens on a blocking thread as files
+//! finish, under the lock huggingface_hub takes for the same target. When
+//! another process holds that lock the file waits (the staged copy stays)
+//! until the lock is free, so a file another process is writing is never
+//! clobbered. In the cache, files with the same content (etag) are one
+//! download: one job per blob, every path linked to it.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use hfd_engine::{FileJob, FileKey, Reporter};
+use hfd_hub::{Commit, RemoteFile, Revision};
+use hfd_types::ContentDigest;
+
+use crate::cache::CacheRepo;
+use crate::download::FileAction;
+use crate::error::{Error, Result};
+use crate::layout::{LocalDir, Publish};
+
+/// Where a download's files go.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Target {
+    /// A plain folder with huggingface_hub's `.cache/huggingface/` metadata.
+    LocalDir(LocalDir),
+    /// The hub cache layout.
+    Cache(CacheRepo),
+}
+
+impl Target {
+    /// The folder where the files of `commit` appear: the local dir, or
+    /// `snapshots/<commit>` of the cache.
+    pub fn files_dir(&self, commit: &Commit) -> PathBuf {
+        match self {
+            Self::LocalDir(local) => local.root().to_path_buf(),
+            Self::Cache(cache) => cache.snapshot_dir(commit),
+        }
+    }
+
+    /// What a run must do with `file`. Blocking (reads the target).
+    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
+        match self {
+            Self::LocalDir(local) => local.classify(file, force),
+            Self::Cache(cache) => cache.classify(commit, file, force),
+        }
+    }
+
+    /// Whether files with the same etag are downloaded once (the cache).
+    pub fn shares_content(&self) -> bool {
+        matches!(self, Self::Cache(_))
+    }
+
+    /// Creates the target's folders and tags; in the cache, turns symlinks
+    /// off when the filesystem refuses them. Blocking.
+    fn prepare(&mut self) -> Result<()> {
+        match self {
+            Self::LocalDir(local) => local.prepare(),
+            Self::Cache(cache) => {
+                cache.prepare()?;
+                if cache.uses_symlinks() && !cache.probe_symlinks() {
+                    tracing::warn!(cache = %cache.dir().display(), "symlinks are not supported here; snapshot files are copies");
+                    *cache = cache.clone().with_symlinks(false);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `(partial, staged)` paths of a file, parents created. Blocking.
+    fn job_paths(&self, file: &RemoteFile) -> Result<(PathBuf, PathBuf)> {
+        match self {
+            Self::LocalDir(local) => local.prepare_file(&file.path, &file.etag()),
+            Self::Cache(cache) => {
+                let etag = file.etag();
+                Ok((cache.partial_path(&etag), cache.staged_path(&etag)))
+            }
+        }
+    }
+
+    /// Publishes `item`. Blocking.
+    fn publish(&self, commit: &Commit, item: &Item, force: bool) -> Result<Publish> {
+        match self {
+            // A local-dir item is always one path.
+            Self::LocalDir(local) => {
+                let Some(file) = item.files.first() else {
+                    return Ok(Publish::Done);
+                };
+                match &item.staged {
+                    Some(staged) => local.publish(file, commit, staged),
+                    None => local.refresh(file, commit).map(|()| Publish::Done),
+                }
+            }
+            Self::Cache(cache) => {
+                let files: Vec<&RemoteFile> = item.files.iter().collect();
+                cache.publish(commit, &files, item.staged.as_deref(), force)
+            }
+        }
+    }
+
+    /// After a successful run: the snapshot folder and `refs/<revision>`.
+    /// Blocking.
+    fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()> {
+        match self {
+            Self::LocalDir(_) => Ok(()),
+            Self::Cache(cache) => {
+                crate::layout::create_dir_all(&cache.snapshot_dir(commit))?;
+                if cache.write_ref(revision, commit)? {
+                    tracing::debug!(revision = %revision, commit = %commit, "ref updated");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+        match self {
+            Self::LocalDir(local) => local.write_tree(commit, listing),
+            Self::Cache(cache) => cache.write_tree(commit, listing),
+        }
+    }
+}
+
+/// Files published together: one download (or none: an up-to-date file
+/// whose link or metadata may need refreshing).
+#[derive(Debug, Clone)]
+struct Item {
+    files: Vec<RemoteFile>,
+    staged: Option<PathBuf>,
+}
+
+/// What [`Publication::start`] needs.
+pub(crate) struct PublicationInput {
+    pub(crate) target: Target,
+    pub(crate) commit: Commit,
+    pub(crate) force: bool,
+    /// Files to fetch; `FileKey(i)` is `fetch[i]`.
+    pub(crate) fetch: Vec<RemoteFile>,
+    /// Files found up to date (their links/metadata are refreshed).
+    pub(crate) up_to_date: Vec<RemoteFile>,
+    /// The complete listing when the run is unfiltered (for
+    /// `trees/<commit>.json`).
+    pub(crate) listing: Option<Vec<RemoteFile>>,
+}
+
+/// The publishing side of a run: the reporter the engine calls, and the
+/// blocking thread that publishes files as they finish.
+pub(crate) struct Publication {
+    core: Arc<Core>,
+    reporter: Arc<PublishReporter>,
+    worker: JoinHandle<Outcome>,
+    /// Up-to-date files whose lock was busy before the run.
+    waiting: Vec<Item>,
+}
+
+/// What the publisher thread needs (it holds no sender, so it ends when the
+/// reporter is dropped or [`Publication::finish`] closes the channel).
+struct Core {
+    target: Target,
+    commit: Commit,
+    force: bool,
+    /// Job key → the item published when it is done.
+    items: HashMap<u64, Item>,
+}
+
+/// The reporter given to the engine: forwards events and hands finished
+/// files to the publisher thread.
+struct PublishReporter {
+    inner: Arc<dyn Reporter>,
+    /// Job key → other fetch keys sharing its download (cache dedup).
+    followers: HashMap<u64, Vec<(FileKey, u64)>>,
+    extra_done: AtomicUsize,
+    tx: Mutex<Option<mpsc::Sender<u64>>>,
+}
+
+#[derive(Default)]
+struct Outcome {
+    waiting: Vec<Item>,
+    errors: Vec<Error>,
+}
+
+impl Publication {
+    /// Prepares the target, writes the tree listing, refreshes up-to-date
+    /// files, builds one engine job per download and starts the publisher.
+    /// Returns the jobs and the reporter to give the engine.
+    pub(crate) async fn start(
+        input: PublicationInput,
+        inner: Arc<dyn Reporter>,
+    ) -> Result<(Self, Vec<FileJob>, Arc<dyn Reporter>)> {
+        let prepared = blocking(move || prepare(input)).await?;
+        let core = Arc::new(Core {
+            target: prepared.target,
+            commit: prepared.commit,
+            force: prepared.force,
+            items: prepared.items,
+        });
+        let (tx, rx) = mpsc::channel::<u64>();
+        let reporter = Arc::new(PublishReporter {
+            inner,
+            followers: prepared.followers,
+            extra_done: AtomicUsize::new(0),
+            tx: Mutex::new(Some(tx)),
+        });
+        let worker = {
+            let core = Arc::clone(&core);
+            tokio::task::spawn_blocking(move || {
+                let mut outcome = Outcome::default();
+                for key in rx {
+                    if let Some(item) = core.items.get(&key) {
+                        core.publish_into(item, &mut outcome);
+                    }
+                }
+                outcome
+            })
+        };
+        let engine_reporter = Arc::clone(&reporter) as Arc<dyn Reporter>;
+        Ok((
+            Self {
+                core,
+                reporter,
+                worker,
+                waiting: prepared.waiting,
+            },
+            prepared.jobs,
+            engine_reporter,
+        ))
+    }
+
+    /// After the engine: publishes what is left, waiting (cancellably) for
+    /// locks other processes hold. Returns how many files beyond the engine's
+    /// jobs were completed (paths sharing a download), or the first
+    /// publishing error.
+    pub(crate) async fn finish(self, cancel: &CancellationToken) -> Result<usize> {
+        drop(self.reporter.tx.lock().expect("sender lock").take());
+        let mut outcome = match self.worker.await {
+            Ok(outcome) => outcome,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        outcome.waiting.extend(self.waiting);
+        let started = Instant::now();
+        let mut next_note = Duration::from_secs(10);
+        while !outcome.waiting.is_empty() && outcome.errors.is_empty() {
+            let core = Arc::clone(&self.core);
+            let items = std::mem::take(&mut outcome.waiting);
+            let round = blocking(move || {
+                let mut round = Outcome::default();
+                for item in &items {
+                    core.publish_into(item, &mut round);
+                }
+                Ok(round)
+            })
+            .await?;
+            outcome.waiting = round.waiting;
+            outcome.errors.extend(round.errors);
+            if outcome.waiting.is_empty() {
+                break;
+            }
+            if started.elapsed() >= next_note {
+                tracing::warn!(
+                    files = outcome.waiting.len(),
+                    waited_s = started.elapsed().as_secs(),
+                    "waiting for another process to finish writing the same files"
+                );
+                next_note += Duration::from_secs(10);
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Err(Error::Cancelled),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        match outcome.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.reporter.extra_done.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The target as used (symlinks may have been turned off).
+    pub(crate) fn target(&self) -> &Target {
+        &self.core.target
+    }
+}
+
+/// After a successful run: snapshot folder and ref (cache). Blocking work on
+/// a blocking thread.
+pub(crate) async fn finish_target(
+    target: Target,
+    revision: Revision,
+    commit: Commit,
+) -> Result<()> {
+    blocking(move || target.finish(&revision, &commit)).await
+}
+
+impl Core {
+    fn publish_into(&self, item: &Item, outcome: &mut Outcome) {
+        match self.target.publish(&self.commit, item, self.force) {
+            Ok(Publish::Done) => {}
+            Ok(Publish::Busy) => {
+                tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
+                outcome.waiting.push(item.clone());
+            }
+            Err(e) => outcome.errors.push(e),
+        }
+    }
+}
+
+impl Reporter for PublishReporter {
+    fn on_file_start(&self, key: FileKey, size: u64) {
+        self.inner.on_file_start(key, size);
+    }
+    fn on_bytes(&self, key: FileKey, bytes: u64) {
+        self.inner.on_bytes(key, bytes);
+    }
+    fn on_retry(&self, key: FileKey, event: &hfd_engine::RetryEvent<'_>) {
+        self.inner.on_retry(key, event);
+    }
+    fn on_fallback(&self, key: FileKey) {
+        self.inner.on_fallback(key);
+    }
+    fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
+        if let Some(tx) = self.tx.lock().expect("sender lock").as_ref() {
+            // Fails only once the publisher is gone (run over); nothing to do.
+            let _ = tx.send(key.0);
+        }
+        self.inner.on_file_done(key, digest);
+        if let Some(followers) = self.followers.get(&key.0) {
+            self.extra_done
+                .fetch_add(followers.len(), Ordering::Relaxed);
+            for &(follower, size) in followers {
+                self.inner.on_file_start(follower, size);
+                self.inner.on_file_done(follower, digest);
+            }
+        }
+    }
+    fn on_file_failed(&self, key: FileKey, error: &hfd_engine::Error) {
+        self.inner.on_file_failed(key, error);
+    }
+    fn on_file_cancelled(&self, key: FileKey) {
+        self.inner.on_file_cancelled(key);
+    }
+}
+
+struct Prepared {
+    target: Target,
+    commit: Commit,
+    force: bool,
+    jobs: Vec<FileJob>,
+    items: HashMap<u64, Item>,
+    followers: HashMap<u64, Vec<(FileKey, u64)>>,
+    waiting: Vec<Item>,
+}
+
+fn prepare(input: PublicationInput) -> Result<Prepared> {
+    let PublicationInput {
+        mut target,
+        commit,
+        force,
+        fetch,
+        up_to_date,
+        listing,
+    } = input;
+    target.prepare()?;
+    if let Some(listing) = &listing {
+        target.write_tree(&commit, listing)?;
+    }
+    let mut jobs = Vec::new();
+    let mut items: HashMap<u64, Item> = HashMap::new();
+    let mut followers: HashMap<u64, Vec<(FileKey, u64)>> = HashMap::new();
+    // Etag → key of the job downloading it (cache only).
+    let mut by_etag: HashMap<String, u64> = HashMap::new();
+    for (index, file) in fetch.iter().enumerate() {
+        let key = index as u64;
+        if target.shares_content()
+            && let Some(&leader) = by_etag.get(&file.etag())
+        {
+            if let Some(item) = items.get_mut(&leader) {
+                item.files.push(file.clone());
+            }
+            followers
+                .entry(leader)
+                .or_default()
+                .push((FileKey(key), file.size));
+            continue;
+        }
+        let (partial, staged) = target.job_paths(file)?;
+        let digest: ContentDigest = file.expected_digest();
+        jobs.push(FileJob::new(FileKey(key), file.size, partial, &staged).with_expected(digest));
+        items.insert(
+            key,
+            Item {
+                files: vec![file.clone()],
+                staged: Some(staged),
+            },
+        );
+        by_etag.insert(file.etag(), key);
+    }
+    let mut waiting = Vec::new();
+    let mut errors = Vec::new();
+    for file in up_to_date {
+        let item = Item {
+            files: vec![file],
+            staged: None,
+        };
+        match target.publish(&commit, &item, false) {
+            Ok(Publish::Done) => {}
+            Ok(Publish::Busy) => waiting.push(item),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    Ok(Prepared {
+        target,
+        commit,
+        force,
+        jobs,
+        items,
+        followers,
+        waiting,
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hfd_hub::{RepoId, RepoRef};
+
+    fn file(path: &str, id: u8, size: u64) -> RemoteFile {
+        RemoteFile {
+            path: path.to_owned(),
+            size,
+            oid: ContentDigest::GitSha1([id; 20]),
+            lfs_sha256: None,
+            xet_hash: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn cache_downloads_shared_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("o/m").unwrap()));
+        let input = PublicationInput {
+            target: Target::Cache(cache.clone()),
+            commit: Commit::parse(&"a".repeat(40)).unwrap(),
+            force: false,
+            fetch: vec![file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)],
+            up_to_date: Vec::new(),
+            listing: None,
+        };
+        let (publication, jobs, _reporter) =
+            Publication::start(input, Arc::new(hfd_engine::NoopReporter))
+                .await
+                .unwrap();
+        let keys: Vec<u64> = jobs.iter().map(|j| j.key.0).collect();
+        assert_eq!(keys, [0, 2], "one job per distinct etag");
+        assert!(jobs.iter().all(|j| j.final_path.starts_with(cache.dir())));
+        assert_eq!(
+            publication.finish(&CancellationToken::new()).await.unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn local_dir_downloads_every_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = PublicationInput {
+            target: Target::LocalDir(LocalDir::new(dir.path())),
+            commit: Commit::parse(&"a".repeat(40)).unwrap(),
+            force: false,
+            fetch: vec![file("x", 1, 3), file("y/x", 1, 3)],
+            up_to_date: Vec::new(),
+            listing: None,
+        };
+        let (publication, jobs, _reporter) =
+            Publication::start(input, Arc::new(hfd_engine::NoopReporter))
+                .await
+                .unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(dir.path().join(".cache/huggingface/CACHEDIR.TAG").is_file());
+        publication.finish(&CancellationToken::new()).await.unwrap();
+    }
+}

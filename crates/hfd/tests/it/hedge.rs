@@ -1,0 +1,74 @@
+//! The tail: one CDN connection in four throttled to 1 % of the others. The
+//! file must finish without waiting for the slow connection — measured by
+//! the bytes the hub handed to that connection, not by wall time.
+
+use hfd::hfd_hub::{RepoId, RepoRef};
+use hfd_testkit::{FakeHub, KIB, MIB, Origin, RepoFixture, Transport};
+use hfd_types::ByteSize;
+
+use crate::{Setup, TOKEN, assert_files_match, assert_request_budget, download, per_transport};
+
+const REPO: &str = "org/uneven";
+const FILE_SIZE: u64 = 2 * MIB;
+const FAST: u64 = 4 * MIB;
+const SLOW: u64 = FAST / 100;
+
+/// Four segments of 512 KiB and a split size that forbids splitting them:
+/// only hedging (a duplicate request for the slow segment's rest on an
+/// idle connection, first finisher wins) can avoid waiting for the slow
+/// connection, which would need about 12 s for its segment.
+async fn tail_hedge_does_not_wait_for_a_throttled_connection(transport: Transport) {
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("weights.bin", FILE_SIZE, 5))
+        .transport(transport)
+        .token(TOKEN)
+        .rate_chooser(|origin, index| match origin {
+            Origin::Cdn if index % 4 == 0 => Some(SLOW),
+            Origin::Cdn => Some(FAST),
+            Origin::Hub => None,
+        })
+        .start()
+        .await
+        .expect("fake hub starts");
+    let mut setup = Setup::fast();
+    setup.engine.connections_per_file = crate::nz(4);
+    setup.engine.min_split_size = ByteSize::new(FILE_SIZE / 4);
+    // Neither the slow-connection detector nor the stall timeout may be
+    // what rescues the file: only the hedge.
+    setup.engine.slow_ratio = 0.0;
+    setup.engine.stall_timeout = std::time::Duration::from_secs(30);
+    setup.engine.hedging = true;
+    let repo = RepoRef::model(RepoId::new(REPO).expect("repo id"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = download(&hub, &repo, dir.path(), &setup, None).await;
+    run.result.expect("download succeeds");
+    assert_files_match(&hub, REPO, dir.path());
+    assert_request_budget(&hub, REPO);
+
+    let connections = hub.log().connections();
+    let slow: Vec<_> = connections
+        .iter()
+        .filter(|c| c.origin == Origin::Cdn && c.rate_limit == Some(SLOW))
+        .collect();
+    assert!(!slow.is_empty(), "a slow connection carried a request");
+    let slow_bytes: u64 = slow.iter().map(|c| c.bytes_written).sum();
+    let fast_bytes: u64 = connections
+        .iter()
+        .filter(|c| c.origin == Origin::Cdn && c.rate_limit == Some(FAST))
+        .map(|c| c.bytes_written)
+        .sum();
+    // Waiting for the slow segment would mean 512 KiB through the slow
+    // connection; the hedge leaves it a small fraction of that.
+    assert!(
+        slow_bytes < 128 * KIB,
+        "the slow connection carried {slow_bytes} bytes: the file waited for it"
+    );
+    assert!(fast_bytes >= FILE_SIZE - slow_bytes, "{fast_bytes}");
+    // The hedge asked for the slow segment's rest a second time.
+    let cdn_ranges = hub
+        .log()
+        .count(|e| e.origin == Origin::Cdn && e.range.is_some());
+    assert!(cdn_ranges >= 5, "{cdn_ranges} range requests: no hedge");
+}
+
+per_transport!(tail_hedge_does_not_wait_for_a_throttled_connection);

@@ -1,0 +1,260 @@
+//! What the user sees: `--json` events, the terminal display, `bench`,
+//! `--limit-rate` and shell completions.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hfd_testkit::{FakeHub, MIB, RepoFixture};
+use serde_json::Value;
+
+use crate::support::{assert_same_files, bin, run};
+
+async fn hub(rate_per_connection: Option<u64>) -> FakeHub {
+    let mut builder = FakeHub::builder().repo(
+        RepoFixture::model("org/model")
+            .regular_file("config.json", r#"{"a": 1}"#)
+            .lfs_file("model.safetensors", 2 * MIB, 5)
+            .lfs_file("big.bin", 12 * MIB, 6),
+    );
+    if let Some(rate) = rate_per_connection {
+        builder = builder.rate_per_connection(rate);
+    }
+    builder.start().await.expect("fake hub")
+}
+
+/// Required fields of each event type (docs/json-events.md).
+fn required(event: &str) -> &'static [&'static str] {
+    match event {
+        "plan" => &[
+            "repo",
+            "repo_type",
+            "revision",
+            "commit",
+            "local_dir",
+            "files_total",
+            "bytes_total",
+            "files_to_fetch",
+            "bytes_to_fetch",
+            "plan_requests",
+        ],
+        "file_start" => &["path", "size"],
+        "progress" => &[
+            "bytes",
+            "total_bytes",
+            "files_done",
+            "files_total",
+            "bytes_per_sec",
+            "connections",
+            "elapsed_secs",
+        ],
+        "retry" => &["path", "attempt", "wait_ms", "reason"],
+        "fallback" => &["path", "reason"],
+        "file_done" => &["path", "size", "hash_algorithm", "hash"],
+        "file_failed" => &["path", "error"],
+        "summary" => &[
+            "local_dir",
+            "files_done",
+            "files_skipped",
+            "bytes",
+            "elapsed_secs",
+            "bytes_per_sec",
+            "requests",
+            "resolves",
+            "retries",
+        ],
+        "error" => &["message", "hint", "exit_code"],
+        other => panic!("unknown event type {other:?}"),
+    }
+}
+
+fn parse_events(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|line| {
+            let v: Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            let event = v["event"]
+                .as_str()
+                .expect("every line has an event")
+                .to_owned();
+            for field in required(&event) {
+                assert!(v.get(*field).is_some(), "{event} lacks {field}: {line}");
+            }
+            v
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_events_follow_the_schema() {
+    let hub = hub(Some(8 * MIB)).await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let run = run(&[
+        "org/model",
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    run.expect_code(0);
+    assert_same_files(&hub, "org/model", &dir);
+    let events = parse_events(&run.stdout);
+    assert_eq!(events.first().unwrap()["event"], "plan");
+    assert_eq!(events.last().unwrap()["event"], "summary");
+    let done: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "file_done")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let started: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "file_start")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let all: BTreeSet<String> = hub.files("org/model").into_iter().map(|f| f.path).collect();
+    let all: BTreeSet<&str> = all.iter().map(String::as_str).collect();
+    assert_eq!(done, all);
+    assert_eq!(started, all);
+    for e in events.iter().filter(|e| e["event"] == "file_done") {
+        let info = hub
+            .file_info("org/model", e["path"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(e["hash"].as_str().unwrap(), info.etag());
+    }
+    let summary = events.last().unwrap();
+    assert_eq!(summary["files_done"], 3);
+    assert_eq!(summary["resolves"], 3);
+    assert!(
+        events.iter().any(|e| e["event"] == "progress"),
+        "a 14 MiB download at 8 MiB/s per connection lasts long enough for a progress event"
+    );
+
+    // A failure ends the stream with an error event carrying the exit code.
+    let failed =
+        crate::support::run(&["org/missing", "--endpoint", hub.endpoint(), "--json"]).await;
+    failed.expect_code(3);
+    let events = parse_events(&failed.stdout);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["exit_code"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_renders_in_a_terminal_and_finishes_cleanly() {
+    let hub = hub(Some(6 * MIB)).await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    // `script` runs the command in a pseudo-terminal and copies what it
+    // draws to our pipe.
+    let command = format!(
+        "{} org/model --endpoint {} --local-dir {} -x 2",
+        bin().display(),
+        hub.endpoint(),
+        dir.display()
+    );
+    let output = tokio::time::timeout(
+        Duration::from_mins(1),
+        tokio::process::Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .env("COLUMNS", "120")
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("script(1) runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert_same_files(&hub, "org/model", &dir);
+    assert!(screen.contains('\u{1b}'), "no terminal drawing: {screen:?}");
+    assert!(screen.contains("files "), "no total bar: {screen:?}");
+    assert!(
+        screen.contains("big.bin"),
+        "no per-file bar for the large file: {screen:?}"
+    );
+    let last_line = screen
+        .rsplit(['\n', '\r'])
+        .find(|l| !l.trim().is_empty() && !l.trim().starts_with('\u{1b}'))
+        .unwrap_or_default();
+    assert!(
+        screen.contains("hfd-rs: 3 files"),
+        "no summary: {screen:?} (last line {last_line:?})"
+    );
+    assert!(!screen.contains("panicked"), "{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_throughput_rises_with_connections() {
+    let hub = hub(Some(MIB)).await;
+    let run = run(&[
+        "bench",
+        "org/model",
+        "big.bin",
+        "--endpoint",
+        hub.endpoint(),
+        "-x",
+        "1,4",
+        "--duration",
+        "2",
+        "--json",
+    ])
+    .await;
+    run.expect_code(0);
+    let doc: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let rows = doc["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let speed = |n: u64| {
+        rows.iter()
+            .find(|r| r["connections"] == n)
+            .and_then(|r| r["bytes_per_sec"].as_f64())
+            .unwrap()
+    };
+    // Each connection is throttled to 1 MiB/s: four should give well over
+    // twice one (ideally four times).
+    assert!(speed(4) > 2.0 * speed(1), "{doc}");
+    assert_eq!(doc["recommended"]["connections"], 4, "{doc}");
+    for row in rows {
+        assert_eq!(row["errors"], 0, "{doc}");
+        assert_eq!(row["file"], "big.bin");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn limit_rate_caps_total_bandwidth() {
+    let hub = hub(None).await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let run = run(&[
+        "org/model",
+        "model.safetensors",
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().unwrap(),
+        "--limit-rate",
+        "1M",
+        "-x",
+        "8",
+        "--json",
+    ])
+    .await;
+    run.expect_code(0);
+    let summary = parse_events(&run.stdout).pop().unwrap();
+    // 2 MiB at 1 MiB/s with a quarter-second burst cannot take less than
+    // 1.75 s, however many connections; unthrottled it takes milliseconds.
+    let secs = summary["elapsed_secs"].as_f64().unwrap();
+    assert!(secs >= 1.7, "--limit-rate ignored: {secs} s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_are_generated() {
+    let run = run(&["completions", "bash"]).await;
+    run.expect_code(0);
+    assert!(run.stdout.contains("complete"), "{}", run.stdout);
+    assert!(run.stdout.contains("--include"));
+}
