@@ -60,7 +60,7 @@ impl Failure {
                     .to_owned(),
             ),
             ErrorKind::Cancelled => Some(
-                "partial files are kept under <local-dir>/.cache/huggingface/download; resuming them is not implemented yet, a rerun fetches unfinished files again"
+                "interrupted: partial downloads are kept; run the same command again to resume"
                     .to_owned(),
             ),
             ErrorKind::RateLimited { wait: Some(wait) } => {

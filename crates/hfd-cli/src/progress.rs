@@ -176,24 +176,30 @@ impl Progress {
                     let line = self.status_line();
                     let _ = writeln!(std::io::stderr().lock(), "{line}");
                 }
-                Mode::Json => {
-                    let bytes = self.bytes.load(Ordering::Relaxed);
-                    let elapsed = self.started.elapsed().as_secs_f64();
-                    emit(&json!({
-                        "event": "progress",
-                        "bytes": bytes,
-                        "total_bytes": self.total_bytes,
-                        "files_done": self.files_done.load(Ordering::Relaxed),
-                        "files_total": self.files.len(),
-                        "bytes_per_sec": if elapsed > 0.0 { (bytes as f64 / elapsed) as u64 } else { 0 },
-                        "connections": self.live.active_streams(),
-                        "elapsed_secs": elapsed,
-                    }));
-                }
+                Mode::Json => self.progress_event(),
                 Mode::Quiet => {}
             }
         }
+        // The final state, so even a run shorter than one tick reports it.
+        if self.mode == Mode::Json {
+            self.progress_event();
+        }
         self.finish();
+    }
+
+    fn progress_event(&self) {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        emit(&json!({
+            "event": "progress",
+            "bytes": bytes,
+            "total_bytes": self.total_bytes,
+            "files_done": self.files_done.load(Ordering::Relaxed),
+            "files_total": self.files.len(),
+            "bytes_per_sec": if elapsed > 0.0 { (bytes as f64 / elapsed) as u64 } else { 0 },
+            "connections": self.live.active_streams(),
+            "elapsed_secs": elapsed,
+        }));
     }
 
     /// Clears the bars so the summary prints on a clean line.
