@@ -168,14 +168,32 @@ async fn kill_nine_twenty_times_then_resume_byte_identical() {
         let mut child = command(&hub, repo, &dir, home.path(), JOBS)
             .spawn()
             .unwrap();
-        let alive = Duration::from_millis(rng.between(300, 1500));
-        let exited = tokio::time::timeout(alive, child.wait()).await;
-        if let Ok(status) = exited {
+        // Kill points are random in download progress, not in wall time, so
+        // a loaded machine (slow start-up) still gets kills mid-transfer:
+        // wait until the journals grew by a random 1.5-3.5 MiB, then a
+        // random further 0-400 ms, then SIGKILL.
+        let grow = rng.between(3 * MIB / 2, 7 * MIB / 2);
+        let extra = Duration::from_millis(rng.between(0, 400));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exited = None;
+        while journaled_bytes(&dir) < journaled_before + grow {
+            assert!(Instant::now() < deadline, "no journal progress within 30 s");
+            if let Some(status) = child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if exited.is_none() {
+            exited = tokio::time::timeout(extra, child.wait())
+                .await
+                .ok()
+                .map(Result::unwrap);
+        }
+        let alive = started.elapsed();
+        if let Some(status) = exited {
             // It finished before the kill: nothing left to interrupt.
-            assert!(
-                status.unwrap().success(),
-                "run exited on its own with an error"
-            );
+            assert!(status.success(), "run exited on its own with an error");
             finished_early = true;
             break;
         }
@@ -189,7 +207,7 @@ async fn kill_nine_twenty_times_then_resume_byte_identical() {
         let served = content_bytes(&hub.log().entries()) - served_before;
         let progress = journaled_bytes(&dir).saturating_sub(journaled_before);
         println!(
-            "kill {kills} after {alive:?}: served {served}, journaled +{progress}, lost {}",
+            "kill {kills} at {alive:?}: served {served}, journaled +{progress}, lost {}",
             served.saturating_sub(progress)
         );
     }
