@@ -141,6 +141,10 @@ fn journaled_bytes(dir: &Path) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario: 20 kills, then the checks"
+)]
 async fn kill_nine_twenty_times_then_resume_byte_identical() {
     let repo = "org/resume-kill";
     let hub = FakeHub::builder()
