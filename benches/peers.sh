@@ -6,7 +6,7 @@
 # hf_transfer side by side, alternating, checking every run's bytes.
 #
 # Usage: benches/peers.sh [--big] [--runs N] [--scenarios a,b] [--tools a,b] [--work DIR] [--out FILE]
-#   --big     2×512 MiB model shards and an 8 GiB single file (default: 2×128 MiB, 1 GiB)
+#   --big     2×512 MiB model shards and an 8 GiB single file (default: 2×96 MiB, 1 GiB)
 # Needs root (apt-get, network namespaces for the capped scenario). Results: DIR/results.{json,md}.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,6 +5,7 @@ docs/benchmarks.md for what each scenario measures and how to read the table.
 """
 
 import argparse
+import fnmatch
 import datetime
 import json
 import os
@@ -18,6 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # keep benches/peers/ free of __pycache__
 
 import fixture  # noqa: E402
 import nginx  # noqa: E402
@@ -45,9 +47,9 @@ SCENARIOS = {
                        "unthrottled loopback, TLS (ALPN h2 offered)"),
     "small-files": ("datasets/fake/dataset", "lo", "h1", ALL_TOOLS,
                     "many small files, unthrottled loopback, HTTP/1.1, -j16 for hfd-rs/aria2c"),
-    "latency-h1": ("datasets/fake/dataset", "lo", "dh1", ["hfd-rs", "aria2c", "hfd-rs -j128"],
+    "latency-h1": ("datasets/fake/dataset:data/test/*", "lo", "dh1", ["hfd-rs", "aria2c", "hfd-rs -j128"],
                    "50 ms RTT (25 ms each way through benches/peers/delayproxy.py), HTTP/1.1"),
-    "latency-h2": ("datasets/fake/dataset", "lo", "dtls", ["hfd-rs", "aria2c", "hfd-rs -j128"],
+    "latency-h2": ("datasets/fake/dataset:data/test/*", "lo", "dtls", ["hfd-rs", "aria2c", "hfd-rs -j128"],
                    "50 ms RTT (25 ms each way through benches/peers/delayproxy.py), TLS, ALPN h2"),
     "large-file": ("models/fake/large", "lo", "h1", ["hfd-rs", "aria2c", "curl", "hf_transfer"],
                    "one large LFS file, unthrottled loopback, HTTP/1.1 (memory)"),
@@ -71,6 +73,8 @@ class Ctx:
         self.ca = os.path.join(self.work, "tls", "ca.pem")
         self.hf_home = os.path.join(self.work, "hf_home")
         self.cdn = {}
+        self.cdn_port = None
+        self.trash = os.path.join(self.work, "trash")
 
     def cdn_for(self, endpoint):
         return self.cdn[endpoint]
@@ -124,13 +128,16 @@ class Server:
         return (os.path.getsize(os.path.join(self.logs, "access.log")),
                 os.path.getsize(os.path.join(self.logs, "stream.log")))
 
-    def peak_streams_since(self, offset):
-        """Most TCP connections open at once through the throttling stream proxies."""
+    def peak_streams_since(self, offset, cdn_port=None):
+        """Most TCP connections open at once through the throttling stream proxies (only those
+        to `cdn_port`, the data connections, when given)."""
         with open(os.path.join(self.logs, "stream.log")) as f:
             f.seek(offset)
             lines = [ln.split() for ln in f.read().splitlines()]
         events = []
         for ln in lines:
+            if cdn_port and ln[0] != str(cdn_port):
+                continue
             end, length = float(ln[4]), float(ln[3])
             events += [(end - length, 1), (end, -1)]
         peak = cur = 0
@@ -232,15 +239,23 @@ def run_once(ctx, server, tool, endpoint, r, scen, timeout):
     except (OSError, IndexError, ValueError):
         wall = elapsed
     reqs, conns, errors = server.requests_since(offset)
-    peak = server.peak_streams_since(offset[1]) if scen.startswith(("throttled", "capped", "uneven")) else None
+    throttled = scen.startswith(("throttled", "capped", "uneven"))
+    peak = server.peak_streams_since(offset[1]) if throttled else None
+    peak_cdn = server.peak_streams_since(offset[1], ctx.cdn_port) if throttled else None
     bad = 0 if tool == "curl-limit" else verify(out, r)
     res = {"tool": tool, "rc": rc, "wall": wall, "cpu": (usr or 0) + (sys_ or 0),
            "rss_kib": rss, "requests": reqs, "connections": conns, "http_errors": errors,
-           "peak_connections": peak,
+           "peak_connections": peak, "peak_cdn_connections": peak_cdn,
            "bad_files": bad}
     if rc != 0 or bad:
         res["output_tail"] = output[-2000:]
-    shutil.rmtree(base, ignore_errors=True)
+    if len(r["files"]) > 100:
+        # Deleting thousands of files right before the next tool creates its own makes ext4's
+        # inode allocator scan recently deleted inodes (recently_deleted() in __ext4_new_inode
+        # was half of the next run's CPU): keep many-file outputs until the end of the run.
+        os.rename(base, os.path.join(ctx.trash, f"{scen}-{tool}-{time.monotonic_ns()}"))
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     return res
 
 
@@ -261,8 +276,12 @@ def summarize(scen, r, runs, per_conn_rate):
                 row["peak_connections"] = statistics.median(peaks)
             if scen.startswith("capped"):
                 row["cap_share"] = total / med("wall") / (400e6 / 8)
-            if per_conn_rate and peaks:
-                row["rate_share"] = total / med("wall") / (row["peak_connections"] * per_conn_rate)
+            cdn_peaks = [x["peak_cdn_connections"] for x in good if x.get("peak_cdn_connections")]
+            if cdn_peaks:
+                row["peak_cdn_connections"] = statistics.median(cdn_peaks)
+            if per_conn_rate and cdn_peaks:
+                row["rate_share"] = (total / med("wall")
+                                     / (row["peak_cdn_connections"] * per_conn_rate))
         rows[tool] = row
     ref = rows.get("hfd-rs")
     for row in rows.values():
@@ -294,15 +313,16 @@ def markdown(results, meta_info):
                 f"{fmt(row.get('cpu_per_gib'))} | {fmt(row.get('cpu_vs_hfd'))} | "
                 f"{fmt(row.get('rss_mib'), 1)} | {fmt(row.get('requests'), 0)} | "
                 f"{fmt(row.get('connections'), 0)} |")
-        peaks = [f"{row['tool']} {row['peak_connections']:.0f}" for row in s["rows"]
-                 if row.get("peak_connections")]
+        peaks = [f"{row['tool']} {row['peak_connections']:.0f} ({row.get('peak_cdn_connections', 0):.0f})"
+                 for row in s["rows"] if row.get("peak_connections")]
         if peaks:
             lines.append("")
-            lines.append("Peak concurrent TCP connections (stream proxy log): " + ", ".join(peaks) + ".")
+            lines.append("Peak concurrent TCP connections, all (to the CDN port), from the stream "
+                         "proxy log: " + ", ".join(peaks) + ".")
         shares = [f"{row['tool']} {row['rate_share'] * 100:.0f} %" for row in s["rows"]
                   if row.get("rate_share")]
         if shares:
-            lines.append("Throughput as a share of peak connections × per-connection rate: "
+            lines.append("Throughput as a share of peak CDN connections × per-connection rate: "
                          + ", ".join(shares) + ".")
         caps = [f"{row['tool']} {row['cap_share'] * 100:.0f} %" for row in s["rows"]
                 if row.get("cap_share")]
@@ -342,13 +362,17 @@ def main():
     ap.add_argument("--base-port", type=int, default=18400)
     ap.add_argument("--out", default=None, help="write JSON results here")
     args = ap.parse_args()
+    # a SIGTERM still stops nginx, the delay proxy and the namespaces (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = Ctx(args)
     os.makedirs(ctx.work, exist_ok=True)
     if args.big:
         sizes = dict(model_size=512 * MiB, model_shards=1, dataset_files=2000, large_size=8 * GiB)
     else:
-        sizes = dict(model_size=128 * MiB, model_shards=1, dataset_files=2000, large_size=1 * GiB)
+        sizes = dict(model_size=96 * MiB, model_shards=1, dataset_files=2000, large_size=1 * GiB)
     make_certs(ctx.work)
+    shutil.rmtree(ctx.trash, ignore_errors=True)
+    os.makedirs(ctx.trash)
     meta = fixture.dump(ctx.fakehub_bin, ctx.work, log=log, **sizes)
     maps = os.path.join(ctx.work, "maps.conf")
     nginx.write_maps(meta, maps)
@@ -382,7 +406,13 @@ def main():
                 netns_shape(where.split(":")[1])
             endpoint = server.endpoint(listener)
             ctx.cdn[endpoint] = server.cdn(listener)
+            ctx.cdn_port = server.ports[listener + "cdn"]
+            repo_key, _, include = repo_key.partition(":")
             r = meta["repos"][repo_key]
+            if include:  # a subset, selected with the tools' own filters where they have one
+                r = dict(r, include=include,
+                         files=[f for f in r["files"] if fnmatch.fnmatchcase(f["path"], include)
+                                and "/" not in f["path"][len(include) - 1:]])
             log(f"scenario {scen}: {note}; {endpoint}; tools {', '.join(tool_names)}")
             runs = []
             for i in range(args.runs):
@@ -395,8 +425,9 @@ def main():
                         + (f"\n{res['output_tail']}" if "output_tail" in res else ""))
             rate = {"t5": 5 * MiB}.get(listener)  # nginx "5m" = 5 MiB/s
             s = summarize(scen, r, runs, rate)
-            s["note"] = note
+            s["note"] = note + (f"; files matching {include}" if include else "")
             results.append(s)
+            write_results(args, ctx, results, sizes)
     finally:
         if delay_proc:
             delay_proc.terminate()
@@ -405,16 +436,22 @@ def main():
             srv.stop()
         if "ns" in servers:
             netns_down()
+        shutil.rmtree(ctx.trash, ignore_errors=True)
+    print(write_results(args, ctx, results, sizes))
+
+
+def write_results(args, ctx, results, sizes):
+    """(Re)writes the JSON and Markdown results after every scenario; returns the table."""
     info = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(), "runs": args.runs, "sizes": sizes}
     table = markdown(results, info)
-    print(table)
     out = args.out or os.path.join(ctx.work, "results.json")
     with open(out, "w") as f:
         json.dump({"info": info, "results": results}, f, indent=1)
     with open(os.path.splitext(out)[0] + ".md", "w") as f:
         f.write(table)
-    log(f"results: {out}")
+    log(f"results so far: {out}")
+    return table
 
 
 if __name__ == "__main__":

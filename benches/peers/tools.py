@@ -23,6 +23,8 @@ def hfd_rs(ctx, endpoint, r, out, x=16, j=5):
            "-x", str(x), "-j", str(j), "--quiet"]
     if r["type"] == "datasets":
         cmd.insert(2, "--dataset")
+    if r.get("include"):
+        cmd += ["--include", r["include"]]
     return cmd, {}
 
 
@@ -59,8 +61,9 @@ def hf_env(ctx, endpoint):
 def snapshot_download(ctx, endpoint, r, out, workers=8):
     code = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(sys.argv[1], repo_type=sys.argv[2], local_dir=sys.argv[3], "
-            "max_workers=int(sys.argv[4]))")
-    cmd = [sys.executable, "-c", code, r["repo"], r["type"][:-1], out, str(workers)]
+            "max_workers=int(sys.argv[4]), allow_patterns=sys.argv[5] or None)")
+    cmd = [sys.executable, "-c", code, r["repo"], r["type"][:-1], out, str(workers),
+           r.get("include", "")]
     return cmd, hf_env(ctx, endpoint)
 
 

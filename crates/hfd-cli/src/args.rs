@@ -251,6 +251,11 @@ pub(crate) struct DownloadArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub(crate) jobs: Option<usize>,
 
+    /// TCP connections per host at most. Default: threads x jobs. Over
+    /// HTTP/2, requests beyond this share the connections as streams.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+
     /// Smallest segment a file is split into (aria2c -k). Default: 1M.
     #[arg(short = 'k', long, value_name = "SIZE")]
     pub(crate) min_split_size: Option<ByteSize>,

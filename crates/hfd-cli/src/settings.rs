@@ -203,9 +203,21 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     let mut engine = EngineConfig::default();
     engine.connections_per_file = positive("threads", args.threads, 8)?;
     engine.files_in_flight = positive("jobs", args.jobs, 4)?;
-    let cap = engine.connections_per_file.get().max(16);
-    engine.max_connections = NonZeroUsize::new(cap).expect("cap >= 16");
-    http.max_connections_per_host = engine.max_connections;
+    // Requests in flight: every file in flight may use all its
+    // connections, as aria2c's -x per download with -j downloads.
+    let requests = engine
+        .connections_per_file
+        .get()
+        .saturating_mul(engine.files_in_flight.get());
+    engine.max_connections = NonZeroUsize::new(requests).expect("product of two positives");
+    // TCP connections per host: the same by default (HTTP/1.1 needs one per
+    // request); --max-connections caps the sockets, and over HTTP/2 the
+    // requests beyond it share them as streams.
+    http.max_connections_per_host = match args.max_connections {
+        Some(0) => bail!("--max-connections must be at least 1"),
+        Some(n) => NonZeroUsize::new(n).expect("checked above"),
+        None => engine.max_connections,
+    };
     if let Some(size) = args.min_split_size {
         if size.bytes() == 0 {
             bail!("--min-split-size must be at least 1 byte");
