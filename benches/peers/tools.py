@@ -18,9 +18,11 @@ def resolve_urls(endpoint, r):
         yield f, f"{endpoint}/{prefix}{r['repo']}/resolve/main/{urllib.parse.quote(f['path'], safe='/')}"
 
 
-def hfd_rs(ctx, endpoint, r, out, x=16, j=5):
+def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None):
     cmd = [ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out,
            "-x", str(x), "-j", str(j), "--quiet"]
+    if max_conns is not None:
+        cmd += ["--max-connections", str(max_conns)]
     if r["type"] == "datasets":
         cmd.insert(2, "--dataset")
     if r.get("include"):
@@ -102,8 +104,10 @@ TOOLS = {
     "hfd-rs": hfd_rs,
     # "more than aria2c's cap of 16 connections when asked" (design.md §7)
     "hfd-rs -x64": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=64, j=5),
-    # many files in flight: what HTTP/2 multiplexing needs to hide latency
-    "hfd-rs -j128": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=16, j=128),
+    # many files in flight over the same 16 TCP connections: what HTTP/2
+    # multiplexing needs to hide latency (over HTTP/1.1 the extra requests queue)
+    "hfd-rs -j128": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=16, j=128,
+                                                         max_conns=16),
     "aria2c": aria2c,
     "curl": curl,
     "snapshot_download": snapshot_download,
