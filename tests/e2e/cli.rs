@@ -326,3 +326,67 @@ async fn captive_portal() -> (String, tokio::task::JoinHandle<()>) {
     });
     (url, task)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_endpoints_fail_over_in_order() {
+    let fixture = || {
+        RepoFixture::model("org/model")
+            .regular_file("config.json", "{}")
+            .lfs_file("model.safetensors", 2 * MIB, 31)
+    };
+    let broken = FakeHub::builder().repo(fixture()).start().await.unwrap();
+    let good = FakeHub::builder().repo(fixture()).start().await.unwrap();
+    // The first mirror lists the repo but its CDN refuses every file.
+    broken.faults().inject(
+        Fault::new(FaultKind::Status(404))
+            .on(FaultTarget::Cdn)
+            .always(),
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let run = run(&[
+        "org/model",
+        "--endpoint",
+        &dead,
+        "--endpoint",
+        broken.endpoint(),
+        "--endpoint",
+        good.endpoint(),
+        "--local-dir",
+        dir.to_str().unwrap(),
+    ])
+    .await;
+    run.expect_code(0);
+    assert_same_files(&good, "org/model", &dir);
+    assert_eq!(
+        run.stderr.matches("; trying ").count(),
+        2,
+        "two fail-overs expected:\n{}",
+        run.stderr
+    );
+    // The file the broken mirror could serve (config.json) was kept: the
+    // good mirror only had to resolve the LFS file.
+    assert_eq!(good.log().resolve_count(), 1, "{:#?}", good.log().entries());
+
+    // A failure another endpoint would not fix (not found) does not fail over.
+    let run = crate::support::run(&[
+        "org/missing",
+        "--endpoint",
+        broken.endpoint(),
+        "--endpoint",
+        good.endpoint(),
+    ])
+    .await;
+    run.expect_code(3);
+    assert!(!run.stderr.contains("trying"), "{}", run.stderr);
+    assert!(
+        good.log()
+            .entries()
+            .iter()
+            .all(|e| !e.path.contains("missing"))
+    );
+}

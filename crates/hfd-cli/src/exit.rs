@@ -30,6 +30,9 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
     pub(crate) code: u8,
+    /// Whether another endpoint might succeed (network, 5xx, rate limit,
+    /// not a hub), so `--endpoint` fail-over tries the next one.
+    pub(crate) fail_over: bool,
 }
 
 impl Failure {
@@ -42,12 +45,14 @@ impl Failure {
                 message: chain(&*e),
                 hint: None,
                 code: code(kind),
+                fail_over: false,
             };
         }
         Self {
             message: chain(&*e),
             hint: None,
             code: USAGE,
+            fail_over: false,
         }
     }
 
@@ -72,6 +77,10 @@ impl Failure {
             message: chain(&e),
             hint,
             code: code(kind),
+            fail_over: matches!(
+                kind,
+                ErrorKind::Network | ErrorKind::RateLimited { .. } | ErrorKind::Protocol
+            ),
         }
     }
 }

@@ -82,7 +82,40 @@ async fn download(args: &DownloadArgs) -> Result<(), Failure> {
         }
     }
     let http = HttpClient::new(settings.http.clone()).map_err(|e| Failure::from_hfd(e.into()))?;
-    let hub = HubClient::new(settings.hub.clone(), http.clone());
+    // Fail-over: each endpoint in turn while the failure is one another
+    // endpoint may not have. Finished files are skipped and partials resume
+    // on the next endpoint (same content, same journal).
+    let mut hubs = settings.hubs.iter().peekable();
+    while let Some(hub) = hubs.next() {
+        match download_from(args, &settings, &http, hub).await {
+            Err(failure) if failure.fail_over => {
+                if let Some(next) = hubs.peek() {
+                    if !args.quiet {
+                        output::note_line(&format!(
+                            "{} failed ({}); trying {}",
+                            hub.endpoint.as_str(),
+                            failure.message,
+                            next.endpoint.as_str()
+                        ));
+                    }
+                    continue;
+                }
+                return Err(failure);
+            }
+            other => return other,
+        }
+    }
+    unreachable!("settings always hold at least one endpoint")
+}
+
+/// One download attempt against one endpoint.
+async fn download_from(
+    args: &DownloadArgs,
+    settings: &settings::Settings,
+    http: &HttpClient,
+    hub: &hfd::hfd_hub::HubConfig,
+) -> Result<(), Failure> {
+    let hub = HubClient::new(hub.clone(), http.clone());
     let downloader = Downloader::new(hub, http.clone(), settings.engine.clone())
         .with_rate_limit(settings.limit_rate);
     let plan = downloader

@@ -23,7 +23,8 @@ use crate::args::{BenchArgs, DownloadArgs, RepoTypeArg, VerifyArgs};
 pub(crate) struct Settings {
     pub(crate) request: DownloadRequest,
     pub(crate) http: HttpConfig,
-    pub(crate) hub: HubConfig,
+    /// One hub configuration per endpoint, in fail-over order (never empty).
+    pub(crate) hubs: Vec<HubConfig>,
     pub(crate) engine: EngineConfig,
     /// `--limit-rate` in bytes per second.
     pub(crate) limit_rate: Option<u64>,
@@ -182,15 +183,13 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     // huggingface_hub's switch for filesystems without symlinks (§6.10).
     request.cache_symlinks = !env_bool("HF_HUB_DISABLE_SYMLINKS");
 
-    let mut all_endpoints = endpoints(&args.endpoint)?;
-    if all_endpoints.len() > 1 {
-        notes.push(format!(
-            "several --endpoint values given; fail-over is not implemented yet, using {}",
-            all_endpoints[0].as_str()
-        ));
-    }
-    let endpoint = all_endpoints.swap_remove(0);
-    let hub = hub_config(endpoint, args.token.as_deref())?;
+    // Several --endpoint values: tried in order, the next one when a run
+    // fails for a reason another endpoint may not have (network, 5xx, 429,
+    // not a hub).
+    let hubs = endpoints(&args.endpoint)?
+        .into_iter()
+        .map(|e| hub_config(e, args.token.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
 
     if let Some(tool) = &args.tool {
         notes.push(format!(
@@ -235,7 +234,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     Ok(Settings {
         request,
         http,
-        hub,
+        hubs,
         engine,
         limit_rate,
         notes,

@@ -43,6 +43,7 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
                 ),
                 hint: Some("run `hfd-rs verify --repair DIR` to download them again".to_owned()),
                 code: exit::INTEGRITY,
+                fail_over: false,
             })
         };
     }
@@ -56,6 +57,7 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
             ),
             hint: Some("pass --repo REPO_ID (and --dataset for a dataset)".to_owned()),
             code: exit::USAGE,
+            fail_over: false,
         });
     };
     if !args.json {
@@ -90,6 +92,7 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
             ),
             hint: None,
             code: exit::INTEGRITY,
+            fail_over: false,
         })
     }
 }
