@@ -29,6 +29,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::SystemTime;
 
 use hfd_hub::{Commit, RemoteFile};
+use hfd_store::ContentHasher;
 
 use crate::download::FileAction;
 use crate::error::{Error, Result};
@@ -137,20 +138,65 @@ impl LocalDir {
     }
 
     /// What a run must do with `file`, from what the folder holds.
-    pub fn classify(&self, file: &RemoteFile, force: bool) -> Result<FileAction> {
+    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
         // Fails early, before any byte moves, on a path that would escape
         // the target.
         let final_path = self.final_path(&file.path)?;
         let exists = fs::symlink_metadata(&final_path).is_ok();
-        Ok(
-            if !force && self.is_current(&file.path, &file.etag(), file.size) {
-                FileAction::UpToDate
-            } else if exists {
+        if force {
+            return Ok(if exists {
                 FileAction::Changed
             } else {
                 FileAction::New
-            },
-        )
+            });
+        }
+        if self.is_current(&file.path, &file.etag(), file.size) {
+            return Ok(FileAction::UpToDate);
+        }
+        if exists && self.read_metadata(&file.path).is_none() && self.adopt(commit, file)? {
+            return Ok(FileAction::UpToDate);
+        }
+        Ok(if exists {
+            FileAction::Changed
+        } else {
+            FileAction::New
+        })
+    }
+
+    /// A file at its final name without metadata (a run killed between the
+    /// rename and the metadata write, or a file copied in by hand) whose
+    /// size and content hash equal the hub's is adopted: its metadata is
+    /// written and it is not downloaded again (huggingface_hub does the same
+    /// for LFS files, protocol §7.4 step 3). Blocking: reads the file.
+    fn adopt(&self, commit: &Commit, file: &RemoteFile) -> Result<bool> {
+        let path = self.final_path(&file.path)?;
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return Ok(false);
+        };
+        if !meta.is_file() || meta.len() != file.size {
+            return Ok(false);
+        }
+        let expected = file.expected_digest();
+        let Ok(mut reader) = fs::File::open(&path) else {
+            return Ok(false);
+        };
+        let mut hasher = ContentHasher::like(&expected, file.size);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match std::io::Read::read(&mut reader, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(_) => return Ok(false),
+            }
+        }
+        if hasher.finish() != expected {
+            return Ok(false);
+        }
+        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&file.path)?)? else {
+            return Ok(false);
+        };
+        self.write_metadata(&file.path, commit.as_str(), &file.etag())?;
+        Ok(true)
     }
 
     /// Moves the verified file `staged` to the final path of `file` and

@@ -52,7 +52,7 @@ impl Target {
     /// What a run must do with `file`. Blocking (reads the target).
     pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
         match self {
-            Self::LocalDir(local) => local.classify(file, force),
+            Self::LocalDir(local) => local.classify(commit, file, force),
             Self::Cache(cache) => cache.classify(commit, file, force),
         }
     }
