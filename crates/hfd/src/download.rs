@@ -182,7 +182,9 @@ impl Downloader {
 
     /// Pins the revision, lists and filters the files, and compares them
     /// with what the target (local dir or cache) already holds. Costs the
-    /// revision and listing requests only; nothing is written.
+    /// revision and listing requests only. The only write: a local file
+    /// without metadata whose hash matches the hub's gets its metadata
+    /// (see `LocalDir::classify`).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
         let repo = self
             .hub
