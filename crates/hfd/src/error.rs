@@ -49,7 +49,7 @@ pub enum Error {
         /// Repo path of the first failure.
         path: String,
         /// The first failure, described without the engine's wrapper
-        /// messages (see [`describe`]).
+        /// messages ("source error for file#3" and the like).
         reason: String,
         /// The first failure.
         first: Box<hfd_engine::Error>,
