@@ -103,6 +103,15 @@ impl Lane {
     }
 }
 
+/// Requests feeding one lane at most: the primary and up to two hedges
+/// (a hedge lands on a slow connection too, on a mirror that throttles some
+/// connections, so one hedge is not always enough).
+const MAX_REQUESTS_PER_LANE: usize = 3;
+
+/// How long a hedged lane's requests run before the lane may be hedged
+/// again.
+const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The planner of one file.
 #[derive(Debug)]
 pub(crate) struct FilePlan {
@@ -248,7 +257,17 @@ impl FilePlan {
             .lanes
             .iter_mut()
             .filter(|l| {
-                l.unclaimed() > 0 && l.attached.len() == 1 && l.attached[0].worker != worker
+                l.unclaimed() > 0
+                    && l.attached.len() < MAX_REQUESTS_PER_LANE
+                    && l.attached.iter().all(|a| a.worker != worker)
+                    // A lane already hedged gets another request only once
+                    // its requests have run long enough to show their
+                    // rates: when the hedge landed on a slow connection too.
+                    && (l.attached.len() == 1
+                        || l
+                            .attached
+                            .iter()
+                            .all(|a| now.duration_since(a.since) >= HEDGE_PATIENCE))
             })
             .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
         let range = ByteRange::new(lane.frontier, lane.end).expect("unclaimed > 0");
@@ -393,6 +412,32 @@ mod tests {
         let b = plan.assign(1, now).unwrap();
         assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
         assert!(plan.assign(2, now).is_none());
+    }
+
+    #[test]
+    fn a_hedge_that_is_slow_too_gets_another_after_a_second() {
+        let t0 = Instant::now();
+        let mut plan = FilePlan::new(40, 10, 2, true);
+        let slow = plan.assign(0, t0).unwrap();
+        let fast = plan.assign(1, t0).unwrap();
+        plan.claim(slow.lane, 0, 0, 2);
+        assert!(plan.claim(fast.lane, 1, 20, 20).lane_done);
+        assert!(plan.leave(fast.lane, 1));
+        let t1 = t0 + Duration::from_secs(1);
+        let h1 = plan.assign(1, t1).unwrap();
+        assert_eq!((h1.kind, h1.lane), (GrantKind::Hedge, slow.lane));
+        // Not again before the hedge has shown its rate.
+        assert!(plan.assign(2, t1).is_none());
+        // The hedge is slow too (one byte in a second): a second hedge.
+        assert_eq!(plan.claim(slow.lane, 1, 2, 1).take, 1);
+        let t2 = t1 + Duration::from_secs(1);
+        let h2 = plan.assign(2, t2).unwrap();
+        assert_eq!(
+            (h2.kind, h2.lane, h2.range),
+            (GrantKind::Hedge, slow.lane, r(3, 20))
+        );
+        // Three requests feed the lane: no fourth, however long it takes.
+        assert!(plan.assign(3, t2 + Duration::from_secs(5)).is_none());
     }
 
     #[test]

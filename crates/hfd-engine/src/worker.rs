@@ -16,6 +16,10 @@ use crate::pool::lock;
 use crate::scheduler::{FileCtx, Shared};
 use crate::{Error, RangeSource, RetryEvent, SourceError, TransferError};
 
+/// How often an idle worker asks its file's planner again without being
+/// notified of a change.
+const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Minimum peers for a median to mean anything.
 const SLOW_MIN_PEERS: usize = 2;
 /// How often a request compares its rate with the pool.
@@ -122,6 +126,9 @@ impl<S: RangeSource> Worker<S> {
             tokio::select! {
                 () = self.cancel.cancelled() => return None,
                 () = notified => {}
+                // Look again now and then even without a change: a hedged
+                // lane becomes hedgeable again as time passes.
+                () = tokio::time::sleep(IDLE_RECHECK) => {}
             }
         }
     }
