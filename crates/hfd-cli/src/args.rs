@@ -52,6 +52,9 @@ pub(crate) enum Command {
 /// Options of `hfd-rs verify`.
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    pub(crate) hub: HubArgs,
+
     /// The folder a download wrote (its --local-dir).
     #[arg(value_name = "DIR")]
     pub(crate) dir: PathBuf,
@@ -68,31 +71,6 @@ pub(crate) struct VerifyArgs {
     #[arg(long = "repo", value_name = "REPO_ID")]
     pub(crate) repo_id: Option<String>,
 
-    /// The repository is a dataset.
-    #[arg(long)]
-    pub(crate) dataset: bool,
-
-    /// Repository type.
-    #[arg(long, value_enum, conflicts_with = "dataset")]
-    pub(crate) repo_type: Option<RepoTypeArg>,
-
-    /// Hub endpoint. Default: $HF_ENDPOINT, else https://huggingface.co.
-    #[arg(long, value_name = "URL")]
-    pub(crate) endpoint: Vec<String>,
-
-    /// Access token. Default: $HF_TOKEN, else the saved login.
-    #[arg(
-        long,
-        visible_alias = "hf_token",
-        alias = "hf-token",
-        value_name = "TOKEN"
-    )]
-    pub(crate) token: Option<String>,
-
-    /// Proxy URL. Default: $HTTPS_PROXY / $ALL_PROXY.
-    #[arg(long, value_name = "URL")]
-    pub(crate) proxy: Option<String>,
-
     /// Print the report as one JSON document.
     #[arg(long)]
     pub(crate) json: bool,
@@ -105,6 +83,9 @@ pub(crate) struct VerifyArgs {
 /// Options of `hfd-rs bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    pub(crate) hub: HubArgs,
+
     /// Repository id.
     #[arg(value_name = "REPO_ID")]
     pub(crate) repo_id: String,
@@ -113,21 +94,9 @@ pub(crate) struct BenchArgs {
     #[arg(value_name = "FILE")]
     pub(crate) file: Option<String>,
 
-    /// The repository is a dataset.
-    #[arg(long)]
-    pub(crate) dataset: bool,
-
-    /// Repository type.
-    #[arg(long, value_enum, conflicts_with = "dataset")]
-    pub(crate) repo_type: Option<RepoTypeArg>,
-
     /// Branch, tag or commit. Default: main.
     #[arg(long)]
     pub(crate) revision: Option<String>,
-
-    /// Endpoints to compare (repeatable). Default: $HF_ENDPOINT, else https://huggingface.co.
-    #[arg(long, value_name = "URL")]
-    pub(crate) endpoint: Vec<String>,
 
     /// Connection counts to try, comma-separated.
     #[arg(
@@ -147,7 +116,33 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "1G", value_name = "SIZE")]
     pub(crate) max_bytes: ByteSize,
 
-    /// Access token. Default: $HF_TOKEN, else the saved login.
+    /// Print the results as one JSON document.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// More log output on stderr.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// Which repository type, which hub, how to reach it: the flags every
+/// command shares.
+#[derive(Debug, Args, Default)]
+pub(crate) struct HubArgs {
+    /// The repository is a dataset (hfd.sh spelling of `--repo-type dataset`).
+    #[arg(long)]
+    pub(crate) dataset: bool,
+
+    /// Repository type.
+    #[arg(long, value_enum, conflicts_with = "dataset")]
+    pub(crate) repo_type: Option<RepoTypeArg>,
+
+    /// Hub endpoint; repeat it for fail-over (`bench` compares them).
+    /// Default: $HF_ENDPOINT, else https://huggingface.co.
+    #[arg(long, value_name = "URL")]
+    pub(crate) endpoint: Vec<String>,
+
+    /// Access token. Default: $HF_TOKEN, else the token saved by `hf auth login`.
     #[arg(
         long,
         visible_alias = "hf_token",
@@ -156,17 +151,10 @@ pub(crate) struct BenchArgs {
     )]
     pub(crate) token: Option<String>,
 
-    /// Proxy URL. Default: $HTTPS_PROXY / $ALL_PROXY.
+    /// Proxy URL (http://, socks5://, socks5h://). Default: $HTTPS_PROXY /
+    /// $ALL_PROXY, honouring $NO_PROXY.
     #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
-
-    /// Print the results as one JSON document.
-    #[arg(long)]
-    pub(crate) json: bool,
-
-    /// More log output on stderr.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub(crate) verbose: u8,
 }
 
 /// Repository type.
@@ -180,6 +168,9 @@ pub(crate) enum RepoTypeArg {
 /// Options of a download.
 #[derive(Debug, Args, Default)]
 pub(crate) struct DownloadArgs {
+    #[command(flatten)]
+    pub(crate) hub: HubArgs,
+
     /// Repository id, e.g. `gpt2` or `org/name`.
     #[arg(value_name = "REPO_ID")]
     pub(crate) repo_id: Option<String>,
@@ -187,14 +178,6 @@ pub(crate) struct DownloadArgs {
     /// Paths inside the repository to fetch (default: every file).
     #[arg(value_name = "FILES")]
     pub(crate) files: Vec<String>,
-
-    /// The repository is a dataset (hfd.sh spelling of `--repo-type dataset`).
-    #[arg(long)]
-    pub(crate) dataset: bool,
-
-    /// Repository type.
-    #[arg(long, value_enum, conflicts_with = "dataset")]
-    pub(crate) repo_type: Option<RepoTypeArg>,
 
     /// Branch, tag, `refs/pr/N` or commit; pinned to one commit at start. Default: main.
     #[arg(long)]
@@ -226,19 +209,6 @@ pub(crate) struct DownloadArgs {
     #[arg(long)]
     pub(crate) force: bool,
 
-    /// Hub endpoint (repeatable for fail-over). Default: $HF_ENDPOINT, else https://huggingface.co.
-    #[arg(long, value_name = "URL")]
-    pub(crate) endpoint: Vec<String>,
-
-    /// Access token. Default: $HF_TOKEN, else the token saved by `hf auth login`.
-    #[arg(
-        long,
-        visible_alias = "hf_token",
-        alias = "hf-token",
-        value_name = "TOKEN"
-    )]
-    pub(crate) token: Option<String>,
-
     /// Accepted for hfd.sh compatibility; the token alone authenticates.
     #[arg(long = "hf_username", alias = "hf-username", value_name = "NAME")]
     pub(crate) hf_username: Option<String>,
@@ -259,10 +229,6 @@ pub(crate) struct DownloadArgs {
     /// Smallest segment a file is split into (aria2c -k). Default: 1M.
     #[arg(short = 'k', long, value_name = "SIZE")]
     pub(crate) min_split_size: Option<ByteSize>,
-
-    /// Proxy URL (http://, socks5://, socks5h://). Default: $HTTPS_PROXY / $ALL_PROXY, honouring $NO_PROXY.
-    #[arg(long, value_name = "URL")]
-    pub(crate) proxy: Option<String>,
 
     /// Cap the total download rate, e.g. 10M (bytes per second).
     #[arg(long, value_name = "SIZE")]

@@ -151,7 +151,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     };
     let repo = RepoRef::new(
         RepoId::new(repo_id)?,
-        repo_type(args.dataset, args.repo_type),
+        repo_type(args.hub.dataset, args.hub.repo_type),
     );
     let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
     let mut selection = Selection::all();
@@ -186,9 +186,9 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     // Several --endpoint values: tried in order, the next one when a run
     // fails for a reason another endpoint may not have (network, 5xx, 429,
     // not a hub).
-    let hubs = endpoints(&args.endpoint)?
+    let hubs = endpoints(&args.hub.endpoint)?
         .into_iter()
-        .map(|e| hub_config(e, args.token.as_deref()))
+        .map(|e| hub_config(e, args.hub.token.as_deref()))
         .collect::<Result<Vec<_>>>()?;
 
     if let Some(tool) = &args.tool {
@@ -197,7 +197,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
         ));
     }
 
-    let mut http = http_config(args.proxy.as_deref())?;
+    let mut http = http_config(args.hub.proxy.as_deref())?;
 
     let mut engine = EngineConfig::default();
     engine.connections_per_file = positive("threads", args.threads, 8)?;
@@ -244,12 +244,12 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
 pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
     let repo = RepoRef::new(
         RepoId::new(&args.repo_id)?,
-        repo_type(args.dataset, args.repo_type),
+        repo_type(args.hub.dataset, args.hub.repo_type),
     );
     let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
-    let endpoints = endpoints(&args.endpoint)?
+    let endpoints = endpoints(&args.hub.endpoint)?
         .into_iter()
-        .map(|e| hub_config(e, args.token.as_deref()))
+        .map(|e| hub_config(e, args.hub.token.as_deref()))
         .collect::<Result<Vec<_>>>()?;
     let mut threads = args.threads.clone();
     threads.sort_unstable();
@@ -268,7 +268,7 @@ pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
         revision,
         file: args.file.clone(),
         endpoints,
-        http: http_config(args.proxy.as_deref())?,
+        http: http_config(args.hub.proxy.as_deref())?,
         threads,
         config,
     })
@@ -288,15 +288,15 @@ pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
     let repo = match &args.repo_id {
         Some(id) => Some(RepoRef::new(
             RepoId::new(id)?,
-            repo_type(args.dataset, args.repo_type),
+            repo_type(args.hub.dataset, args.hub.repo_type),
         )),
         None => None,
     };
-    let endpoint = endpoints(&args.endpoint)?.swap_remove(0);
+    let endpoint = endpoints(&args.hub.endpoint)?.swap_remove(0);
     Ok(VerifySettings {
         repo,
-        hub: hub_config(endpoint, args.token.as_deref())?,
-        http: http_config(args.proxy.as_deref())?,
+        hub: hub_config(endpoint, args.hub.token.as_deref())?,
+        http: http_config(args.hub.proxy.as_deref())?,
         engine: EngineConfig::default(),
     })
 }
