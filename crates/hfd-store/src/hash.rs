@@ -68,6 +68,28 @@ impl ContentHasher {
         h.update(data);
         h.finish()
     }
+
+    /// Hashes the `len`-byte file at `path` the same way as `digest` was
+    /// made, reading it in 1 MiB blocks. Blocking: call it from a blocking
+    /// thread.
+    pub fn file_digest_like(
+        digest: &ContentDigest,
+        path: &std::path::Path,
+        len: u64,
+    ) -> std::io::Result<ContentDigest> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut h = Self::like(digest, len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        Ok(h.finish())
+    }
 }
 
 impl fmt::Debug for ContentHasher {

@@ -177,19 +177,8 @@ impl LocalDir {
             return Ok(false);
         }
         let expected = file.expected_digest();
-        let Ok(mut reader) = fs::File::open(&path) else {
-            return Ok(false);
-        };
-        let mut hasher = ContentHasher::like(&expected, file.size);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            match std::io::Read::read(&mut reader, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(_) => return Ok(false),
-            }
-        }
-        if hasher.finish() != expected {
+        let hashed = ContentHasher::file_digest_like(&expected, &path, file.size);
+        if hashed.ok() != Some(expected) {
             return Ok(false);
         }
         let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&file.path)?)? else {

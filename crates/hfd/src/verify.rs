@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use hfd_hub::{Commit, HubClient, RepoId, RepoRef, RepoType, Revision, Selection};
@@ -171,22 +170,6 @@ fn metadata_paths(local_dir: &Path) -> Vec<String> {
     out
 }
 
-/// Hashes `path` like `expected` (sha256 or git sha1), reading it in 1 MiB
-/// blocks. Blocking: call from a blocking thread.
-fn hash_file(path: &Path, expected: &ContentDigest, len: u64) -> std::io::Result<ContentDigest> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = ContentHasher::like(expected, len);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish())
-}
-
 /// The hub's (digest, size) per path at `commit`.
 async fn hub_listing(
     hub: &HubClient,
@@ -229,18 +212,19 @@ async fn check_file(
             0,
         ));
     }
-    let hashed = tokio::task::spawn_blocking(move || hash_file(&file, &expected, len))
-        .await
-        .map_err(|e| Error::Io {
-            action: "hashing task failed for",
-            path: local_dir.join(path),
-            source: std::io::Error::other(e),
-        })?
-        .map_err(|source| Error::Io {
-            action: "cannot read",
-            path: local_dir.join(path),
-            source,
-        })?;
+    let hashed =
+        tokio::task::spawn_blocking(move || ContentHasher::file_digest_like(&expected, &file, len))
+            .await
+            .map_err(|e| Error::Io {
+                action: "hashing task failed for",
+                path: local_dir.join(path),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| Error::Io {
+                action: "cannot read",
+                path: local_dir.join(path),
+                source,
+            })?;
     let check = if hashed == expected {
         FileCheck::Ok
     } else {
