@@ -101,7 +101,7 @@ fn code(kind: ErrorKind) -> u8 {
 }
 
 /// The error and its causes on one line, each cause once.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

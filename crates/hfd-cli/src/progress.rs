@@ -256,7 +256,7 @@ impl Reporter for Progress {
 
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        let reason = hfd_engine_reason(event);
+        let reason = crate::exit::chain(event.cause);
         if self.mode == Mode::Json {
             emit(&json!({
                 "event": "retry",
@@ -312,19 +312,4 @@ impl Reporter for Progress {
         }
         tracing::debug!(file = self.path(key), error = %error, "file failed");
     }
-}
-
-/// The retry's cause as one line (the transfer error and its sources).
-fn hfd_engine_reason(event: &RetryEvent<'_>) -> String {
-    let mut text = event.cause.to_string();
-    let mut source = std::error::Error::source(event.cause);
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }
