@@ -12,9 +12,10 @@ use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
 use crate::cache::CacheRepo;
 use crate::error::{Error, Result};
+use crate::layer::Layered;
 use crate::layout::LocalDir;
-use crate::limit::RateLimited;
-use crate::meter::{LiveStats, Metered};
+use crate::limit::RateLimit;
+use crate::meter::{LiveStats, Meter};
 use crate::source::HubSource;
 use crate::target::{Publication, PublicationInput, Target, finish_target};
 
@@ -274,10 +275,13 @@ impl Downloader {
             files,
         ));
         let started = Instant::now();
-        let metered = Arc::new(Metered::new(Arc::clone(&source), Arc::clone(&self.live)));
+        let metered = Arc::new(Layered::new(
+            Arc::clone(&source),
+            Meter(Arc::clone(&self.live)),
+        ));
         let summary = match self.rate_limit {
             Some(rate) => {
-                let limited = Arc::new(RateLimited::new(metered, rate));
+                let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
                 Engine::new(self.engine.clone(), limited, reporter)?
                     .run(jobs, cancel.clone())
                     .await?

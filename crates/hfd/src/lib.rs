@@ -39,6 +39,7 @@ pub mod bench;
 mod cache;
 mod download;
 mod error;
+mod layer;
 mod layout;
 mod limit;
 mod lock;

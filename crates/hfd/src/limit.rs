@@ -7,8 +7,9 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_types::ByteRange;
+use hfd_engine::BodyStream;
+
+use crate::layer::BodyLayer;
 
 /// A token bucket: `rate` bytes per second, bursts up to `burst` bytes.
 #[derive(Debug)]
@@ -53,23 +54,19 @@ impl Bucket {
     }
 }
 
-/// A [`RangeSource`] whose bodies share one [`Bucket`].
+/// The `--limit-rate` layer: every body shares one [`Bucket`].
 #[derive(Debug)]
-pub(crate) struct RateLimited<S> {
-    inner: Arc<S>,
-    bucket: Arc<Bucket>,
+pub(crate) struct RateLimit(Arc<Bucket>);
+
+impl RateLimit {
+    pub(crate) fn new(bytes_per_sec: u64) -> Self {
+        Self(Arc::new(Bucket::new(bytes_per_sec)))
+    }
 }
 
-impl<S> RateLimited<S> {
-    pub(crate) fn new(inner: Arc<S>, bytes_per_sec: u64) -> Self {
-        Self {
-            inner,
-            bucket: Arc::new(Bucket::new(bytes_per_sec)),
-        }
-    }
-
-    fn limit(&self, stream: BodyStream) -> BodyStream {
-        let bucket = Arc::clone(&self.bucket);
+impl BodyLayer for RateLimit {
+    fn wrap(&self, stream: BodyStream) -> BodyStream {
+        let bucket = Arc::clone(&self.0);
         stream
             .then(move |chunk| {
                 let bucket = Arc::clone(&bucket);
@@ -81,23 +78,6 @@ impl<S> RateLimited<S> {
                 }
             })
             .boxed()
-    }
-}
-
-impl<S: RangeSource> RangeSource for RateLimited<S> {
-    async fn fetch_range(
-        &self,
-        key: FileKey,
-        range: ByteRange,
-        slot: SlotId,
-    ) -> Result<BodyStream, SourceError> {
-        let stream = self.inner.fetch_range(key, range, slot).await?;
-        Ok(self.limit(stream))
-    }
-
-    async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
-        let stream = self.inner.fetch_whole(key, slot).await?;
-        Ok(self.limit(stream))
     }
 }
 

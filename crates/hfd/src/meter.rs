@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::StreamExt;
-use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_types::ByteRange;
+use hfd_engine::BodyStream;
+
+use crate::layer::BodyLayer;
 
 /// Counters a progress display may read at any time.
 #[derive(Debug, Default)]
@@ -30,43 +31,19 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A [`RangeSource`] that counts its open body streams in [`LiveStats`].
+/// The layer that counts open body streams in [`LiveStats`].
 #[derive(Debug)]
-pub(crate) struct Metered<S> {
-    inner: Arc<S>,
-    stats: Arc<LiveStats>,
-}
+pub(crate) struct Meter(pub(crate) Arc<LiveStats>);
 
-impl<S> Metered<S> {
-    pub(crate) fn new(inner: Arc<S>, stats: Arc<LiveStats>) -> Self {
-        Self { inner, stats }
-    }
-
-    fn count(&self, stream: BodyStream) -> BodyStream {
-        self.stats.active.fetch_add(1, Ordering::Relaxed);
-        let guard = ActiveGuard(Arc::clone(&self.stats));
+impl BodyLayer for Meter {
+    fn wrap(&self, stream: BodyStream) -> BodyStream {
+        self.0.active.fetch_add(1, Ordering::Relaxed);
+        let guard = ActiveGuard(Arc::clone(&self.0));
         stream
             .map(move |chunk| {
                 let _keep = &guard;
                 chunk
             })
             .boxed()
-    }
-}
-
-impl<S: RangeSource> RangeSource for Metered<S> {
-    async fn fetch_range(
-        &self,
-        key: FileKey,
-        range: ByteRange,
-        slot: SlotId,
-    ) -> Result<BodyStream, SourceError> {
-        let stream = self.inner.fetch_range(key, range, slot).await?;
-        Ok(self.count(stream))
-    }
-
-    async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
-        let stream = self.inner.fetch_whole(key, slot).await?;
-        Ok(self.count(stream))
     }
 }
