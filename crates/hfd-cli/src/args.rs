@@ -42,6 +42,9 @@ pub(crate) enum Command {
     /// Re-hash a finished --local-dir download against the hub's hashes;
     /// with --repair, download the bad files again.
     Verify(VerifyArgs),
+    /// Serve a hub cache or --local-dir downloads as a Hub mirror
+    /// (HF_ENDPOINT=http://host:port), read-only; docs/serve.md.
+    Serve(crate::serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.

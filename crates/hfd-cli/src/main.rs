@@ -6,6 +6,7 @@ mod bench;
 mod exit;
 mod output;
 mod progress;
+mod serve;
 mod settings;
 mod verify;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Some(Command::Download(a)) => (a.verbose, a.quiet, a.json),
         Some(Command::Bench(a)) => (a.verbose, false, a.json),
         Some(Command::Verify(a)) => (a.verbose, false, a.json),
+        Some(Command::Serve(a)) => (a.verbose, false, false),
         Some(Command::Completions { .. }) => (0, true, false),
         None => (cli.download.verbose, cli.download.quiet, cli.download.json),
     };
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Bench(args)) => runtime.block_on(bench::run(args)),
         Some(Command::Verify(args)) => runtime.block_on(verify::run(args)),
+        Some(Command::Serve(args)) => runtime.block_on(serve::run(args)),
         Some(Command::Download(args)) => runtime.block_on(download(args)),
         None => runtime.block_on(download(&cli.download)),
     };

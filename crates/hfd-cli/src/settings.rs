@@ -64,7 +64,7 @@ fn home_dir() -> Option<PathBuf> {
 
 /// The hub cache root (protocol §6.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
 /// `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`, `~/.cache/huggingface/hub`.
-fn hub_cache_dir() -> Option<PathBuf> {
+pub(crate) fn hub_cache_dir() -> Option<PathBuf> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
     let expand = |value: String| -> PathBuf {
         match (value.strip_prefix("~/"), home_dir()) {
@@ -112,7 +112,7 @@ fn endpoints(flags: &[String]) -> Result<Vec<Endpoint>> {
 }
 
 /// The hub configuration for one endpoint: the token and where it may go.
-fn hub_config(endpoint: Endpoint, token_flag: Option<&str>) -> Result<HubConfig> {
+pub(crate) fn hub_config(endpoint: Endpoint, token_flag: Option<&str>) -> Result<HubConfig> {
     let found = find_token(token_flag, env, home_dir().as_deref())?;
     let found =
         found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));
@@ -130,7 +130,7 @@ fn hub_config(endpoint: Endpoint, token_flag: Option<&str>) -> Result<HubConfig>
 }
 
 /// Transport settings: proxy and extra CA certificates.
-fn http_config(proxy_flag: Option<&str>) -> Result<HttpConfig> {
+pub(crate) fn http_config(proxy_flag: Option<&str>) -> Result<HttpConfig> {
     let mut http = HttpConfig::default();
     http.proxy = match proxy_flag {
         Some(url) => {

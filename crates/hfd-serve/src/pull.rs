@@ -1,0 +1,457 @@
+//! Pull-through: a repo, revision or file the folders do not hold is asked
+//! from the upstream hubs (in order, failing over on network and server
+//! errors), with the client's own token, and files are fetched through
+//! hfd's [`Downloader`] into the first cache, verified, then served.
+//!
+//! Access: every answer in this mode first pins the revision upstream with
+//! the client's token (private repos), and every file answer first checks
+//! that upstream lets that token read the repo's files (gated repos), so a
+//! cached gated file is only served to a client upstream would serve it to.
+//! Verdicts are remembered for [`ACCESS_TTL`] per (repo, token). The
+//! server's own token, when configured, is only used to fetch files of a
+//! repo the client was already granted, and never appears in an answer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Method, Response, StatusCode};
+use sha2::Digest as _;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use hfd::hfd_engine::{EngineConfig, NoopReporter};
+use hfd::hfd_http::HttpClient;
+use hfd::hfd_hub::{
+    self, Commit, HubClient, HubConfig, HubErrorKind, RepoRef, Revision, Selection, Token,
+};
+use hfd::{CacheRepo, DownloadRequest, Downloader, ErrorKind};
+
+use crate::answer::{self, HubError};
+use crate::body::ResBody;
+use crate::listing::{FileEntry, Listing};
+
+/// How long a granted access, a pinned branch and a listing are reused.
+pub const ACCESS_TTL: Duration = Duration::from_secs(60);
+
+/// Most remembered pins, listings and verdicts before they are dropped.
+const MEMORY_ENTRIES: usize = 4096;
+
+/// Where and how to pull from.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Hubs in fail-over order; their `token` is ignored (the client's is used).
+    pub hubs: Vec<HubConfig>,
+    /// Transport shared by every upstream request.
+    pub http: HttpClient,
+    /// Engine settings of the fetches.
+    pub engine: EngineConfig,
+    /// The server's own token: used to fetch files of repos the client was
+    /// granted when the client sent none; never sent to a client.
+    pub server_token: Option<Token>,
+    /// Cache root the fetched files go to.
+    pub cache: PathBuf,
+}
+
+/// An upstream failure, as the client is told.
+#[derive(Clone, Debug)]
+pub(crate) struct UpErr {
+    status: StatusCode,
+    code: Option<HubError>,
+    message: String,
+}
+
+impl UpErr {
+    pub(crate) fn answer(&self, method: &Method) -> Response<ResBody> {
+        answer::error(method, self.status, self.code, &self.message)
+    }
+
+    fn unavailable(what: &str) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            code: None,
+            message: format!("upstream unavailable: {what}"),
+        }
+    }
+
+    /// Our own words for the upstream's answer: its text may hold anything.
+    fn from_hub(e: &hfd_hub::Error, authenticated: bool) -> Self {
+        let (status, code, message) = match e.kind() {
+            HubErrorKind::NotFound => (
+                StatusCode::NOT_FOUND,
+                Some(HubError::RepoNotFound),
+                "Repository not found",
+            ),
+            HubErrorKind::Gated => (
+                if authenticated {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::UNAUTHORIZED
+                },
+                Some(HubError::GatedRepo),
+                "Access to this repository is restricted: upstream does not grant it to this token",
+            ),
+            HubErrorKind::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                None,
+                "Invalid credentials in Authorization header",
+            ),
+            HubErrorKind::Forbidden => (
+                StatusCode::FORBIDDEN,
+                None,
+                "Upstream refused access with this token",
+            ),
+            HubErrorKind::RevisionNotFound => (
+                StatusCode::NOT_FOUND,
+                Some(HubError::RevisionNotFound),
+                "Invalid rev id",
+            ),
+            HubErrorKind::EntryNotFound => (
+                StatusCode::NOT_FOUND,
+                Some(HubError::EntryNotFound),
+                "Entry not found",
+            ),
+            HubErrorKind::RateLimited { .. } => {
+                return Self {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: None,
+                    message: "upstream is rate limiting this mirror; retry later".to_owned(),
+                };
+            }
+            _ => return Self::unavailable("it did not answer as a hub"),
+        };
+        Self {
+            status,
+            code,
+            message: message.to_owned(),
+        }
+    }
+
+    fn from_download(e: &hfd::Error, authenticated: bool) -> Self {
+        if let hfd::Error::Hub(hub) = e {
+            return Self::from_hub(hub, authenticated);
+        }
+        match e.kind() {
+            ErrorKind::Integrity => Self::unavailable("it sent bytes that fail their hash"),
+            ErrorKind::Disk => Self {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                code: None,
+                message: "the mirror cannot store the file".to_owned(),
+            },
+            ErrorKind::Auth => Self {
+                status: StatusCode::FORBIDDEN,
+                code: Some(HubError::GatedRepo),
+                message: "upstream refused the file to this token".to_owned(),
+            },
+            ErrorKind::NotFound => Self {
+                status: StatusCode::NOT_FOUND,
+                code: Some(HubError::EntryNotFound),
+                message: "Entry not found".to_owned(),
+            },
+            _ => Self::unavailable("the download failed"),
+        }
+    }
+
+    /// Whether the next upstream may answer better.
+    fn fail_over(e: &hfd_hub::Error) -> bool {
+        matches!(
+            e.kind(),
+            HubErrorKind::Unreachable
+                | HubErrorKind::Server
+                | HubErrorKind::Malformed
+                | HubErrorKind::RateLimited { .. }
+        )
+    }
+}
+
+/// Whether a client may read a repo's files.
+pub(crate) enum Access {
+    Granted,
+    Denied(UpErr),
+}
+
+/// Who is asking: a digest of the client's token (tokens are not kept).
+type Who = String;
+
+fn who(token: Option<&str>) -> Who {
+    token.map_or_else(String::new, |t| {
+        hex::encode(sha2::Sha256::digest(t.as_bytes()))
+    })
+}
+
+struct Timed<T> {
+    value: T,
+    at: Instant,
+}
+
+type Flight = Arc<OnceCell<Result<(), UpErr>>>;
+
+/// The pull-through state.
+pub(crate) struct Upstream {
+    config: UpstreamConfig,
+    pins: Mutex<HashMap<(RepoRef, String, Who), Timed<String>>>,
+    listings: Mutex<HashMap<(RepoRef, String, Who), Timed<Arc<Listing>>>>,
+    granted: Mutex<HashMap<(RepoRef, Who), Instant>>,
+    flights: Mutex<HashMap<(String, String), Flight>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn remember<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut m = lock(map);
+    if m.len() >= MEMORY_ENTRIES {
+        m.clear();
+    }
+    m.insert(key, value);
+}
+
+impl Upstream {
+    pub(crate) fn new(config: UpstreamConfig) -> Self {
+        Self {
+            config,
+            pins: Mutex::default(),
+            listings: Mutex::default(),
+            granted: Mutex::default(),
+            flights: Mutex::default(),
+        }
+    }
+
+    fn client(&self, hub: &HubConfig, token: Option<&str>) -> HubClient {
+        let mut config = hub.clone();
+        config.token = token.and_then(|t| Token::new(t).ok());
+        HubClient::new(config, self.config.http.clone())
+    }
+
+    /// Runs `op` against each hub in turn while the failure is one another
+    /// hub may not have.
+    async fn each_hub<T, F, Fut>(&self, token: Option<&str>, op: F) -> Result<T, UpErr>
+    where
+        F: Fn(HubClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, hfd_hub::Error>>,
+    {
+        let mut last = UpErr::unavailable("no upstream configured");
+        for hub in &self.config.hubs {
+            match op(self.client(hub, token)).await {
+                Ok(v) => return Ok(v),
+                Err(e) if UpErr::fail_over(&e) => {
+                    tracing::warn!(upstream = %hub.endpoint, error = %e, "upstream failed; trying the next");
+                    last = UpErr::from_hub(&e, token.is_some());
+                }
+                Err(e) => return Err(UpErr::from_hub(&e, token.is_some())),
+            }
+        }
+        Err(last)
+    }
+
+    /// Pins `revision` and lists the commit upstream, as the client (its
+    /// token) sees them.
+    pub(crate) async fn pin_and_list(
+        &self,
+        repo: &RepoRef,
+        revision: &Revision,
+        token: Option<&str>,
+    ) -> Result<(String, Arc<Listing>), UpErr> {
+        let me = who(token);
+        let pin_key = (repo.clone(), revision.as_str().to_owned(), me.clone());
+        let cached = lock(&self.pins)
+            .get(&pin_key)
+            .filter(|t| t.at.elapsed() < ACCESS_TTL)
+            .map(|t| t.value.clone());
+        let commit = match cached {
+            Some(c) => c,
+            None => {
+                let commit = self
+                    .each_hub(token, |hub| async move {
+                        hub.pin_revision(repo, revision).await
+                    })
+                    .await?
+                    .as_str()
+                    .to_owned();
+                remember(
+                    &self.pins,
+                    pin_key,
+                    Timed {
+                        value: commit.clone(),
+                        at: Instant::now(),
+                    },
+                );
+                commit
+            }
+        };
+        let list_key = (repo.clone(), commit.clone(), me);
+        if let Some(l) = lock(&self.listings)
+            .get(&list_key)
+            .filter(|t| t.at.elapsed() < ACCESS_TTL)
+        {
+            return Ok((commit, Arc::clone(&l.value)));
+        }
+        let pinned = Commit::parse(&commit).expect("pins are commits");
+        let files = self
+            .each_hub(token, |hub| {
+                let pinned = pinned.clone();
+                async move { hub.list_files(repo, &pinned).await }
+            })
+            .await?;
+        let listing = Arc::new(
+            Listing {
+                commit: commit.clone(),
+                files: files
+                    .into_iter()
+                    .map(|f| FileEntry {
+                        path: f.path,
+                        size: f.size,
+                        oid: f.oid.to_hex(),
+                        lfs_sha256: f.lfs_sha256.map(|d| d.to_hex()),
+                    })
+                    .collect(),
+            }
+            .sorted(),
+        );
+        remember(
+            &self.listings,
+            list_key,
+            Timed {
+                value: Arc::clone(&listing),
+                at: Instant::now(),
+            },
+        );
+        Ok((commit, listing))
+    }
+
+    /// Whether upstream lets `token` read the files of `repo` (gated repos
+    /// refuse the resolve of any file to tokens without access): one HEAD
+    /// of the smallest file, remembered for [`ACCESS_TTL`].
+    pub(crate) async fn check_files(
+        &self,
+        repo: &RepoRef,
+        listing: &Listing,
+        token: Option<&str>,
+    ) -> Access {
+        let key = (repo.clone(), who(token));
+        if lock(&self.granted)
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < ACCESS_TTL)
+        {
+            return Access::Granted;
+        }
+        let Some(probe) = listing.files.iter().min_by_key(|f| f.size) else {
+            return Access::Granted;
+        };
+        let Some(commit) = Commit::parse(&listing.commit) else {
+            return Access::Denied(UpErr::unavailable("bad commit"));
+        };
+        let Some(remote) = remote_file(probe) else {
+            return Access::Denied(UpErr::unavailable("bad listing entry"));
+        };
+        let checked = self
+            .each_hub(token, |hub| {
+                let (commit, remote) = (commit.clone(), remote.clone());
+                async move { hub.resolve(repo, &commit, &remote).await }
+            })
+            .await;
+        match checked {
+            Ok(_) => {
+                remember(&self.granted, key, Instant::now());
+                Access::Granted
+            }
+            Err(e) => Access::Denied(e),
+        }
+    }
+
+    /// Fetches `file` of `repo` at `commit` into the cache, once however
+    /// many clients ask at the same time: the first runs the download (in
+    /// its own task, so a client going away does not cancel it), the others
+    /// wait for its outcome.
+    pub(crate) async fn fetch(
+        self: &Arc<Self>,
+        repo: &RepoRef,
+        commit: &str,
+        file: &FileEntry,
+        token: Option<&str>,
+    ) -> Result<(), UpErr> {
+        let key = (CacheRepo::folder_name(repo), file.etag().to_owned());
+        let flight: Flight = Arc::clone(lock(&self.flights).entry(key.clone()).or_default());
+        let result = flight
+            .get_or_init(|| {
+                let this = Arc::clone(self);
+                let (repo, commit, path) = (repo.clone(), commit.to_owned(), file.path.clone());
+                let token = token
+                    .map(str::to_owned)
+                    .or_else(|| self.config.server_token.as_ref().map(|t| t.expose().to_owned()));
+                async move {
+                    let task = tokio::spawn(async move {
+                        this.download(&repo, &commit, &path, token.as_deref()).await
+                    });
+                    task.await
+                        .unwrap_or_else(|_| Err(UpErr::unavailable("the download task failed")))
+                }
+            })
+            .await
+            .clone();
+        // The next miss (a failed fetch, or a file removed later) starts afresh.
+        let mut flights = lock(&self.flights);
+        if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(&key);
+        }
+        result
+    }
+
+    async fn download(
+        &self,
+        repo: &RepoRef,
+        commit: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<(), UpErr> {
+        let revision = Revision::new(commit).map_err(|_| UpErr::unavailable("bad commit"))?;
+        let mut last = UpErr::unavailable("no upstream configured");
+        for hub in &self.config.hubs {
+            let client = self.client(hub, token);
+            let downloader =
+                Downloader::new(client, self.config.http.clone(), self.config.engine.clone());
+            let mut request = DownloadRequest::new(repo.clone(), revision.clone(), &self.config.cache);
+            request.cache_dir = Some(self.config.cache.clone());
+            request.selection = Selection::all().paths([path]);
+            let outcome = async {
+                let plan = downloader.plan(&request).await?;
+                downloader
+                    .download(&plan, Arc::new(NoopReporter), CancellationToken::new())
+                    .await
+            }
+            .await;
+            match outcome {
+                Ok(report) => {
+                    tracing::info!(%repo, path, files = report.files_done, bytes = report.bytes_written, "pulled from upstream");
+                    return Ok(());
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::Network | ErrorKind::RateLimited { .. }) => {
+                    tracing::warn!(upstream = %hub.endpoint, error = %e, "pull failed; trying the next upstream");
+                    last = UpErr::from_download(&e, token.is_some());
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %hub.endpoint, error = %e, "pull failed");
+                    return Err(UpErr::from_download(&e, token.is_some()));
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The listing entry as hfd-hub's type (its ids came from a hub listing).
+fn remote_file(f: &FileEntry) -> Option<hfd_hub::RemoteFile> {
+    use hfd_types::ContentDigest;
+    Some(hfd_hub::RemoteFile {
+        path: f.path.clone(),
+        size: f.size,
+        oid: ContentDigest::from_hex(&f.oid).ok()?,
+        lfs_sha256: match &f.lfs_sha256 {
+            Some(sha) => Some(ContentDigest::from_hex(sha).ok()?),
+            None => None,
+        },
+        xet_hash: None,
+    })
+}
