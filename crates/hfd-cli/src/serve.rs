@@ -75,13 +75,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         config.local_dirs.push(LocalSource::open(spec)?);
     }
     config.caches.clone_from(&args.cache_dir);
-    let needs_cache = config.caches.is_empty()
-        && (config.local_dirs.is_empty() || !args.upstream.is_empty());
+    let needs_cache =
+        config.caches.is_empty() && (config.local_dirs.is_empty() || !args.upstream.is_empty());
     if needs_cache {
-        config.caches.push(
-            settings::hub_cache_dir()
-                .context("cannot find the hub cache: set HF_HUB_CACHE or HF_HOME, or pass --cache-dir")?,
-        );
+        config.caches.push(settings::hub_cache_dir().context(
+            "cannot find the hub cache: set HF_HUB_CACHE or HF_HOME, or pass --cache-dir",
+        )?);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some((cert.clone(), key.clone()));
@@ -123,7 +122,12 @@ pub(crate) async fn run(args: &ServeArgs) -> Result<(), Failure> {
         .local_dirs
         .iter()
         .map(|l| format!("{} ({})", l.root.display(), l.repo))
-        .chain(config.caches.iter().map(|c| format!("cache {}", c.display())))
+        .chain(
+            config
+                .caches
+                .iter()
+                .map(|c| format!("cache {}", c.display())),
+        )
         .collect();
     let pull = config.upstream.as_ref().map(|u| {
         u.hubs

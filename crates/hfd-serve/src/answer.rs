@@ -36,7 +36,13 @@ fn header_value(text: &str) -> http::HeaderValue {
     // Header values must be visible ASCII: anything else becomes `?`.
     let clean: String = text
         .chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     http::HeaderValue::from_str(&clean).unwrap_or_else(|_| http::HeaderValue::from_static("?"))
 }
@@ -233,7 +239,11 @@ pub(crate) fn encode_cursor(offset: usize) -> String {
 
 pub(crate) fn decode_cursor(cursor: &str) -> Option<usize> {
     let raw = hex::decode(cursor).ok()?;
-    std::str::from_utf8(&raw).ok()?.strip_prefix("o:")?.parse().ok()
+    std::str::from_utf8(&raw)
+        .ok()?
+        .strip_prefix("o:")?
+        .parse()
+        .ok()
 }
 
 /// The answer of `resolve`: the file, whole or one range, with the headers

@@ -149,7 +149,12 @@ pub(crate) struct Logged {
 }
 
 impl Logged {
-    pub(crate) fn new(inner: ResBody, record: RequestRecord, started: Instant, sink: RequestLog) -> Self {
+    pub(crate) fn new(
+        inner: ResBody,
+        record: RequestRecord,
+        started: Instant,
+        sink: RequestLog,
+    ) -> Self {
         Self {
             inner,
             record,

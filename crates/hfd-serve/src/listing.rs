@@ -128,7 +128,9 @@ pub(crate) fn git_blob_sha1_of_file(path: &std::path::Path) -> std::io::Result<(
         h.update(&buf[..n]);
     }
     if seen != len {
-        return Err(std::io::Error::other("the file changed while it was hashed"));
+        return Err(std::io::Error::other(
+            "the file changed while it was hashed",
+        ));
     }
     Ok((len, hex::encode(h.finalize())))
 }

@@ -33,7 +33,7 @@ use crate::body::ResBody;
 use crate::listing::{FileEntry, Listing};
 
 /// How long a granted access, a pinned branch and a listing are reused.
-pub const ACCESS_TTL: Duration = Duration::from_secs(60);
+pub const ACCESS_TTL: Duration = Duration::from_mins(1);
 
 /// Most remembered pins, listings and verdicts before they are dropped.
 const MEMORY_ENTRIES: usize = 4096;
@@ -185,15 +185,40 @@ struct Timed<T> {
     at: Instant,
 }
 
-type Flight = Arc<OnceCell<Result<(), UpErr>>>;
+/// Work in progress per key: callers with the same key share one run.
+type Flights<K, T> = Mutex<HashMap<K, Arc<OnceCell<T>>>>;
+
+/// Runs `make` once for every caller that asks for `key` while it runs;
+/// all get its outcome. The first caller drives it; if that caller goes
+/// away, a waiting one takes over. The next call after it ends starts afresh.
+async fn once<K, T, F>(flights: &Flights<K, T>, key: K, make: impl FnOnce() -> F) -> T
+where
+    K: std::hash::Hash + Eq + Clone,
+    T: Clone,
+    F: std::future::Future<Output = T>,
+{
+    let cell = Arc::clone(lock(flights).entry(key.clone()).or_default());
+    let out = cell.get_or_init(make).await.clone();
+    let mut map = lock(flights);
+    if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+        map.remove(&key);
+    }
+    out
+}
+
+type PinKey = (RepoRef, String, Who);
+
+/// A pinned commit and its listing.
+type Pinned = (String, Arc<Listing>);
 
 /// The pull-through state.
 pub(crate) struct Upstream {
     config: UpstreamConfig,
-    pins: Mutex<HashMap<(RepoRef, String, Who), Timed<String>>>,
-    listings: Mutex<HashMap<(RepoRef, String, Who), Timed<Arc<Listing>>>>,
+    pins: Mutex<HashMap<PinKey, Timed<Pinned>>>,
     granted: Mutex<HashMap<(RepoRef, Who), Instant>>,
-    flights: Mutex<HashMap<(String, String), Flight>>,
+    pinning: Flights<PinKey, Result<Pinned, UpErr>>,
+    checking: Flights<(RepoRef, Who), Result<(), UpErr>>,
+    fetching: Flights<(String, String), Result<(), UpErr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -213,9 +238,10 @@ impl Upstream {
         Self {
             config,
             pins: Mutex::default(),
-            listings: Mutex::default(),
             granted: Mutex::default(),
-            flights: Mutex::default(),
+            pinning: Mutex::default(),
+            checking: Mutex::default(),
+            fetching: Mutex::default(),
         }
     }
 
@@ -247,57 +273,34 @@ impl Upstream {
     }
 
     /// Pins `revision` and lists the commit upstream, as the client (its
-    /// token) sees them.
+    /// token) sees them; remembered for [`ACCESS_TTL`] per token.
     pub(crate) async fn pin_and_list(
         &self,
         repo: &RepoRef,
         revision: &Revision,
         token: Option<&str>,
     ) -> Result<(String, Arc<Listing>), UpErr> {
-        let me = who(token);
-        let pin_key = (repo.clone(), revision.as_str().to_owned(), me.clone());
-        let cached = lock(&self.pins)
-            .get(&pin_key)
-            .filter(|t| t.at.elapsed() < ACCESS_TTL)
-            .map(|t| t.value.clone());
-        let commit = match cached {
-            Some(c) => c,
-            None => {
-                let commit = self
-                    .each_hub(token, |hub| async move {
-                        hub.pin_revision(repo, revision).await
-                    })
-                    .await?
-                    .as_str()
-                    .to_owned();
-                remember(
-                    &self.pins,
-                    pin_key,
-                    Timed {
-                        value: commit.clone(),
-                        at: Instant::now(),
-                    },
-                );
-                commit
-            }
-        };
-        let list_key = (repo.clone(), commit.clone(), me);
-        if let Some(l) = lock(&self.listings)
-            .get(&list_key)
+        let key = (repo.clone(), revision.as_str().to_owned(), who(token));
+        if let Some(t) = lock(&self.pins)
+            .get(&key)
             .filter(|t| t.at.elapsed() < ACCESS_TTL)
         {
-            return Ok((commit, Arc::clone(&l.value)));
+            return Ok(t.value.clone());
         }
-        let pinned = Commit::parse(&commit).expect("pins are commits");
-        let files = self
-            .each_hub(token, |hub| {
-                let pinned = pinned.clone();
-                async move { hub.list_files(repo, &pinned).await }
-            })
-            .await?;
-        let listing = Arc::new(
-            Listing {
-                commit: commit.clone(),
+        let pinned = once(&self.pinning, key.clone(), || async {
+            let commit = self
+                .each_hub(token, |hub| async move {
+                    hub.pin_revision(repo, revision).await
+                })
+                .await?;
+            let files = self
+                .each_hub(token, |hub| {
+                    let commit = commit.clone();
+                    async move { hub.list_files(repo, &commit).await }
+                })
+                .await?;
+            let listing = Listing {
+                commit: commit.as_str().to_owned(),
                 files: files
                     .into_iter()
                     .map(|f| FileEntry {
@@ -308,17 +311,19 @@ impl Upstream {
                     })
                     .collect(),
             }
-            .sorted(),
-        );
+            .sorted();
+            Ok((commit.as_str().to_owned(), Arc::new(listing)))
+        })
+        .await?;
         remember(
-            &self.listings,
-            list_key,
+            &self.pins,
+            key,
             Timed {
-                value: Arc::clone(&listing),
+                value: pinned.clone(),
                 at: Instant::now(),
             },
         );
-        Ok((commit, listing))
+        Ok(pinned)
     }
 
     /// Whether upstream lets `token` read the files of `repo` (gated repos
@@ -340,20 +345,20 @@ impl Upstream {
         let Some(probe) = listing.files.iter().min_by_key(|f| f.size) else {
             return Access::Granted;
         };
-        let Some(commit) = Commit::parse(&listing.commit) else {
-            return Access::Denied(UpErr::unavailable("bad commit"));
+        let (Some(commit), Some(remote)) = (Commit::parse(&listing.commit), remote_file(probe))
+        else {
+            return Access::Denied(UpErr::unavailable("bad listing"));
         };
-        let Some(remote) = remote_file(probe) else {
-            return Access::Denied(UpErr::unavailable("bad listing entry"));
-        };
-        let checked = self
-            .each_hub(token, |hub| {
+        let checked = once(&self.checking, key.clone(), || async {
+            self.each_hub(token, |hub| {
                 let (commit, remote) = (commit.clone(), remote.clone());
-                async move { hub.resolve(repo, &commit, &remote).await }
+                async move { hub.resolve(repo, &commit, &remote).await.map(|_| ()) }
             })
-            .await;
+            .await
+        })
+        .await;
         match checked {
-            Ok(_) => {
+            Ok(()) => {
                 remember(&self.granted, key, Instant::now());
                 Access::Granted
             }
@@ -368,35 +373,51 @@ impl Upstream {
     pub(crate) async fn fetch(
         self: &Arc<Self>,
         repo: &RepoRef,
+        revision: &Revision,
         commit: &str,
         file: &FileEntry,
         token: Option<&str>,
     ) -> Result<(), UpErr> {
         let key = (CacheRepo::folder_name(repo), file.etag().to_owned());
-        let flight: Flight = Arc::clone(lock(&self.flights).entry(key.clone()).or_default());
-        let result = flight
-            .get_or_init(|| {
-                let this = Arc::clone(self);
-                let (repo, commit, path) = (repo.clone(), commit.to_owned(), file.path.clone());
-                let token = token
-                    .map(str::to_owned)
-                    .or_else(|| self.config.server_token.as_ref().map(|t| t.expose().to_owned()));
-                async move {
-                    let task = tokio::spawn(async move {
-                        this.download(&repo, &commit, &path, token.as_deref()).await
-                    });
-                    task.await
-                        .unwrap_or_else(|_| Err(UpErr::unavailable("the download task failed")))
+        let token = token.map(str::to_owned).or_else(|| {
+            self.config
+                .server_token
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+        });
+        once(&self.fetching, key, || {
+            let this = Arc::clone(self);
+            let (repo, commit, path) = (repo.clone(), commit.to_owned(), file.path.clone());
+            async move {
+                tokio::spawn(
+                    async move { this.download(&repo, &commit, &path, token.as_deref()).await },
+                )
+                .await
+                .unwrap_or_else(|_| Err(UpErr::unavailable("the download task failed")))
+            }
+        })
+        .await?;
+        // A later run without upstream finds the branches that pinned here.
+        let mut branches: Vec<Revision> = lock(&self.pins)
+            .iter()
+            .filter(|((r, _, _), t)| r == repo && t.value.0 == commit)
+            .filter_map(|((_, rev, _), _)| Revision::new(rev).ok())
+            .chain(std::iter::once(revision.clone()))
+            .filter(|r| r.as_commit().is_none())
+            .collect();
+        branches.dedup();
+        if let Some(commit) = Commit::parse(commit) {
+            let cache = CacheRepo::new(&self.config.cache, repo);
+            let _ = tokio::task::spawn_blocking(move || {
+                for branch in &branches {
+                    if let Err(e) = cache.write_ref(branch, &commit) {
+                        tracing::warn!(error = %e, "cannot write a ref");
+                    }
                 }
             })
-            .await
-            .clone();
-        // The next miss (a failed fetch, or a file removed later) starts afresh.
-        let mut flights = lock(&self.flights);
-        if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            flights.remove(&key);
+            .await;
         }
-        result
+        Ok(())
     }
 
     async fn download(
@@ -412,7 +433,8 @@ impl Upstream {
             let client = self.client(hub, token);
             let downloader =
                 Downloader::new(client, self.config.http.clone(), self.config.engine.clone());
-            let mut request = DownloadRequest::new(repo.clone(), revision.clone(), &self.config.cache);
+            let mut request =
+                DownloadRequest::new(repo.clone(), revision.clone(), &self.config.cache);
             request.cache_dir = Some(self.config.cache.clone());
             request.selection = Selection::all().paths([path]);
             let outcome = async {
@@ -427,7 +449,9 @@ impl Upstream {
                     tracing::info!(%repo, path, files = report.files_done, bytes = report.bytes_written, "pulled from upstream");
                     return Ok(());
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::Network | ErrorKind::RateLimited { .. }) => {
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::Network | ErrorKind::RateLimited { .. }) =>
+                {
                     tracing::warn!(upstream = %hub.endpoint, error = %e, "pull failed; trying the next upstream");
                     last = UpErr::from_download(&e, token.is_some());
                 }

@@ -91,7 +91,10 @@ mod tests {
         assert_eq!(answer(Some("bytes=-30"), 10), p(0, 10));
         assert_eq!(answer(Some(" bytes = 1 - 2 "), 10), RangeAnswer::Full);
         assert_eq!(answer(Some("bytes=1 - 2"), 10), p(1, 3));
-        assert_eq!(answer(Some("bytes=9-99999999999999999999999"), 10), p(9, 10));
+        assert_eq!(
+            answer(Some("bytes=9-99999999999999999999999"), 10),
+            p(9, 10)
+        );
     }
 
     #[test]

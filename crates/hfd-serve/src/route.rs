@@ -223,7 +223,10 @@ mod tests {
             route("/api/models/org/m/revision/main"),
             Ok(Endpoint::Info { .. })
         ));
-        assert!(matches!(route("/api/models/gpt2"), Ok(Endpoint::Info { .. })));
+        assert!(matches!(
+            route("/api/models/gpt2"),
+            Ok(Endpoint::Info { .. })
+        ));
         assert!(matches!(
             route("/api/datasets/org/d/tree/main/sub/dir"),
             Ok(Endpoint::Tree { path, .. }) if path == "sub/dir"

@@ -102,9 +102,7 @@ impl Service {
         };
         let read = *method == Method::GET || *method == Method::HEAD;
         match endpoint {
-            Endpoint::Info { repo, revision } if read => {
-                self.info(asked, &repo, &revision).await
-            }
+            Endpoint::Info { repo, revision } if read => self.info(asked, &repo, &revision).await,
             Endpoint::Tree {
                 repo,
                 revision,
@@ -227,8 +225,13 @@ impl Service {
                 return answer::error(method, StatusCode::BAD_REQUEST, None, "Invalid cursor");
             }
         };
-        let (page, next) =
-            answer::tree_page(&listing, dir, asked.flag("recursive"), start, self.page_size);
+        let (page, next) = answer::tree_page(
+            &listing,
+            dir,
+            asked.flag("recursive"),
+            start,
+            self.page_size,
+        );
         let mut resp = answer::json(method, StatusCode::OK, &Value::Array(page));
         if let Some(next) = next {
             let link = format!(
@@ -306,10 +309,7 @@ impl Service {
         if let (Some(up), Some(remote)) = (&self.upstream, &view.remote) {
             // Pull-through: the client must be allowed to read this repo's
             // files upstream, whether or not they are cached.
-            match up
-                .check_files(repo, remote, asked.token.as_deref())
-                .await
-            {
+            match up.check_files(repo, remote, asked.token.as_deref()).await {
                 Access::Granted => {}
                 Access::Denied(e) => return e.answer(method),
             }
@@ -321,7 +321,7 @@ impl Service {
                 .is_none_or(|l| l.entry.etag() != listed.etag() || l.entry.size != listed.size)
             {
                 if let Err(e) = up
-                    .fetch(repo, &view.commit, listed, asked.token.as_deref())
+                    .fetch(repo, revision, &view.commit, listed, asked.token.as_deref())
                     .await
                 {
                     return e.answer(method);
@@ -420,7 +420,10 @@ fn with_cursor(query: Option<&str>, cursor: &str) -> String {
         .unwrap_or("")
         .split('&')
         .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
-        .filter(|kv| kv.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
+        .filter(|kv| {
+            kv.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        })
         .collect();
     let cursor = format!("cursor={cursor}");
     params.push(&cursor);

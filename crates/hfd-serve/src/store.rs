@@ -73,9 +73,8 @@ impl LocalSource {
             return Err(LocalDirError::NotADir(dir));
         }
         let record = SourceRecord::read(&dir);
-        let repo = match (repo, record.as_ref().and_then(SourceRecord::repo_ref)) {
-            (Some(r), _) | (None, Some(r)) => r,
-            (None, None) => return Err(LocalDirError::NoRepo(dir)),
+        let Some(repo) = repo.or_else(|| record.as_ref().and_then(SourceRecord::repo_ref)) else {
+            return Err(LocalDirError::NoRepo(dir));
         };
         let commit = record
             .as_ref()
@@ -100,7 +99,10 @@ fn parse_repo(text: &str) -> Result<RepoRef, LocalDirError> {
     } else if let Some(id) = text.strip_prefix("spaces/") {
         (RepoType::Space, id)
     } else {
-        (RepoType::Model, text.strip_prefix("models/").unwrap_or(text))
+        (
+            RepoType::Model,
+            text.strip_prefix("models/").unwrap_or(text),
+        )
     };
     Ok(RepoRef::new(RepoId::new(id).map_err(|_| bad())?, kind))
 }
@@ -115,7 +117,9 @@ fn first_metadata_commit(dir: &Path) -> Option<String> {
             if visited > 100_000 {
                 return None;
             }
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let path = entry.path();
             if kind.is_dir() {
                 stack.push(path);
@@ -304,7 +308,6 @@ impl Catalog {
         }
     }
 
-
     /// Where `repo` is served from: a `--local-dir` naming it, else the
     /// first cache holding its folder.
     pub(crate) fn find(&self, repo: &RepoRef) -> Option<Store> {
@@ -324,17 +327,16 @@ impl Catalog {
     pub(crate) fn resolve_revision(store: &Store, revision: &Revision) -> Option<String> {
         match store {
             Store::Cache { dir } => {
-                let commit = match revision.as_commit() {
-                    Some(c) => c.as_str().to_owned(),
-                    None => {
-                        let path = walk_to(&dir.join("refs"), revision.as_str())?;
-                        let meta = fs::symlink_metadata(&path).ok()?;
-                        if !meta.is_file() || meta.len() > 100 {
-                            return None;
-                        }
-                        let text = fs::read_to_string(&path).ok()?;
-                        Commit::parse(text.trim())?.as_str().to_owned()
+                let commit = if let Some(c) = revision.as_commit() {
+                    c.as_str().to_owned()
+                } else {
+                    let path = walk_to(&dir.join("refs"), revision.as_str())?;
+                    let meta = fs::symlink_metadata(&path).ok()?;
+                    if !meta.is_file() || meta.len() > 100 {
+                        return None;
                     }
+                    let text = fs::read_to_string(&path).ok()?;
+                    Commit::parse(text.trim())?.as_str().to_owned()
                 };
                 let snapshot = dir.join("snapshots").join(&commit);
                 fs::symlink_metadata(snapshot)
@@ -417,8 +419,7 @@ impl Catalog {
             let blobs = fs::canonicalize(dir.join("blobs")).ok()?;
             // The link must land on a blob of this very repo folder, named by
             // the etag the link names.
-            if resolved.parent() != Some(blobs.as_path())
-                || resolved.file_name()?.to_str()? != etag
+            if resolved.parent() != Some(blobs.as_path()) || resolved.file_name()?.to_str()? != etag
             {
                 return None;
             }
@@ -470,17 +471,16 @@ impl Catalog {
         let recorded = dir
             .read_metadata(rel)
             .filter(|m| dir.is_current(rel, &m.etag, meta.len()));
-        let entry = match recorded {
-            Some(m) => match tree.and_then(|t| t.get(rel)) {
+        let entry = if let Some(m) = recorded {
+            match tree.and_then(|t| t.get(rel)) {
                 Some(t) if t.size == meta.len() && t.to_entry(rel).etag() == m.etag => {
                     t.to_entry(rel)
                 }
                 _ => FileEntry::from_etag(rel.to_owned(), meta.len(), &m.etag)?,
-            },
-            None => {
-                let (size, id) = self.memo.git_id(path)?;
-                FileEntry::from_etag(rel.to_owned(), size, &id)?
             }
+        } else {
+            let (size, id) = self.memo.git_id(path)?;
+            FileEntry::from_etag(rel.to_owned(), size, &id)?
         };
         Some(Located {
             file: path.to_path_buf(),
