@@ -37,6 +37,7 @@ struct Asked<'a> {
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     raw_path: &'a str,
+    authority: Option<&'a str>,
     token: Option<String>,
 }
 
@@ -70,6 +71,7 @@ impl Service {
             headers: &parts.headers,
             query: parts.uri.query(),
             raw_path: parts.uri.path(),
+            authority: parts.uri.authority().map(http::uri::Authority::as_str),
             token: bearer(&parts.headers),
         };
         let resp = self.dispatch(&asked, body).await;
@@ -237,7 +239,7 @@ impl Service {
             let link = format!(
                 "<{}://{}{}?{}>; rel=\"next\"",
                 self.scheme,
-                self.host(asked.headers),
+                self.host(asked.authority, asked.headers),
                 asked.raw_path,
                 with_cursor(asked.query, &encode_cursor(next))
             );
@@ -362,12 +364,12 @@ impl Service {
         blocking(move || catalog.open(&store, &commit, &path)).await
     }
 
-    /// The host clients reached us by, for absolute `Link` URLs; only a
-    /// plain host[:port] is echoed, anything else becomes our address.
-    fn host(&self, headers: &HeaderMap) -> String {
-        headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
+    /// The host clients reached us by, for absolute `Link` URLs: the
+    /// HTTP/2 `:authority`, else `Host`; only a plain host[:port] is echoed,
+    /// anything else becomes our address.
+    fn host(&self, authority: Option<&str>, headers: &HeaderMap) -> String {
+        authority
+            .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
             .filter(|h| {
                 !h.is_empty()
                     && h.len() < 256

@@ -24,6 +24,8 @@ async fn cache_round_trip(wire: Wire) {
 
     let mut cfg = config();
     cfg.caches.push(cache);
+    // Small tree pages: the client follows `Link` pagination on every wire.
+    cfg.tree_page_size = 3;
     let ca = if wire == Wire::Tls {
         let (ca, cert, key) = tls_files(tmp.path());
         cfg.tls = Some((cert, key));
@@ -62,6 +64,11 @@ async fn cache_round_trip(wire: Wire) {
         ranges >= 8,
         "model.safetensors came in {ranges} range requests; expected it split over many connections"
     );
+    let pages = records
+        .iter()
+        .filter(|r| r.path.starts_with("/api/models/org/model/tree/"))
+        .count();
+    assert!(pages >= 3, "the model's listing took {pages} pages");
     let want_version = if wire == Wire::Http1 {
         "HTTP/1.1"
     } else {
