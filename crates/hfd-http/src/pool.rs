@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::client::RequestBody;
-use crate::connect::{Connector, Origin};
+use crate::connect::{Connector, ServerOrigin};
 use crate::error::{Error, Result};
 use crate::stats::{HttpStats, OriginStats};
 
@@ -96,7 +96,7 @@ pub(crate) struct PoolSettings {
 pub(crate) struct Pool {
     connector: Connector,
     settings: PoolSettings,
-    origins: Mutex<HashMap<Origin, Arc<OriginPool>>>,
+    origins: Mutex<HashMap<ServerOrigin, Arc<OriginPool>>>,
     next_id: AtomicU64,
 }
 
@@ -120,7 +120,7 @@ pub(crate) struct Counters {
 
 /// The pool of one origin.
 pub(crate) struct OriginPool {
-    origin: Origin,
+    origin: ServerOrigin,
     state: Mutex<OriginState>,
     /// Signalled whenever a connection becomes free, appears or goes away.
     notify: Notify,
@@ -183,7 +183,7 @@ impl Pool {
         }
     }
 
-    fn origin_pool(&self, origin: &Origin) -> Arc<OriginPool> {
+    fn origin_pool(&self, origin: &ServerOrigin) -> Arc<OriginPool> {
         let mut origins = lock(&self.origins);
         Arc::clone(origins.entry(origin.clone()).or_insert_with(|| {
             Arc::new(OriginPool {
@@ -199,7 +199,7 @@ impl Pool {
     /// one, a new one while under the cap, or the next one to become free.
     ///
     /// Cancel safe: dropping the future gives back anything reserved.
-    pub(crate) async fn acquire(&self, origin: &Origin) -> Result<Lease> {
+    pub(crate) async fn acquire(&self, origin: &ServerOrigin) -> Result<Lease> {
         let op = self.origin_pool(origin);
         loop {
             let notified = op.notify.notified();

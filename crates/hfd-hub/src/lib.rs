@@ -65,7 +65,7 @@ mod repo_path;
 mod selection;
 
 pub use auth::{FoundToken, Token, TokenSource, find_token, token_file_path};
-pub use client::{HubClient, HubConfig, OpenedFile, RepoPlan, ResolvedFile, RetryPolicy};
+pub use client::{HubClient, HubConfig, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile};
 pub use endpoint::{DEFAULT_ENDPOINT, Endpoint, OFFICIAL_HUB_HOSTS, encode_path, encode_revision};
 pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};
 pub use file::{RemoteFile, parse_tree_page};

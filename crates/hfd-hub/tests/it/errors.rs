@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hfd_hub::{
-    Commit, Error, HubErrorKind, RemoteFile, RepoType, RetryPolicy, Revision, Selection,
+    Commit, Error, HubErrorKind, MetadataRetry, RemoteFile, RepoType, Revision, Selection,
 };
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture};
 use hfd_types::ContentDigest;
@@ -163,7 +163,7 @@ async fn rate_limited_reports_the_wait() {
     );
     let before = hub.log().entries().len();
     let patient = client_with(hub.endpoint(), None, |c| {
-        let mut retry = RetryPolicy::default();
+        let mut retry = MetadataRetry::default();
         retry.max_wait = Duration::from_secs(30);
         c.retry = retry;
     });
@@ -184,7 +184,7 @@ async fn server_errors_are_retried() {
             .times(2),
     );
     let client = client_with(hub.endpoint(), None, |c| {
-        let mut retry = RetryPolicy::default();
+        let mut retry = MetadataRetry::default();
         retry.base_delay = Duration::from_millis(10);
         retry.max_delay = Duration::from_millis(20);
         c.retry = retry;

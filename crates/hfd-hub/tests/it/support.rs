@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use hfd_http::{HttpClient, HttpConfig};
-use hfd_hub::{Endpoint, HubClient, HubConfig, RepoId, RepoRef, RepoType, RetryPolicy, Token};
+use hfd_hub::{Endpoint, HubClient, HubConfig, MetadataRetry, RepoId, RepoRef, RepoType, Token};
 use hfd_testkit::FakeHub;
 
 /// A client for `endpoint` with no retries (errors surface at once).
@@ -20,7 +20,7 @@ pub(crate) fn client_with(
     let mut config = HubConfig::default();
     config.endpoint = Endpoint::parse(endpoint).unwrap();
     config.token = token.map(|t| Token::new(t).unwrap());
-    config.retry = RetryPolicy::none();
+    config.retry = MetadataRetry::none();
     tweak(&mut config);
     HubClient::new(config, http())
 }
@@ -46,7 +46,7 @@ pub(crate) fn hub_client(hub: &FakeHub, token: Option<&str>) -> HubClient {
     let mut config = HubConfig::default();
     config.endpoint = Endpoint::parse(hub.endpoint()).unwrap();
     config.token = token.map(|t| Token::new(t).unwrap());
-    config.retry = RetryPolicy::none();
+    config.retry = MetadataRetry::none();
     HubClient::new(config, HttpClient::new(http_config).unwrap())
 }
 
