@@ -6,22 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
-use http_body_util::Full;
 
 use crate::body::Body;
-use crate::connect::{Connector, ServerOrigin};
+use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::content_range::parse_content_range;
 use crate::error::{Error, Result};
-use crate::pool::{ConnectionId, Pool, PoolSettings, Protocol};
+use crate::pool::{ConnectionId, Pool, PoolSettings};
 use crate::proxy::ProxyConfig;
+use crate::request_body::RequestBody;
 use crate::stats::HttpStats;
 use crate::tls;
 use hfd_types::{ByteRange, RedactedUrl};
-
-/// Body type of outgoing requests.
-pub type RequestBody = Full<Bytes>;
 
 /// Transport settings. Start from [`HttpConfig::default`] and set fields.
 #[derive(Debug, Clone)]

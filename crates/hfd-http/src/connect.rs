@@ -13,7 +13,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result};
-use crate::pool::Protocol;
 use crate::proxy::{ProxyConfig, ProxyKind, ProxyUrl, basic_auth};
 use crate::socks::{self, SocksTarget};
 
@@ -44,6 +43,25 @@ impl Scheme {
             Self::Http => 80,
             Self::Https => 443,
         }
+    }
+}
+
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.1: one request at a time, keep-alive.
+    Http1,
+    /// HTTP/2 (ALPN `h2` over TLS, or h2c by prior knowledge).
+    Http2,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http1 => "HTTP/1.1",
+            Self::Http2 => "HTTP/2",
+        })
     }
 }
 

@@ -26,9 +26,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::client::RequestBody;
-use crate::connect::{Connector, ServerOrigin};
+use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::error::{Error, Result};
+use crate::request_body::RequestBody;
 use crate::stats::{HttpStats, OriginStats};
 
 /// Identifies one TCP connection for the lifetime of an [`HttpClient`](crate::HttpClient).
@@ -45,25 +45,6 @@ impl ConnectionId {
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.0)
-    }
-}
-
-/// The HTTP version a connection speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// HTTP/1.1: one request at a time, keep-alive.
-    Http1,
-    /// HTTP/2 (ALPN `h2` over TLS, or h2c by prior knowledge).
-    Http2,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Http1 => "HTTP/1.1",
-            Self::Http2 => "HTTP/2",
-        })
     }
 }
 
