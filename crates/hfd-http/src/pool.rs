@@ -48,6 +48,15 @@ impl fmt::Display for ConnectionId {
     }
 }
 
+/// How the exchange on a returned lease ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exchange {
+    /// Finished cleanly: an HTTP/1.1 connection may be reused.
+    Clean,
+    /// Failed or abandoned mid-way: an HTTP/1.1 connection is closed.
+    Abandoned,
+}
+
 /// Which connection carried a response. Found in the response's
 /// extensions and through [`Body::connection`](crate::Body::connection).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -414,8 +423,8 @@ impl OriginPool {
         found
     }
 
-    /// Gives a lease back. `reusable`: the HTTP/1.1 exchange ended cleanly.
-    fn finish(&self, id: ConnectionId, sender: LeaseSender, reusable: bool) {
+    /// Gives a lease back; `exchange` says how its HTTP/1.1 exchange ended.
+    fn finish(&self, id: ConnectionId, sender: LeaseSender, exchange: Exchange) {
         {
             let mut state = lock(&self.state);
             if let Some(i) = state.slots.iter().position(|s| s.id == id) {
@@ -423,7 +432,8 @@ impl OriginPool {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
                 let keep = match sender {
                     LeaseSender::H1(sender) => {
-                        let keep = reusable && !slot.retired && !sender.is_closed();
+                        let keep =
+                            exchange == Exchange::Clean && !slot.retired && !sender.is_closed();
                         if keep {
                             slot.h1 = Some(sender);
                         }
@@ -544,7 +554,7 @@ impl Lease {
     /// Gives the connection back for reuse.
     pub(crate) fn release(mut self) {
         if let Some(sender) = self.sender.take() {
-            self.pool.finish(self.info.id, sender, true);
+            self.pool.finish(self.info.id, sender, Exchange::Clean);
         }
     }
 
@@ -556,7 +566,7 @@ impl Lease {
 
     fn discard_in_place(&mut self) {
         if let Some(sender) = self.sender.take() {
-            self.pool.finish(self.info.id, sender, false);
+            self.pool.finish(self.info.id, sender, Exchange::Abandoned);
         }
     }
 
