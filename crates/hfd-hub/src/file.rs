@@ -10,7 +10,7 @@ use hfd_types::{ContentDigest, RedactedUrl};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteFile {
     /// `/`-separated path inside the repo, checked by
-    /// [`check_repo_path`](crate::check_repo_path).
+    /// `check_repo_path`.
     pub path: String,
     /// Content size in bytes (the real object size for LFS files).
     pub size: u64,

@@ -20,10 +20,10 @@
 //! - [`Error`] with [`Error::kind`] → [`HubErrorKind`] for exit codes.
 //!
 //! Security rules enforced here: every listed path is checked
-//! ([`check_repo_path`]: no traversal, absolute path, backslash, control
+//! (`check_repo_path`: no traversal, absolute path, backslash, control
 //! character or over-long name), and selected paths that would overwrite
 //! each other on a case-insensitive or normalising file system are refused
-//! ([`find_path_collision`]); listings are filtered page by page
+//! (`find_path_collision`); listings are filtered page by page
 //! ([`HubClient::list_selected`]), so memory follows the selection, not the
 //! repository; a redirect from https to http is refused; the token goes only
 //! to the endpoint's origin and official Hub hosts over https, never to a

@@ -4,7 +4,7 @@ use super::retry::MetadataRetry;
 use crate::auth::Token;
 use crate::endpoint::Endpoint;
 
-/// Settings of a [`HubClient`]. Start from [`HubConfig::default`] and set
+/// Settings of a [`HubClient`](super::HubClient). Start from [`HubConfig::default`] and set
 /// fields; the CLI fills them from flags and the environment.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
