@@ -67,7 +67,7 @@ pub(crate) fn local_request(repo: RepoRef, dir: &Path) -> DownloadRequest {
 /// A request into the hub cache at `root`.
 pub(crate) fn cache_request(repo: RepoRef, root: &Path) -> DownloadRequest {
     let mut request = DownloadRequest::new(repo, Revision::new("main").unwrap(), root);
-    request.cache_dir = Some(root.to_path_buf());
+    request.layout = hfd::OutputLayout::hub_cache(root);
     request
 }
 
