@@ -1,5 +1,5 @@
 //! [`HubClient`]: pinning, listing, resolving, with the redirect and token
-//! policy of protocol §3.3 and §5.2.
+//! policy of docs/hub-protocol.md §4.3 and §6.2.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -383,7 +383,7 @@ impl HubClient {
 
     /// Resolves `file` with one `HEAD` on `/resolve/{commit}/{path}`,
     /// following same-origin and Hub-host redirects and stopping at a
-    /// cross-host one (protocol §3.3–3.4). Checks `X-Repo-Commit` against
+    /// cross-host one (docs/hub-protocol.md §4.3–4.4). Checks `X-Repo-Commit` against
     /// `commit`, and ETag and size against the listing.
     pub async fn resolve(
         &self,
@@ -828,7 +828,7 @@ pub(crate) fn redirect_target(current: &Url, response_headers: &HeaderMap) -> Re
         .map_err(|e| malformed(format!("an unreadable Location header: {e}")))
 }
 
-/// The redirect policy of protocol §3.3: never https→http; same origin
+/// The redirect policy of docs/hub-protocol.md §4.3: never https→http; same origin
 /// (scheme, host, port) is followed; otherwise only https Hub hosts.
 pub(crate) fn may_follow(endpoint: &Endpoint, from: &Url, to: &Url) -> bool {
     let (Some(from_origin), Some(to_origin)) = (Origin::of(from), Origin::of(to)) else {
@@ -852,7 +852,7 @@ pub(crate) struct Metadata {
 }
 
 /// Reads commit, ETag, size and Xet hash from the final resolve answer
-/// (protocol §3.4) and checks them against the pinned commit and the
+/// (docs/hub-protocol.md §4.4) and checks them against the pinned commit and the
 /// listing. `url` is the URL that gave the answer.
 pub(crate) fn extract_metadata(
     status: StatusCode,

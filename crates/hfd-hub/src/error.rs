@@ -1,5 +1,5 @@
 //! This crate's error type and the mapping of Hub error answers onto it
-//! (protocol §5.3).
+//! (docs/hub-protocol.md §7).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -503,7 +503,7 @@ pub(crate) struct Context<'a> {
 }
 
 /// Maps a non-success answer to an [`Error`]: `X-Error-Code` first, then the
-/// status (protocol §5.3). `body` is at most a few KiB of the error body.
+/// status (docs/hub-protocol.md §7). `body` is at most a few KiB of the error body.
 pub(crate) fn from_response(
     status: StatusCode,
     response_headers: &HeaderMap,
