@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use hfd_testkit::{CommitChange, FakeHub, Origin, RepoFixture, Route, Transport};
 use serde_json::Value;
 
-use crate::client::{Conn, Proto, at_cdn, at_hub, get, split_url};
+use crate::client::{Conn, Proto, at_cdn, at_hub, split_url};
 use crate::{GOOD, LIMITED, hub, hub_with};
 
 fn json(body: &[u8]) -> Value {

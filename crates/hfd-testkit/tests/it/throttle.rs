@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use hfd_testkit::{FakeHub, KIB, Origin, RepoFixture};
 
-use crate::client::{Conn, Proto, at_cdn, at_hub, get, split_url};
+use crate::client::{Conn, Proto, at_hub, split_url};
 
 #[tokio::test]
 async fn token_bucket_bounds_a_keep_alive_connection() {
