@@ -62,7 +62,7 @@ fn home_dir() -> Option<PathBuf> {
     env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
-/// The hub cache root (protocol §6.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
+/// The hub cache root (docs/hub-protocol.md §9.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
 /// `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`, `~/.cache/huggingface/hub`.
 fn hub_cache_dir() -> Option<PathBuf> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
@@ -183,7 +183,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
         None
     };
     if let Some(root) = cache_root {
-        // huggingface_hub's switch for filesystems without symlinks (§6.10).
+        // huggingface_hub's switch for filesystems without symlinks (docs/hub-protocol.md §9.4).
         let entries = if env_bool("HF_HUB_DISABLE_SYMLINKS") {
             SnapshotEntries::Copies
         } else {

@@ -13,7 +13,7 @@
 //! - [`Reporter`]: progress events (file start, bytes written, retries,
 //!   fallback, done with digest, failed, cancelled).
 //!
-//! How a file is scheduled (design.md §3): it is cut into up to
+//! How a file is scheduled: it is cut into up to
 //! `connections_per_file` equal segments of at least `min_split_size`; a free
 //! connection takes the largest pending segment, else splits the in-flight
 //! segment with the most bytes left at its midpoint (never below

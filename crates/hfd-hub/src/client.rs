@@ -1,5 +1,5 @@
 //! [`HubClient`]: pinning, listing, resolving, with the redirect and token
-//! policy of protocol §3.3 and §5.2. One job per file:
+//! policy of docs/hub-protocol.md §4.3 and §6.2. One job per file:
 //!
 //! - `hub_client`: the handle, the token policy, one request;
 //! - `config`: [`HubConfig`];

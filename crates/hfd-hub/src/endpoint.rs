@@ -1,4 +1,4 @@
-//! The Hub endpoint, origins, Hub hosts and URL building (protocol §1).
+//! The Hub endpoint, origins, Hub hosts and URL building (docs/hub-protocol.md §1).
 
 use std::fmt;
 
@@ -27,13 +27,13 @@ const REVISION_SET: &AsciiSet = &NON_ALPHANUMERIC
 const PATH_SET: &AsciiSet = &REVISION_SET.remove(b'/');
 
 /// Percent-encodes a revision as one URL segment, with no safe characters:
-/// `refs/pr/1` → `refs%2Fpr%2F1` (protocol §1.4).
+/// `refs/pr/1` → `refs%2Fpr%2F1` (docs/hub-protocol.md §1).
 pub fn encode_revision(revision: &str) -> String {
     utf8_percent_encode(revision, REVISION_SET).to_string()
 }
 
 /// Percent-encodes a repo file path for resolve URLs, keeping `/`:
-/// `dir/my file+1#?.bin` → `dir/my%20file%2B1%23%3F.bin` (protocol §1.5).
+/// `dir/my file+1#?.bin` → `dir/my%20file%2B1%23%3F.bin` (docs/hub-protocol.md §1).
 pub fn encode_path(path: &str) -> String {
     utf8_percent_encode(path, PATH_SET).to_string()
 }

@@ -1,4 +1,4 @@
-//! Files of a listing, and parsing one page of the tree API (protocol §2.2).
+//! Files of a listing, and parsing one page of the tree API (docs/hub-protocol.md §3).
 
 use serde::Deserialize;
 

@@ -8,7 +8,7 @@ use http::HeaderMap;
 /// Longest server-supplied text (error message, request id) kept in errors.
 const MAX_SERVER_TEXT: usize = 300;
 
-/// Strips a leading `W/` and surrounding `"` from an ETag (protocol §3.4).
+/// Strips a leading `W/` and surrounding `"` from an ETag (docs/hub-protocol.md §4.4).
 pub fn normalize_etag(raw: &str) -> String {
     let raw = raw.trim();
     let raw = raw.strip_prefix("W/").unwrap_or(raw);
@@ -162,7 +162,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
 )]
 /// How long to wait before retrying a rate-limited (or overloaded) request:
 /// `t + 1` s when `RateLimit` shows `r=0`, else `Retry-After`, else `None`
-/// (protocol §5.5).
+/// (docs/hub-protocol.md §8).
 pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
     if let Some(RateLimit {
         remaining: Some(0),

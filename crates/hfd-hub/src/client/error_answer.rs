@@ -1,6 +1,6 @@
 //! A non-success Hub answer turned into an [`Error`]: the error body read
 //! (bounded) and scrubbed of the token, then `X-Error-Code` and the status
-//! mapped onto the error (protocol §5.3).
+//! mapped onto the error (docs/hub-protocol.md §7).
 
 use http::{HeaderMap, StatusCode};
 
@@ -99,7 +99,7 @@ pub(crate) struct Context<'a> {
 }
 
 /// Maps a non-success answer to an [`Error`]: `X-Error-Code` first, then the
-/// status (protocol §5.3). `body` is at most a few KiB of the error body.
+/// status (docs/hub-protocol.md §7). `body` is at most a few KiB of the error body.
 pub(crate) fn from_response(
     status: StatusCode,
     response_headers: &HeaderMap,

@@ -1,4 +1,4 @@
-//! The redirect policy (which hops are followed, protocol §3.3) and
+//! The redirect policy (which hops are followed, docs/hub-protocol.md §4.3) and
 //! following a chain of redirects to its [`Answer`].
 
 use http::{HeaderMap, Method, Response, StatusCode, header};
@@ -126,7 +126,7 @@ pub(crate) fn redirect_target(current: &Url, response_headers: &HeaderMap) -> Re
         .map_err(|e| malformed(format!("an unreadable Location header: {e}")))
 }
 
-/// The redirect policy of protocol §3.3: never https→http; same origin
+/// The redirect policy of docs/hub-protocol.md §4.3: never https→http; same origin
 /// (scheme, host, port) is followed; otherwise only https Hub hosts.
 pub(crate) fn may_follow(endpoint: &Endpoint, from: &Url, to: &Url) -> bool {
     let (Some(from_origin), Some(to_origin)) = (UrlOrigin::of(from), UrlOrigin::of(to)) else {

@@ -71,7 +71,7 @@ impl HubClient {
 
     /// Resolves `file` with one `HEAD` on `/resolve/{commit}/{path}`,
     /// following same-origin and Hub-host redirects and stopping at a
-    /// cross-host one (protocol §3.3–3.4). Checks `X-Repo-Commit` against
+    /// cross-host one (docs/hub-protocol.md §4.3–4.4). Checks `X-Repo-Commit` against
     /// `commit`, and ETag and size against the listing.
     pub async fn resolve(
         &self,
@@ -166,7 +166,7 @@ pub(crate) struct Metadata {
 }
 
 /// Reads commit, ETag, size and Xet hash from the final resolve answer
-/// (protocol §3.4) and checks them against the pinned commit and the
+/// (docs/hub-protocol.md §4.4) and checks them against the pinned commit and the
 /// listing. `url` is the URL that gave the answer.
 pub(crate) fn extract_metadata(
     status: StatusCode,

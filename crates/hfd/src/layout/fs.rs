@@ -16,7 +16,7 @@ pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc
 # This file is a cache directory tag created by hfd-rs.\n\
 # For information about cache directory tags see https://bford.info/cachedir/\n";
 
-/// Writes `<folder>/trees/<commit>.json` (protocol §6.8) unless it exists:
+/// Writes `<folder>/trees/<commit>.json` (docs/hub-protocol.md §9.2) unless it exists:
 /// `format_version` 1, files sorted by path.
 pub(crate) fn write_tree_listing(
     folder: &Path,

@@ -1,4 +1,4 @@
-//! The Hugging Face hub cache layout (protocol §6), exactly as
+//! The Hugging Face hub cache layout (docs/hub-protocol.md §9), exactly as
 //! huggingface_hub writes it, so `from_pretrained(..., local_files_only=True)`,
 //! `hf_hub_download`, `try_to_load_from_cache` and `scan_cache_dir()` accept
 //! what hfd-rs downloads.

@@ -1,5 +1,5 @@
 //! Where files go in a `--local-dir` target, and the per-file metadata that
-//! huggingface_hub reads (protocol §7).
+//! huggingface_hub reads (docs/hub-protocol.md §10).
 //!
 //! ```text
 //! <dir>/<repo path>                                    finished, verified files
@@ -170,7 +170,7 @@ impl LocalDir {
     /// rename and the metadata write, or a file copied in by hand) whose
     /// size and content hash equal the hub's is adopted: its metadata is
     /// written and it is not downloaded again (huggingface_hub does the same
-    /// for LFS files, protocol §7.4 step 3). Blocking: reads the file.
+    /// for LFS files, docs/hub-protocol.md §10 step 3). Blocking: reads the file.
     fn adopt(&self, commit: &Commit, file: &RemoteFile) -> Result<bool> {
         let path = self.final_path(&file.path)?;
         let Ok(meta) = fs::symlink_metadata(&path) else {
@@ -207,7 +207,7 @@ impl LocalDir {
 
     /// For a file found up to date: rewrites its metadata when it names
     /// another commit, so huggingface_hub, asked for this commit, needs no
-    /// request either (its rule 1, protocol §7.4). Skipped when another
+    /// request either (its rule 1, docs/hub-protocol.md §10). Skipped when another
     /// process holds the lock. Blocking.
     pub fn refresh(&self, file: &RemoteFile, commit: &Commit) -> Result<()> {
         if self

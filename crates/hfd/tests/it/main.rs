@@ -7,11 +7,6 @@
 //! resolve per file, one CDN URL per file, no token at the CDN), for the
 //! HTTP version and for how many bytes each connection carried.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "the proxy tests read CI and PATH and poll child processes"
-)]
-
 mod faults;
 mod hedge;
 mod protocol;

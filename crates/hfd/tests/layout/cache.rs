@@ -25,7 +25,7 @@ fn blob_names(repo_dir: &Path) -> BTreeSet<String> {
 }
 
 /// Checks the layout of one repo at `main` against the fixture, as the
-/// protocol (§6) describes it, and returns the commit.
+/// docs/hub-protocol.md §9 describes it, and returns the commit.
 fn check_layout(hub: &FakeHub, cache: &Path, repo_type: &str, id: &str) -> String {
     let commit = hub.commit(id, "main").unwrap();
     let repo_dir = cache.join(folder(repo_type, id));
