@@ -65,17 +65,20 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 mod error;
 mod hash;
 mod journal;
-mod mmap;
 mod partial;
+mod platform;
 #[cfg(test)]
 mod powercut;
 mod prealloc;
 mod probe;
 mod region;
+mod resume;
 mod space;
+mod target_dir;
 
 pub use error::{Error, Result};
 pub use hash::ContentHasher;
@@ -83,10 +86,10 @@ pub use journal::{
     DecodedJournal, FileIdentity, HeaderDefect, JOURNAL_MAGIC, JOURNAL_VERSION, JournalHeader,
     RECORD_LEN, RecordDefect, SegmentLayout, decode, encode, journal_path,
 };
-pub use partial::{
-    Backend, DiscardReason, FileWriter, Finalized, Flushed, HashStats, JournalState, PartialFile,
-    Resume, StoreConfig,
-};
+pub use backend::{Backend, FileWriter};
+pub use partial::{Finalized, Flushed, HashStats, PartialFile, StoreConfig};
+pub use resume::{DiscardReason, JournalState, Resume};
+pub use target_dir::{EntryKind, OpenMode, TargetDir};
 pub use prealloc::{Preallocation, preallocate};
 pub use region::RangeSet;
 pub use space::{free_space, preflight};
