@@ -154,7 +154,7 @@ impl PartialFile {
     ///
     /// With `journal` (the file's identity and the run's layout), the
     /// journal at [`journal_path`]`(path)` is read: when its header is intact,
-    /// its identity has the same content ([`FileIdentity::same_content`]) and
+    /// its identity has the same content ([`FileIdentity::same_content`](crate::FileIdentity::same_content)) and
     /// the partial exists with length `size`, the partial is kept, its torn
     /// journal tail (if any) is cut, the journaled ranges count as written
     /// and the inline hash is rebuilt over their contiguous prefix (read back
@@ -175,7 +175,15 @@ impl PartialFile {
         journal: Option<JournalHeader>,
     ) -> Result<(Self, Resume)> {
         let (dir, rel) = split_path(path)?;
-        Self::open_inner(&dir, &rel, size, expected, config, journal, Probe::default())
+        Self::open_inner(
+            &dir,
+            &rel,
+            size,
+            expected,
+            config,
+            journal,
+            Probe::default(),
+        )
     }
 
     /// [`open_or_create`](Self::open_or_create) for the partial `rel` inside
@@ -205,17 +213,9 @@ impl PartialFile {
         probe: Probe,
     ) -> Result<(Self, Resume)> {
         let path = &dir.display_path(rel);
-        if let Some(header) = &journal
-            && header.identity.size != size
-        {
-            return Err(Error::IdentityMismatch {
-                path: path.to_path_buf(),
-                identity_size: header.identity.size,
-                size,
-            });
-        }
+        check_identity_size(path, journal.as_ref(), size)?;
         let create_err = |source| Error::Create {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         };
         let previous_len = match dir.entry(rel) {
@@ -236,7 +236,8 @@ impl PartialFile {
             } else {
                 Preallocation::Sparse
             };
-            let journal = Journal::resume(&dir.display_path(&jrel), jfile, &decoded, probe.clone())?;
+            let journal =
+                Journal::resume(&dir.display_path(&jrel), jfile, &decoded, probe.clone())?;
             let mut ranges = RangeSet::new();
             for r in &decoded.ranges {
                 ranges.insert(*r);
@@ -593,12 +594,11 @@ impl Inner {
             let to = run_end.min(from + READ_CHUNK);
             let range = ByteRange::new(from, to).expect("run end lies past its start");
             buf.resize(range.size() as usize, 0);
-            platform::read_exact_at(&self.file, &mut buf, from)
-                .map_err(|source| Error::Read {
-                    path: self.path.clone(),
-                    range,
-                    source,
-                })?;
+            platform::read_exact_at(&self.file, &mut buf, from).map_err(|source| Error::Read {
+                path: self.path.clone(),
+                range,
+                source,
+            })?;
             let hasher = state.hasher.as_mut().expect("checked above");
             hasher.update(&buf);
             state.stats.hashed_to = to;
@@ -606,6 +606,18 @@ impl Inner {
             self.hashed_to_hint.store(to, Ordering::Release);
         }
         Ok(state.stats.hashed_to)
+    }
+}
+
+/// Refuses a journal header whose identity has another size than the file.
+fn check_identity_size(path: &Path, journal: Option<&JournalHeader>, size: u64) -> Result<()> {
+    match journal {
+        Some(header) if header.identity.size != size => Err(Error::IdentityMismatch {
+            path: path.to_path_buf(),
+            identity_size: header.identity.size,
+            size,
+        }),
+        _ => Ok(()),
     }
 }
 

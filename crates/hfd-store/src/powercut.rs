@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use hfd_types::{ByteRange, ContentDigest};
 
-use crate::resume::JournalState;
 use crate::probe::{Event, Probe};
+use crate::resume::JournalState;
 use crate::{
     Backend, ContentHasher, FileIdentity, JournalHeader, PartialFile, RangeSet, SegmentLayout,
     StoreConfig, journal_path,

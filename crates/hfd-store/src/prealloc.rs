@@ -55,13 +55,11 @@ pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation>
             })?;
             Ok(Preallocation::Sparse)
         }
-        Err(err) if err.kind() == io::ErrorKind::StorageFull => {
-            Err(Error::DiskFull {
-                path: path.to_path_buf(),
-                needed: ByteSize::new(needed),
-                available: ByteSize::new(space::free_space(path).unwrap_or(0)),
-            })
-        }
+        Err(err) if err.kind() == io::ErrorKind::StorageFull => Err(Error::DiskFull {
+            path: path.to_path_buf(),
+            needed: ByteSize::new(needed),
+            available: ByteSize::new(space::free_space(path).unwrap_or(0)),
+        }),
         Err(source) => Err(Error::Preallocate {
             path: path.to_path_buf(),
             size: ByteSize::new(size),

@@ -5,11 +5,13 @@ use std::fmt;
 use std::fs::File;
 use std::path::Path;
 
-use crate::journal::{DecodedJournal, FileIdentity, HeaderDefect, JournalHeader, RecordDefect, decode};
+use crate::journal::{
+    DecodedJournal, FileIdentity, HeaderDefect, JournalHeader, RecordDefect, decode,
+};
 use crate::target_dir::{OpenMode, TargetDir};
 use crate::{Error, RangeSet, Result};
 
-/// What [`PartialFile::open_or_create`] found on disk.
+/// What [`PartialFile::open_or_create`](crate::PartialFile::open_or_create) found on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Resume {
@@ -144,7 +146,10 @@ fn read_journal(dir: &TargetDir, jrel: &Path) -> Result<Option<(File, Vec<u8>)>>
 /// Removes a journal left next to a partial that is about to be truncated
 /// (a link planted there is removed, not followed).
 pub(crate) fn remove_stale(dir: &TargetDir, jrel: &Path) -> Result<()> {
-    if dir.remove_file(jrel).map_err(|e| journal_err(e, "cannot remove"))? {
+    if dir
+        .remove_file(jrel)
+        .map_err(|e| journal_err(e, "cannot remove"))?
+    {
         tracing::debug!(journal = %dir.display_path(jrel).display(), "stale journal removed");
     }
     Ok(())

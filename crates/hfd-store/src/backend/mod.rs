@@ -15,14 +15,14 @@ mod pwrite;
 #[non_exhaustive]
 pub enum Backend {
     /// Copy into a memory-mapped window of the file (memmap2). Each writer
-    /// maps one window of [`StoreConfig::window_size`] at a time and unmaps
+    /// maps one window of [`StoreConfig::window_size`](crate::StoreConfig::window_size) at a time and unmaps
     /// it when it moves on.
     Mmap,
     /// Positioned writes (`pwrite`).
     Pwrite,
 }
 
-/// One writer's handle on a [`PartialFile`]. Several writers write disjoint
+/// One writer's handle on a [`PartialFile`](crate::PartialFile). Several writers write disjoint
 /// ranges of one file from different threads; each writes its bytes
 /// sequentially for best effect (the mmap backend keeps one window mapped).
 ///

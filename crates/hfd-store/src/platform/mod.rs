@@ -32,11 +32,11 @@ mod windows;
 #[cfg(windows)]
 use windows as imp;
 
+pub(crate) use crate::target_dir::OpenMode as Open;
 pub(crate) use imp::{
     DirHandle, allocate, allocated_bytes, device_id, free_space, is_unsupported, read_exact_at,
     rename_durable, write_all_at,
 };
-pub(crate) use crate::target_dir::OpenMode as Open;
 
 /// Why a no-follow operation failed.
 #[derive(Debug)]

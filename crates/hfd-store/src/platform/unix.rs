@@ -104,7 +104,7 @@ impl DirHandle {
         for (i, name) in dirs.iter().enumerate() {
             current = current.child_dir(name, create).map_err(|e| match e {
                 FsError::Link(_) => FsError::Link(i),
-                io => io,
+                FsError::Io(e) => FsError::Io(e),
             })?;
         }
         Ok(current)
@@ -128,8 +128,10 @@ impl DirHandle {
 
     /// Names a failure caused by a link at `name` as such.
     fn refusal(&self, name: &OsStr, err: Errno) -> FsError {
-        if matches!(err, Errno::LOOP | Errno::NOTDIR | Errno::MLINK | Errno::EXIST)
-            && self.kind(name).ok().flatten() == Some(EntryKind::Symlink)
+        if matches!(
+            err,
+            Errno::LOOP | Errno::NOTDIR | Errno::MLINK | Errno::EXIST
+        ) && self.kind(name).ok().flatten() == Some(EntryKind::Symlink)
         {
             return FsError::Link(0);
         }
@@ -154,7 +156,7 @@ impl DirHandle {
             Ok(fd) => regular(fd),
             Err(e) => Err(match dir.refusal(leaf, e) {
                 FsError::Link(_) => FsError::Link(dirs.len()),
-                io => io,
+                FsError::Io(e) => FsError::Io(e),
             }),
         }
     }

@@ -250,7 +250,11 @@ impl DirHandle {
 
     /// Nothing to do: Windows cannot flush a folder, NTFS keeps its
     /// metadata in a journal, and renames write through (`rename_durable`).
-    #[expect(clippy::unused_self, reason = "same seam as on Unix")]
+    #[expect(
+        clippy::unused_self,
+        clippy::unnecessary_wraps,
+        reason = "same seam as on Unix"
+    )]
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(())
     }
