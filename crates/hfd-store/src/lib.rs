@@ -92,7 +92,7 @@ pub use journal::{
     RECORD_LEN, RecordDefect, SegmentLayout, decode, encode, journal_path,
 };
 pub use partial::{Finalized, Flushed, HashStats, PartialFile, StoreConfig};
-pub use prealloc::{Preallocation, preallocate};
+pub use prealloc::{Preallocation, allocated_bytes, preallocate};
 pub use region::RangeSet;
 pub use resume::{DiscardReason, JournalState, Resume};
 pub use space::{free_space, preflight};

@@ -17,10 +17,10 @@ use crate::target_dir::EntryKind;
 
 pub(crate) use super::os::{allocate, is_unsupported};
 
-/// Bytes the filesystem has allocated to `file` (`st_blocks` are 512-byte
+/// Bytes the filesystem has allocated to a file (`st_blocks` are 512-byte
 /// units on every Unix).
-pub(crate) fn allocated_bytes(file: &File) -> io::Result<u64> {
-    Ok(file.metadata()?.blocks().saturating_mul(512))
+pub(crate) fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
+    meta.blocks().saturating_mul(512)
 }
 
 /// Bytes available to an unprivileged user on the filesystem of `path`.

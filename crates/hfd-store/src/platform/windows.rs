@@ -38,10 +38,10 @@ pub(crate) fn is_unsupported(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Unsupported
 }
 
-/// Bytes allocated to `file`: its length (NTFS files that hfd-rs creates are
-/// never sparse, so every byte up to the end is allocated).
-pub(crate) fn allocated_bytes(file: &File) -> io::Result<u64> {
-    Ok(file.metadata()?.len())
+/// Bytes allocated to a file: its length (NTFS files that hfd-rs creates
+/// are never sparse, so every byte up to the end is allocated).
+pub(crate) fn allocated_bytes(meta: &Metadata) -> u64 {
+    meta.len()
 }
 
 fn wide(path: &Path) -> Vec<u16> {
