@@ -141,18 +141,30 @@ impl DirHandle {
     /// Opens the file `path` (components) below this folder without
     /// following a link anywhere on the way; only regular files are opened.
     pub(crate) fn open_path(&self, path: &[&OsStr], how: Open) -> Result<File, FsError> {
-        let Some((leaf, dirs)) = path.split_last() else {
-            return Err(FsError::Io(io::ErrorKind::InvalidInput.into()));
-        };
-        let flags = open_flags(how);
         // One call where the kernel resolves the whole path beneath us (Linux
         // openat2); anything unusual is redone step by step, which also
         // names the link that stopped us.
-        if let Some(Ok(fd)) = os::open_beneath(&self.fd, &join(path), flags, file_mode()) {
+        if let Some(Ok(fd)) = os::open_beneath(&self.fd, &join(path), open_flags(how), file_mode())
+        {
             return regular(fd);
         }
-        let dir = self.walk(dirs, false)?;
-        match rustix::fs::openat(&*dir.fd, *leaf, flags, file_mode()) {
+        self.open_stepwise(path, how)
+    }
+
+    /// [`open_path`](Self::open_path) one component at a time with
+    /// `openat(O_NOFOLLOW)`: what macOS always does.
+    fn open_stepwise(&self, path: &[&OsStr], how: Open) -> Result<File, FsError> {
+        let Some((leaf, dirs)) = path.split_last() else {
+            return Err(FsError::Io(io::ErrorKind::InvalidInput.into()));
+        };
+        let mut dir = self.clone();
+        for (i, name) in dirs.iter().enumerate() {
+            dir = dir.child_dir(name, false).map_err(|e| match e {
+                FsError::Link(_) => FsError::Link(i),
+                FsError::Io(e) => FsError::Io(e),
+            })?;
+        }
+        match rustix::fs::openat(&*dir.fd, *leaf, open_flags(how), file_mode()) {
             Ok(fd) => regular(fd),
             Err(e) => Err(match dir.refusal(leaf, e) {
                 FsError::Link(_) => FsError::Link(dirs.len()),
@@ -242,4 +254,52 @@ fn regular(fd: OwnedFd) -> Result<File, FsError> {
     let flags = rustix::fs::fcntl_getfl(&fd).map_err(io::Error::from)?;
     rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK).map_err(io::Error::from)?;
     Ok(File::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::{DirHandle, FsError, Open};
+
+    /// The step-by-step path (the only one on macOS; on Linux the fallback
+    /// when `openat2` is missing) opens, creates and refuses like the fast
+    /// path.
+    #[test]
+    fn stepwise_open_creates_inside_and_refuses_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("victim"), b"keep").unwrap();
+        let root_path = tmp.path().join("root");
+        std::fs::create_dir_all(root_path.join("a/b")).unwrap();
+        std::os::unix::fs::symlink(&outside, root_path.join("a/link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), root_path.join("a/b/f")).unwrap();
+        let root = DirHandle::open_root(&root_path).unwrap();
+        let names = |p: &'static str| p.split('/').map(OsStr::new).collect::<Vec<_>>();
+
+        std::io::Write::write_all(
+            &mut root
+                .open_stepwise(&names("a/b/new"), Open::CreateNew)
+                .unwrap(),
+            b"x",
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(root_path.join("a/b/new")).unwrap(), b"x");
+        let err = root
+            .open_stepwise(&names("a/link/victim"), Open::Truncate)
+            .unwrap_err();
+        assert!(matches!(err, FsError::Link(1)), "{err:?}");
+        let err = root
+            .open_stepwise(&names("a/b/f"), Open::CreateOrOpen)
+            .unwrap_err();
+        assert!(matches!(err, FsError::Link(2)), "{err:?}");
+        let err = root.open_stepwise(&names("a/b"), Open::Read).unwrap_err();
+        assert!(
+            matches!(err, FsError::Io(_)),
+            "a folder is not a file: {err:?}"
+        );
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    }
 }
