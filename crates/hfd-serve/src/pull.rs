@@ -26,7 +26,7 @@ use hfd::hfd_http::HttpClient;
 use hfd::hfd_hub::{
     self, Commit, HubClient, HubConfig, HubErrorKind, RepoRef, Revision, Selection, Token,
 };
-use hfd::{CacheRepo, DownloadRequest, Downloader, ErrorKind};
+use hfd::{CacheRepo, DownloadRequest, Downloader, ErrorKind, OutputLayout};
 
 use crate::answer::{self, HubError};
 use crate::body::ResBody;
@@ -435,7 +435,7 @@ impl Upstream {
                 Downloader::new(client, self.config.http.clone(), self.config.engine.clone());
             let mut request =
                 DownloadRequest::new(repo.clone(), revision.clone(), &self.config.cache);
-            request.cache_dir = Some(self.config.cache.clone());
+            request.layout = OutputLayout::hub_cache(&self.config.cache);
             request.selection = Selection::all().paths([path]);
             let outcome = async {
                 let plan = downloader.plan(&request).await?;

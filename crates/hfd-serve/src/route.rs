@@ -4,7 +4,7 @@
 //! paths are validated here, so nothing later sees `..`, an absolute path,
 //! a backslash, NUL or an encoded `/` that climbs out.
 
-use hfd::hfd_hub::{RepoId, RepoRef, RepoType, Revision, check_repo_path};
+use hfd::hfd_hub::{RepoId, RepoRef, RepoType, Revision};
 use percent_encoding::percent_decode_str;
 
 /// A request the server answers.
@@ -85,18 +85,44 @@ fn repo(kind: RepoType, parts: &[&str]) -> Result<RepoRef, Unroutable> {
     Ok(RepoRef::new(id, kind))
 }
 
+/// Whether `path` is a relative `/`-separated path that stays where it is
+/// joined: not empty, not absolute, no drive letter, no empty, `.` or `..`
+/// segment, no backslash, NUL or other control character, at most 4096
+/// bytes and 255 per segment (the rules hfd-hub applies to listings).
+pub(crate) fn safe_repo_path(path: &str) -> bool {
+    let b = path.as_bytes();
+    let drive_letter = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    let refused = path.is_empty()
+        || path.len() > 4096
+        || path.starts_with('/')
+        || drive_letter
+        || path.chars().any(|c| c == '\\' || c.is_control());
+    !refused
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.len() <= 255)
+}
+
+fn check_repo_path(path: &str) -> Result<(), Unroutable> {
+    if safe_repo_path(path) {
+        Ok(())
+    } else {
+        Err(Unroutable::BadPath)
+    }
+}
+
 fn revision(raw: &str) -> Result<Revision, Unroutable> {
     let revision = Revision::new(raw).map_err(|_| Unroutable::BadPath)?;
     // Branch names become nested folders under `refs/`: the same rules as
     // a repo path keep them inside.
-    check_repo_path(raw).map_err(|_| Unroutable::BadPath)?;
+    check_repo_path(raw)?;
     Ok(revision)
 }
 
 /// A file path from its (decoded) segments.
 fn file_path(segs: &[&str]) -> Result<String, Unroutable> {
     let path = segs.join("/");
-    check_repo_path(&path).map_err(|_| Unroutable::BadPath)?;
+    check_repo_path(&path)?;
     Ok(path)
 }
 

@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use hfd::hfd_hub::{Commit, RepoRef, Revision, check_repo_path};
+use hfd::hfd_hub::{Commit, RepoRef, Revision};
 use hfd::verify::SourceRecord;
 use hfd::{CacheRepo, LocalDir};
 
 use crate::listing::{FileEntry, Listing, git_blob_sha1_of_file};
+use crate::route::safe_repo_path;
 
 /// A file ready to be sent.
 #[derive(Clone, Debug)]
@@ -244,7 +245,9 @@ fn servable_name(name: &str) -> bool {
 /// Joins `rel` under `root` walking each folder without following symlinks;
 /// returns the final path (which may itself be a symlink).
 fn walk_to(root: &Path, rel: &str) -> Option<PathBuf> {
-    check_repo_path(rel).ok()?;
+    if !safe_repo_path(rel) {
+        return None;
+    }
     let mut out = root.to_path_buf();
     let mut segs = rel.split('/').peekable();
     while let Some(seg) = segs.next() {
@@ -283,7 +286,7 @@ fn walk_files(root: &Path, skip_top: Option<&str>) -> Vec<(String, PathBuf)> {
             } else {
                 format!("{prefix}/{name}")
             };
-            if check_repo_path(&rel).is_err() {
+            if !safe_repo_path(&rel) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else {

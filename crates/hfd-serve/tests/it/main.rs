@@ -76,7 +76,7 @@ pub(crate) fn engine(connections: usize) -> EngineConfig {
     engine.max_connections = nz(connections * 4);
     engine.min_split_size = hfd_types::ByteSize::kib(64);
     engine.stall_timeout = Duration::from_secs(10);
-    engine.retry.max_attempts = 3;
+    engine.retry.max_retries = 3;
     engine
 }
 
@@ -124,7 +124,7 @@ pub(crate) async fn download(
         Dest::Dir(dir) => DownloadRequest::new(repo.clone(), revision, dir),
         Dest::Cache(root) => {
             let mut r = DownloadRequest::new(repo.clone(), revision, root);
-            r.cache_dir = Some(root.to_path_buf());
+            r.layout = hfd::OutputLayout::hub_cache(root);
             r
         }
     };
