@@ -8,6 +8,7 @@
 
 mod cli;
 mod hostile;
+mod olah;
 mod progress;
 mod resume;
 mod support;
