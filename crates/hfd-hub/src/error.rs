@@ -436,6 +436,22 @@ impl Error {
         }
     }
 
+    /// Whether the connection was refused or the host is unreachable (no
+    /// server listens there), as opposed to a timeout or a reset.
+    pub fn is_refused(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Self::Unreachable {
+                source: hfd_http::Error::Connect { source, .. },
+                ..
+            } => matches!(
+                source.kind(),
+                K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the repository, revision or file does not exist (or is hidden).
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -548,11 +564,16 @@ pub(crate) fn from_response(
             };
         }
         Some("EntryNotFound") => {
-            let path = match ctx.purpose {
-                Purpose::Resolve(path) => path,
-                Purpose::Revision | Purpose::Tree => "",
+            return match ctx.purpose {
+                Purpose::Resolve(path) => entry_not_found(path, request_id),
+                // The root of the tree is missing only when the revision is
+                // (Olah's answer for an unknown commit).
+                Purpose::Revision | Purpose::Tree => Error::RevisionNotFound {
+                    repo,
+                    revision: ctx.revision.to_owned(),
+                    request_id,
+                },
             };
-            return entry_not_found(path, request_id);
         }
         _ => {}
     }
