@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod failover;
 mod hostile;
 mod olah;
 mod progress;

@@ -210,9 +210,23 @@ async fn unknown_revision_on_olah_is_named_as_such() {
     let run = peer
         .hfd(&[MODEL, "--revision", "no-such-branch", "--local-dir", &dir])
         .await;
-    assert_ne!(run.code, 0, "{}", run.stderr);
+    // 3 = not found (crates/hfd-cli/src/exit.rs).
+    peer.expect_code(&run, 3);
     assert!(
-        run.stderr.contains("no-such-branch") && run.stderr.contains("revision"),
+        run.stderr
+            .contains("revision \"no-such-branch\" does not exist"),
+        "the error should name the revision: {}",
+        run.stderr
+    );
+    // And 404 EntryNotFound for the tree of a commit it does not have.
+    let unknown = "0123456789abcdef0123456789abcdef01234567";
+    let run = peer
+        .hfd(&[MODEL, "--revision", unknown, "--local-dir", &dir])
+        .await;
+    peer.expect_code(&run, 3);
+    assert!(
+        run.stderr
+            .contains(&format!("revision \"{unknown}\" does not exist")),
         "the error should name the revision: {}",
         run.stderr
     );
