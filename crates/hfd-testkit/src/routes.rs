@@ -308,6 +308,37 @@ fn post_fault(ctx: &Ctx, resp: &mut Response<ResBody>) {
             resp.headers_mut()
                 .insert(header::LOCATION, header_value(&downgraded));
         }
+        FaultKind::DropHeaders(names) => {
+            for name in names {
+                resp.headers_mut().remove(name.as_str());
+            }
+        }
+        FaultKind::WeakEtag | FaultKind::UppercaseEtag => {
+            for name in [header::ETAG.as_str(), "x-linked-etag"] {
+                let Some(value) = resp.headers().get(name).and_then(|v| v.to_str().ok()) else {
+                    continue;
+                };
+                let changed = if kind == FaultKind::WeakEtag {
+                    format!("W/{value}")
+                } else {
+                    value.to_ascii_uppercase()
+                };
+                resp.headers_mut().insert(name, header_value(&changed));
+            }
+        }
+        FaultKind::HubNextLink => {
+            let Some(link) = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            else {
+                return;
+            };
+            let passed_through = link.replacen(&ctx.shared.hub_base, "https://huggingface.co", 1);
+            resp.headers_mut()
+                .insert(header::LINK, header_value(&passed_through));
+        }
         _ => {}
     }
 }
@@ -452,6 +483,22 @@ async fn pre_fault(ctx: &Ctx) -> Option<Response<ResBody>> {
             Some(resp)
         }
         FaultKind::ExpiredUrl => Some(s3_error(ctx, "AccessDenied", "Request has expired")),
+        FaultKind::HtmlPage => {
+            let page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head>\
+                        <body>Checking your browser before accessing the mirror.</body></html>\n";
+            Some(
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+                    .header(header::CONTENT_LENGTH, page.len())
+                    .body(if ctx.method == Method::HEAD {
+                        empty()
+                    } else {
+                        counted_full(&ctx.cell, page)
+                    })
+                    .expect("valid response"),
+            )
+        }
         _ => None,
     }
 }
