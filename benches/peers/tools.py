@@ -102,7 +102,7 @@ def curl_limit(ctx, endpoint, r, out, conns=16):
 
 TOOLS = {
     "hfd-rs": hfd_rs,
-    # "more than aria2c's cap of 16 connections when asked" (design.md §7)
+    # more connections than aria2c's cap of 16, when asked
     "hfd-rs -x64": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=64, j=5),
     # many files in flight over the same 16 TCP connections: what HTTP/2
     # multiplexing needs to hide latency (over HTTP/1.1 the extra requests queue)

@@ -4,12 +4,11 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, KIB, MIB, RepoFixture};
 
-use crate::support::{assert_same_files, bin, run, run_with};
+use crate::support::{assert_same_files, bin, clean_env, run, run_with};
 
 const TOKEN: &str = "hf_e2eHostileSecret0815";
 const REPO: &str = "org/model";
@@ -253,21 +252,9 @@ async fn run_with_file_limit(args: &[&str], home: &Path, blocks: u32) -> (i32, S
     for i in 1..=args.len() {
         let _ = write!(script, " \"${i}\"");
     }
-    let child = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .arg(bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn sh");
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c").arg(script).arg(bin()).args(args);
+    let child = clean_env(&mut cmd, home).spawn().expect("spawn sh");
     let out = tokio::time::timeout(Duration::from_mins(2), child.wait_with_output())
         .await
         .expect("finishes")

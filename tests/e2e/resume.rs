@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use hfd_testkit::{FakeHub, LogEntry, MIB, RepoFixture, Route};
 
-use crate::support::bin;
+use crate::support::{bin, clean_env};
 
 /// Connections per file (`-x`) and files at once (`-j`) of the kill test.
 const THREADS: u64 = 4;
@@ -45,15 +45,8 @@ fn command(
         .arg(dir)
         .args(["--endpoint", hub.endpoint()])
         .args(["-x", &THREADS.to_string(), "-j", &jobs.to_string()])
-        .args(["-k", &SEGMENT.to_string(), "--quiet"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .args(["-k", &SEGMENT.to_string(), "--quiet"]);
+    clean_env(&mut cmd, home);
     cmd
 }
 

@@ -41,17 +41,7 @@ pub(crate) async fn run_with(
     timeout: Duration,
 ) -> Run {
     let mut cmd = tokio::process::Command::new(bin());
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        // Never the real hub: a test that forgets --endpoint fails fast
-        // against a closed loopback port instead.
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    clean_env(cmd.args(args), home);
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -65,6 +55,25 @@ pub(crate) async fn run_with(
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// Gives `cmd` the clean environment of every run: only `PATH`, `HOME` = `home` (so no
+/// saved token is found) and `HF_ENDPOINT` at a closed loopback port; no stdin, piped output,
+/// killed when dropped.
+pub(crate) fn clean_env<'a>(
+    cmd: &'a mut tokio::process::Command,
+    home: &Path,
+) -> &'a mut tokio::process::Command {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        // Never the real hub: a test that forgets --endpoint fails fast
+        // against a closed loopback port instead.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
 }
 
 /// [`run_with`] with a fresh home and a 60 s bound.

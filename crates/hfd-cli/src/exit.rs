@@ -30,9 +30,6 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) hint: Option<String>,
     pub(crate) code: u8,
-    /// Whether another endpoint might succeed (network, 5xx, rate limit,
-    /// not a hub), so `--endpoint` fail-over tries the next one.
-    pub(crate) fail_over: bool,
 }
 
 impl Failure {
@@ -45,14 +42,12 @@ impl Failure {
                 message: chain(&*e),
                 hint: None,
                 code: code(kind),
-                fail_over: false,
             };
         }
         Self {
             message: chain(&*e),
             hint: None,
             code: USAGE,
-            fail_over: false,
         }
     }
 
@@ -77,10 +72,6 @@ impl Failure {
             message: chain(&e),
             hint,
             code: code(kind),
-            fail_over: matches!(
-                kind,
-                ErrorKind::Network | ErrorKind::RateLimited { .. } | ErrorKind::Protocol
-            ),
         }
     }
 }

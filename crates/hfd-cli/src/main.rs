@@ -16,8 +16,7 @@ use clap::{CommandFactory, Parser};
 use tokio_util::sync::CancellationToken;
 
 use hfd::hfd_http::HttpClient;
-use hfd::hfd_hub::HubClient;
-use hfd::{Downloader, FileAction};
+use hfd::{Downloader, FailOver, FileAction, OutputLayout};
 
 use crate::args::{Cli, Command, DownloadArgs};
 use crate::exit::Failure;
@@ -82,30 +81,26 @@ async fn download(args: &DownloadArgs) -> Result<(), Failure> {
         }
     }
     let http = HttpClient::new(settings.http.clone()).map_err(|e| Failure::from_hfd(e.into()))?;
-    // Fail-over: each endpoint in turn while the failure is one another
-    // endpoint may not have. Finished files are skipped and partials resume
-    // on the next endpoint (same content, same journal).
-    let mut hubs = settings.hubs.iter().peekable();
-    while let Some(hub) = hubs.next() {
-        match download_from(args, &settings, &http, hub).await {
-            Err(failure) if failure.fail_over => {
-                if let Some(next) = hubs.peek() {
-                    if !args.quiet {
-                        output::note_line(&format!(
-                            "{} failed ({}); trying {}",
-                            hub.endpoint.as_str(),
-                            failure.message,
-                            next.endpoint.as_str()
-                        ));
-                    }
-                    continue;
+    // Fail-over (repeated --endpoint) is the library's: it decides which
+    // failures move on to the next endpoint; this only reports the move.
+    let endpoints = FailOver::new(settings.hubs.clone(), http.clone(), settings.engine.clone())
+        .with_rate_limit(settings.limit_rate);
+    endpoints
+        .run(
+            |downloader| download_from(args, &settings, &http, downloader),
+            |failing| {
+                if !args.quiet {
+                    output::note_line(&format!(
+                        "{} failed ({}); trying {}",
+                        failing.failed.endpoint.as_str(),
+                        exit::chain(failing.error),
+                        failing.next.endpoint.as_str()
+                    ));
                 }
-                return Err(failure);
-            }
-            other => return other,
-        }
-    }
-    unreachable!("settings always hold at least one endpoint")
+            },
+        )
+        .await
+        .map_err(Failure::from_hfd)
 }
 
 /// One download attempt against one endpoint.
@@ -113,15 +108,9 @@ async fn download_from(
     args: &DownloadArgs,
     settings: &settings::Settings,
     http: &HttpClient,
-    hub: &hfd::hfd_hub::HubConfig,
-) -> Result<(), Failure> {
-    let hub = HubClient::new(hub.clone(), http.clone());
-    let downloader = Downloader::new(hub, http.clone(), settings.engine.clone())
-        .with_rate_limit(settings.limit_rate);
-    let plan = downloader
-        .plan(&settings.request)
-        .await
-        .map_err(Failure::from_hfd)?;
+    downloader: Downloader,
+) -> hfd::Result<()> {
+    let plan = downloader.plan(&settings.request).await?;
 
     if args.dry_run {
         if args.json {
@@ -132,17 +121,15 @@ async fn download_from(
         return Ok(());
     }
 
-    if settings.request.cache_dir.is_none() {
+    if let OutputLayout::LocalDir(local_dir) = &settings.request.layout {
         // Lets `hfd-rs verify --repair DIR` know what to fetch again.
         let record = hfd::verify::SourceRecord {
-            repo: plan.repo.repo.id.as_str().to_owned(),
-            repo_type: plan.repo.repo.repo_type.as_str().to_owned(),
-            revision: plan.repo.revision.as_str().to_owned(),
-            commit: plan.repo.commit.as_str().to_owned(),
+            repo: plan.pinned.repo.id.as_str().to_owned(),
+            repo_type: plan.pinned.repo.repo_type.as_str().to_owned(),
+            revision: plan.pinned.revision.as_str().to_owned(),
+            commit: plan.pinned.commit.as_str().to_owned(),
         };
-        record
-            .write(&settings.request.local_dir)
-            .map_err(Failure::from_hfd)?;
+        record.write(local_dir)?;
     }
     let mode = Mode::choose(args.json, args.quiet);
     if mode == Mode::Json {
@@ -173,7 +160,7 @@ async fn download_from(
     interrupt.abort();
     stop_ticker.cancel();
     let _ = ticker.await;
-    let report = result.map_err(Failure::from_hfd)?;
+    let report = result?;
     let up_to_date = plan
         .files
         .iter()

@@ -51,13 +51,13 @@ fn action_name(action: FileAction) -> &'static str {
 
 /// The plan as a table on stdout.
 pub(crate) fn plan_text(plan: &DownloadPlan) {
-    let repo = &plan.repo;
+    let pinned = &plan.pinned;
     println!(
         "{} {} @ {} (commit {})",
-        repo.repo.repo_type.as_str(),
-        repo.repo.id.as_str(),
-        repo.revision.as_str(),
-        repo.commit.as_str()
+        pinned.repo.repo_type.as_str(),
+        pinned.repo.id.as_str(),
+        pinned.revision.as_str(),
+        pinned.commit.as_str()
     );
     for file in &plan.files {
         println!(
@@ -71,17 +71,17 @@ pub(crate) fn plan_text(plan: &DownloadPlan) {
     println!(
         "{} files, {} in total; {} to fetch ({}), {} unchanged; {} hub requests to plan",
         plan.files.len(),
-        ByteSize::new(repo.total_bytes),
+        ByteSize::new(pinned.total_bytes),
         to_fetch,
         ByteSize::new(plan.bytes_to_fetch()),
         plan.files.len() - to_fetch,
-        repo.requests
+        pinned.requests
     );
 }
 
 /// The plan as one JSON document on stdout.
 pub(crate) fn plan_json(plan: &DownloadPlan) {
-    let repo = &plan.repo;
+    let pinned = &plan.pinned;
     let files: Vec<serde_json::Value> = plan
         .files
         .iter()
@@ -96,16 +96,16 @@ pub(crate) fn plan_json(plan: &DownloadPlan) {
         })
         .collect();
     let doc = serde_json::json!({
-        "repo": repo.repo.id.as_str(),
-        "repo_type": repo.repo.repo_type.as_str(),
-        "revision": repo.revision.as_str(),
-        "commit": repo.commit.as_str(),
+        "repo": pinned.repo.id.as_str(),
+        "repo_type": pinned.repo.repo_type.as_str(),
+        "revision": pinned.revision.as_str(),
+        "commit": pinned.commit.as_str(),
         "local_dir": plan.local_dir.display().to_string(),
         "count": plan.files.len(),
-        "total_bytes": repo.total_bytes,
+        "total_bytes": pinned.total_bytes,
         "fetch_count": plan.to_fetch().count(),
         "fetch_bytes": plan.bytes_to_fetch(),
-        "requests": repo.requests,
+        "requests": pinned.requests,
         "files": files,
     });
     println!("{doc}");
@@ -113,19 +113,19 @@ pub(crate) fn plan_json(plan: &DownloadPlan) {
 
 /// The `plan` event of `--json` (docs/json-events.md).
 pub(crate) fn plan_event(plan: &DownloadPlan) {
-    let repo = &plan.repo;
+    let pinned = &plan.pinned;
     crate::progress::emit(&serde_json::json!({
         "event": "plan",
-        "repo": repo.repo.id.as_str(),
-        "repo_type": repo.repo.repo_type.as_str(),
-        "revision": repo.revision.as_str(),
-        "commit": repo.commit.as_str(),
+        "repo": pinned.repo.id.as_str(),
+        "repo_type": pinned.repo.repo_type.as_str(),
+        "revision": pinned.revision.as_str(),
+        "commit": pinned.commit.as_str(),
         "local_dir": plan.local_dir.display().to_string(),
         "files_total": plan.files.len(),
-        "bytes_total": repo.total_bytes,
+        "bytes_total": pinned.total_bytes,
         "files_to_fetch": plan.to_fetch().count(),
         "bytes_to_fetch": plan.bytes_to_fetch(),
-        "plan_requests": repo.requests,
+        "plan_requests": pinned.requests,
     }));
 }
 

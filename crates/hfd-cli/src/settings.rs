@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use hfd::DownloadRequest;
 use hfd::bench::BenchConfig;
 use hfd::hfd_engine::EngineConfig;
 use hfd::hfd_http::{HttpConfig, NoProxy, ProxyConfig, ProxyUrl};
@@ -14,6 +13,7 @@ use hfd::hfd_hub::{
     DEFAULT_ENDPOINT, Endpoint, HubConfig, RepoId, RepoRef, RepoType, Revision, Selection,
     TokenSource, find_token,
 };
+use hfd::{DownloadRequest, FetchPolicy, OutputLayout, SnapshotEntries};
 use hfd_types::ByteSize;
 
 use crate::args::{BenchArgs, DownloadArgs, RepoTypeArg, VerifyArgs};
@@ -62,7 +62,7 @@ fn home_dir() -> Option<PathBuf> {
     env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
-/// The hub cache root (protocol §6.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
+/// The hub cache root (docs/hub-protocol.md §9.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
 /// `$HF_HOME/hub`, `$XDG_CACHE_HOME/huggingface/hub`, `~/.cache/huggingface/hub`.
 fn hub_cache_dir() -> Option<PathBuf> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
@@ -170,8 +170,10 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     });
     let mut request = DownloadRequest::new(repo, revision, local_dir);
     request.selection = selection;
-    request.force = args.force;
-    request.cache_dir = if let Some(dir) = &args.cache_dir {
+    if args.force {
+        request.fetch_policy = FetchPolicy::RefetchAll;
+    }
+    let cache_root = if let Some(dir) = &args.cache_dir {
         Some(dir.clone())
     } else if args.cache {
         Some(hub_cache_dir().context(
@@ -180,8 +182,15 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     } else {
         None
     };
-    // huggingface_hub's switch for filesystems without symlinks (§6.10).
-    request.cache_symlinks = !env_bool("HF_HUB_DISABLE_SYMLINKS");
+    if let Some(root) = cache_root {
+        // huggingface_hub's switch for filesystems without symlinks (docs/hub-protocol.md §9.4).
+        let entries = if env_bool("HF_HUB_DISABLE_SYMLINKS") {
+            SnapshotEntries::Copies
+        } else {
+            SnapshotEntries::Symlinks
+        };
+        request.layout = OutputLayout::HubCache { root, entries };
+    }
 
     // Several --endpoint values: tried in order, the next one when a run
     // fails for a reason another endpoint may not have (network, 5xx, 429,

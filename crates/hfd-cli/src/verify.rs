@@ -43,7 +43,6 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
                 ),
                 hint: Some("run `hfd-rs verify --repair DIR` to download them again".to_owned()),
                 code: exit::INTEGRITY,
-                fail_over: false,
             })
         };
     }
@@ -57,7 +56,6 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
             ),
             hint: Some("pass --repo REPO_ID (and --dataset for a dataset)".to_owned()),
             code: exit::USAGE,
-            fail_over: false,
         });
     };
     if !args.json {
@@ -70,7 +68,7 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
     let revision = Revision::new(&commit).map_err(|e| Failure::from_hfd(e.into()))?;
     let mut request = DownloadRequest::new(repo, revision, &args.dir);
     request.selection = Selection::all().paths(bad.iter().map(String::as_str));
-    request.force = true;
+    request.fetch_policy = hfd::FetchPolicy::RefetchAll;
     let downloader = Downloader::new(hub.clone(), http, settings.engine.clone());
     let plan = downloader.plan(&request).await.map_err(Failure::from_hfd)?;
     downloader
@@ -92,7 +90,6 @@ pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
             ),
             hint: None,
             code: exit::INTEGRITY,
-            fail_over: false,
         })
     }
 }

@@ -6,42 +6,8 @@ use std::time::Duration;
 use hfd_store::StoreConfig;
 use hfd_types::ByteSize;
 
-use crate::{Error, Result};
-
-/// Capped exponential backoff with jitter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RetryPolicy {
-    /// Consecutive failures a connection may have without writing a byte
-    /// before its file fails. Default: 5 (as huggingface_hub).
-    pub max_attempts: u32,
-    /// First backoff. Default: 1 s.
-    pub base: Duration,
-    /// Largest backoff. Default: 8 s (as huggingface_hub).
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(8),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before attempt `failures + 1`: `base * 2^(failures-1)`
-    /// capped at `cap`, then "equal jitter" (uniform in `[d/2, d]`).
-    pub fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(20);
-        let full = self.base.saturating_mul(1 << exp).min(self.cap);
-        let half = full / 2;
-        let jitter = rand::random_range(0..=half.as_micros().min(u128::from(u64::MAX)) as u64);
-        half + Duration::from_micros(jitter)
-    }
-}
+use crate::error::{Error, Result};
+use crate::retry::TransferRetry;
 
 /// Engine settings. Start from `Default` and set fields.
 #[derive(Clone, Debug)]
@@ -57,8 +23,8 @@ pub struct EngineConfig {
     /// (`-k/--min-split-size`); files up to this size are one request.
     /// Default: 1 MiB (hfd.sh's `-k 1M`).
     pub min_split_size: ByteSize,
-    /// Retry policy.
-    pub retry: RetryPolicy,
+    /// Retries of range requests.
+    pub retry: TransferRetry,
     /// A request that sends nothing for this long is dropped and its range
     /// re-queued. Default: 20 s.
     pub stall_timeout: Duration,
@@ -101,7 +67,7 @@ impl Default for EngineConfig {
             files_in_flight: NonZeroUsize::new(4).expect("4 > 0"),
             max_connections: NonZeroUsize::new(16).expect("16 > 0"),
             min_split_size: ByteSize::mib(1),
-            retry: RetryPolicy::default(),
+            retry: TransferRetry::default(),
             stall_timeout: Duration::from_secs(20),
             slow_ratio: 0.1,
             slow_grace: Duration::from_secs(3),
@@ -158,8 +124,8 @@ impl EngineConfig {
         if self.journal_bytes.is_some_and(|b| b.bytes() == 0) {
             return invalid("journal_bytes must be at least 1 byte");
         }
-        if self.retry.max_attempts == 0 {
-            return invalid("retry.max_attempts must be at least 1");
+        if self.retry.max_retries == 0 {
+            return invalid("retry.max_retries must be at least 1");
         }
         Ok(())
     }
@@ -167,21 +133,7 @@ impl EngineConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::{EngineConfig, RetryPolicy};
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters() {
-        let p = RetryPolicy::default();
-        for _ in 0..50 {
-            let first = p.backoff(1);
-            assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
-            let third = p.backoff(3);
-            assert!(third >= Duration::from_secs(2) && third <= Duration::from_secs(4));
-            let late = p.backoff(30);
-            assert!(late >= Duration::from_secs(4) && late <= Duration::from_secs(8));
-        }
-    }
+    use super::EngineConfig;
 
     #[test]
     fn journal_commit_threshold_and_batch_follow_the_segment() {

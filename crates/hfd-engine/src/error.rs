@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hfd_types::ByteRange;
 
-use crate::{FileKey, SourceError};
+use crate::source::{FileKey, SourceError};
 
 /// `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

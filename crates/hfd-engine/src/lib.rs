@@ -13,7 +13,7 @@
 //! - [`Reporter`]: progress events (file start, bytes written, retries,
 //!   fallback, done with digest, failed, cancelled).
 //!
-//! How a file is scheduled (design.md §3): it is cut into up to
+//! How a file is scheduled: it is cut into up to
 //! `connections_per_file` equal segments of at least `min_split_size`; a free
 //! connection takes the largest pending segment, else splits the in-flight
 //! segment with the most bytes left at its midpoint (never below
@@ -58,17 +58,27 @@
 #![warn(missing_docs)]
 
 mod config;
+mod connections;
+mod engine;
 mod error;
+mod fallback;
+mod file_ctx;
+mod job;
+mod journal_flush;
 mod plan;
 mod pool;
 mod progress;
-mod scheduler;
+mod retry;
 mod source;
+mod state;
+mod transfer;
 mod worker;
 
-pub use config::{EngineConfig, RetryPolicy};
+pub use config::EngineConfig;
+pub use engine::Engine;
 pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;
+pub use job::FileJob;
 pub use progress::{FileOutcome, NoopReporter, Reporter, RetryEvent, Summary};
-pub use scheduler::{Engine, FileJob};
+pub use retry::TransferRetry;
 pub use source::{BodyStream, BoxError, FileKey, RangeSource, SlotId, SourceError};

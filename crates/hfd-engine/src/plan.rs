@@ -112,11 +112,26 @@ const MAX_REQUESTS_PER_LANE: usize = 3;
 /// again.
 const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether idle connections in the tail duplicate the slowest lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hedging {
+    /// Hedge the lane expected to finish last.
+    On,
+    /// Never duplicate a request (the single-stream fallback).
+    Off,
+}
+
+impl From<bool> for Hedging {
+    fn from(enabled: bool) -> Self {
+        if enabled { Self::On } else { Self::Off }
+    }
+}
+
 /// The planner of one file.
 #[derive(Debug)]
 pub(crate) struct FilePlan {
     min_split: u64,
-    hedging: bool,
+    hedging: Hedging,
     pending: Vec<ByteRange>,
     lanes: Vec<Lane>,
     next_lane: u64,
@@ -125,7 +140,7 @@ pub(crate) struct FilePlan {
 impl FilePlan {
     /// A plan for `size` bytes to be fetched by up to `connections`
     /// connections.
-    pub(crate) fn new(size: u64, min_split: u64, connections: usize, hedging: bool) -> Self {
+    pub(crate) fn new(size: u64, min_split: u64, connections: usize, hedging: Hedging) -> Self {
         let mut plan = Self {
             min_split: min_split.max(1),
             hedging,
@@ -145,7 +160,7 @@ impl FilePlan {
         size: u64,
         min_split: u64,
         connections: usize,
-        hedging: bool,
+        hedging: Hedging,
         done: &RangeSet,
     ) -> Self {
         let mut plan = Self::new(0, min_split, connections, hedging);
@@ -250,7 +265,7 @@ impl FilePlan {
             return Some(self.new_lane(upper, worker, now, GrantKind::Split));
         }
         // 3. Hedge the unhedged lane that would finish last.
-        if !self.hedging {
+        if self.hedging == Hedging::Off {
             return None;
         }
         let lane = self
@@ -353,7 +368,7 @@ pub(crate) fn initial_segments(size: u64, min_split: u64, connections: usize) ->
 
 #[cfg(test)]
 mod tests {
-    use super::{FilePlan, GrantKind, initial_segments};
+    use super::{FilePlan, GrantKind, Hedging, initial_segments};
     use hfd_store::RangeSet;
     use hfd_types::ByteRange;
     use std::time::Duration;
@@ -381,7 +396,7 @@ mod tests {
     #[test]
     fn free_connection_takes_largest_pending_then_splits_largest_lane() {
         let now = Instant::now();
-        let mut plan = FilePlan::new(100, 10, 2, false);
+        let mut plan = FilePlan::new(100, 10, 2, Hedging::Off);
         let a = plan.assign(0, now).unwrap();
         assert_eq!((a.range, a.kind), (r(0, 50), GrantKind::Fresh));
         let b = plan.assign(1, now).unwrap();
@@ -402,12 +417,12 @@ mod tests {
     #[test]
     fn never_splits_below_min_split() {
         let now = Instant::now();
-        let mut plan = FilePlan::new(39, 20, 4, false);
+        let mut plan = FilePlan::new(39, 20, 4, Hedging::Off);
         // 39 bytes, min 20: one request only.
         let a = plan.assign(0, now).unwrap();
         assert_eq!(a.range, r(0, 39));
         assert!(plan.assign(1, now).is_none());
-        let mut plan = FilePlan::new(40, 20, 1, false);
+        let mut plan = FilePlan::new(40, 20, 1, Hedging::Off);
         let a = plan.assign(0, now).unwrap();
         let b = plan.assign(1, now).unwrap();
         assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
@@ -417,7 +432,7 @@ mod tests {
     #[test]
     fn a_hedge_that_is_slow_too_gets_another_after_a_second() {
         let t0 = Instant::now();
-        let mut plan = FilePlan::new(40, 10, 2, true);
+        let mut plan = FilePlan::new(40, 10, 2, Hedging::On);
         let slow = plan.assign(0, t0).unwrap();
         let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
@@ -443,7 +458,7 @@ mod tests {
     #[test]
     fn tail_hedges_the_slowest_lane_and_first_finisher_wins() {
         let t0 = Instant::now();
-        let mut plan = FilePlan::new(40, 10, 2, true);
+        let mut plan = FilePlan::new(40, 10, 2, Hedging::On);
         let slow = plan.assign(0, t0).unwrap();
         let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
@@ -480,7 +495,7 @@ mod tests {
     #[test]
     fn failed_request_requeues_from_last_claimed_byte() {
         let now = Instant::now();
-        let mut plan = FilePlan::new(100, 100, 1, true);
+        let mut plan = FilePlan::new(100, 100, 1, Hedging::On);
         let a = plan.assign(0, now).unwrap();
         plan.claim(a.lane, 0, 0, 37);
         assert!(!plan.leave(a.lane, 0));
@@ -494,7 +509,7 @@ mod tests {
     #[test]
     fn hedged_lane_survives_one_failed_request() {
         let now = Instant::now();
-        let mut plan = FilePlan::new(10, 10, 1, true);
+        let mut plan = FilePlan::new(10, 10, 1, Hedging::On);
         let a = plan.assign(0, now).unwrap();
         let h = plan.assign(1, now).unwrap();
         assert_eq!(h.kind, GrantKind::Hedge);
@@ -515,7 +530,7 @@ mod tests {
         done.insert(r(50, 60));
         // Missing: [40, 50) and [60, 100); three connections, min 10: the
         // 40-byte run is cut into [60, 80) and [80, 100).
-        let mut plan = FilePlan::resumed(100, 10, 3, true, &done);
+        let mut plan = FilePlan::resumed(100, 10, 3, Hedging::On, &done);
         assert_eq!(plan.unclaimed(), 50);
         let mut granted = Vec::new();
         for w in 0..3 {
@@ -531,9 +546,9 @@ mod tests {
         // Everything done: nothing to do.
         let mut all = RangeSet::new();
         all.insert(r(0, 100));
-        assert!(FilePlan::resumed(100, 10, 4, true, &all).is_done());
+        assert!(FilePlan::resumed(100, 10, 4, Hedging::On, &all).is_done());
         // Nothing done: the same cut as a fresh plan.
-        let fresh = FilePlan::resumed(100, 10, 4, false, &RangeSet::new());
+        let fresh = FilePlan::resumed(100, 10, 4, Hedging::Off, &RangeSet::new());
         assert_eq!(fresh.pending, initial_segments(100, 10, 4));
     }
 }

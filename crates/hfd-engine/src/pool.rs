@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::SlotId;
+use crate::source::SlotId;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data is plain bookkeeping; a panic elsewhere must not
@@ -19,7 +19,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// `max_connections` numbered slots; a request holds one while it runs.
 #[derive(Debug)]
-pub(crate) struct Slots {
+pub(crate) struct ConnectionSlots {
     permits: Arc<Semaphore>,
     free: Arc<Mutex<VecDeque<usize>>>,
 }
@@ -44,7 +44,7 @@ impl Drop for SlotGuard {
     }
 }
 
-impl Slots {
+impl ConnectionSlots {
     pub(crate) fn new(n: usize) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(n)),
@@ -166,7 +166,7 @@ impl RateBoard {
 
 #[cfg(test)]
 mod tests {
-    use super::{PoolGate, RateBoard, Slots};
+    use super::{ConnectionSlots, PoolGate, RateBoard};
     use std::time::Duration;
     use tokio_util::sync::CancellationToken;
 
@@ -186,7 +186,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_unique_and_returned() {
-        let slots = Slots::new(2);
+        let slots = ConnectionSlots::new(2);
         let a = slots.acquire().await;
         let b = slots.acquire().await;
         assert_ne!(a.id(), b.id());

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use hfd_types::{ByteRange, ContentDigest};
 
-use crate::{Error, FileKey, TransferError};
+use crate::error::{Error, TransferError};
+use crate::source::FileKey;
 
 /// A retry the engine is about to make.
 #[derive(Debug)]

@@ -11,10 +11,14 @@ use hfd_store::FileWriter;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{Error, TransferError};
+use crate::file_ctx::FileCtx;
 use crate::plan::{Grant, GrantKind, WorkerId};
 use crate::pool::lock;
-use crate::scheduler::{FileCtx, Shared};
-use crate::{Error, RangeSource, RetryEvent, SourceError, TransferError};
+use crate::progress::RetryEvent;
+use crate::retry::{RetryStep, WaitScope};
+use crate::source::{RangeSource, SourceError};
+use crate::state::EngineState;
 
 /// How often an idle worker asks its file's planner again without being
 /// notified of a change.
@@ -24,6 +28,15 @@ const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 const SLOW_MIN_PEERS: usize = 2;
 /// How often a request compares its rate with the pool.
 const SLOW_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How a worker asks the source for bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamMode {
+    /// Range requests for the segments the plan hands out.
+    Ranges,
+    /// One stream of the whole file from byte 0 (the source refused ranges).
+    WholeFile,
+}
 
 /// Why a worker stopped.
 #[derive(Debug)]
@@ -58,11 +71,11 @@ struct Batch {
 }
 
 pub(crate) struct Worker<S> {
-    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) engine: Arc<EngineState<S>>,
     pub(crate) file: Arc<FileCtx>,
     pub(crate) id: WorkerId,
-    /// One stream from byte 0 (`fetch_whole`) instead of range requests.
-    pub(crate) whole: bool,
+    /// Range requests, or one stream from byte 0 (`fetch_whole`).
+    pub(crate) mode: StreamMode,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
 }
@@ -78,7 +91,7 @@ impl<S: RangeSource> Worker<S> {
                     WorkerExit::Done
                 };
             };
-            let counters = &self.shared.counters;
+            let counters = &self.engine.counters;
             match grant.kind {
                 GrantKind::Split => counters.splits.fetch_add(1, Ordering::Relaxed),
                 GrantKind::Hedge => counters.hedges.fetch_add(1, Ordering::Relaxed),
@@ -140,44 +153,34 @@ impl<S: RangeSource> Worker<S> {
         cause: TransferError,
         failures: u32,
     ) -> Option<WorkerExit> {
-        let policy = &self.shared.config.retry;
-        if failures > policy.max_attempts {
-            return Some(WorkerExit::Failed(Error::RetriesExhausted {
-                key: self.file.key,
-                attempts: failures - 1,
-                last: Box::new(cause),
-            }));
-        }
-        let (wait, slow_pool) = match &cause {
-            TransferError::Source(SourceError::UrlExpired { .. }) => (Duration::ZERO, false),
-            TransferError::Source(SourceError::Retryable {
-                retry_after,
-                slow_pool,
-                ..
-            }) => (
-                retry_after.unwrap_or_else(|| policy.backoff(failures)),
-                *slow_pool,
-            ),
-            TransferError::Slow { .. } | TransferError::Stalled { .. } => {
-                self.shared
-                    .counters
-                    .dropped_slow
-                    .fetch_add(1, Ordering::Relaxed);
-                // A fresh request right away: the range is re-queued for
-                // whoever is free first.
-                (Duration::ZERO, false)
+        let (wait, scope) = match self.engine.config.retry.next_step(&cause, failures) {
+            RetryStep::GiveUp => {
+                return Some(WorkerExit::Failed(Error::RetriesExhausted {
+                    key: self.file.key,
+                    attempts: failures - 1,
+                    last: Box::new(cause),
+                }));
             }
-            _ => (policy.backoff(failures), false),
+            RetryStep::Wait { delay, scope } => (delay, scope),
         };
-        if slow_pool {
-            self.shared.gate.pause(wait);
+        if matches!(
+            cause,
+            TransferError::Slow { .. } | TransferError::Stalled { .. }
+        ) {
+            self.engine
+                .counters
+                .dropped_slow
+                .fetch_add(1, Ordering::Relaxed);
         }
-        self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if scope == WaitScope::Pool {
+            self.engine.gate.pause(wait);
+        }
+        self.engine.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range, attempt = failures, ?wait, error = %cause, "retry");
-        self.shared.reporter.on_retry(
+        self.engine.reporter.on_retry(
             self.file.key,
             &RetryEvent {
-                range: (!self.whole).then_some(grant.range),
+                range: (self.mode == StreamMode::Ranges).then_some(grant.range),
                 attempt: failures,
                 wait,
                 cause: &cause,
@@ -195,25 +198,25 @@ impl<S: RangeSource> Worker<S> {
         reason = "one streaming loop; its exits share the final write"
     )]
     async fn request(&mut self, grant: &Grant) -> RequestEnd {
-        if !self.shared.gate.wait(&self.cancel).await {
+        if !self.engine.gate.wait(&self.cancel).await {
             return RequestEnd::Stop(WorkerExit::Cancelled);
         }
         let slot = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
-            slot = self.shared.slots.acquire() => slot,
+            slot = self.engine.slots.acquire() => slot,
         };
-        self.shared
+        self.engine
             .counters
             .requests
             .fetch_add(1, Ordering::Relaxed);
-        let source = &self.shared.source;
+        let source = &self.engine.source;
         let key = self.file.key;
         let opened = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
             opened = async {
-                if self.whole {
+                if self.mode == StreamMode::WholeFile {
                     source.fetch_whole(key, slot.id()).await
                 } else {
                     source.fetch_range(key, grant.range, slot.id()).await
@@ -224,19 +227,19 @@ impl<S: RangeSource> Worker<S> {
             Ok(stream) => stream,
             Err(e) => return self.classify(grant, e),
         };
-        let (start, req_end) = if self.whole {
+        let (start, req_end) = if self.mode == StreamMode::WholeFile {
             (0, self.file.size)
         } else {
             (grant.range.start(), grant.range.end())
         };
-        let rate_id = self.shared.rates.register();
+        let rate_id = self.engine.rates.register();
         let opened_at = Instant::now();
         let mut last_check = opened_at;
         let mut pos = start;
         let mut batch = Batch::default();
         let mut wrote = false;
         let write_batch = self.file.write_batch;
-        let stall = self.shared.config.stall_timeout;
+        let stall = self.engine.config.stall_timeout;
         let end = loop {
             let next = tokio::select! {
                 biased;
@@ -270,7 +273,7 @@ impl<S: RangeSource> Worker<S> {
             if within < len {
                 // Never written: bytes past the requested range.
                 tracing::warn!(file = %self.file.key, range = %grant.range, extra = len - within, "body longer than the range requested; extra bytes dropped");
-                self.shared
+                self.engine
                     .counters
                     .long_bodies
                     .fetch_add(1, Ordering::Relaxed);
@@ -285,16 +288,16 @@ impl<S: RangeSource> Worker<S> {
                 break RequestEnd::Finished;
             }
             let now = Instant::now();
-            if self.shared.config.slow_ratio > 0.0
+            if self.engine.config.slow_ratio > 0.0
                 && now.duration_since(last_check) >= SLOW_CHECK_EVERY
             {
                 last_check = now;
                 let elapsed = now.duration_since(opened_at).as_secs_f64();
                 let rate = (pos - start) as f64 / elapsed;
-                let median = self.shared.rates.update(rate_id, rate, SLOW_MIN_PEERS);
-                let ratio = self.shared.config.slow_ratio;
+                let median = self.engine.rates.update(rate_id, rate, SLOW_MIN_PEERS);
+                let ratio = self.engine.config.slow_ratio;
                 if let Some(median) = median
-                    && now.duration_since(opened_at) >= self.shared.config.slow_grace
+                    && now.duration_since(opened_at) >= self.engine.config.slow_grace
                     && rate < ratio * median
                 {
                     break retry(TransferError::Slow {
@@ -308,7 +311,7 @@ impl<S: RangeSource> Worker<S> {
         drop(stream);
         let elapsed = opened_at.elapsed().as_secs_f64();
         let final_rate = (elapsed > 0.0 && pos > start).then(|| (pos - start) as f64 / elapsed);
-        self.shared.rates.finish(rate_id, final_rate);
+        self.engine.rates.finish(rate_id, final_rate);
         drop(slot);
         // Claimed bytes are always written before the lane is left.
         if batch.bytes > 0 {
@@ -325,13 +328,13 @@ impl<S: RangeSource> Worker<S> {
 
     fn classify(&self, grant: &Grant, error: SourceError) -> RequestEnd {
         match error {
-            SourceError::RangeUnsupported { .. } if !self.whole => {
+            SourceError::RangeUnsupported { .. } if self.mode == StreamMode::Ranges => {
                 RequestEnd::Stop(WorkerExit::RangeUnsupported)
             }
             e if e.is_retryable() => retry(TransferError::Source(e)),
             e => RequestEnd::Stop(WorkerExit::Failed(Error::Source {
                 key: self.file.key,
-                range: (!self.whole).then_some(grant.range),
+                range: (self.mode == StreamMode::Ranges).then_some(grant.range),
                 source: Box::new(e),
             })),
         }
@@ -364,14 +367,14 @@ impl<S: RangeSource> Worker<S> {
             path: self.file.partial.path().to_path_buf(),
             source: Box::new(source),
         })?;
-        self.shared
+        self.engine
             .counters
             .bytes_written
             .fetch_add(bytes, Ordering::Relaxed);
         if let Some(journal) = &self.file.journal {
             journal.written(bytes);
         }
-        self.shared.reporter.on_bytes(self.file.key, bytes);
+        self.engine.reporter.on_bytes(self.file.key, bytes);
         Ok(())
     }
 

@@ -17,14 +17,14 @@ fuzz_target!(|data: &[u8]| {
             headers.append(name, value);
         }
     }
-    let parsed = hfd_hub::rate_limit(&headers);
+    let parsed = hfd_hub::fuzz_bridge::rate_limit(&headers);
     if let Some(rl) = &parsed
         && let Some(bucket) = &rl.bucket
     {
         assert!(!bucket.is_empty() && bucket.chars().count() <= 301);
     }
-    let wait = hfd_hub::rate_limit_wait(&headers);
-    if let Some(hfd_hub::RateLimit {
+    let wait = hfd_hub::fuzz_bridge::rate_limit_wait(&headers);
+    if let Some(hfd_hub::fuzz_bridge::RateLimit {
         remaining: Some(0),
         reset_secs: Some(t),
         ..
@@ -35,11 +35,11 @@ fuzz_target!(|data: &[u8]| {
             Some(std::time::Duration::from_secs(t.saturating_add(1)))
         );
     }
-    let _ = hfd_hub::retry_after(&headers);
-    if let Some(next) = hfd_hub::link_next(&headers) {
+    let _ = hfd_hub::fuzz_bridge::retry_after(&headers);
+    if let Some(next) = hfd_hub::fuzz_bridge::link_next(&headers) {
         assert!(!next.contains('>'), "{next:?}");
     }
-    if let Some(id) = hfd_hub::request_id(&headers) {
+    if let Some(id) = hfd_hub::fuzz_bridge::request_id(&headers) {
         assert!(!id.chars().any(char::is_control), "{id:?}");
     }
     let text = String::from_utf8_lossy(data);

@@ -1,4 +1,4 @@
-//! `hfd_hub::parse_tree_page` on arbitrary bytes: never panics, and every
+//! `hfd_hub::fuzz_bridge::parse_tree_page` on arbitrary bytes: never panics, and every
 //! file it returns has a safe path and consistent hashes.
 #![no_main]
 
@@ -7,12 +7,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let url = RedactedUrl::new("http://127.0.0.1/api/models/o/m/tree/c?cursor=x");
-    let Ok(files) = hfd_hub::parse_tree_page(data, &url) else {
+    let Ok(files) = hfd_hub::fuzz_bridge::parse_tree_page(data, &url) else {
         return;
     };
     for file in &files {
         assert_eq!(
-            hfd_hub::check_repo_path(&file.path),
+            hfd_hub::fuzz_bridge::check_repo_path(&file.path),
             Ok(()),
             "{:?}",
             file.path
@@ -25,5 +25,5 @@ fuzz_target!(|data: &[u8]| {
             assert!(xet.len() == 64 && xet.bytes().all(|b| b.is_ascii_hexdigit()));
         }
     }
-    let _ = hfd_hub::find_path_collision(files.iter().map(|f| f.path.as_str()));
+    let _ = hfd_hub::fuzz_bridge::find_path_collision(files.iter().map(|f| f.path.as_str()));
 });

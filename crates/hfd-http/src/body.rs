@@ -10,8 +10,9 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::connect::Protocol;
 use crate::error::{Error, Result};
-use crate::pool::{ConnectionInfo, Lease, OriginPool, Protocol};
+use crate::pool::{ConnectionInfo, Lease, OriginPool};
 use hfd_types::RedactedUrl;
 
 /// A response body read frame by frame, with a stall timeout per frame.

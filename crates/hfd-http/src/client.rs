@@ -6,22 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
-use http_body_util::Full;
 
 use crate::body::Body;
-use crate::connect::{Connector, Origin};
+use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::content_range::parse_content_range;
 use crate::error::{Error, Result};
-use crate::pool::{ConnectionId, Pool, PoolSettings, Protocol};
+use crate::pool::{ConnectionId, Pool, PoolSettings};
 use crate::proxy::ProxyConfig;
+use crate::request_body::RequestBody;
 use crate::stats::HttpStats;
 use crate::tls;
 use hfd_types::{ByteRange, RedactedUrl};
-
-/// Body type of outgoing requests.
-pub type RequestBody = Full<Bytes>;
 
 /// Transport settings. Start from [`HttpConfig::default`] and set fields.
 #[derive(Debug, Clone)]
@@ -153,7 +149,7 @@ impl HttpClient {
     /// connection it was using is closed, never reused.
     pub async fn send(&self, mut request: Request<RequestBody>) -> Result<Response<Body>> {
         let url = RedactedUrl::new(request.uri().to_string());
-        let Some(origin) = Origin::from_uri(request.uri()) else {
+        let Some(origin) = ServerOrigin::from_uri(request.uri()) else {
             return Err(Error::InvalidUrl {
                 url,
                 reason: "only absolute http:// and https:// URLs are supported".into(),
@@ -397,7 +393,7 @@ fn count_request(lease: &crate::pool::Lease) {
 fn prepare(
     request: &mut Request<RequestBody>,
     absolute: &Uri,
-    origin: &Origin,
+    origin: &ServerOrigin,
     protocol: Protocol,
 ) {
     match protocol {

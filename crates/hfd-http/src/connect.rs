@@ -13,7 +13,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::error::{Error, Result};
-use crate::pool::Protocol;
 use crate::proxy::{ProxyConfig, ProxyKind, ProxyUrl, basic_auth};
 use crate::socks::{self, SocksTarget};
 
@@ -47,16 +46,36 @@ impl Scheme {
     }
 }
 
-/// Scheme, host and port: what one pool serves.
+/// The HTTP version a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.1: one request at a time, keep-alive.
+    Http1,
+    /// HTTP/2 (ALPN `h2` over TLS, or h2c by prior knowledge).
+    Http2,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Http1 => "HTTP/1.1",
+            Self::Http2 => "HTTP/2",
+        })
+    }
+}
+
+/// Scheme, host and port of the server a connection goes to: what one pool
+/// serves.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Origin {
+pub(crate) struct ServerOrigin {
     pub(crate) scheme: Scheme,
     /// Lower case; IPv6 without brackets.
     pub(crate) host: String,
     pub(crate) port: u16,
 }
 
-impl Origin {
+impl ServerOrigin {
     /// The origin of an absolute `http://` or `https://` URI.
     pub(crate) fn from_uri(uri: &Uri) -> Option<Self> {
         let scheme = match uri.scheme_str()? {
@@ -99,7 +118,7 @@ impl Origin {
     }
 }
 
-impl fmt::Display for Origin {
+impl fmt::Display for ServerOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}", self.scheme.as_str(), self.host_port())
     }
@@ -135,7 +154,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     /// TCP, proxy handshake and TLS within the connect timeout.
-    pub(crate) async fn connect(&self, origin: &Origin) -> Result<Established> {
+    pub(crate) async fn connect(&self, origin: &ServerOrigin) -> Result<Established> {
         let proxy = self
             .proxy
             .as_ref()
@@ -151,7 +170,7 @@ impl Connector {
 
     async fn connect_inner(
         &self,
-        origin: &Origin,
+        origin: &ServerOrigin,
         proxy: Option<&ProxyUrl>,
     ) -> Result<Established> {
         let via = proxy.map(ToString::to_string);
@@ -217,7 +236,7 @@ impl Connector {
     async fn http_tunnel(
         &self,
         proxy: &ProxyUrl,
-        origin: &Origin,
+        origin: &ServerOrigin,
     ) -> std::result::Result<BoxIo, TunnelError> {
         let tcp = tcp_connect(proxy.host(), proxy.port()).await?;
         let mut stream: BoxIo = if proxy.kind() == ProxyKind::Https {
@@ -290,7 +309,7 @@ impl From<io::Error> for TunnelError {
 /// A SOCKS5 tunnel; `socks5h://` lets the proxy resolve host names.
 async fn socks_tunnel(
     proxy: &ProxyUrl,
-    origin: &Origin,
+    origin: &ServerOrigin,
 ) -> std::result::Result<BoxIo, TunnelError> {
     let resolved;
     let target = match origin.host.parse::<std::net::IpAddr>() {
@@ -382,25 +401,25 @@ fn parse_status_line(head: &[u8]) -> Option<StatusCode> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Origin, Scheme, parse_status_line, read_response_head};
+    use super::{Scheme, ServerOrigin, parse_status_line, read_response_head};
     use http::{StatusCode, Uri};
     use tokio::io::AsyncReadExt;
 
     #[test]
     fn origins() {
-        let o = Origin::from_uri(&"https://HF.co/a?b".parse::<Uri>().unwrap()).unwrap();
+        let o = ServerOrigin::from_uri(&"https://HF.co/a?b".parse::<Uri>().unwrap()).unwrap();
         assert_eq!(
             (o.scheme, o.host.as_str(), o.port),
             (Scheme::Https, "hf.co", 443)
         );
         assert_eq!(o.host_header(), "hf.co");
         assert_eq!(o.to_string(), "https://hf.co:443");
-        let o = Origin::from_uri(&"http://[::1]:8080/".parse::<Uri>().unwrap()).unwrap();
+        let o = ServerOrigin::from_uri(&"http://[::1]:8080/".parse::<Uri>().unwrap()).unwrap();
         assert_eq!(o.host, "::1");
         assert_eq!(o.host_header(), "[::1]:8080");
         assert_eq!(o.host_port(), "[::1]:8080");
-        assert!(Origin::from_uri(&"ftp://h/".parse::<Uri>().unwrap()).is_none());
-        assert!(Origin::from_uri(&"/relative".parse::<Uri>().unwrap()).is_none());
+        assert!(ServerOrigin::from_uri(&"ftp://h/".parse::<Uri>().unwrap()).is_none());
+        assert!(ServerOrigin::from_uri(&"/relative".parse::<Uri>().unwrap()).is_none());
     }
 
     #[test]

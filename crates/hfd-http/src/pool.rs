@@ -26,9 +26,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::client::RequestBody;
-use crate::connect::{Connector, Origin};
+use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::error::{Error, Result};
+use crate::request_body::RequestBody;
 use crate::stats::{HttpStats, OriginStats};
 
 /// Identifies one TCP connection for the lifetime of an [`HttpClient`](crate::HttpClient).
@@ -48,23 +48,13 @@ impl fmt::Display for ConnectionId {
     }
 }
 
-/// The HTTP version a connection speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Protocol {
-    /// HTTP/1.1: one request at a time, keep-alive.
-    Http1,
-    /// HTTP/2 (ALPN `h2` over TLS, or h2c by prior knowledge).
-    Http2,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Http1 => "HTTP/1.1",
-            Self::Http2 => "HTTP/2",
-        })
-    }
+/// How the exchange on a returned lease ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Exchange {
+    /// Finished cleanly: an HTTP/1.1 connection may be reused.
+    Clean,
+    /// Failed or abandoned mid-way: an HTTP/1.1 connection is closed.
+    Abandoned,
 }
 
 /// Which connection carried a response. Found in the response's
@@ -96,7 +86,7 @@ pub(crate) struct PoolSettings {
 pub(crate) struct Pool {
     connector: Connector,
     settings: PoolSettings,
-    origins: Mutex<HashMap<Origin, Arc<OriginPool>>>,
+    origins: Mutex<HashMap<ServerOrigin, Arc<OriginPool>>>,
     next_id: AtomicU64,
 }
 
@@ -120,7 +110,7 @@ pub(crate) struct Counters {
 
 /// The pool of one origin.
 pub(crate) struct OriginPool {
-    origin: Origin,
+    origin: ServerOrigin,
     state: Mutex<OriginState>,
     /// Signalled whenever a connection becomes free, appears or goes away.
     notify: Notify,
@@ -183,7 +173,7 @@ impl Pool {
         }
     }
 
-    fn origin_pool(&self, origin: &Origin) -> Arc<OriginPool> {
+    fn origin_pool(&self, origin: &ServerOrigin) -> Arc<OriginPool> {
         let mut origins = lock(&self.origins);
         Arc::clone(origins.entry(origin.clone()).or_insert_with(|| {
             Arc::new(OriginPool {
@@ -199,7 +189,7 @@ impl Pool {
     /// one, a new one while under the cap, or the next one to become free.
     ///
     /// Cancel safe: dropping the future gives back anything reserved.
-    pub(crate) async fn acquire(&self, origin: &Origin) -> Result<Lease> {
+    pub(crate) async fn acquire(&self, origin: &ServerOrigin) -> Result<Lease> {
         let op = self.origin_pool(origin);
         loop {
             let notified = op.notify.notified();
@@ -433,8 +423,8 @@ impl OriginPool {
         found
     }
 
-    /// Gives a lease back. `reusable`: the HTTP/1.1 exchange ended cleanly.
-    fn finish(&self, id: ConnectionId, sender: LeaseSender, reusable: bool) {
+    /// Gives a lease back; `exchange` says how its HTTP/1.1 exchange ended.
+    fn finish(&self, id: ConnectionId, sender: LeaseSender, exchange: Exchange) {
         {
             let mut state = lock(&self.state);
             if let Some(i) = state.slots.iter().position(|s| s.id == id) {
@@ -442,7 +432,8 @@ impl OriginPool {
                 slot.in_flight = slot.in_flight.saturating_sub(1);
                 let keep = match sender {
                     LeaseSender::H1(sender) => {
-                        let keep = reusable && !slot.retired && !sender.is_closed();
+                        let keep =
+                            exchange == Exchange::Clean && !slot.retired && !sender.is_closed();
                         if keep {
                             slot.h1 = Some(sender);
                         }
@@ -563,7 +554,7 @@ impl Lease {
     /// Gives the connection back for reuse.
     pub(crate) fn release(mut self) {
         if let Some(sender) = self.sender.take() {
-            self.pool.finish(self.info.id, sender, true);
+            self.pool.finish(self.info.id, sender, Exchange::Clean);
         }
     }
 
@@ -575,7 +566,7 @@ impl Lease {
 
     fn discard_in_place(&mut self) {
         if let Some(sender) = self.sender.take() {
-            self.pool.finish(self.info.id, sender, false);
+            self.pool.finish(self.info.id, sender, Exchange::Abandoned);
         }
     }
 

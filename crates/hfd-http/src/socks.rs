@@ -36,12 +36,20 @@ const NO_AUTH: u8 = 0x00;
 const USER_PASS: u8 = 0x02;
 const NO_ACCEPTABLE: u8 = 0xff;
 
+/// The authentication methods a greeting offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Methods {
+    /// No authentication only (no credentials configured).
+    NoAuth,
+    /// No authentication, or user/password (RFC 1929).
+    NoAuthOrPassword,
+}
+
 /// The greeting: which authentication methods we offer.
-pub(crate) fn greeting(with_credentials: bool) -> Vec<u8> {
-    if with_credentials {
-        vec![VERSION, 2, NO_AUTH, USER_PASS]
-    } else {
-        vec![VERSION, 1, NO_AUTH]
+pub(crate) fn greeting(methods: Methods) -> Vec<u8> {
+    match methods {
+        Methods::NoAuthOrPassword => vec![VERSION, 2, NO_AUTH, USER_PASS],
+        Methods::NoAuth => vec![VERSION, 1, NO_AUTH],
     }
 }
 
@@ -121,7 +129,11 @@ where
         retryable: true,
     };
     stream
-        .write_all(&greeting(credentials.is_some()))
+        .write_all(&greeting(if credentials.is_some() {
+            Methods::NoAuthOrPassword
+        } else {
+            Methods::NoAuth
+        }))
         .await
         .map_err(io)?;
     let mut choice = [0u8; 2];
@@ -193,14 +205,14 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{SocksTarget, auth_request, connect_request, greeting, handshake};
+    use super::{Methods, SocksTarget, auth_request, connect_request, greeting, handshake};
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn encodes_messages() {
-        assert_eq!(greeting(false), [5, 1, 0]);
-        assert_eq!(greeting(true), [5, 2, 0, 2]);
+        assert_eq!(greeting(Methods::NoAuth), [5, 1, 0]);
+        assert_eq!(greeting(Methods::NoAuthOrPassword), [5, 2, 0, 2]);
         assert_eq!(
             auth_request("ab", "c").unwrap(),
             [1, 2, b'a', b'b', 1, b'c']

@@ -1,5 +1,5 @@
 //! Access tokens: the secret-safe [`Token`] and the token lookup of
-//! protocol §5.1.
+//! docs/hub-protocol.md §6.1.
 
 use std::fmt;
 use std::io;
@@ -75,7 +75,7 @@ pub enum TokenSource {
 
 impl TokenSource {
     /// Whether the user gave the token explicitly for this run. The CLI may
-    /// send only explicit tokens to a non-official endpoint (protocol §5.2).
+    /// send only explicit tokens to a non-official endpoint (docs/hub-protocol.md §6.2).
     pub fn is_explicit(&self) -> bool {
         matches!(self, Self::Explicit)
     }
@@ -90,7 +90,7 @@ pub struct FoundToken {
     pub source: TokenSource,
 }
 
-/// Finds the token by the precedence of protocol §5.1: `explicit` (the CLI
+/// Finds the token by the precedence of docs/hub-protocol.md §6.1: `explicit` (the CLI
 /// flag), then `HF_TOKEN`, then `HUGGING_FACE_HUB_TOKEN`, then the file at
 /// [`token_file_path`]. Empty values count as absent; a missing token file
 /// is not an error, an unreadable one is. `HF_OIDC_RESOURCE` and Colab

@@ -1,4 +1,4 @@
-//! The Hub endpoint, origins, Hub hosts and URL building (protocol §1).
+//! The Hub endpoint, origins, Hub hosts and URL building (docs/hub-protocol.md §1).
 
 use std::fmt;
 
@@ -27,26 +27,26 @@ const REVISION_SET: &AsciiSet = &NON_ALPHANUMERIC
 const PATH_SET: &AsciiSet = &REVISION_SET.remove(b'/');
 
 /// Percent-encodes a revision as one URL segment, with no safe characters:
-/// `refs/pr/1` → `refs%2Fpr%2F1` (protocol §1.4).
+/// `refs/pr/1` → `refs%2Fpr%2F1` (docs/hub-protocol.md §1).
 pub fn encode_revision(revision: &str) -> String {
     utf8_percent_encode(revision, REVISION_SET).to_string()
 }
 
 /// Percent-encodes a repo file path for resolve URLs, keeping `/`:
-/// `dir/my file+1#?.bin` → `dir/my%20file%2B1%23%3F.bin` (protocol §1.5).
+/// `dir/my file+1#?.bin` → `dir/my%20file%2B1%23%3F.bin` (docs/hub-protocol.md §1).
 pub fn encode_path(path: &str) -> String {
     utf8_percent_encode(path, PATH_SET).to_string()
 }
 
 /// Scheme, host and port of a URL: what "same origin" compares.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Origin {
+pub(crate) struct UrlOrigin {
     scheme: String,
     host: String,
     port: u16,
 }
 
-impl Origin {
+impl UrlOrigin {
     /// The origin of an http(s) URL with a host.
     pub(crate) fn of(url: &Url) -> Option<Self> {
         let scheme = url.scheme();
@@ -80,7 +80,7 @@ impl Origin {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoint {
     base: String,
-    origin: Origin,
+    origin: UrlOrigin,
 }
 
 impl Endpoint {
@@ -104,7 +104,7 @@ impl Endpoint {
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("the endpoint must not have a query or a fragment"));
         }
-        let origin = Origin::of(&url).ok_or_else(|| invalid("the endpoint has no host"))?;
+        let origin = UrlOrigin::of(&url).ok_or_else(|| invalid("the endpoint has no host"))?;
         let base = url.as_str().trim_end_matches('/').to_owned();
         Ok(Self { base, origin })
     }
@@ -120,14 +120,14 @@ impl Endpoint {
         self.origin.is_official_hub()
     }
 
-    pub(crate) fn origin(&self) -> &Origin {
+    pub(crate) fn origin(&self) -> &UrlOrigin {
         &self.origin
     }
 
     /// Whether `url` is on a Hub host: the endpoint's own origin, or an
     /// official Hub host over https:443. CDN and storage hosts are not.
     pub(crate) fn is_hub_url(&self, url: &Url) -> bool {
-        Origin::of(url).is_some_and(|o| o == self.origin || o.is_official_hub())
+        UrlOrigin::of(url).is_some_and(|o| o == self.origin || o.is_official_hub())
     }
 
     /// `E/api/{types}/{repo}/revision/{enc_rev}`.

@@ -1,4 +1,4 @@
-//! Files of a listing, and parsing one page of the tree API (protocol §2.2).
+//! Files of a listing, and parsing one page of the tree API (docs/hub-protocol.md §3).
 
 use serde::Deserialize;
 
@@ -10,7 +10,7 @@ use hfd_types::{ContentDigest, RedactedUrl};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteFile {
     /// `/`-separated path inside the repo, checked by
-    /// [`check_repo_path`](crate::check_repo_path).
+    /// `check_repo_path`.
     pub path: String,
     /// Content size in bytes (the real object size for LFS files).
     pub size: u64,
@@ -65,17 +65,12 @@ struct RawLfs {
     size: Option<u64>,
 }
 
-/// Parses one page of `GET /api/{types}/{repo}/tree/…` into files:
-/// directories (any `type` other than `"file"`) are skipped, every path is
-/// checked with [`check_repo_path`](crate::check_repo_path), `oid` must be a
-/// git SHA-1 and `lfs.oid` a SHA-256, `size` must be present and equal
-/// `lfs.size`. `url` names the page in errors.
-pub fn parse_tree_page(json: &[u8], url: &RedactedUrl) -> Result<Vec<RemoteFile>> {
-    parse_page(json, url).map(|(files, _)| files)
-}
-
-/// [`parse_tree_page`], also returning the number of entries (files and
-/// directories) on the page.
+/// Parses one page of `GET /api/{types}/{repo}/tree/…` into files and the
+/// number of entries (files and directories) on the page: directories (any
+/// `type` other than `"file"`) are skipped, every path is checked with
+/// `check_repo_path`, `oid` must be a git SHA-1 and `lfs.oid` a SHA-256,
+/// `size` must be present and equal `lfs.size`. `url` names the page in
+/// errors.
 ///
 /// The array is read entry by entry: each entry becomes a [`RemoteFile`]
 /// (or is dropped, for directories) before the next is parsed, so a page
@@ -192,6 +187,10 @@ mod tests {
     use super::*;
     use crate::HubErrorKind;
     use crate::repo_path::PathProblem;
+
+    fn parse_tree_page(json: &[u8], url: &RedactedUrl) -> Result<Vec<RemoteFile>> {
+        parse_page(json, url).map(|(files, _)| files)
+    }
 
     const SHA1: &str = "b45ef6fec89518d314f546fd6c3025367b721684";
     const SHA256: &str = "dffd6021bb2bd5b0af676290809ec3a53191dd81c7f70a4b28688a362182986f";

@@ -8,7 +8,7 @@ use http::HeaderMap;
 /// Longest server-supplied text (error message, request id) kept in errors.
 const MAX_SERVER_TEXT: usize = 300;
 
-/// Strips a leading `W/` and surrounding `"` from an ETag (protocol §3.4).
+/// Strips a leading `W/` and surrounding `"` from an ETag (docs/hub-protocol.md §4.4).
 pub fn normalize_etag(raw: &str) -> String {
     let raw = raw.trim();
     let raw = raw.strip_prefix("W/").unwrap_or(raw);
@@ -16,6 +16,13 @@ pub fn normalize_etag(raw: &str) -> String {
     raw.strip_suffix('"').unwrap_or(raw).to_owned()
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// The URL of the first `Link` entry whose `rel` includes `next`, across all
 /// `Link` header values (RFC 8288). The URL may be relative.
 pub fn link_next(headers: &HeaderMap) -> Option<String> {
@@ -68,6 +75,13 @@ pub(crate) fn find_rel(value: &str, rel: &str) -> Option<String> {
     }
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// A parsed `RateLimit: "<bucket>";r=<remaining>;t=<seconds>` header
 /// (IETF ratelimit-headers draft, as the Hub sends it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +94,13 @@ pub struct RateLimit {
     pub reset_secs: Option<u64>,
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// Parses the `RateLimit` header, if present and readable.
 pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     let value = headers.get("ratelimit")?.to_str().ok()?;
@@ -113,6 +134,13 @@ pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     Some(parsed)
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// `Retry-After` as an integer number of seconds (the HTTP-date form is
 /// ignored, as the reference client does).
 pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
@@ -125,9 +153,16 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// How long to wait before retrying a rate-limited (or overloaded) request:
 /// `t + 1` s when `RateLimit` shows `r=0`, else `Retry-After`, else `None`
-/// (protocol §5.5).
+/// (docs/hub-protocol.md §8).
 pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
     if let Some(RateLimit {
         remaining: Some(0),
@@ -140,6 +175,13 @@ pub fn rate_limit_wait(headers: &HeaderMap) -> Option<Duration> {
     retry_after(headers).map(Duration::from_secs)
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// The request id: `X-Request-Id`, else `X-Amzn-Trace-Id`, else `X-Amz-Cf-Id`.
 pub fn request_id(headers: &HeaderMap) -> Option<String> {
     ["x-request-id", "x-amzn-trace-id", "x-amz-cf-id"]

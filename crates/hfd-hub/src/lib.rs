@@ -20,10 +20,10 @@
 //! - [`Error`] with [`Error::kind`] → [`HubErrorKind`] for exit codes.
 //!
 //! Security rules enforced here: every listed path is checked
-//! ([`check_repo_path`]: no traversal, absolute path, backslash, control
+//! (`check_repo_path`: no traversal, absolute path, backslash, control
 //! character or over-long name), and selected paths that would overwrite
 //! each other on a case-insensitive or normalising file system are refused
-//! ([`find_path_collision`]); listings are filtered page by page
+//! (`find_path_collision`); listings are filtered page by page
 //! ([`HubClient::list_selected`]), so memory follows the selection, not the
 //! repository; a redirect from https to http is refused; the token goes only
 //! to the endpoint's origin and official Hub hosts over https, never to a
@@ -65,15 +65,30 @@ mod repo_path;
 mod selection;
 
 pub use auth::{FoundToken, Token, TokenSource, find_token, token_file_path};
-pub use client::{HubClient, HubConfig, OpenedFile, RepoPlan, ResolvedFile, RetryPolicy};
+pub use client::{HubClient, HubConfig, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile};
 pub use endpoint::{DEFAULT_ENDPOINT, Endpoint, OFFICIAL_HUB_HOSTS, encode_path, encode_revision};
 pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};
-pub use file::{RemoteFile, parse_tree_page};
-pub use headers::{
-    RateLimit, link_next, normalize_etag, rate_limit, rate_limit_wait, request_id, retry_after,
-};
+pub use file::RemoteFile;
+pub use headers::normalize_etag;
 pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
-pub use repo_path::{
-    MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, check_repo_path, find_path_collision,
-};
+pub use repo_path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem};
 pub use selection::{Glob, Selection};
+
+/// The parsers `crates/hfd-fuzz` drives, public only in fuzz builds
+/// (`RUSTFLAGS='--cfg fuzzing'`, which cargo-fuzz sets), as the h2 crate
+/// does: the product API does not carry them.
+#[cfg(fuzzing)]
+pub mod fuzz_bridge {
+    pub use crate::headers::{
+        RateLimit, link_next, rate_limit, rate_limit_wait, request_id, retry_after,
+    };
+    pub use crate::repo_path::{check_repo_path, find_path_collision};
+
+    /// Parses one page of the recursive tree API (the listing's parser).
+    pub fn parse_tree_page(
+        json: &[u8],
+        url: &hfd_types::RedactedUrl,
+    ) -> crate::Result<Vec<crate::RemoteFile>> {
+        crate::file::parse_page(json, url).map(|(files, _)| files)
+    }
+}

@@ -10,7 +10,7 @@ const MAX_PART_LEN: usize = 96;
 
 /// A validated repository id: `name` or `namespace/name`.
 ///
-/// Rules (protocol §1.2, restricted to ASCII): at most one `/`; each part is
+/// Rules (docs/hub-protocol.md §1, restricted to ASCII): at most one `/`; each part is
 /// 1–96 characters from `[A-Za-z0-9._-]`, not starting or ending with `-` or
 /// `.`; no `--` or `..` anywhere; not ending in `.git`. The id is never
 /// URL-encoded, so anything outside this set is rejected here.

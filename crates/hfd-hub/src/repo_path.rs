@@ -54,6 +54,13 @@ impl fmt::Display for PathProblem {
     }
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// Checks that `path` is a safe relative `/`-separated path: not empty, not
 /// absolute, no drive letter, no `\`, no NUL or other control character, no
 /// empty, `.` or `..` segment, no segment over [`MAX_SEGMENT_BYTES`] and at
@@ -101,6 +108,13 @@ fn fold(path: &str) -> String {
     path.nfc().flat_map(char::to_lowercase).nfc().collect()
 }
 
+#[cfg_attr(
+    not(fuzzing),
+    expect(
+        unreachable_pub,
+        reason = "public for `fuzz_bridge`, built only when fuzzing"
+    )
+)]
 /// The first pair of paths that differ but would name the same file on a
 /// case-insensitive or Unicode-normalising file system (`README.md` and
 /// `readme.md`; `é` precomposed and decomposed), in listing order.

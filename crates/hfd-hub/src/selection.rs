@@ -1,5 +1,5 @@
 //! Choosing files: explicit paths and `--include`/`--exclude` globs with the
-//! semantics of huggingface_hub's `filter_repo_objects` (protocol §2.7).
+//! semantics of huggingface_hub's `filter_repo_objects` (docs/hub-protocol.md §3).
 
 use std::fmt;
 

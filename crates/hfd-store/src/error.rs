@@ -171,6 +171,31 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A symbolic link (or on Windows a junction) sits where the store
+    /// expected its own file or folder inside a target; it was not followed.
+    #[error("{} is a symbolic link; refusing to follow it inside the target", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// A path given relative to a target folder could leave it (`..`, an
+    /// absolute path, a drive) or is empty.
+    #[error("{} is not a path below the target folder", path.display())]
+    NotBeneath {
+        /// The path, joined to the target folder.
+        path: PathBuf,
+    },
+    /// An operation on a file or folder inside a target folder failed.
+    #[error("{action} {}", path.display())]
+    Dir {
+        /// The file or folder.
+        path: PathBuf,
+        /// What was being done ("cannot open", ...).
+        action: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -181,9 +206,8 @@ impl Error {
             Self::Write { source, .. }
             | Self::Flush { source, .. }
             | Self::Journal { source, .. }
-            | Self::Create { source, .. } => {
-                source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
-            }
+            | Self::Create { source, .. }
+            | Self::Dir { source, .. } => source.kind() == io::ErrorKind::StorageFull,
             _ => false,
         }
     }

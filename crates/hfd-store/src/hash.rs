@@ -108,7 +108,8 @@ impl fmt::Debug for ContentHasher {
 mod tests {
     use super::ContentHasher;
 
-    // Vectors from docs/hub-protocol.md §3.5 and Appendix B 15.
+    // Vectors: `git hash-object` of "Hello, World!" and of the empty file, `sha256sum` of
+    // "Hello, World!" (docs/hub-protocol.md §4.5).
     #[test]
     fn git_blob_vectors() {
         let mut h = ContentHasher::git_sha1(13);

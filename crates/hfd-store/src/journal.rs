@@ -24,16 +24,17 @@
 //! fuzzing.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hfd_types::ByteRange;
 
 use crate::probe::Probe;
-use crate::{Error, Result};
+use crate::resume::journal_err;
+use crate::target_dir::{OpenMode, TargetDir};
+use crate::{Error, Result, platform};
 
 /// First bytes of every journal.
 pub const JOURNAL_MAGIC: [u8; 8] = *b"HFDJRNL\0";
@@ -236,8 +237,8 @@ pub fn decode(bytes: &[u8]) -> std::result::Result<DecodedJournal, HeaderDefect>
 }
 
 /// Encodes a whole journal: the header, then one record per range. (The
-/// store appends records as it goes; this is for tests, fixtures and fuzz
-/// seeds.)
+/// store appends records as it goes; this is for tests, fixtures, fuzz
+/// seeds and benchmarks.)
 pub fn encode(header: &JournalHeader, ranges: &[ByteRange]) -> Vec<u8> {
     let (mut out, key) = encode_header(header);
     for range in ranges {
@@ -483,36 +484,38 @@ impl Journal {
     /// Starts a new journal at `path` (replacing whatever was there) with
     /// `header`, synced before returning, so no record of an older journal
     /// can survive into the new one.
-    pub(crate) fn create(path: &Path, header: &JournalHeader, probe: Probe) -> Result<Self> {
+    pub(crate) fn create(
+        dir: &TargetDir,
+        rel: &Path,
+        header: &JournalHeader,
+        probe: Probe,
+    ) -> Result<Self> {
+        let path = &dir.display_path(rel);
         let err = |action| {
             move |source| Error::Journal {
-                path: path.to_path_buf(),
+                path: path.clone(),
                 action,
                 source,
             }
         };
-        let existed = path.exists();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(err("cannot create"))?;
+        let existed = dir.entry(rel)?.is_some();
+        let file = dir
+            .open_file(rel, OpenMode::CreateOrOpen)
+            .map_err(|e| journal_err(e, "cannot create"))?;
         file.set_len(0).map_err(err("cannot truncate"))?;
         probe.journal_truncate(0);
         let (bytes, key) = encode_header(header);
         probe.journal_write(0, &bytes);
-        file.write_all_at(&bytes, 0)
-            .map_err(err("cannot write the header of"))?;
+        platform::write_all_at(&file, &bytes, 0).map_err(err("cannot write the header of"))?;
         file.sync_data().map_err(err("cannot sync"))?;
         probe.journal_sync();
         if !existed {
-            sync_parent(path).map_err(err("cannot sync the folder of"))?;
+            dir.sync_dir(rel.parent().unwrap_or(Path::new("")))
+                .map_err(|e| journal_err(e, "cannot sync the folder of"))?;
         }
         Ok(Self {
             file,
-            path: path.to_path_buf(),
+            path: path.clone(),
             key,
             len: bytes.len() as u64,
             broken: false,
@@ -563,9 +566,7 @@ impl Journal {
             bytes.extend_from_slice(&encode_record(&self.key, *range));
         }
         self.probe.journal_write(self.len, &bytes);
-        let written = self
-            .file
-            .write_all_at(&bytes, self.len)
+        let written = platform::write_all_at(&self.file, &bytes, self.len)
             .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
@@ -594,14 +595,6 @@ impl Journal {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@
 //!
 //! 1. [`preflight`] checks the free space of a whole plan (grouped by
 //!    filesystem); [`free_space`] answers for one path.
-//! 2. [`PartialFile::create`] opens a caller-chosen unique temporary name,
+//! 2. [`PartialFile::create`] opens a caller-chosen unique temporary name
+//!    (inside a [`TargetDir`] with [`PartialFile::open_or_create_in`], which
+//!    never follows a symbolic link planted there),
 //!    takes an exclusive lock and preallocates the file (`fallocate`), so a
 //!    full disk fails up front with [`Error::DiskFull`] naming the file and
 //!    the bytes needed.
@@ -61,32 +63,37 @@
 //! never decides file names or when to flush (the engine does). All blocking calls
 //! (`write_at`, `flush`, `advance_hash`, `finalize`) belong on a blocking
 //! thread. The only `unsafe` code of the workspace lives in the private
-//! `mmap` module, with its invariants written down there.
+//! `backend::mmap` module, with its invariants written down there, and in
+//! `platform::windows` (two Win32 calls). Everything that differs between
+//! operating systems is behind the private `platform` module's seams.
 
 #![warn(missing_docs)]
 
+mod backend;
 mod error;
 mod hash;
 mod journal;
-mod mmap;
 mod partial;
+mod platform;
 #[cfg(test)]
 mod powercut;
 mod prealloc;
 mod probe;
 mod region;
+mod resume;
 mod space;
+mod target_dir;
 
+pub use backend::{Backend, FileWriter};
 pub use error::{Error, Result};
 pub use hash::ContentHasher;
 pub use journal::{
     DecodedJournal, FileIdentity, HeaderDefect, JOURNAL_MAGIC, JOURNAL_VERSION, JournalHeader,
     RECORD_LEN, RecordDefect, SegmentLayout, decode, encode, journal_path,
 };
-pub use partial::{
-    Backend, DiscardReason, FileWriter, Finalized, Flushed, HashStats, JournalState, PartialFile,
-    Resume, StoreConfig,
-};
-pub use prealloc::{Preallocation, preallocate};
+pub use partial::{Finalized, Flushed, HashStats, PartialFile, StoreConfig};
+pub use prealloc::{Preallocation, allocated_bytes, preallocate};
 pub use region::RangeSet;
+pub use resume::{DiscardReason, JournalState, Resume};
 pub use space::{free_space, preflight};
+pub use target_dir::{EntryKind, OpenMode, TargetDir};

@@ -3,33 +3,20 @@
 //! finalized atomically.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hfd_types::{ByteRange, ByteSize, ContentDigest};
 
-use crate::journal::{
-    DecodedJournal, FileIdentity, HeaderDefect, Journal, JournalHeader, RecordDefect, decode,
-    journal_path,
-};
+use crate::backend::{self, Backend, FileWriter};
+use crate::journal::{Journal, JournalHeader, journal_path};
 use crate::prealloc::{Preallocation, preallocate};
 use crate::probe::Probe;
-use crate::{ContentHasher, Error, RangeSet, Result, mmap};
-
-/// How body bytes reach the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Backend {
-    /// Copy into a memory-mapped window of the file (memmap2). Each writer
-    /// maps one window of [`StoreConfig::window_size`] at a time and unmaps
-    /// it when it moves on.
-    Mmap,
-    /// Positioned writes (`pwrite`).
-    Pwrite,
-}
+use crate::resume::{JournalState, Resume, inspect_journal, remove_stale};
+use crate::target_dir::{OpenMode, TargetDir};
+use crate::{ContentHasher, Error, RangeSet, Result, platform};
 
 /// Store settings.
 #[derive(Clone, Debug)]
@@ -73,78 +60,6 @@ pub struct Finalized {
     pub digest: Option<ContentDigest>,
 }
 
-/// What [`PartialFile::open_or_create`] found on disk.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Resume {
-    /// Bytes already durable according to the journal (empty when starting
-    /// from zero). The inline hash has been rebuilt over their contiguous
-    /// prefix.
-    pub ranges: RangeSet,
-    /// What happened to the journal.
-    pub journal: JournalState,
-}
-
-/// The fate of a partial file's journal when it was opened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum JournalState {
-    /// No journal asked for: the partial starts from zero, unjournaled.
-    Off,
-    /// No journal existed: a new one was started with the partial.
-    Fresh,
-    /// The journal was valid and matched: its ranges are kept.
-    Resumed {
-        /// Bytes of torn or zeroed tail that were dropped.
-        dropped_bytes: u64,
-        /// Why the tail was dropped, when it was.
-        tail_defect: Option<RecordDefect>,
-    },
-    /// A journal existed but was not usable; the partial starts from zero
-    /// with a new journal. A `warn` event says why.
-    Discarded(DiscardReason),
-}
-
-/// Why an existing journal was not resumed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DiscardReason {
-    /// Its header is unreadable (truncated, zeroed, corrupt, newer version).
-    Unreadable(HeaderDefect),
-    /// It describes other content (size or content id differ).
-    IdentityMismatch {
-        /// The identity the journal holds.
-        found: Box<FileIdentity>,
-    },
-    /// The partial file it describes is gone.
-    PartialMissing,
-    /// The partial file has another length than the file's size.
-    PartialSize {
-        /// The partial's length on disk.
-        actual: u64,
-    },
-}
-
-impl fmt::Display for DiscardReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unreadable(defect) => write!(f, "{defect}"),
-            Self::IdentityMismatch { found } => write!(
-                f,
-                "journal is for other content ({} bytes, etag {})",
-                found.size, found.etag
-            ),
-            Self::PartialMissing => f.write_str("the partial file it describes is missing"),
-            Self::PartialSize { actual } => {
-                write!(
-                    f,
-                    "the partial file has an unexpected length ({actual} bytes)"
-                )
-            }
-        }
-    }
-}
-
 /// Counters of the inline hasher, for tests and progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HashStats {
@@ -159,21 +74,6 @@ pub struct HashStats {
     pub restarts: u32,
 }
 
-/// One writer's handle on a [`PartialFile`]. Several writers write disjoint
-/// ranges of one file from different threads; each writes its bytes
-/// sequentially for best effect (the mmap backend keeps one window mapped).
-///
-/// Writes are blocking: call them from a blocking thread, not an async task.
-pub trait FileWriter: Send + Sync + fmt::Debug {
-    /// Copies `data` to `offset`. Fails without touching the file if the
-    /// range leaves the file or overlaps another writer's write in progress.
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
-
-    /// Drops any mapping the writer holds (the mmap window). Writing again
-    /// afterwards maps a new one. Dropping the writer does the same.
-    fn release(&mut self);
-}
-
 /// A partial file under a caller-chosen unique temporary name.
 ///
 /// Cheap to clone (shared handle). See the crate docs for the life cycle.
@@ -183,7 +83,12 @@ pub struct PartialFile {
 }
 
 pub(crate) struct Inner {
+    /// Where the partial is, for messages.
     path: PathBuf,
+    /// The folder it was opened in and its name there: every later step
+    /// (journal, rename, removal) goes through the same checked handle.
+    dir: TargetDir,
+    rel: PathBuf,
     pub(crate) file: File,
     pub(crate) size: u64,
     backend: Backend,
@@ -241,14 +146,15 @@ impl PartialFile {
         expected: Option<ContentDigest>,
         config: &StoreConfig,
     ) -> Result<Self> {
-        Self::open_inner(path, size, expected, config, None, Probe::default()).map(|(p, _)| p)
+        let (dir, rel) = split_path(path)?;
+        Self::open_inner(&dir, &rel, size, expected, config, None, Probe::default()).map(|(p, _)| p)
     }
 
     /// Opens the partial file at `path` for resuming, or creates it.
     ///
     /// With `journal` (the file's identity and the run's layout), the
     /// journal at [`journal_path`]`(path)` is read: when its header is intact,
-    /// its identity has the same content ([`FileIdentity::same_content`]) and
+    /// its identity has the same content ([`FileIdentity::same_content`](crate::FileIdentity::same_content)) and
     /// the partial exists with length `size`, the partial is kept, its torn
     /// journal tail (if any) is cut, the journaled ranges count as written
     /// and the inline hash is rebuilt over their contiguous prefix (read back
@@ -268,35 +174,58 @@ impl PartialFile {
         config: &StoreConfig,
         journal: Option<JournalHeader>,
     ) -> Result<(Self, Resume)> {
-        Self::open_inner(path, size, expected, config, journal, Probe::default())
+        let (dir, rel) = split_path(path)?;
+        Self::open_inner(
+            &dir,
+            &rel,
+            size,
+            expected,
+            config,
+            journal,
+            Probe::default(),
+        )
+    }
+
+    /// [`open_or_create`](Self::open_or_create) for the partial `rel` inside
+    /// the target folder `dir`: the partial, its journal and (with
+    /// [`finalize_in`](Self::finalize_in)) its final name are reached through
+    /// `dir` without following any symbolic link; a link planted at any of
+    /// those names (or at a folder on the way) is refused with
+    /// [`Error::Symlink`] and nothing outside `dir` is touched.
+    pub fn open_or_create_in(
+        dir: &TargetDir,
+        rel: &Path,
+        size: u64,
+        expected: Option<ContentDigest>,
+        config: &StoreConfig,
+        journal: Option<JournalHeader>,
+    ) -> Result<(Self, Resume)> {
+        Self::open_inner(dir, rel, size, expected, config, journal, Probe::default())
     }
 
     pub(crate) fn open_inner(
-        path: &Path,
+        dir: &TargetDir,
+        rel: &Path,
         size: u64,
         expected: Option<ContentDigest>,
         config: &StoreConfig,
         journal: Option<JournalHeader>,
         probe: Probe,
     ) -> Result<(Self, Resume)> {
-        if let Some(header) = &journal
-            && header.identity.size != size
-        {
-            return Err(Error::IdentityMismatch {
-                path: path.to_path_buf(),
-                identity_size: header.identity.size,
-                size,
-            });
-        }
+        let path = &dir.display_path(rel);
+        check_identity_size(path, journal.as_ref(), size)?;
         let create_err = |source| Error::Create {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         };
-        let previous_len = std::fs::metadata(path).ok().map(|m| m.len());
-        let file = open_locked(path)?;
-        let jpath = journal_path(path);
+        let previous_len = match dir.entry(rel) {
+            Ok(Some(crate::EntryKind::File { len })) => Some(len),
+            _ => None,
+        };
+        let file = open_locked(dir, rel)?;
+        let jrel = journal_path(rel);
         let (mut state, resume_from) = match &journal {
-            Some(header) => inspect_journal(path, &jpath, header, previous_len, size)?,
+            Some(header) => inspect_journal(path, dir, &jrel, header, previous_len, size)?,
             None => (JournalState::Off, None),
         };
         let (journal, resumed, how) = if let Some((jfile, decoded)) = resume_from {
@@ -307,7 +236,8 @@ impl PartialFile {
             } else {
                 Preallocation::Sparse
             };
-            let journal = Journal::resume(&jpath, jfile, &decoded, probe.clone())?;
+            let journal =
+                Journal::resume(&dir.display_path(&jrel), jfile, &decoded, probe.clone())?;
             let mut ranges = RangeSet::new();
             for r in &decoded.ranges {
                 ranges.insert(*r);
@@ -327,9 +257,9 @@ impl PartialFile {
             // The journal goes first: once it is reset (synced), no record
             // can describe the bytes about to be truncated.
             let journal = if let Some(header) = journal {
-                Some(Journal::create(&jpath, &header, probe.clone())?)
+                Some(Journal::create(dir, &jrel, &header, probe.clone())?)
             } else {
-                remove_stale(&jpath)?;
+                remove_stale(dir, &jrel)?;
                 None
             };
             file.set_len(0).map_err(create_err)?;
@@ -351,7 +281,9 @@ impl PartialFile {
         tracing::debug!(file = %path.display(), size, ?backend, ?how, "partial file opened");
         let partial = Self {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
+                path: path.clone(),
+                dir: dir.clone(),
+                rel: rel.to_path_buf(),
                 file,
                 size,
                 backend,
@@ -409,12 +341,7 @@ impl PartialFile {
 
     /// A new writer. Each concurrent writer needs its own.
     pub fn writer(&self) -> Box<dyn FileWriter> {
-        match self.inner.backend {
-            Backend::Mmap => Box::new(mmap::MmapWriter::new(Arc::clone(&self.inner))),
-            Backend::Pwrite => Box::new(PwriteWriter {
-                inner: Arc::clone(&self.inner),
-            }),
-        }
+        backend::writer(self.inner.backend, Arc::clone(&self.inner))
     }
 
     /// Ranges whose writes have completed (not necessarily durable).
@@ -490,6 +417,37 @@ impl PartialFile {
     /// On a mismatch the partial stays where it is and
     /// [`Error::DigestMismatch`] names it; nothing appears at `final_path`.
     pub fn finalize(self, final_path: &Path) -> Result<Finalized> {
+        let digest = self.verify_and_sync()?;
+        let inner = &self.inner;
+        platform::rename_durable(&inner.path, final_path).map_err(|source| Error::Rename {
+            from: inner.path.clone(),
+            to: final_path.to_path_buf(),
+            source,
+        })?;
+        self.drop_journal();
+        tracing::debug!(file = %final_path.display(), "finalized");
+        Ok(Finalized {
+            path: final_path.to_path_buf(),
+            digest,
+        })
+    }
+
+    /// [`finalize`](Self::finalize) to `final_rel` inside the target folder
+    /// the partial was opened in ([`open_or_create_in`](Self::open_or_create_in)).
+    /// The rename replaces whatever is at `final_rel` (a planted link is
+    /// replaced, not followed) and is durable when this returns.
+    pub fn finalize_in(self, final_rel: &Path) -> Result<Finalized> {
+        let digest = self.verify_and_sync()?;
+        let inner = &self.inner;
+        inner.dir.rename(&inner.rel, final_rel)?;
+        self.drop_journal();
+        let path = inner.dir.display_path(final_rel);
+        tracing::debug!(file = %path.display(), "finalized");
+        Ok(Finalized { path, digest })
+    }
+
+    /// Checks completeness and the digest, then makes the file durable.
+    fn verify_and_sync(&self) -> Result<Option<ContentDigest>> {
         let inner = &self.inner;
         let missing = self.missing_bytes();
         if missing > 0 {
@@ -512,43 +470,25 @@ impl PartialFile {
                 actual,
             });
         }
-        let flush_err = |path: &Path, source| Error::Flush {
-            path: path.to_path_buf(),
-            source,
-        };
-        inner
-            .file
-            .sync_all()
-            .map_err(|e| flush_err(&inner.path, e))?;
-        std::fs::rename(&inner.path, final_path).map_err(|source| Error::Rename {
-            from: inner.path.clone(),
-            to: final_path.to_path_buf(),
+        inner.file.sync_all().map_err(|source| Error::Flush {
+            path: inner.path.clone(),
             source,
         })?;
-        let dir = match final_path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| flush_err(dir, e))?;
-        // The partial is gone; its journal has nothing left to describe. A
-        // crash before this line leaves an orphan journal, which the next
-        // open discards (its partial is missing).
+        Ok(digest)
+    }
+
+    /// The partial is gone; its journal has nothing left to describe. A
+    /// crash before this leaves an orphan journal, which the next open
+    /// discards (its partial is missing).
+    fn drop_journal(&self) {
+        let inner = &self.inner;
         if let Some(journal) = lock(&inner.journal).take() {
-            let path = journal.path().to_path_buf();
             drop(journal);
-            if let Err(error) = std::fs::remove_file(&path)
-                && error.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(journal = %path.display(), %error, "cannot remove the journal of a finished file");
+            let jrel = journal_path(&inner.rel);
+            if let Err(error) = inner.dir.remove_file(&jrel) {
+                tracing::warn!(journal = %inner.dir.display_path(&jrel).display(), %error, "cannot remove the journal of a finished file");
             }
         }
-        tracing::debug!(file = %final_path.display(), "finalized");
-        Ok(Finalized {
-            path: final_path.to_path_buf(),
-            digest,
-        })
     }
 }
 
@@ -654,13 +594,11 @@ impl Inner {
             let to = run_end.min(from + READ_CHUNK);
             let range = ByteRange::new(from, to).expect("run end lies past its start");
             buf.resize(range.size() as usize, 0);
-            self.file
-                .read_exact_at(&mut buf, from)
-                .map_err(|source| Error::Read {
-                    path: self.path.clone(),
-                    range,
-                    source,
-                })?;
+            platform::read_exact_at(&self.file, &mut buf, from).map_err(|source| Error::Read {
+                path: self.path.clone(),
+                range,
+                source,
+            })?;
             let hasher = state.hasher.as_mut().expect("checked above");
             hasher.update(&buf);
             state.stats.hashed_to = to;
@@ -671,132 +609,54 @@ impl Inner {
     }
 }
 
-/// Opens (or creates) `path` without truncating it and takes the exclusive
-/// lock that makes the file ours.
-fn open_locked(path: &Path) -> Result<File> {
+/// Refuses a journal header whose identity has another size than the file.
+fn check_identity_size(path: &Path, journal: Option<&JournalHeader>, size: u64) -> Result<()> {
+    match journal {
+        Some(header) if header.identity.size != size => Err(Error::IdentityMismatch {
+            path: path.to_path_buf(),
+            identity_size: header.identity.size,
+            size,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Opens (or creates) `rel` in `dir` without truncating it or following a
+/// link, and takes the exclusive lock that makes the file ours.
+fn open_locked(dir: &TargetDir, rel: &Path) -> Result<File> {
+    let path = dir.display_path(rel);
+    let file = dir
+        .open_file(rel, OpenMode::CreateOrOpen)
+        .map_err(|e| match e {
+            Error::Dir { source, .. } => Error::Create {
+                path: path.clone(),
+                source,
+            },
+            other => other,
+        })?;
+    match platform::try_lock(&file) {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Create { path, source }),
+    }
+}
+
+/// The folder of a partial given by path (opened as a target folder) and
+/// its name there.
+fn split_path(path: &Path) -> Result<(TargetDir, PathBuf)> {
     let create_err = |source| Error::Create {
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(create_err)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(std::fs::TryLockError::Error(source)) => Err(create_err(source)),
-    }
-}
-
-/// Decides whether the journal at `jpath` can be resumed for the partial at
-/// `path` (whose length before opening was `previous_len`).
-fn inspect_journal(
-    path: &Path,
-    jpath: &Path,
-    header: &JournalHeader,
-    previous_len: Option<u64>,
-    size: u64,
-) -> Result<(JournalState, Option<(File, DecodedJournal)>)> {
-    let Some((jfile, bytes)) = read_journal(jpath)? else {
-        return Ok((JournalState::Fresh, None));
-    };
-    let verdict = match decode(&bytes) {
-        Err(defect) => Err(DiscardReason::Unreadable(defect)),
-        Ok(d) if !d.header.identity.same_content(&header.identity) => {
-            Err(DiscardReason::IdentityMismatch {
-                found: Box::new(d.header.identity.clone()),
-            })
-        }
-        Ok(d) => match previous_len {
-            None => Err(DiscardReason::PartialMissing),
-            Some(actual) if actual != size => Err(DiscardReason::PartialSize { actual }),
-            Some(_) => Ok(d),
-        },
-    };
-    match verdict {
-        Ok(decoded) => Ok((JournalState::Fresh, Some((jfile, decoded)))),
-        Err(reason) => {
-            tracing::warn!(
-                file = %path.display(),
-                journal = %jpath.display(),
-                %reason,
-                "resume journal discarded; the file starts from zero"
-            );
-            Ok((JournalState::Discarded(reason), None))
-        }
-    }
-}
-
-/// Reads the journal at `path`, `None` when there is none. The handle is
-/// kept for appending when the journal is resumed.
-fn read_journal(path: &Path) -> Result<Option<(File, Vec<u8>)>> {
-    let err = |action| {
-        move |source| Error::Journal {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
-    let file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(err("cannot open")(e)),
-    };
-    let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(err("cannot read"))?;
-    Ok(Some((file, bytes)))
-}
-
-/// Removes a journal left next to a partial that is about to be truncated.
-fn remove_stale(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            tracing::debug!(journal = %path.display(), "stale journal removed");
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Journal {
-            path: path.to_path_buf(),
-            action: "cannot remove",
-            source,
-        }),
-    }
-}
-
-/// Positioned-write backend.
-#[derive(Debug)]
-struct PwriteWriter {
-    inner: Arc<Inner>,
-}
-
-impl FileWriter for PwriteWriter {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let Some(range) = self.inner.begin_write(offset, data.len() as u64)? else {
-            return Ok(());
-        };
-        match self.inner.file.write_all_at(data, offset) {
-            Ok(()) => {
-                self.inner.end_write(range, data);
-                Ok(())
-            }
-            Err(source) => {
-                self.inner.abort_write(range);
-                Err(Error::Write {
-                    path: self.inner.path.clone(),
-                    range,
-                    source,
-                })
-            }
-        }
-    }
-
-    fn release(&mut self) {}
+    let name = path
+        .file_name()
+        .ok_or_else(|| create_err(std::io::ErrorKind::InvalidInput.into()))?;
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let dir = TargetDir::open(parent).map_err(|e| match e {
+        Error::Dir { source, .. } => create_err(source),
+        other => other,
+    })?;
+    Ok((dir, PathBuf::from(name)))
 }
 
 #[cfg(test)]

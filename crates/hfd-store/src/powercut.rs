@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use hfd_types::{ByteRange, ContentDigest};
 
-use crate::partial::JournalState;
 use crate::probe::{Event, Probe};
+use crate::resume::JournalState;
 use crate::{
     Backend, ContentHasher, FileIdentity, JournalHeader, PartialFile, RangeSet, SegmentLayout,
     StoreConfig, journal_path,
@@ -239,7 +239,8 @@ fn no_journal_record_points_at_lost_bytes() {
         for round in 0..=CUTS {
             let log = Arc::new(Mutex::new(Vec::new()));
             let (partial, resume) = PartialFile::open_inner(
-                &path,
+                &crate::TargetDir::open(dir.path()).unwrap(),
+                std::path::Path::new("model.bin.hfd-0123.part"),
                 size as u64,
                 Some(digest),
                 &config,

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use hfd_types::ByteSize;
 
-use crate::{Error, Result, space};
+use crate::{Error, Result, platform, space};
 
 /// How a file's space was reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub enum Preallocation {
 /// Reserves `size` bytes for `file` (at `path`, used in messages).
 ///
 /// Checks free space first so a full disk fails before any block is taken,
-/// with an error naming the file and the bytes needed. Then calls
-/// `fallocate` (Linux/Android); where that is unsupported it falls back to a
+/// with an error naming the file and the bytes needed. Then allocates
+/// (`fallocate` on Linux, `F_PREALLOCATE` on macOS, extending the file on
+/// Windows, see `platform`); where that is unsupported it falls back to a
 /// sparse `set_len` and logs a `warn`.
 pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation> {
     if size == 0 {
@@ -39,9 +40,9 @@ pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation>
             available: ByteSize::new(available),
         });
     }
-    match allocate(file, size) {
+    match platform::allocate(file, size) {
         Ok(()) => Ok(Preallocation::Allocated),
-        Err(err) if is_unsupported(&err) => {
+        Err(err) if platform::is_unsupported(&err) => {
             tracing::warn!(
                 file = %path.display(),
                 size,
@@ -54,13 +55,11 @@ pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation>
             })?;
             Ok(Preallocation::Sparse)
         }
-        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
-            Err(Error::DiskFull {
-                path: path.to_path_buf(),
-                needed: ByteSize::new(needed),
-                available: ByteSize::new(space::free_space(path).unwrap_or(0)),
-            })
-        }
+        Err(err) if err.kind() == io::ErrorKind::StorageFull => Err(Error::DiskFull {
+            path: path.to_path_buf(),
+            needed: ByteSize::new(needed),
+            available: ByteSize::new(space::free_space(path).unwrap_or(0)),
+        }),
         Err(source) => Err(Error::Preallocate {
             path: path.to_path_buf(),
             size: ByteSize::new(size),
@@ -69,25 +68,11 @@ pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation>
     }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn allocate(file: &File, size: u64) -> io::Result<()> {
-    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size).map_err(Into::into)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn allocate(_file: &File, _size: u64) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
-}
-
-fn is_unsupported(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::Unsupported
-        || err.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
-        || err.raw_os_error() == Some(rustix::io::Errno::NOSYS.raw_os_error())
-}
-
-fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.blocks().saturating_mul(512)
+/// Bytes the filesystem holds for the file whose metadata is `meta`
+/// (blocks on Unix, which a sparse file lacks; the length on Windows, where
+/// the store's files are never sparse).
+pub fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
+    platform::allocated_bytes(meta)
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
 //! Free-space queries and the whole-plan preflight.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hfd_types::ByteSize;
 
-use crate::{Error, Result};
+use crate::{Error, Result, platform};
 
 /// Bytes available to an unprivileged user on the filesystem holding `path`.
 ///
@@ -14,11 +13,10 @@ use crate::{Error, Result};
 /// file is usually checked before it is created).
 pub fn free_space(path: &Path) -> Result<u64> {
     let existing = nearest_existing(path);
-    let stat = rustix::fs::statvfs(&existing).map_err(|errno| Error::FreeSpace {
+    platform::free_space(&existing).map_err(|source| Error::FreeSpace {
         path: existing.clone(),
-        source: errno.into(),
-    })?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+        source,
+    })
 }
 
 /// Checks that every filesystem touched by `plan` has room for all the bytes
@@ -33,12 +31,10 @@ pub fn preflight<'a>(plan: impl IntoIterator<Item = (&'a Path, u64)>) -> Result<
     let mut order = Vec::new();
     for (path, bytes) in plan {
         let existing = nearest_existing(path);
-        let device = std::fs::metadata(&existing)
-            .map_err(|source| Error::FreeSpace {
-                path: existing.clone(),
-                source,
-            })?
-            .dev();
+        let device = platform::device_id(&existing).map_err(|source| Error::FreeSpace {
+            path: existing.clone(),
+            source,
+        })?;
         let entry = per_device.entry(device).or_insert_with(|| {
             order.push(device);
             (path.to_path_buf(), 0)

@@ -1,7 +1,7 @@
 //! A fake Hugging Face Hub for hfd-rs tests and benches.
 //!
 //! [`FakeHub`] serves, on 127.0.0.1, the hub protocol described in
-//! `docs/hub-protocol.md` (§1–§5): repo info (`siblings`, `?blobs=true`), the paginated
+//! `docs/hub-protocol.md` (§1–§8): repo info (`siblings`, `?blobs=true`), the paginated
 //! tree API with `Link: rel="next"`, `paths-info`, refs, `whoami-v2`, and `resolve` with
 //! the real redirect shapes — 307 to `/api/resolve-cache/…` for regular files of public
 //! repos, 302 to a presigned-looking URL on a *second listener* (the "CDN") for LFS files,
@@ -52,6 +52,9 @@
 //! misread field fails a test). Disk-backed fixture files are read with blocking I/O in
 //! 64 KiB chunks on the runtime threads, which is fine for tests and local benches.
 //!
+//! [`support`] holds what tests across the workspace share when they meet the outside
+//! world: binary lookup, real proxies (tinyproxy, microsocks) and the Python client runner.
+//!
 //! The standalone binary `hfd-fakehub` serves the same hub from the command line.
 
 #![warn(missing_docs)]
@@ -66,6 +69,7 @@ mod log;
 mod net;
 mod routes;
 mod state;
+pub mod support;
 mod tls;
 
 pub use content::{fill_seeded, git_blob_sha1, seeded_bytes};

@@ -6,7 +6,7 @@ use std::fmt;
 ///
 /// Regular (git) files are identified by their git blob SHA-1 (40 hex), LFS
 /// and Xet files by the SHA-256 of their content (64 hex). See
-/// `docs/hub-protocol.md` §3.5.
+/// `docs/hub-protocol.md` §4.5.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContentDigest {
     /// SHA-1 over `"blob <len>\0"` followed by the content.

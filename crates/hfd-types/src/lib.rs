@@ -1,7 +1,7 @@
 //! Value types shared by the hfd-rs crates: byte ranges, byte sizes, content
-//! digests and URLs that are safe to print.
+//! digests, URLs that are safe to print, and the retry backoff.
 //!
-//! This crate has no I/O and no async code. It holds only types that more than
+//! This crate has no I/O and no async code (the backoff only computes delays). It holds only types that more than
 //! one crate needs; anything used by a single crate lives in that crate.
 //!
 //! ```
@@ -11,11 +11,13 @@
 //! assert_eq!("1M".parse::<ByteSize>().unwrap().bytes(), 1 << 20);
 //! ```
 
+mod backoff;
 mod digest;
 mod range;
 mod redact;
 mod size;
 
+pub use backoff::{Backoff, Jitter};
 pub use digest::{ContentDigest, DigestParseError};
 pub use range::ByteRange;
 pub use redact::RedactedUrl;

@@ -84,8 +84,8 @@ pub async fn bench_target(
         Some(p) => Selection::all().paths([p]),
         None => Selection::all(),
     };
-    let plan = hub.plan(repo, revision, &selection).await?;
-    let file = plan
+    let pinned = hub.plan(repo, revision, &selection).await?;
+    let file = pinned
         .files
         .iter()
         .max_by_key(|f| f.size)
@@ -93,7 +93,7 @@ pub async fn bench_target(
         .ok_or_else(|| Error::Unsupported {
             what: "benchmarking an empty repository".to_owned(),
         })?;
-    Ok((plan.commit, file))
+    Ok((pinned.commit, file))
 }
 
 /// Measures `endpoint` at `connections` connections, with a fresh

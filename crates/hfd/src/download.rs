@@ -10,14 +10,13 @@ use hfd_engine::{Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutco
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
-use crate::cache::CacheRepo;
 use crate::error::{Error, Result};
 use crate::layer::Layered;
-use crate::layout::LocalDir;
+use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
 use crate::meter::{LiveStats, Meter};
+use crate::publisher::{Publication, PublicationInput, blocking};
 use crate::source::HubSource;
-use crate::target::{Publication, PublicationInput, Target, finish_target};
 
 /// What to download and where.
 #[derive(Debug, Clone)]
@@ -29,46 +28,25 @@ pub struct DownloadRequest {
     pub revision: Revision,
     /// Which files.
     pub selection: Selection,
-    /// Target folder.
-    pub local_dir: PathBuf,
-    /// When set, write the Hugging Face cache layout under this root (the
-    /// `HF_HUB_CACHE` folder) instead of a plain folder at `local_dir`.
-    pub cache_dir: Option<PathBuf>,
-    /// In the cache, make snapshot entries relative symlinks to the blobs
-    /// (`true`) or copies (`false`, what `HF_HUB_DISABLE_SYMLINKS=1` asks).
-    /// Symlinks are also turned off when the filesystem refuses them.
-    /// Default: true.
-    pub cache_symlinks: bool,
-    /// Fetch files again even when they are up to date.
-    pub force: bool,
+    /// Where the files go: a plain folder or the hub cache, with its
+    /// options.
+    pub layout: OutputLayout,
+    /// Whether files already up to date are fetched again (`--force`).
+    pub fetch_policy: FetchPolicy,
 }
 
 impl DownloadRequest {
-    /// Every file of `repo` at `revision` into `local_dir`.
+    /// Every file of `repo` at `revision` into the plain folder
+    /// `local_dir` (set [`Self::layout`] for the hub cache).
     pub fn new(repo: RepoRef, revision: Revision, local_dir: impl Into<PathBuf>) -> Self {
         Self {
             repo,
             revision,
             selection: Selection::all(),
-            local_dir: local_dir.into(),
-            cache_dir: None,
-            cache_symlinks: true,
-            force: false,
+            layout: OutputLayout::LocalDir(local_dir.into()),
+            fetch_policy: FetchPolicy::SkipUpToDate,
         }
     }
-}
-
-/// What happens to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileAction {
-    /// Not present locally: fetch.
-    New,
-    /// Present but with another etag or size (or unknown): fetch again.
-    Changed,
-    /// Present with the same etag and size: no transfer. (In the cache this
-    /// includes a file whose blob another revision already holds; the run
-    /// only links it into the snapshot.)
-    UpToDate,
 }
 
 /// One file of a plan.
@@ -84,17 +62,18 @@ pub struct PlannedFile {
 /// needs. Building it costs the revision and listing requests only.
 #[derive(Debug, Clone)]
 pub struct DownloadPlan {
-    /// The hub side of the plan.
-    pub repo: RepoPlan,
+    /// The revision pinned to its commit, and the listed files (what the
+    /// hub answered).
+    pub pinned: RepoPlan,
     /// Per-file actions, in listing order.
     pub files: Vec<PlannedFile>,
     /// Where the files appear: the local dir, or the cache's
     /// `snapshots/<commit>` folder.
     pub local_dir: PathBuf,
-    /// The target layout.
-    pub target: Target,
-    /// Whether up-to-date checks were skipped (`--force`).
-    pub force: bool,
+    /// The layout the files are written in.
+    pub layout: Arc<dyn Layout>,
+    /// Whether up-to-date files are fetched again (`--force`).
+    pub fetch_policy: FetchPolicy,
     /// Whether `files` is the complete, unfiltered listing of the commit
     /// (only then is `trees/<commit>.json` written).
     pub listing_complete: bool,
@@ -113,7 +92,7 @@ impl DownloadPlan {
     pub fn bytes_to_fetch(&self) -> u64 {
         let mut seen = std::collections::HashSet::new();
         self.to_fetch()
-            .filter(|f| !self.target.shares_content() || seen.insert(f.remote.etag()))
+            .filter(|f| !self.layout.shares_content() || seen.insert(f.remote.etag()))
             .map(|f| f.remote.size)
             .sum()
     }
@@ -185,49 +164,39 @@ impl Downloader {
     /// with what the target (local dir or cache) already holds. Costs the
     /// revision and listing requests only. The only write: a local file
     /// without metadata whose hash matches the hub's gets its metadata
-    /// (see `LocalDir::classify`).
+    /// (see [`LocalDir::classify`](crate::LocalDir::classify)).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
-        let repo = self
+        let pinned = self
             .hub
             .plan(&request.repo, &request.revision, &request.selection)
             .await?;
-        let target = match &request.cache_dir {
-            Some(root) => Target::Cache(
-                CacheRepo::new(root, &request.repo).with_symlinks(request.cache_symlinks),
-            ),
-            None => Target::LocalDir(LocalDir::new(&request.local_dir)),
-        };
-        let (files, repo, target) = {
-            let force = request.force;
-            let result = tokio::task::spawn_blocking(move || {
-                let files = repo
-                    .files
-                    .iter()
-                    .map(|remote| {
-                        // Fails early, before any byte moves, on a path that
-                        // would escape the target.
-                        let action = target.classify(&repo.commit, remote, force)?;
-                        Ok(PlannedFile {
-                            remote: remote.clone(),
-                            action,
-                        })
+        let layout = request.layout.open(&request.repo);
+        let fetch_policy = request.fetch_policy;
+        let (files, pinned, layout) = blocking(move || {
+            let files = pinned
+                .files
+                .iter()
+                .map(|remote| {
+                    // Fails early, before any byte moves, on a path that
+                    // would escape the target.
+                    let action = layout.classify(&pinned.commit, remote, fetch_policy)?;
+                    Ok(PlannedFile {
+                        remote: remote.clone(),
+                        action,
                     })
-                    .collect::<Result<Vec<_>>>();
-                (files, repo, target)
-            })
-            .await;
-            match result {
-                Ok((files, repo, target)) => (files?, repo, target),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        };
-        let listing_complete = request.selection.is_all() && repo.files.len() == repo.listed_files;
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((files, pinned, layout))
+        })
+        .await?;
+        let listing_complete =
+            request.selection.is_all() && pinned.files.len() == pinned.listed_files;
         Ok(DownloadPlan {
-            local_dir: target.files_dir(&repo.commit),
-            repo,
+            local_dir: layout.files_dir(&pinned.commit),
+            pinned,
             files,
-            target,
-            force: request.force,
+            layout,
+            fetch_policy,
             listing_complete,
         })
     }
@@ -248,9 +217,9 @@ impl Downloader {
         let files: Vec<RemoteFile> = fetch.iter().map(|f| f.remote.clone()).collect();
         let (publication, jobs, reporter) = Publication::start(
             PublicationInput {
-                target: plan.target.clone(),
-                commit: plan.repo.commit.clone(),
-                force: plan.force,
+                layout: Arc::clone(&plan.layout),
+                commit: plan.pinned.commit.clone(),
+                fetch_policy: plan.fetch_policy,
                 fetch: files.clone(),
                 up_to_date: plan
                     .files
@@ -258,7 +227,7 @@ impl Downloader {
                     .filter(|f| f.action == FileAction::UpToDate)
                     .map(|f| f.remote.clone())
                     .collect(),
-                listing: plan.listing_complete.then(|| plan.repo.files.clone()),
+                listing: plan.listing_complete.then(|| plan.pinned.files.clone()),
             },
             reporter,
         )
@@ -270,8 +239,8 @@ impl Downloader {
         let source = Arc::new(HubSource::new(
             self.hub.clone(),
             self.http.clone(),
-            plan.repo.repo.clone(),
-            plan.repo.commit.clone(),
+            plan.pinned.repo.clone(),
+            plan.pinned.commit.clone(),
             files,
         ));
         let started = Instant::now();
@@ -294,7 +263,7 @@ impl Downloader {
         };
         // Publishes what the engine finished (waiting for locks other
         // processes hold); reported after the engine's own failures.
-        let target = publication.target().clone();
+        let layout = publication.layout();
         let published = publication.finish(&cancel).await;
         let mut report = DownloadReport {
             files_skipped: plan.files.len() - fetch.len(),
@@ -302,7 +271,7 @@ impl Downloader {
             requests: summary.requests,
             resolves: source.resolves(),
             retries: summary.retries,
-            plan_requests: plan.repo.requests,
+            plan_requests: plan.pinned.requests,
             elapsed: started.elapsed(),
             ..DownloadReport::default()
         };
@@ -335,7 +304,8 @@ impl Downloader {
             return Err(Error::Cancelled);
         }
         report.files_done += published?;
-        finish_target(target, plan.repo.revision.clone(), plan.repo.commit.clone()).await?;
+        let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
+        blocking(move || layout.finish(&revision, &commit)).await?;
         Ok(report)
     }
 }
@@ -358,8 +328,8 @@ fn with_identities(
                 return job;
             }
             job.with_identity(FileIdentity::new(
-                plan.repo.repo.to_string(),
-                plan.repo.commit.as_str(),
+                plan.pinned.repo.to_string(),
+                plan.pinned.commit.as_str(),
                 file.path.clone(),
                 file.size,
                 file.etag(),

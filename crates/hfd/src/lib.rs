@@ -8,8 +8,10 @@
 //! file once and reuses its URL for every range, then publishes each file in
 //! the layout huggingface_hub reads: a plain folder with its per-file
 //! metadata ([`LocalDir`]), or the hub cache with blobs, snapshot symlinks
-//! and refs ([`CacheRepo`]), under the same locks huggingface_hub takes
-//! ([`Target`]). A rerun is a sync: files whose etag and size match are
+//! and refs ([`CacheRepo`]), both behind the [`Layout`] trait, under the
+//! same locks huggingface_hub takes. With several endpoints, [`FailOver`]
+//! runs the download on each in turn while the failure is one another
+//! endpoint may not have. A rerun is a sync: files whose etag and size match are
 //! skipped without any request beyond the listing.
 //!
 //! ```no_run
@@ -36,26 +38,25 @@
 #![warn(missing_docs)]
 
 pub mod bench;
-mod cache;
 mod download;
 mod error;
+mod fail_over;
 mod layer;
-mod layout;
+pub mod layout;
 mod limit;
-mod lock;
 mod meter;
+mod publisher;
 mod source;
-mod target;
 pub mod verify;
 
-pub use cache::CacheRepo;
-pub use download::{
-    DownloadPlan, DownloadReport, DownloadRequest, Downloader, FileAction, PlannedFile,
-};
+pub use download::{DownloadPlan, DownloadReport, DownloadRequest, Downloader, PlannedFile};
 pub use error::{Error, ErrorKind, Result};
-pub use layout::{LocalDir, LocalMetadata, Publish};
+pub use fail_over::{FailOver, FailingOver};
+pub use layout::{
+    CacheRepo, FetchPolicy, FileAction, Layout, LocalDir, LocalMetadata, OutputLayout, Publish,
+    SnapshotEntries,
+};
 pub use meter::LiveStats;
-pub use target::Target;
 
 pub use hfd_engine;
 pub use hfd_http;

@@ -126,14 +126,14 @@ impl HubSource {
         }
     }
 
-    /// The file's URL, resolving it if needed. With `want_body`, a file not
-    /// yet resolved is opened with a GET, and when the hub serves the
-    /// content itself (regular files) its body comes back too: one request
-    /// instead of a HEAD and a GET.
+    /// The file's URL, resolving it if needed. With [`Resolve::Open`], a
+    /// file not yet resolved is opened with a GET, and when the hub serves
+    /// the content itself (regular files) its body comes back too: one
+    /// request instead of a HEAD and a GET.
     async fn location(
         &self,
         key: FileKey,
-        want_body: bool,
+        how: Resolve,
     ) -> Result<(Arc<ResolvedFile>, Option<Body>), SourceError> {
         let (file, slot) = self.file(key)?;
         let mut slot = slot.lock().await;
@@ -141,7 +141,7 @@ impl HubSource {
             return Ok((Arc::clone(resolved), None));
         }
         self.resolves.fetch_add(1, Ordering::Relaxed);
-        let (resolved, body) = if want_body {
+        let (resolved, body) = if how == Resolve::Open {
             let opened = self
                 .hub
                 .open(&self.repo, &self.commit, file)
@@ -236,7 +236,12 @@ impl HubSource {
         // fetches them. LFS files redirect to a CDN, and the 302 to a GET
         // carries a body that would cost its HTTP/1.1 connection; a HEAD
         // resolves them without one.
-        let (resolved, body) = self.location(key, whole && !file.is_lfs()).await?;
+        let how = if whole && !file.is_lfs() {
+            Resolve::Open
+        } else {
+            Resolve::Head
+        };
+        let (resolved, body) = self.location(key, how).await?;
         if let Some(body) = body {
             // The hub answered the GET with the whole file (200).
             return Ok(stream(body));
@@ -378,4 +383,13 @@ fn hub_error(e: hfd_hub::Error) -> SourceError {
     } else {
         SourceError::fatal(e)
     }
+}
+
+/// How a file not yet resolved is resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resolve {
+    /// A HEAD: the URL only.
+    Head,
+    /// A GET: the URL, and the body when the hub serves the file itself.
+    Open,
 }

@@ -180,8 +180,8 @@ async fn hub_listing(
         what: format!("verifying against a recorded commit that is not a commit id ({commit})"),
     })?;
     let revision = Revision::new(commit.as_str())?;
-    let plan = hub.plan(repo, &revision, &Selection::all()).await?;
-    Ok(plan
+    let pinned = hub.plan(repo, &revision, &Selection::all()).await?;
+    Ok(pinned
         .files
         .into_iter()
         .map(|f| (f.path.clone(), (f.expected_digest(), f.size)))

@@ -26,8 +26,8 @@ fn config(x: usize, min_split: u64) -> EngineConfig {
     c.max_connections = nz(x);
     c.min_split_size = ByteSize::new(min_split);
     c.write_batch = ByteSize::kib(64);
-    c.retry.base = Duration::from_millis(100);
-    c.retry.cap = Duration::from_secs(1);
+    c.retry.base_delay = Duration::from_millis(100);
+    c.retry.max_delay = Duration::from_secs(1);
     c
 }
 
@@ -487,7 +487,7 @@ async fn retries_run_out_with_a_clear_error() {
         matches!(err, Error::RetriesExhausted { attempts: 5, .. }),
         "{err:?}"
     );
-    // max_attempts (5) consecutive failures: the first request + 5 retries.
+    // max_retries (5) consecutive failures: the first request + 5 retries.
     assert_eq!(source.requests().len(), 6);
     assert!(setup.partial_path(FileKey(0)).exists());
 }

@@ -1,11 +1,6 @@
 //! Integration tests of the transport against an in-test hyper server and
 //! real proxy servers (tinyproxy, microsocks) started by the tests.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "tests read CI and PATH and poll child processes"
-)]
-
 mod hostile;
 mod pool;
 mod proxy;

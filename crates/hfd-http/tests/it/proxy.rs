@@ -12,154 +12,40 @@
 //! set, where it fails.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
 use hfd_http::{Error, NoProxy, Protocol, ProxyConfig, ProxyUrl, RequestBody};
+use hfd_testkit::support::{Microsocks, ProxyProcess, Tinyproxy, free_port};
 use http::{Request, StatusCode};
 
 use crate::server::{TestCerts, TestServer, Tls, content};
 use crate::{client, config, get};
 
-const SOCKS_BIND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-const HTTP_PROXY_BIND: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+const SOCKS_BIND: IpAddr = IpAddr::V4(SOCKS_BIND_V4);
+const HTTP_PROXY_BIND: IpAddr = IpAddr::V4(HTTP_PROXY_BIND_V4);
 const DIRECT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The binary, or `None` after printing why the test is skipped; panics in CI.
-fn require(name: &str, package: &str) -> Option<PathBuf> {
-    let found = find_binary(name);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is required in CI: install the Debian package `{package}`"
-        );
-        eprintln!(
-            "SKIPPED: `{name}` not found; install the Debian package `{package}` to run this test"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A proxy process, killed when dropped.
-struct ProxyProcess {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    fn spawn(mut command: Command, port: u16, log: PathBuf, dir: tempfile::TempDir) -> Self {
-        let out = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        let mut proxy = Self {
-            child,
-            port,
-            log,
-            dir,
-        };
-        proxy.wait_listening();
-        proxy
-    }
-
-    /// Bounded wait until the port accepts connections.
-    fn wait_listening(&mut self) {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let out = std::fs::read_to_string(self.dir.path().join("stdout.log"));
-                panic!("proxy exited early ({status}): {out:?} {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("proxy did not start listening on {}", self.port);
-    }
-
-    /// Stops the proxy and returns its log (read after exit, so complete).
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log_text()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+const SOCKS_BIND_V4: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const HTTP_PROXY_BIND_V4: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 /// microsocks on a free port, outgoing from 127.0.0.3.
 fn microsocks(credentials: Option<(&str, &str)>) -> Option<ProxyProcess> {
-    let bin = require("microsocks", "microsocks")?;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut command = Command::new(bin);
-    command.args([
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-b",
-        "127.0.0.3",
-    ]);
-    if let Some((user, pass)) = credentials {
-        command.args(["-u", user, "-P", pass]);
+    Microsocks {
+        credentials,
+        bind: Some(SOCKS_BIND_V4),
     }
-    let log = dir.path().join("stdout.log");
-    Some(ProxyProcess::spawn(command, port, log, dir))
+    .start()
 }
 
 /// tinyproxy on a free port, outgoing from 127.0.0.4, with basic auth.
 fn tinyproxy(user: &str, pass: &str) -> Option<ProxyProcess> {
-    let bin = require("tinyproxy", "tinyproxy")?;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let log = dir.path().join("tinyproxy.log");
-    let conf = dir.path().join("tinyproxy.conf");
-    let pid = dir.path().join("tinyproxy.pid");
-    std::fs::write(
-        &conf,
-        format!(
-            "Port {port}\nListen 127.0.0.1\nBind 127.0.0.4\nTimeout 30\nMaxClients 50\n\
-             LogFile \"{}\"\nPidFile \"{}\"\nLogLevel Connect\nBasicAuth {user} {pass}\n",
-            log.display(),
-            pid.display()
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(bin);
-    command.arg("-d").arg("-c").arg(&conf);
-    Some(ProxyProcess::spawn(command, port, log, dir))
+    Tinyproxy {
+        user,
+        pass,
+        bind: Some(HTTP_PROXY_BIND_V4),
+        max_clients: 50,
+    }
+    .start()
 }
 
 fn proxied_client(proxy: &str, extra_ca: Option<&Path>) -> hfd_http::HttpClient {

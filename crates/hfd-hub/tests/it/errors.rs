@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use hfd_hub::{
-    Commit, Error, HubErrorKind, RemoteFile, RepoType, RetryPolicy, Revision, Selection,
+    Commit, Error, HubClient, HubErrorKind, MetadataRetry, RemoteFile, RepoRef, RepoType, Revision,
 };
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture};
 use hfd_types::ContentDigest;
 
 use crate::raw::{RawAnswer, RawServer};
-use crate::support::{client, client_with, hub_client, repo};
+use crate::support::{client, client_with, hub_client, plan_all, repo};
 
 const SHA1: &str = "b45ef6fec89518d314f546fd6c3025367b721684";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -25,6 +25,28 @@ async fn fake_hub() -> FakeHub {
         .unwrap()
 }
 
+/// The repo every raw-server test asks for.
+fn model() -> RepoRef {
+    repo("org/m", RepoType::Model)
+}
+
+fn commit() -> Commit {
+    Commit::parse(COMMIT).unwrap()
+}
+
+/// The error `client` gives when pinning `main` of `org/m`.
+async fn pin_err(client: &HubClient) -> Error {
+    client
+        .pin_revision(&model(), &Revision::default())
+        .await
+        .unwrap_err()
+}
+
+/// The error `client` gives when listing `org/m` at [`COMMIT`].
+async fn list_err(client: &HubClient) -> Error {
+    client.list_files(&model(), &commit()).await.unwrap_err()
+}
+
 fn regular(path: &str) -> RemoteFile {
     RemoteFile {
         path: path.to_owned(),
@@ -35,33 +57,53 @@ fn regular(path: &str) -> RemoteFile {
     }
 }
 
+/// One failing `pin_revision` against the fake hub: who asks, for what, and what the error
+/// must be and say.
+struct PinCase {
+    case: &'static str,
+    token: Option<&'static str>,
+    repo: (&'static str, RepoType),
+    revision: &'static str,
+    kind: HubErrorKind,
+    says: &'static [&'static str],
+}
+
 #[tokio::test]
-async fn repo_not_found_anonymous_and_with_token() {
+async fn pin_revision_errors_name_their_cause() {
     let hub = fake_hub().await;
-    let r = repo("org/nope", RepoType::Model);
-    let err = hub_client(&hub, None)
-        .pin_revision(&r, &Revision::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::NotFound);
-    assert!(err.to_string().contains("org/nope"), "{err}");
-    assert!(err.to_string().contains("needs a token"), "{err}");
-    assert!(
-        err.request_id().is_some(),
-        "the fake hub sends X-Request-Id"
-    );
-    let err = hub_client(&hub, Some("hf_good"))
-        .pin_revision(&r, &Revision::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::NotFound);
-    // A dataset id that exists only as a model.
-    let err = hub_client(&hub, None)
-        .pin_revision(&repo("org/m", RepoType::Dataset), &Revision::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::NotFound);
-    assert!(err.to_string().contains("datasets/org/m"), "{err}");
+    #[rustfmt::skip]
+    let cases = [
+        PinCase { case: "unknown repo, anonymous", token: None, repo: ("org/nope", RepoType::Model), revision: "main", kind: HubErrorKind::NotFound, says: &["org/nope", "needs a token"] },
+        PinCase { case: "unknown repo, with a token", token: Some("hf_good"), repo: ("org/nope", RepoType::Model), revision: "main", kind: HubErrorKind::NotFound, says: &[] },
+        PinCase { case: "a dataset id that exists only as a model", token: None, repo: ("org/m", RepoType::Dataset), revision: "main", kind: HubErrorKind::NotFound, says: &["datasets/org/m"] },
+        PinCase { case: "invalid token", token: Some("hf_wrong"), repo: ("org/m", RepoType::Model), revision: "main", kind: HubErrorKind::InvalidToken, says: &[] },
+        PinCase { case: "unknown revision", token: None, repo: ("org/m", RepoType::Model), revision: "no/such-branch", kind: HubErrorKind::RevisionNotFound, says: &["no/such-branch"] },
+    ];
+    for c in &cases {
+        let (id, repo_type) = c.repo;
+        let err = hub_client(&hub, c.token)
+            .pin_revision(&repo(id, repo_type), &Revision::new(c.revision).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), c.kind, "{}: {err}", c.case);
+        for part in c.says {
+            assert!(
+                err.to_string().contains(part),
+                "{}: {part:?} in {err}",
+                c.case
+            );
+        }
+        if c.case == "unknown repo, anonymous" {
+            assert!(
+                err.request_id().is_some(),
+                "the fake hub sends X-Request-Id"
+            );
+        }
+        if let Some(token) = c.token {
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(token), "{}: token leaked: {text}", c.case);
+        }
+    }
 }
 
 #[tokio::test]
@@ -69,10 +111,7 @@ async fn gated_repo_anonymous_and_without_access() {
     let hub = fake_hub().await;
     let r = repo("org/gated", RepoType::Model);
     let owner = hub_client(&hub, Some("hf_good"));
-    let plan = owner
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&owner, &r).await;
     let file = &plan.files[0];
     owner.resolve(&r, &plan.commit, file).await.unwrap();
 
@@ -92,32 +131,6 @@ async fn gated_repo_anonymous_and_without_access() {
         .unwrap_err();
     assert_eq!(err.kind(), HubErrorKind::Gated);
     assert!(err.to_string().contains("not been granted"), "{err}");
-}
-
-#[tokio::test]
-async fn invalid_token() {
-    let hub = fake_hub().await;
-    let err = hub_client(&hub, Some("hf_wrong"))
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::InvalidToken);
-    let text = format!("{err} {err:?}");
-    assert!(!text.contains("hf_wrong"), "{text}");
-}
-
-#[tokio::test]
-async fn revision_not_found() {
-    let hub = fake_hub().await;
-    let err = hub_client(&hub, None)
-        .pin_revision(
-            &repo("org/m", RepoType::Model),
-            &Revision::new("no/such-branch").unwrap(),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::RevisionNotFound);
-    assert!(err.to_string().contains("no/such-branch"), "{err}");
 }
 
 #[tokio::test]
@@ -143,10 +156,7 @@ async fn rate_limited_reports_the_wait() {
         })
         .on(FaultTarget::Api),
     );
-    let err = hub_client(&hub, None)
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
+    let err = pin_err(&hub_client(&hub, None)).await;
     assert_eq!(
         err.kind(),
         HubErrorKind::RateLimited {
@@ -163,14 +173,11 @@ async fn rate_limited_reports_the_wait() {
     );
     let before = hub.log().entries().len();
     let patient = client_with(hub.endpoint(), None, |c| {
-        let mut retry = RetryPolicy::default();
+        let mut retry = MetadataRetry::default();
         retry.max_wait = Duration::from_secs(30);
         c.retry = retry;
     });
-    let err = patient
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
+    let err = pin_err(&patient).await;
     assert!(matches!(err.kind(), HubErrorKind::RateLimited { .. }));
     assert_eq!(hub.log().entries().len(), before + 1);
 }
@@ -184,7 +191,7 @@ async fn server_errors_are_retried() {
             .times(2),
     );
     let client = client_with(hub.endpoint(), None, |c| {
-        let mut retry = RetryPolicy::default();
+        let mut retry = MetadataRetry::default();
         retry.base_delay = Duration::from_millis(10);
         retry.max_delay = Duration::from_millis(20);
         c.retry = retry;
@@ -210,10 +217,7 @@ async fn unreachable_endpoint() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = client(&format!("http://{addr}"), Some("hf_secret"))
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
+    let err = pin_err(&client(&format!("http://{addr}"), Some("hf_secret"))).await;
     assert_eq!(err.kind(), HubErrorKind::Unreachable);
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
     assert!(!format!("{err:?}").contains("hf_secret"));
@@ -235,10 +239,7 @@ async fn malformed_answers() {
     let r = repo("org/m", RepoType::Model);
     let err = c.pin_revision(&r, &Revision::default()).await.unwrap_err();
     assert_eq!(err.kind(), HubErrorKind::Malformed);
-    let err = c
-        .list_files(&r, &Commit::parse(COMMIT).unwrap())
-        .await
-        .unwrap_err();
+    let err = c.list_files(&r, &commit()).await.unwrap_err();
     assert_eq!(err.kind(), HubErrorKind::Malformed);
     // A revision answer with a bad sha.
     let server = RawServer::start(|_, _, _| RawAnswer::new("200 OK", r#"{"sha": "abc"}"#)).await;
@@ -256,13 +257,7 @@ async fn oversized_json_is_refused() {
         RawServer::start(|_, _, _| RawAnswer::new("200 OK", format!("[{}]", " ".repeat(5000))))
             .await;
     let c = client_with(&server.base, None, |c| c.max_json_bytes = 1024);
-    let err = c
-        .list_files(
-            &repo("org/m", RepoType::Model),
-            &Commit::parse(COMMIT).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = list_err(&c).await;
     assert_eq!(err.kind(), HubErrorKind::Malformed);
     assert!(err.to_string().contains("1024"), "{err}");
 }
@@ -285,11 +280,7 @@ async fn a_resolve_answer_without_hub_headers_is_a_quirk_not_an_error() {
     // A header that contradicts the listing is still an error.
     let server = RawServer::start(|_, _, _| RawAnswer::new("200 OK", "hello")).await;
     let err = client(&server.base, None)
-        .resolve(
-            &repo("org/m", RepoType::Model),
-            &Commit::parse(COMMIT).unwrap(),
-            &regular("a.txt"),
-        )
+        .resolve(&model(), &commit(), &regular("a.txt"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Changed { what: "size", .. }), "{err}");
@@ -309,13 +300,7 @@ async fn hostile_listing_paths_are_refused() {
                 {{"type":"file","oid":"{SHA1}","size":1,"path":"{hostile}"}}]"#
         );
         let server = RawServer::start(move |_, _, _| RawAnswer::new("200 OK", body.clone())).await;
-        let err = client(&server.base, None)
-            .list_files(
-                &repo("org/m", RepoType::Model),
-                &Commit::parse(COMMIT).unwrap(),
-            )
-            .await
-            .unwrap_err();
+        let err = list_err(&client(&server.base, None)).await;
         assert_eq!(err.kind(), HubErrorKind::UnsafePath, "{hostile}: {err}");
         // Display shows the path in Debug form (backslashes escaped).
         assert!(err.to_string().contains(hostile), "{err}");
@@ -337,13 +322,7 @@ async fn repeated_page_is_an_incomplete_listing() {
         .header("link", format!("<{next}>; rel=\"next\""))
     })
     .await;
-    let err = client(&server.base, None)
-        .list_files(
-            &repo("org/m", RepoType::Model),
-            &Commit::parse(COMMIT).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = list_err(&client(&server.base, None)).await;
     assert!(matches!(err, Error::IncompleteListing { .. }), "{err}");
     assert!(err.to_string().contains("repeats"), "{err}");
     assert_eq!(server.requests().len(), 2);
@@ -359,13 +338,7 @@ async fn next_link_to_a_foreign_host_is_refused() {
         .header("link", "<http://127.0.0.1:1/steal?cursor=1>; rel=\"next\"")
     })
     .await;
-    let err = client(&server.base, Some("hf_secret"))
-        .list_files(
-            &repo("org/m", RepoType::Model),
-            &Commit::parse(COMMIT).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = list_err(&client(&server.base, Some("hf_secret"))).await;
     assert!(matches!(err, Error::IncompleteListing { .. }), "{err}");
     assert_eq!(server.requests().len(), 1);
 }
@@ -376,10 +349,7 @@ async fn redirect_loop_and_off_hub_api_redirect() {
         RawAnswer::new("307 Temporary Redirect", "").header("location", format!("{target}x"))
     })
     .await;
-    let err = client(&looping.base, None)
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
+    let err = pin_err(&client(&looping.base, None)).await;
     assert!(
         matches!(err, Error::TooManyRedirects { hops: 10, .. }),
         "{err}"
@@ -390,10 +360,7 @@ async fn redirect_loop_and_off_hub_api_redirect() {
         RawAnswer::new("302 Found", "").header("location", "http://127.0.0.1:1/api/x")
     })
     .await;
-    let err = client(&elsewhere.base, Some("hf_secret"))
-        .pin_revision(&repo("org/m", RepoType::Model), &Revision::default())
-        .await
-        .unwrap_err();
+    let err = pin_err(&client(&elsewhere.base, Some("hf_secret"))).await;
     assert!(matches!(err, Error::OffHubRedirect { .. }), "{err}");
 }
 
@@ -425,11 +392,7 @@ async fn cross_host_redirect_stops_and_drops_the_token() {
     .await;
     let c = client(&hub.base, Some("hf_secret"));
     let resolved = c
-        .resolve(
-            &repo("org/m", RepoType::Model),
-            &Commit::parse(COMMIT).unwrap(),
-            &regular("a.txt"),
-        )
+        .resolve(&model(), &commit(), &regular("a.txt"))
         .await
         .unwrap();
     assert!(resolved.is_cdn && !resolved.send_token);
@@ -460,7 +423,7 @@ async fn a_refused_first_connection_is_not_retried() {
     let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
     let c = client_with(&endpoint, None, |c| {
-        c.retry = RetryPolicy::default();
+        c.retry = MetadataRetry::default();
         c.retry.base_delay = Duration::from_millis(1);
     });
     let err = c

@@ -3,7 +3,7 @@
 use hfd_hub::{Commit, HubErrorKind, RemoteFile, RepoType, Revision, Selection};
 use hfd_testkit::{CommitChange, FakeHub, FileInfo, RepoFixture, Route, Transport};
 
-use crate::support::{hub_client, repo};
+use crate::support::{hub_client, plan_all, repo, serve};
 
 fn assert_same_files(listed: &[RemoteFile], expected: &[FileInfo]) {
     let mut listed: Vec<&RemoteFile> = listed.iter().collect();
@@ -27,17 +27,10 @@ fn assert_same_files(listed: &[RemoteFile], expected: &[FileInfo]) {
 
 #[tokio::test]
 async fn paginates_over_2500_files() {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_dataset("org/big", 2500, 11))
-        .start()
-        .await
-        .unwrap();
+    let hub = serve(RepoFixture::synthetic_dataset("org/big", 2500, 11)).await;
     let client = hub_client(&hub, None);
     let r = repo("org/big", RepoType::Dataset);
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     assert_eq!(plan.commit.as_str(), hub.commit("org/big", "main").unwrap());
     assert_eq!(plan.files.len(), 2500);
     assert_eq!(plan.listed_files, 2500);
@@ -110,10 +103,7 @@ async fn all_three_repo_types() {
     ] {
         hub.log().clear();
         let r = repo(id, t);
-        let plan = client
-            .plan(&r, &Revision::default(), &Selection::all())
-            .await
-            .unwrap();
+        let plan = plan_all(&client, &r).await;
         assert_same_files(&plan.files, &hub.files(id));
         let paths: Vec<String> = hub.log().entries().into_iter().map(|e| e.path).collect();
         assert!(
@@ -151,11 +141,7 @@ async fn all_three_repo_types() {
 
 #[tokio::test]
 async fn revisions_are_encoded_and_pinned() {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_model("org/m", 1000, 5))
-        .start()
-        .await
-        .unwrap();
+    let hub = serve(RepoFixture::synthetic_model("org/m", 1000, 5)).await;
     let client = hub_client(&hub, None);
     let r = repo("org/m", RepoType::Model);
     for rev in ["refs/pr/1", "v1.0", "main"] {
@@ -201,11 +187,7 @@ async fn revisions_are_encoded_and_pinned() {
 
 #[tokio::test]
 async fn selection_applies_globs_and_paths() {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_dataset("org/data", 40, 9))
-        .start()
-        .await
-        .unwrap();
+    let hub = serve(RepoFixture::synthetic_dataset("org/data", 40, 9)).await;
     let client = hub_client(&hub, None);
     let r = repo("org/data", RepoType::Dataset);
     let sel = Selection::all()
@@ -252,10 +234,7 @@ async fn works_over_h2c_and_tls() {
             .unwrap();
         let client = hub_client(&hub, None);
         let r = repo("org/m", RepoType::Model);
-        let plan = client
-            .plan(&r, &Revision::default(), &Selection::all())
-            .await
-            .unwrap();
+        let plan = plan_all(&client, &r).await;
         assert_same_files(&plan.files, &hub.files("org/m"));
         for f in &plan.files {
             let resolved = client.resolve(&r, &plan.commit, f).await.unwrap();

@@ -1,10 +1,10 @@
 //! Resolving files: redirects, CDN URLs, tokens, odd names.
 
-use hfd_hub::{RemoteFile, RepoType, Revision, Selection};
+use hfd_hub::{RemoteFile, RepoType, Revision};
 use hfd_testkit::{FakeHub, Origin, RepoFixture, Route};
 use hfd_types::ByteRange;
 
-use crate::support::{client_with, hub_client, repo};
+use crate::support::{client_with, hub_client, plan_all, repo, serve};
 
 async fn read_all(mut body: hfd_http::Body) -> Vec<u8> {
     let mut out = Vec::new();
@@ -30,10 +30,7 @@ async fn token_never_reaches_the_cdn() {
     let client = hub_client(&hub, Some("hf_good"));
     let http = crate::support::http();
     let r = repo("org/gated", RepoType::Model);
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     let mut lfs = 0;
     for file in &plan.files {
         let expected = hub.file_bytes("org/gated", &file.path).unwrap();
@@ -73,17 +70,10 @@ async fn token_never_reaches_the_cdn() {
 
 #[tokio::test]
 async fn one_request_per_lfs_resolve_and_relative_redirects_followed() {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_model("org/m", 5000, 2))
-        .start()
-        .await
-        .unwrap();
+    let hub = serve(RepoFixture::synthetic_model("org/m", 5000, 2)).await;
     let client = hub_client(&hub, None);
     let r = repo("org/m", RepoType::Model);
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     for file in &plan.files {
         hub.log().clear();
         let resolved = client.resolve(&r, &plan.commit, file).await.unwrap();
@@ -113,17 +103,10 @@ async fn one_request_per_lfs_resolve_and_relative_redirects_followed() {
 
 #[tokio::test]
 async fn odd_file_names_round_trip() {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_dataset("org/odd", 8, 21))
-        .start()
-        .await
-        .unwrap();
+    let hub = serve(RepoFixture::synthetic_dataset("org/odd", 8, 21)).await;
     let client = hub_client(&hub, None);
     let r = repo("org/odd", RepoType::Dataset);
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     let names: Vec<&str> = plan.files.iter().map(|f| f.path.as_str()).collect();
     for odd in [
         "odd names/my file+1#?.txt",
@@ -192,10 +175,7 @@ async fn private_repo_files_are_served_directly_with_the_token() {
         .unwrap();
     let r = repo("org/private", RepoType::Model);
     let client = hub_client(&hub, Some("hf_good"));
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     let config: &RemoteFile = plan.files.iter().find(|f| f.path == "config.json").unwrap();
     let resolved = client.resolve(&r, &plan.commit, config).await.unwrap();
     assert_eq!(
@@ -230,10 +210,7 @@ async fn token_withheld_from_a_mirror_when_not_allowed() {
         c.send_token_to_endpoint = false;
     });
     let r = repo("org/m", RepoType::Model);
-    let plan = client
-        .plan(&r, &Revision::default(), &Selection::all())
-        .await
-        .unwrap();
+    let plan = plan_all(&client, &r).await;
     for f in &plan.files {
         client.resolve(&r, &plan.commit, f).await.unwrap();
     }

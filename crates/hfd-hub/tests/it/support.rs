@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 use hfd_http::{HttpClient, HttpConfig};
-use hfd_hub::{Endpoint, HubClient, HubConfig, RepoId, RepoRef, RepoType, RetryPolicy, Token};
-use hfd_testkit::FakeHub;
+use hfd_hub::{
+    Endpoint, HubClient, HubConfig, MetadataRetry, RepoId, RepoPlan, RepoRef, RepoType, Revision,
+    Selection, Token,
+};
+use hfd_testkit::{FakeHub, RepoFixture};
 
 /// A client for `endpoint` with no retries (errors surface at once).
 pub(crate) fn client(endpoint: &str, token: Option<&str>) -> HubClient {
@@ -20,7 +23,7 @@ pub(crate) fn client_with(
     let mut config = HubConfig::default();
     config.endpoint = Endpoint::parse(endpoint).unwrap();
     config.token = token.map(|t| Token::new(t).unwrap());
-    config.retry = RetryPolicy::none();
+    config.retry = MetadataRetry::none();
     tweak(&mut config);
     HubClient::new(config, http())
 }
@@ -46,10 +49,23 @@ pub(crate) fn hub_client(hub: &FakeHub, token: Option<&str>) -> HubClient {
     let mut config = HubConfig::default();
     config.endpoint = Endpoint::parse(hub.endpoint()).unwrap();
     config.token = token.map(|t| Token::new(t).unwrap());
-    config.retry = RetryPolicy::none();
+    config.retry = MetadataRetry::none();
     HubClient::new(config, HttpClient::new(http_config).unwrap())
 }
 
 pub(crate) fn repo(id: &str, repo_type: RepoType) -> RepoRef {
     RepoRef::new(RepoId::new(id).unwrap(), repo_type)
+}
+
+/// Everything at `main`: what most tests plan.
+pub(crate) async fn plan_all(client: &HubClient, repo: &RepoRef) -> RepoPlan {
+    client
+        .plan(repo, &Revision::default(), &Selection::all())
+        .await
+        .unwrap()
+}
+
+/// A fake hub serving one repo.
+pub(crate) async fn serve(fixture: RepoFixture) -> FakeHub {
+    FakeHub::builder().repo(fixture).start().await.unwrap()
 }

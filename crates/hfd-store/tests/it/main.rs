@@ -2,3 +2,5 @@
 
 mod journal;
 mod partial;
+#[cfg(unix)]
+mod target_dir;

@@ -236,3 +236,23 @@ pub(crate) async fn get(
         .send(method, path, headers)
         .await
 }
+
+/// [`get`] on the hub listener.
+pub(crate) async fn at_hub(
+    hub: &FakeHub,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    get(hub, Origin::Hub, method, path, headers).await
+}
+
+/// [`get`] on the CDN listener.
+pub(crate) async fn at_cdn(
+    hub: &FakeHub,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    get(hub, Origin::Cdn, method, path, headers).await
+}

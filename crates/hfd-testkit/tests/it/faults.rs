@@ -6,7 +6,7 @@ use futures::StreamExt as _;
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, Origin};
 use http_body_util::BodyExt as _;
 
-use crate::client::{Conn, Proto, get, read_all, split_url};
+use crate::client::{Conn, Proto, at_cdn, at_hub, get, read_all, split_url};
 use crate::hub;
 
 /// CDN path of `org/model`'s `model.safetensors` (fresh signature).
@@ -50,7 +50,7 @@ async fn reset_after_bytes_resets_the_connection_once() {
     assert!(stats.reset);
     // The connection is gone; a new one gets the whole file (the fault was used up).
     assert!(c.start("GET", &path, &[], "").await.is_err());
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[]).await;
+    let r = at_cdn(&hub, "GET", &path, &[]).await;
     assert!(r.body_error.is_none() && r.body == lfs(&hub));
     assert_eq!(hub.faults().pending(), 0);
 }
@@ -118,14 +118,7 @@ async fn status_and_rate_limit_faults_replace_answers_n_times() {
             .times(2),
     );
     for expected in [503, 503, 307] {
-        let r = get(
-            &hub,
-            Origin::Hub,
-            "HEAD",
-            "/org/model/resolve/main/config.json",
-            &[],
-        )
-        .await;
+        let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/config.json", &[]).await;
         assert_eq!(r.status, expected);
     }
     // API requests were never targeted.
@@ -136,34 +129,13 @@ async fn status_and_rate_limit_faults_replace_answers_n_times() {
         .on(FaultTarget::Hub)
         .path_contains("/b.bin"),
     );
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/config.json",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/config.json", &[]).await;
     assert_eq!(r.status, 307, "path filter skips other files");
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/b.bin",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/b.bin", &[]).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.header("retry-after"), Some("5"));
     assert_eq!(r.header("ratelimit"), Some("\"resolvers\";r=0;t=5"));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/b.bin",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/b.bin", &[]).await;
     assert_eq!(r.status, 302);
     assert_eq!(
         hub.log().faults_fired(),
@@ -177,7 +149,7 @@ async fn status_and_rate_limit_faults_replace_answers_n_times() {
     );
     for _ in 0..3 {
         assert_eq!(
-            get(&hub, Origin::Hub, "GET", "/api/models/org/model", &[])
+            at_hub(&hub, "GET", "/api/models/org/model", &[])
                 .await
                 .status,
             500
@@ -185,7 +157,7 @@ async fn status_and_rate_limit_faults_replace_answers_n_times() {
     }
     hub.faults().clear();
     assert_eq!(
-        get(&hub, Origin::Hub, "GET", "/api/models/org/model", &[])
+        at_hub(&hub, "GET", "/api/models/org/model", &[])
             .await
             .status,
         200
@@ -202,17 +174,17 @@ async fn range_faults_ignore_or_misreport_the_range() {
     // Not consumed by a request without Range.
     hub.faults()
         .inject(Fault::new(FaultKind::IgnoreRange).on(FaultTarget::Cdn));
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[]).await;
+    let r = at_cdn(&hub, "GET", &path, &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(hub.faults().pending(), 1);
-    let r = get(&hub, Origin::Cdn, "GET", &path, &range).await;
+    let r = at_cdn(&hub, "GET", &path, &range).await;
     assert_eq!(r.status, 200);
     assert!(r.header("content-range").is_none());
     assert!(r.body == content, "whole body from byte 0");
 
     hub.faults()
         .inject(Fault::new(FaultKind::WrongContentRange));
-    let r = get(&hub, Origin::Cdn, "GET", &path, &range).await;
+    let r = at_cdn(&hub, "GET", &path, &range).await;
     assert_eq!(r.status, 206);
     assert_eq!(
         r.header("content-range"),
@@ -224,18 +196,11 @@ async fn range_faults_ignore_or_misreport_the_range() {
     );
 
     // Works on resolve-cache too.
-    let cfg = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/config.json",
-        &[],
-    )
-    .await;
+    let cfg = at_hub(&hub, "HEAD", "/org/model/resolve/main/config.json", &[]).await;
     let loc = cfg.header("location").unwrap().to_owned();
     hub.faults()
         .inject(Fault::new(FaultKind::IgnoreRange).on(FaultTarget::ResolveCache));
-    let r = get(&hub, Origin::Hub, "GET", &loc, &[("range", "bytes=1-2")]).await;
+    let r = at_hub(&hub, "GET", &loc, &[("range", "bytes=1-2")]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body, hub.file_bytes("org/model", "config.json").unwrap());
 }
@@ -247,14 +212,7 @@ async fn short_and_long_bodies() {
     let path = cdn_path(&hub, "model.safetensors").await;
     hub.faults()
         .inject(Fault::new(FaultKind::ShortBody { missing: 10 }).on(FaultTarget::Cdn));
-    let r = get(
-        &hub,
-        Origin::Cdn,
-        "GET",
-        &path,
-        &[("range", "bytes=0-9999")],
-    )
-    .await;
+    let r = at_cdn(&hub, "GET", &path, &[("range", "bytes=0-9999")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(r.header("content-length"), Some("10000"));
     assert_eq!(r.body.len(), 9990);
@@ -262,14 +220,7 @@ async fn short_and_long_bodies() {
 
     hub.faults()
         .inject(Fault::new(FaultKind::LongBody { extra: 7 }).on(FaultTarget::Cdn));
-    let r = get(
-        &hub,
-        Origin::Cdn,
-        "GET",
-        &path,
-        &[("range", "bytes=0-9999")],
-    )
-    .await;
+    let r = at_cdn(&hub, "GET", &path, &[("range", "bytes=0-9999")]).await;
     assert_eq!(r.status, 206);
     assert_eq!(
         r.header("content-range"),
@@ -291,36 +242,30 @@ async fn etag_change_and_expired_urls() {
     let path = cdn_path(&hub, "model.safetensors").await;
     hub.faults()
         .inject(Fault::new(FaultKind::ChangeEtag).on(FaultTarget::Cdn));
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[("range", "bytes=0-0")]).await;
+    let r = at_cdn(&hub, "GET", &path, &[("range", "bytes=0-0")]).await;
     assert_ne!(r.header("etag"), Some(format!("\"{sha}\"").as_str()));
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[("range", "bytes=0-0")]).await;
+    let r = at_cdn(&hub, "GET", &path, &[("range", "bytes=0-0")]).await;
     assert_eq!(r.header("etag"), Some(format!("\"{sha}\"").as_str()));
 
     // An injected expiry answers 403 once.
     hub.faults()
         .inject(Fault::new(FaultKind::ExpiredUrl).on(FaultTarget::Any));
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/model", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/models/org/model", &[]).await;
     assert_eq!(r.status, 200, "ExpiredUrl never fires on the hub");
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[]).await;
+    let r = at_cdn(&hub, "GET", &path, &[]).await;
     assert_eq!(r.status, 403);
     assert!(String::from_utf8_lossy(&r.body).contains("Request has expired"));
-    assert_eq!(get(&hub, Origin::Cdn, "HEAD", &path, &[]).await.status, 200);
+    assert_eq!(at_cdn(&hub, "HEAD", &path, &[]).await.status, 200);
 
     // A zero TTL signs URLs that are already expired; restoring it heals new URLs only.
     hub.faults().set_cdn_url_ttl(Duration::ZERO);
     let expired = cdn_path(&hub, "model.safetensors").await;
     assert!(expired.contains("X-Amz-Expires=0"));
-    assert_eq!(
-        get(&hub, Origin::Cdn, "GET", &expired, &[]).await.status,
-        403
-    );
+    assert_eq!(at_cdn(&hub, "GET", &expired, &[]).await.status, 403);
     hub.faults().set_cdn_url_ttl(Duration::from_hours(1));
-    assert_eq!(
-        get(&hub, Origin::Cdn, "GET", &expired, &[]).await.status,
-        403
-    );
+    assert_eq!(at_cdn(&hub, "GET", &expired, &[]).await.status, 403);
     let fresh = cdn_path(&hub, "model.safetensors").await;
-    assert_eq!(get(&hub, Origin::Cdn, "GET", &fresh, &[]).await.status, 200);
+    assert_eq!(at_cdn(&hub, "GET", &fresh, &[]).await.status, 200);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use hfd_testkit::{CommitChange, FakeHub, Origin, RepoFixture, Route, Transport};
 use serde_json::Value;
 
-use crate::client::{Conn, Proto, get, split_url};
+use crate::client::{Conn, Proto, at_cdn, at_hub, split_url};
 use crate::{GOOD, LIMITED, hub, hub_with};
 
 fn json(body: &[u8]) -> Value {
@@ -20,7 +20,7 @@ async fn repo_info_at_revisions_and_siblings() {
     assert_ne!(main, pr);
     assert_eq!(hub.commit("org/model", "v1.0").unwrap(), main);
 
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/model", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/models/org/model", &[]).await;
     assert_eq!(r.status, 200);
     let v = json(&r.body);
     assert_eq!(v["id"], "org/model");
@@ -41,9 +41,8 @@ async fn repo_info_at_revisions_and_siblings() {
         "no sizes without blobs=true"
     );
 
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "GET",
         "/api/models/org/model/revision/refs%2Fpr%2F1?blobs=true",
         &[],
@@ -72,42 +71,21 @@ async fn repo_info_at_revisions_and_siblings() {
         }
     }
     // Dataset and space types, legacy ids, gated flag, wrong type.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/datasets/org/data/revision/main",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "GET", "/api/datasets/org/data/revision/main", &[]).await;
     assert_eq!(r.status, 200);
-    let r = get(&hub, Origin::Hub, "GET", "/api/spaces/org/app", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/spaces/org/app", &[]).await;
     assert_eq!(json(&r.body)["sdk"], "gradio");
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/models/legacy/revision/main",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "GET", "/api/models/legacy/revision/main", &[]).await;
     assert_eq!(json(&r.body)["id"], "legacy");
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/gated", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/models/org/gated", &[]).await;
     assert_eq!(json(&r.body)["gated"], "auto");
-    let r = get(&hub, Origin::Hub, "GET", "/api/datasets/org/model", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/datasets/org/model", &[]).await;
     assert_eq!(
         (r.status, r.header("x-error-code")),
         (401, Some("RepoNotFound"))
     );
     // Refs.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/models/org/model/refs?include_prs=1",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "GET", "/api/models/org/model/refs?include_prs=1", &[]).await;
     let v = json(&r.body);
     assert_eq!(v["branches"][0]["targetCommit"], main.as_str());
     assert_eq!(v["tags"][0]["ref"], "refs/tags/v1.0");
@@ -211,9 +189,8 @@ async fn tree_is_paginated_and_matches_fixture() {
             .all(|e| e["path"].as_str().unwrap().starts_with("data/train/"))
     );
     // expand=true adds lastCommit.
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "GET",
         "/api/datasets/org/data/tree/main?expand=true",
         &[],
@@ -221,14 +198,7 @@ async fn tree_is_paginated_and_matches_fixture() {
     .await;
     assert_eq!(json(&r.body)[0]["lastCommit"]["id"], sha.as_str());
     // Missing sub-path.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/datasets/org/data/tree/main/nope",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "GET", "/api/datasets/org/data/tree/main/nope", &[]).await;
     assert_eq!(
         (r.status, r.header("x-error-code")),
         (404, Some("EntryNotFound"))
@@ -341,9 +311,8 @@ async fn lfs_files_redirect_to_the_cdn() {
     let info = hub.file_info("org/model", "model.safetensors").unwrap();
     let content = hub.file_bytes("org/model", "model.safetensors").unwrap();
     let sha256 = info.lfs_sha256.clone().unwrap();
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "HEAD",
         "/org/model/resolve/main/model.safetensors",
         &[],
@@ -425,18 +394,11 @@ async fn strict_cdn_rejects_authorization() {
         .start()
         .await
         .unwrap();
-    let r = get(&hub, Origin::Hub, "HEAD", "/o/m/resolve/main/w.bin", &[]).await;
+    let r = at_hub(&hub, "HEAD", "/o/m/resolve/main/w.bin", &[]).await;
     let (_, path) = split_url(&hub, r.header("location").unwrap());
-    let r = get(
-        &hub,
-        Origin::Cdn,
-        "GET",
-        &path,
-        &[("authorization", "Bearer x")],
-    )
-    .await;
+    let r = at_cdn(&hub, "GET", &path, &[("authorization", "Bearer x")]).await;
     assert_eq!(r.status, 400);
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[]).await;
+    let r = at_cdn(&hub, "GET", &path, &[]).await;
     assert_eq!(r.status, 200);
 }
 
@@ -469,9 +431,8 @@ async fn awkward_paths_and_revisions_are_decoded() {
         assert_eq!(r.body, hub.file_bytes("org/data", path).unwrap(), "{path}");
     }
     // refs/pr/1 encoded as one segment reaches the PR commit.
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "HEAD",
         "/org/model/resolve/refs%2Fpr%2F1/PR_1.md",
         &[],
@@ -483,24 +444,10 @@ async fn awkward_paths_and_revisions_are_decoded() {
         Some(hub.commit("org/model", "refs/pr/1").unwrap().as_str())
     );
     // Space resolve prefix.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/spaces/org/app/resolve/main/app.py",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/spaces/org/app/resolve/main/app.py", &[]).await;
     assert_eq!(r.status, 307);
     // Legacy single-segment id.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/legacy/resolve/main/README.md",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/legacy/resolve/main/README.md", &[]).await;
     assert_eq!(r.status, 307);
 }
 
@@ -508,50 +455,69 @@ fn code(r: &crate::client::Resp) -> (u16, Option<&str>) {
     (r.status, r.header("x-error-code"))
 }
 
+const GOOD_AUTH: &str = "Bearer hf_good";
+const LIMITED_AUTH: &str = "Bearer hf_limited";
+
+/// One hub request and the status and `X-Error-Code` it must get.
+struct Expect {
+    case: &'static str,
+    method: &'static str,
+    path: &'static str,
+    authorization: Option<&'static str>,
+    answer: (u16, Option<&'static str>),
+}
+
+/// Sends every case on its own connection; a failure names its case.
+async fn expect_answers(hub: &FakeHub, cases: &[Expect]) {
+    for c in cases {
+        let auth = c.authorization.map(|a| [("authorization", a)]);
+        let headers: &[(&str, &str)] = auth.as_ref().map_or(&[], |h| h.as_slice());
+        let r = at_hub(hub, c.method, c.path, headers).await;
+        assert_eq!(code(&r), c.answer, "{}: {} {}", c.case, c.method, c.path);
+    }
+}
+
+const fn expect(
+    case: &'static str,
+    method: &'static str,
+    path: &'static str,
+    authorization: Option<&'static str>,
+    answer: (u16, Option<&'static str>),
+) -> Expect {
+    Expect {
+        case,
+        method,
+        path,
+        authorization,
+        answer,
+    }
+}
+
 #[tokio::test]
 async fn error_codes_match_the_hub() {
     let hub = hub().await;
-    let good = [("authorization", "Bearer hf_good")];
-    let limited = [("authorization", "Bearer hf_limited")];
-    // Unknown repo: 401 anonymous, 404 with a token.
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/missing", &[]).await;
-    assert_eq!(code(&r), (401, Some("RepoNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/missing/resolve/main/x",
-        &good,
-    )
-    .await;
-    assert_eq!(code(&r), (404, Some("RepoNotFound")));
-    // Private: hidden without the right token; served directly (case A) with it.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/private/resolve/main/config.json",
-        &[],
-    )
-    .await;
-    assert_eq!(code(&r), (401, Some("RepoNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/models/org/private/tree/main",
-        &limited,
-    )
-    .await;
-    assert_eq!(code(&r), (404, Some("RepoNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/org/private/resolve/main/config.json",
-        &good,
-    )
-    .await;
+    let (good, limited) = (Some(GOOD_AUTH), Some(LIMITED_AUTH));
+    let not_found = Some("RepoNotFound");
+    let gated = Some("GatedRepo");
+    let resolve_gated = "/org/gated/resolve/main/w.bin";
+    #[rustfmt::skip]
+    let cases = [
+        // Unknown repo: 401 anonymous, 404 with a token.
+        expect("unknown, anonymous", "GET", "/api/models/org/missing", None, (401, not_found)),
+        expect("unknown, token", "HEAD", "/org/missing/resolve/main/x", good, (404, not_found)),
+        // Private: hidden without the right token.
+        expect("private, anonymous", "HEAD", "/org/private/resolve/main/config.json", None, (401, not_found)),
+        expect("private, limited", "GET", "/api/models/org/private/tree/main", limited, (404, not_found)),
+        // Gated: listing is public, files need access.
+        expect("gated listing", "GET", "/api/models/org/gated/tree/main", None, (200, None)),
+        expect("gated file, anonymous", "HEAD", resolve_gated, None, (401, gated)),
+        expect("gated file, limited", "HEAD", resolve_gated, limited, (403, gated)),
+        expect("gated file, good", "HEAD", resolve_gated, good, (302, None)),
+    ];
+    expect_answers(&hub, &cases).await;
+    // Private with the right token: served directly (case A).
+    let good = [("authorization", GOOD_AUTH)];
+    let r = at_hub(&hub, "GET", "/org/private/resolve/main/config.json", &good).await;
     assert_eq!(r.status, 200);
     assert_eq!(
         r.body,
@@ -561,97 +527,45 @@ async fn error_codes_match_the_hub() {
         r.header("x-repo-commit"),
         Some(hub.commit("org/private", "main").unwrap().as_str())
     );
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/private", &good).await;
+    let r = at_hub(&hub, "GET", "/api/models/org/private", &good).await;
     assert_eq!(json(&r.body)["private"], true);
-    // Gated: listing is public, files need access.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/models/org/gated/tree/main",
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/gated/resolve/main/w.bin",
-        &[],
-    )
-    .await;
-    assert_eq!(code(&r), (401, Some("GatedRepo")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/gated/resolve/main/w.bin",
-        &limited,
-    )
-    .await;
-    assert_eq!(code(&r), (403, Some("GatedRepo")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/gated/resolve/main/w.bin",
-        &good,
-    )
-    .await;
-    assert_eq!(r.status, 302);
     assert_eq!(hub.log().count(|e| e.has_authorization), 6);
 }
 
 #[tokio::test]
 async fn revision_entry_and_token_errors() {
     let hub = hub().await;
-    let good = [("authorization", "Bearer hf_good")];
-    let bad = [("authorization", "Bearer hf_nope")];
-    // Revision and entry.
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/nope/config.json",
-        &[],
-    )
-    .await;
-    assert_eq!(code(&r), (404, Some("RevisionNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "GET",
-        "/api/models/org/model/revision/nope",
-        &[],
-    )
-    .await;
-    assert_eq!(code(&r), (404, Some("RevisionNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/missing.txt",
-        &[],
-    )
-    .await;
+    let revision = Some("RevisionNotFound");
+    #[rustfmt::skip]
+    let cases = [
+        expect("resolve, unknown revision", "HEAD", "/org/model/resolve/nope/config.json", None, (404, revision)),
+        expect("revision info, unknown revision", "GET", "/api/models/org/model/revision/nope", None, (404, revision)),
+        expect("whoami, anonymous", "GET", "/api/whoami-v2", None, (401, None)),
+    ];
+    expect_answers(&hub, &cases).await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/missing.txt", &[]).await;
     assert_eq!(code(&r), (404, Some("EntryNotFound")));
     assert_eq!(
         r.header("x-repo-commit"),
         Some(hub.commit("org/model", "main").unwrap().as_str())
     );
     // Invalid token, on any hub route.
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/model", &bad).await;
+    let bad = [("authorization", "Bearer hf_nope")];
+    let r = at_hub(&hub, "GET", "/api/models/org/model", &bad).await;
     assert_eq!(r.status, 401);
     assert_eq!(
         r.header("x-error-message"),
         Some("Invalid credentials in Authorization header")
     );
     // whoami-v2.
-    let r = get(&hub, Origin::Hub, "GET", "/api/whoami-v2", &good).await;
+    let r = at_hub(
+        &hub,
+        "GET",
+        "/api/whoami-v2",
+        &[("authorization", GOOD_AUTH)],
+    )
+    .await;
     assert_eq!(json(&r.body)["name"], "fake-user");
-    let r = get(&hub, Origin::Hub, "GET", "/api/whoami-v2", &[]).await;
-    assert_eq!(r.status, 401);
     // Every answer carried a request id and was logged with its status.
     assert!(hub.log().entries().iter().all(|e| e.status != 0));
     assert_eq!(hub.log().count(|e| e.has_authorization), 2);
@@ -711,36 +625,21 @@ async fn push_commit_moves_main_only() {
     );
     assert!(hub.file_info("org/model", "b.bin").is_none());
     // Served: the new commit at main, the old one still by sha.
-    let r = get(&hub, Origin::Hub, "GET", "/api/models/org/model", &[]).await;
+    let r = at_hub(&hub, "GET", "/api/models/org/model", &[]).await;
     assert_eq!(json(&r.body)["sha"], new.as_str());
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "HEAD",
         &format!("/org/model/resolve/{old}/b.bin"),
         &[],
     )
     .await;
     assert_eq!(r.status, 302);
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/b.bin",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/b.bin", &[]).await;
     assert_eq!(code(&r), (404, Some("EntryNotFound")));
-    let r = get(
-        &hub,
-        Origin::Hub,
-        "HEAD",
-        "/org/model/resolve/main/new.bin",
-        &[],
-    )
-    .await;
+    let r = at_hub(&hub, "HEAD", "/org/model/resolve/main/new.bin", &[]).await;
     let (_, path) = split_url(&hub, r.header("location").unwrap());
-    let r = get(&hub, Origin::Cdn, "GET", &path, &[]).await;
+    let r = at_cdn(&hub, "GET", &path, &[]).await;
     assert_eq!(r.body, hub.file_bytes("org/model", "new.bin").unwrap());
     assert!(hub.push_commit("org/none", CommitChange::new("x")).is_err());
 }
@@ -776,23 +675,15 @@ async fn folder_on_disk_is_served_as_a_repo() {
             .unwrap()
             .is_lfs()
     );
-    let r = get(
+    let r = at_hub(
         &hub,
-        Origin::Hub,
         "HEAD",
         "/local/repo/resolve/main/sub/w.safetensors",
         &[],
     )
     .await;
     let (_, path) = split_url(&hub, r.header("location").unwrap());
-    let r = get(
-        &hub,
-        Origin::Cdn,
-        "GET",
-        &path,
-        &[("range", "bytes=65530-65545")],
-    )
-    .await;
+    let r = at_cdn(&hub, "GET", &path, &[("range", "bytes=65530-65545")]).await;
     assert_eq!(r.body, hfd_testkit::seeded_bytes(3, 70_000)[65_530..65_546]);
     assert_eq!(hub.log().count(|e| e.route == Route::Cdn), 1);
     let _ = LIMITED;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use hfd_testkit::{FakeHub, KIB, Origin, RepoFixture};
 
-use crate::client::{Conn, Proto, get, split_url};
+use crate::client::{Conn, Proto, at_hub, split_url};
 
 #[tokio::test]
 async fn token_bucket_bounds_a_keep_alive_connection() {
@@ -16,7 +16,7 @@ async fn token_bucket_bounds_a_keep_alive_connection() {
         .await
         .unwrap();
     let content = hub.file_bytes("o/m", "w.bin").unwrap();
-    let r = get(&hub, Origin::Hub, "HEAD", "/o/m/resolve/main/w.bin", &[]).await;
+    let r = at_hub(&hub, "HEAD", "/o/m/resolve/main/w.bin", &[]).await;
     let (_, path) = split_url(&hub, r.header("location").unwrap());
 
     let started = Instant::now();

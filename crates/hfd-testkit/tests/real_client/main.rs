@@ -3,48 +3,14 @@
 //! Skipped (with a message) when python3 or huggingface_hub is missing, unless `CI` is set,
 //! in which case a missing client fails the test.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "tests read CI and PATH and poll child processes"
-)]
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
+use hfd_testkit::support::{python_client_version, python_command, run_python_json};
 use hfd_testkit::{FakeHub, LogEntry, MIB, Origin, RepoFixture, Route, Transport};
 
 const SCRIPT: &str = include_str!("client.py");
 const TOKEN: &str = "hf_good_token";
-
-/// `Some(version)` when the client can run; `None` = skip. Panics under CI.
-fn client_version() -> Option<String> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import huggingface_hub; print(huggingface_hub.__version__)",
-        ])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).trim().to_owned()),
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but python3 with huggingface_hub is not usable: {why}"
-            );
-            eprintln!(
-                "SKIPPED real-client test: python3 with huggingface_hub not available ({})",
-                why.lines().last().unwrap_or("")
-            );
-            None
-        }
-    }
-}
 
 async fn start(transport: Transport) -> FakeHub {
     FakeHub::builder()
@@ -129,59 +95,14 @@ async fn run_client(hub: &FakeHub, work: &Path) -> serde_json::Value {
     let script = work.join("client.py");
     std::fs::write(&script, SCRIPT).unwrap();
     let out_json = work.join("out.json");
-    let local_dir = work.join("local-data");
-    let hf_home = work.join("hf-home");
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(&script)
-        .arg(&out_json)
-        .arg(&local_dir)
-        .env("HF_ENDPOINT", hub.endpoint())
-        .env("HF_HOME", &hf_home)
-        .env("HF_HUB_CACHE", hf_home.join("hub"))
-        .env("HF_TOKEN", TOKEN)
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_XET", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env("HF_HUB_ETAG_TIMEOUT", "30")
-        .env("HF_HUB_DOWNLOAD_TIMEOUT", "30")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("all_proxy")
-        .env_remove("HF_HUB_OFFLINE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    match hub.ca_cert_path() {
-        // httpx2 (huggingface_hub >= 1.0) reads SSL_CERT_FILE; requests (0.x) reads
-        // REQUESTS_CA_BUNDLE.
-        Some(ca) => {
-            cmd.env("SSL_CERT_FILE", ca)
-                .env("REQUESTS_CA_BUNDLE", ca)
-                .env_remove("SSL_CERT_DIR");
-        }
-        None => {
-            cmd.env_remove("SSL_CERT_FILE");
-        }
-    }
-    // A guard against a hung client, not a speed assertion.
-    let output = tokio::time::timeout(Duration::from_mins(5), cmd.output())
-        .await
-        .expect("python client finished within 5 minutes")
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python client failed: {}\nstdout: {}\nstderr: {}\nlog:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        format_log(&hub.log().entries())
-    );
-    serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap()
+    let mut cmd = python_command(hub, &script, &work.join("hf-home"));
+    cmd.arg(&out_json)
+        .arg(work.join("local-data"))
+        .env("HF_TOKEN", TOKEN);
+    run_python_json(cmd, &out_json, || {
+        format!("log:\n{}", format_log(&hub.log().entries()))
+    })
+    .await
 }
 
 /// Regular files: the resolve-cache round trip of public repos, direct answers of private ones.
@@ -270,7 +191,7 @@ fn count(entries: &[LogEntry], method: &str, route: Route, path_prefix: &str) ->
 }
 
 async fn real_client_downloads_everything(transport: Transport) {
-    let Some(version) = client_version() else {
+    let Some(version) = python_client_version() else {
         return;
     };
     let hub = start(transport).await;

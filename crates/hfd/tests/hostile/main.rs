@@ -122,9 +122,9 @@ pub(crate) fn downloader(hub: &FakeHub, opts: &Opts) -> Downloader {
     engine.write_batch = ByteSize::kib(64);
     engine.stall_timeout = Duration::from_secs(3);
     engine.slow_grace = Duration::from_secs(10);
-    engine.retry.max_attempts = opts.engine_attempts;
-    engine.retry.base = Duration::from_millis(10);
-    engine.retry.cap = Duration::from_millis(50);
+    engine.retry.max_retries = opts.engine_attempts;
+    engine.retry.base_delay = Duration::from_millis(10);
+    engine.retry.max_delay = Duration::from_millis(50);
     Downloader::new(HubClient::new(config, http.clone()), http, engine)
 }
 

@@ -59,7 +59,7 @@ async fn child_listing() {
         .expect("plan");
     let after = peak_rss();
     assert_eq!(plan.files.len(), 10);
-    assert_eq!(plan.repo.listed_files as u64, ENTRIES);
+    assert_eq!(plan.pinned.listed_files as u64, ENTRIES);
     let grown = after.saturating_sub(before);
     println!("HFD_PEAK_GROWTH={grown}");
     // Keeping every listed file (the old behaviour) costs over 200 MiB

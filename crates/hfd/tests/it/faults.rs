@@ -386,7 +386,7 @@ mod persistent {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn endless_rate_limit_is_a_rate_limited_error() {
         let mut setup = Setup::fast();
-        setup.engine.retry.max_attempts = 2;
+        setup.engine.retry.max_retries = 2;
         let (hub, dir, run) = fails(Transport::Tls, &setup, |hub| {
             vec![
                 Fault::new(FaultKind::RateLimited {

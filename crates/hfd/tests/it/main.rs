@@ -7,11 +7,6 @@
 //! resolve per file, one CDN URL per file, no token at the CDN), for the
 //! HTTP version and for how many bytes each connection carried.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "the proxy tests read CI and PATH and poll child processes"
-)]
-
 mod faults;
 mod hedge;
 mod protocol;
@@ -68,9 +63,9 @@ impl Setup {
         engine.write_batch = ByteSize::kib(64);
         engine.stall_timeout = Duration::from_secs(2);
         engine.slow_grace = Duration::from_secs(5);
-        engine.retry.max_attempts = 5;
-        engine.retry.base = Duration::from_millis(20);
-        engine.retry.cap = Duration::from_millis(200);
+        engine.retry.max_retries = 5;
+        engine.retry.base_delay = Duration::from_millis(20);
+        engine.retry.max_delay = Duration::from_millis(200);
         let mut http = HttpConfig::default();
         http.connect_timeout = Duration::from_secs(5);
         http.stall_timeout = Duration::from_secs(5);

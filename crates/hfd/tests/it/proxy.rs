@@ -6,147 +6,30 @@
 //! When a binary is missing the test prints why and passes, unless `CI` is
 //! set, where it fails.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use hfd::hfd_http::{ProxyConfig, ProxyUrl};
+use hfd_testkit::support::{Microsocks, ProxyProcess, Tinyproxy};
 use hfd_testkit::{FakeHub, Transport};
 
 use crate::{
     MODEL, Setup, assert_files_match, assert_request_budget, download, model_hub, model_repo,
 };
 
-fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The binary, or `None` after printing why the test is skipped; panics in CI.
-fn require(name: &str, package: &str) -> Option<PathBuf> {
-    let found = find_binary(name);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} is required in CI: install the Debian package `{package}`"
-        );
-        eprintln!(
-            "SKIPPED: `{name}` not found; install the Debian package `{package}` to run this test"
-        );
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A proxy process, killed when dropped.
-struct ProxyProcess {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    fn spawn(mut command: Command, port: u16, log: PathBuf, dir: tempfile::TempDir) -> Self {
-        let out = std::fs::File::create(dir.path().join("stdout.log")).expect("log file");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .expect("proxy starts");
-        let mut proxy = Self {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        proxy.wait_listening();
-        proxy
-    }
-
-    /// Bounded wait until the port accepts connections.
-    fn wait_listening(&mut self) {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                panic!("proxy exited early ({status}): {}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("proxy did not start listening on {}", self.port);
-    }
-
-    /// Stops the proxy and returns its log (read after exit, so complete).
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log_text()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn tinyproxy() -> Option<ProxyProcess> {
-    let bin = require("tinyproxy", "tinyproxy")?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let log = dir.path().join("tinyproxy.log");
-    let conf = dir.path().join("tinyproxy.conf");
-    let pid = dir.path().join("tinyproxy.pid");
-    std::fs::write(
-        &conf,
-        format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nMaxClients 100\n\
-             LogFile \"{}\"\nPidFile \"{}\"\nLogLevel Connect\nBasicAuth alice s3cret\n",
-            log.display(),
-            pid.display()
-        ),
-    )
-    .expect("config");
-    let mut command = Command::new(bin);
-    command.arg("-d").arg("-c").arg(&conf);
-    Some(ProxyProcess::spawn(command, port, log, dir))
+    Tinyproxy {
+        user: "alice",
+        pass: "s3cret",
+        bind: None,
+        max_clients: 100,
+    }
+    .start()
 }
 
 fn microsocks() -> Option<ProxyProcess> {
-    let bin = require("microsocks", "microsocks")?;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let mut command = Command::new(bin);
-    command.args([
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-u",
-        "bob",
-        "-P",
-        "pw",
-    ]);
-    let log = dir.path().join("stdout.log");
-    Some(ProxyProcess::spawn(command, port, log, dir))
+    Microsocks {
+        credentials: Some(("bob", "pw")),
+        bind: None,
+    }
+    .start()
 }
 
 async fn download_through(hub: &FakeHub, proxy_url: &str) {

@@ -25,7 +25,7 @@ fn blob_names(repo_dir: &Path) -> BTreeSet<String> {
 }
 
 /// Checks the layout of one repo at `main` against the fixture, as the
-/// protocol (§6) describes it, and returns the commit.
+/// docs/hub-protocol.md §9 describes it, and returns the commit.
 fn check_layout(hub: &FakeHub, cache: &Path, repo_type: &str, id: &str) -> String {
     let commit = hub.commit(id, "main").unwrap();
     let repo_dir = cache.join(folder(repo_type, id));
@@ -247,7 +247,7 @@ async fn cache_rerun_is_a_sync_and_revisions_share_blobs() {
         .unwrap();
     hub.log().clear();
     let plan = dl.plan(&request).await.unwrap();
-    assert_eq!(plan.repo.commit.as_str(), c2);
+    assert_eq!(plan.pinned.commit.as_str(), c2);
     assert_eq!(count_actions(&plan, FileAction::New), 2);
     assert_eq!(count_actions(&plan, FileAction::UpToDate), 3);
     assert_eq!(
@@ -295,7 +295,7 @@ async fn cache_rerun_is_a_sync_and_revisions_share_blobs() {
 
     // --force fetches everything again.
     let mut forced = request.clone();
-    forced.force = true;
+    forced.fetch_policy = hfd::FetchPolicy::RefetchAll;
     hub.log().clear();
     let (plan, report) = run(&dl, &forced).await;
     assert_eq!(count_actions(&plan, FileAction::UpToDate), 0);
@@ -367,7 +367,10 @@ async fn without_symlinks_the_snapshot_holds_copies_the_library_accepts() {
     let cache = root.path().join("hub");
     let dl = downloader(&hub);
     let mut request = cache_request(model("org/model"), &cache);
-    request.cache_symlinks = false;
+    request.layout = hfd::OutputLayout::HubCache {
+        root: cache.clone(),
+        entries: hfd::SnapshotEntries::Copies,
+    };
     run(&dl, &request).await;
     let commit = hub.commit("org/model", "main").unwrap();
     let repo_dir = cache.join("models--org--model");

@@ -138,7 +138,7 @@ async fn two_thousand_file_dataset_resyncs_without_file_requests() {
     // exactly that, and the run fetches exactly those.
     let changed = "data/train/shard-00012.jsonl";
     assert!(dir.join(changed).is_file());
-    let old_commit = plan.repo.commit.as_str().to_owned();
+    let old_commit = plan.pinned.commit.as_str().to_owned();
     let new_commit = hub
         .push_commit(
             "org/big",

@@ -8,24 +8,18 @@
 //! The Python checks are skipped (with a message) when python3 or
 //! huggingface_hub is missing, unless `CI` is set; then they fail.
 
-#![expect(
-    clippy::disallowed_methods,
-    reason = "tests read CI and poll child processes"
-)]
-
 mod cache;
 mod local_dir;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hfd::hfd_engine::{EngineConfig, NoopReporter};
 use hfd::hfd_http::{HttpClient, HttpConfig};
 use hfd::hfd_hub::{Endpoint, HubClient, HubConfig, RepoId, RepoRef, Revision};
 use hfd::{DownloadPlan, DownloadReport, DownloadRequest, Downloader, FileAction};
+use hfd_testkit::support::{python_client_version, python_command, run_python_json};
 use hfd_testkit::{FakeHub, LogEntry, Origin, RepoFixture, Route};
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +61,7 @@ pub(crate) fn local_request(repo: RepoRef, dir: &Path) -> DownloadRequest {
 /// A request into the hub cache at `root`.
 pub(crate) fn cache_request(repo: RepoRef, root: &Path) -> DownloadRequest {
     let mut request = DownloadRequest::new(repo, Revision::new("main").unwrap(), root);
-    request.cache_dir = Some(root.to_path_buf());
+    request.layout = hfd::OutputLayout::hub_cache(root);
     request
 }
 
@@ -116,27 +110,7 @@ pub(crate) fn resolved_path(entry: &LogEntry, commit: &str) -> Option<String> {
 /// `true` when python3 with huggingface_hub can run; `false` = skip (with a
 /// message). Panics when `CI` is set and the client is missing.
 pub(crate) fn python_available() -> bool {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import huggingface_hub"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => true,
-        other => {
-            let why = match other {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            };
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but python3 with huggingface_hub is not usable: {why}"
-            );
-            eprintln!(
-                "SKIPPED real-library check: python3 with huggingface_hub not available ({})",
-                why.lines().last().unwrap_or("")
-            );
-            false
-        }
-    }
+    python_client_version().is_some()
 }
 
 /// Runs a Python script with the environment of a clean huggingface_hub
@@ -153,50 +127,12 @@ pub(crate) async fn run_python(
     std::fs::write(&script_path, script).unwrap();
     let out_json = work.join("out.json");
     let _ = std::fs::remove_file(&out_json);
-    let hf_home = work.join("hf-home");
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(&script_path)
-        .arg(&out_json)
-        .args(args)
-        .env("HF_ENDPOINT", hub.endpoint())
-        .env("HF_HOME", &hf_home)
-        .env("HF_HUB_CACHE", hf_home.join("hub"))
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_XET", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env("HF_HUB_ETAG_TIMEOUT", "30")
-        .env("HF_HUB_DOWNLOAD_TIMEOUT", "30")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("all_proxy")
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_DISABLE_SYMLINKS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut cmd = python_command(hub, &script_path, &work.join("hf-home"));
+    cmd.arg(&out_json).args(args);
     if offline {
         cmd.env("HF_HUB_OFFLINE", "1");
-    } else {
-        cmd.env_remove("HF_HUB_OFFLINE");
     }
-    // A guard against a hung client, not a speed assertion.
-    let output = tokio::time::timeout(Duration::from_mins(5), cmd.output())
-        .await
-        .expect("python finished within 5 minutes")
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python failed: {}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    serde_json::from_slice(&std::fs::read(&out_json).unwrap()).unwrap()
+    run_python_json(cmd, &out_json, String::new).await
 }
 
 pub(crate) fn path_of(v: &serde_json::Value) -> PathBuf {

@@ -1,6 +1,5 @@
 //! Where files go in a `--local-dir` target, and the per-file metadata that
-//! huggingface_hub reads (protocol §7); plus the path-safety and atomic-write
-//! helpers the cache layout ([`crate::CacheRepo`]) shares.
+//! huggingface_hub reads (docs/hub-protocol.md §10).
 //!
 //! ```text
 //! <dir>/<repo path>                                    finished, verified files
@@ -22,22 +21,21 @@
 //! huggingface_hub holds while it writes the same file; a busy lock is
 //! reported as [`Publish::Busy`] and the caller waits.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use hfd_hub::{Commit, RemoteFile};
+use hfd_hub::{Commit, RemoteFile, Revision};
 use hfd_store::ContentHasher;
 
-use crate::download::FileAction;
-use crate::error::{Error, Result};
-use crate::lock::TargetLock;
-
-pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
-# This file is a cache directory tag created by hfd-rs.\n\
-# For information about cache directory tags see https://bford.info/cachedir/\n";
+use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
+use super::fs::{
+    CACHEDIR_TAG, append_to_name, create_dir_all, rename, safe_join, write_atomic,
+    write_if_missing, write_tree_listing,
+};
+use super::lock::TargetLock;
+use crate::error::Result;
 
 /// A `--local-dir` target folder.
 #[derive(Debug, Clone)]
@@ -138,12 +136,17 @@ impl LocalDir {
     }
 
     /// What a run must do with `file`, from what the folder holds.
-    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
+    pub fn classify(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<FileAction> {
         // Fails early, before any byte moves, on a path that would escape
         // the target.
         let final_path = self.final_path(&file.path)?;
         let exists = fs::symlink_metadata(&final_path).is_ok();
-        if force {
+        if fetch == FetchPolicy::RefetchAll {
             return Ok(if exists {
                 FileAction::Changed
             } else {
@@ -167,7 +170,7 @@ impl LocalDir {
     /// rename and the metadata write, or a file copied in by hand) whose
     /// size and content hash equal the hub's is adopted: its metadata is
     /// written and it is not downloaded again (huggingface_hub does the same
-    /// for LFS files, protocol §7.4 step 3). Blocking: reads the file.
+    /// for LFS files, docs/hub-protocol.md §10 step 3). Blocking: reads the file.
     fn adopt(&self, commit: &Commit, file: &RemoteFile) -> Result<bool> {
         let path = self.final_path(&file.path)?;
         let Ok(meta) = fs::symlink_metadata(&path) else {
@@ -204,7 +207,7 @@ impl LocalDir {
 
     /// For a file found up to date: rewrites its metadata when it names
     /// another commit, so huggingface_hub, asked for this commit, needs no
-    /// request either (its rule 1, protocol §7.4). Skipped when another
+    /// request either (its rule 1, docs/hub-protocol.md §10). Skipped when another
     /// process holds the lock. Blocking.
     pub fn refresh(&self, file: &RemoteFile, commit: &Commit) -> Result<()> {
         if self
@@ -281,177 +284,58 @@ impl LocalDir {
     }
 }
 
-/// Outcome of publishing one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Publish {
-    /// In place.
-    Done,
-    /// Another process holds the file's lock; nothing was done.
-    Busy,
-}
-
-/// Writes `<folder>/trees/<commit>.json` (protocol §6.8) unless it exists:
-/// `format_version` 1, files sorted by path.
-pub(crate) fn write_tree_listing(
-    folder: &Path,
-    commit: &Commit,
-    listing: &[RemoteFile],
-) -> Result<()> {
-    let path = folder.join("trees").join(format!("{commit}.json"));
-    if path.exists() {
-        return Ok(());
+impl Layout for LocalDir {
+    fn files_dir(&self, _commit: &Commit) -> PathBuf {
+        self.root.clone()
     }
-    let mut files = BTreeMap::new();
-    for file in listing {
-        let mut entry = serde_json::Map::new();
-        entry.insert("size".into(), file.size.into());
-        entry.insert("blob_id".into(), file.oid.to_hex().into());
-        if let Some(sha) = &file.lfs_sha256 {
-            entry.insert("lfs_sha256".into(), sha.to_hex().into());
-            entry.insert("lfs_size".into(), file.size.into());
-        }
-        if let Some(xet) = &file.xet_hash {
-            entry.insert("xet_hash".into(), xet.clone().into());
-        }
-        files.insert(file.path.as_str(), serde_json::Value::Object(entry));
+
+    fn shares_content(&self) -> bool {
+        // Every path is its own file with its own metadata.
+        false
     }
-    let doc = serde_json::json!({ "format_version": 1, "files": files });
-    let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Io {
-        action: "cannot encode",
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    if let Some(parent) = path.parent() {
-        create_dir_all(parent)?;
+
+    fn classify(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<FileAction> {
+        LocalDir::classify(self, commit, file, fetch)
     }
-    write_atomic(&path, &text)
-}
 
-/// Writes `content` to `path` through a temporary file in the same folder
-/// and a rename, so readers see the old or the new content, never a part.
-pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let tmp = append_to_name(path, &format!(".hfd-tmp-{}", std::process::id()));
-    let io = |action, source| Error::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
-    file.write_all(content).map_err(|e| io("cannot write", e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("cannot rename into", e)
-    })
-}
-
-/// `fs::rename` with the error naming the destination.
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|source| Error::Io {
-        action: "cannot move a finished file to",
-        path: to.to_path_buf(),
-        source,
-    })
-}
-
-/// Joins a `/`-separated repo path under `root`, refusing anything that
-/// could land outside: absolute paths, `..`, `.`, empty segments, and
-/// existing symlinks along the way.
-pub(crate) fn safe_join(root: &Path, repo_path: &str) -> Result<PathBuf> {
-    safe_join_with(root, repo_path, false)
-}
-
-/// [`safe_join`], except that the last segment may itself be a symlink
-/// (a cache snapshot entry, which we replace, never follow).
-pub(crate) fn safe_join_entry(root: &Path, repo_path: &str) -> Result<PathBuf> {
-    safe_join_with(root, repo_path, true)
-}
-
-fn safe_join_with(root: &Path, repo_path: &str, last_may_be_link: bool) -> Result<PathBuf> {
-    let unsafe_target = || Error::UnsafeTarget {
-        path: repo_path.to_owned(),
-        root: root.to_path_buf(),
-    };
-    if repo_path.is_empty() || repo_path.contains(['\\', '\0']) {
-        return Err(unsafe_target());
+    fn prepare(&self) -> Result<Arc<dyn Layout>> {
+        LocalDir::prepare(self)?;
+        Ok(Arc::new(self.clone()))
     }
-    let mut out = root.to_path_buf();
-    let mut segments = repo_path.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let mut components = Path::new(segment).components();
-        match (components.next(), components.next()) {
-            (Some(Component::Normal(_)), None) => {}
-            _ => return Err(unsafe_target()),
-        }
-        out.push(segment);
-        let is_last = segments.peek().is_none();
-        if !(is_last && last_may_be_link)
-            && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink())
-        {
-            return Err(unsafe_target());
+
+    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+        LocalDir::write_tree(self, commit, listing)
+    }
+
+    fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
+        let (partial, staged) = self.prepare_file(&file.path, &file.etag())?;
+        Ok(JobPaths { partial, staged })
+    }
+
+    fn publish(&self, commit: &Commit, item: &PublishItem, _fetch: FetchPolicy) -> Result<Publish> {
+        // A local-dir item is always one path.
+        let Some(file) = item.files.first() else {
+            return Ok(Publish::Done);
+        };
+        match &item.staged {
+            Some(staged) => LocalDir::publish(self, file, commit, staged),
+            None => self.refresh(file, commit).map(|()| Publish::Done),
         }
     }
-    Ok(out)
-}
 
-pub(crate) fn append_to_name(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|source| Error::Io {
-        action: "cannot create folder",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-pub(crate) fn write_if_missing(path: &Path, content: &[u8]) -> Result<()> {
-    if path.exists() {
-        return Ok(());
+    fn finish(&self, _revision: &Revision, _commit: &Commit) -> Result<()> {
+        Ok(())
     }
-    fs::write(path, content).map_err(|source| Error::Io {
-        action: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn safe_join_refuses_escapes() {
-        let dir = tempfile::tempdir().unwrap();
-        for bad in [
-            "../x",
-            "/etc/passwd",
-            "a/../../x",
-            "a//b",
-            "./a",
-            "a\\b",
-            "",
-            "a/\0",
-        ] {
-            assert!(safe_join(dir.path(), bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            safe_join(dir.path(), "a/b c#+ü.bin").unwrap(),
-            dir.path().join("a").join("b c#+ü.bin")
-        );
-    }
-
-    #[test]
-    fn safe_join_refuses_existing_symlinks() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        assert!(safe_join(dir.path(), "link/x").is_err());
-        assert!(safe_join(dir.path(), "link").is_err());
-    }
 
     #[test]
     fn metadata_round_trip_and_currency() {

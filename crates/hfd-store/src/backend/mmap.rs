@@ -25,7 +25,8 @@ use std::sync::Arc;
 use hfd_types::ByteRange;
 use memmap2::{MmapMut, MmapOptions};
 
-use crate::partial::{FileWriter, Inner};
+use super::FileWriter;
+use crate::partial::Inner;
 use crate::{Error, Result};
 
 /// One mapped window `[start, start + map.len())` of a partial file.

@@ -1,5 +1,5 @@
-//! Advisory locks on the lock files huggingface_hub uses (protocol §6.9,
-//! §7.1), so hfd-rs and a concurrent `hf download` never publish the same
+//! Advisory locks on the lock files huggingface_hub uses (docs/hub-protocol.md §9.3,
+//! §10), so hfd-rs and a concurrent `hf download` never publish the same
 //! target at the same time.
 //!
 //! The lock is `flock(LOCK_EX)` on Unix (what Python's `filelock` takes),
@@ -44,7 +44,7 @@ impl TargetLock {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 // Some network filesystems refuse flock. Correctness must not
-                // depend on the lock (protocol §6.9), so go on without it.
+                // depend on the lock (docs/hub-protocol.md §9.3), so go on without it.
                 tracing::warn!(lock = %path.display(), error = %e, "cannot lock; continuing without the lock");
                 Ok(Some(Self { _file: file }))
             }

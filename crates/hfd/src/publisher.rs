@@ -1,5 +1,5 @@
-//! Where a plan's files go — a plain folder ([`LocalDir`]) or the hub cache
-//! ([`CacheRepo`]) — and publishing them there.
+//! The publishing side of a run: a blocking thread that hands each file the
+//! engine finishes to the [`Layout`], and the reporter that feeds it.
 //!
 //! The engine writes each file to a partial name and, once complete and
 //! verified, renames it to a *staged* name next to it. Publishing — the move
@@ -8,11 +8,11 @@
 //! finish, under the lock huggingface_hub takes for the same target. When
 //! another process holds that lock the file waits (the staged copy stays)
 //! until the lock is free, so a file another process is writing is never
-//! clobbered. In the cache, files with the same content (etag) are one
-//! download: one job per blob, every path linked to it.
+//! clobbered. In a layout that shares content (the cache), files with the
+//! same etag are one download: one job per blob, every path published with
+//! it.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -21,130 +21,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use hfd_engine::{FileJob, FileKey, Reporter};
-use hfd_hub::{Commit, RemoteFile, Revision};
+use hfd_hub::{Commit, RemoteFile};
 use hfd_types::ContentDigest;
 
-use crate::cache::CacheRepo;
-use crate::download::FileAction;
 use crate::error::{Error, Result};
-use crate::layout::{LocalDir, Publish};
-
-/// Where a download's files go.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Target {
-    /// A plain folder with huggingface_hub's `.cache/huggingface/` metadata.
-    LocalDir(LocalDir),
-    /// The hub cache layout.
-    Cache(CacheRepo),
-}
-
-impl Target {
-    /// The folder where the files of `commit` appear: the local dir, or
-    /// `snapshots/<commit>` of the cache.
-    pub fn files_dir(&self, commit: &Commit) -> PathBuf {
-        match self {
-            Self::LocalDir(local) => local.root().to_path_buf(),
-            Self::Cache(cache) => cache.snapshot_dir(commit),
-        }
-    }
-
-    /// What a run must do with `file`. Blocking (reads the target).
-    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
-        match self {
-            Self::LocalDir(local) => local.classify(commit, file, force),
-            Self::Cache(cache) => cache.classify(commit, file, force),
-        }
-    }
-
-    /// Whether files with the same etag are downloaded once (the cache).
-    pub fn shares_content(&self) -> bool {
-        matches!(self, Self::Cache(_))
-    }
-
-    /// Creates the target's folders and tags; in the cache, turns symlinks
-    /// off when the filesystem refuses them. Blocking.
-    fn prepare(&mut self) -> Result<()> {
-        match self {
-            Self::LocalDir(local) => local.prepare(),
-            Self::Cache(cache) => {
-                cache.prepare()?;
-                if cache.uses_symlinks() && !cache.probe_symlinks() {
-                    tracing::warn!(cache = %cache.dir().display(), "symlinks are not supported here; snapshot files are copies");
-                    *cache = cache.clone().with_symlinks(false);
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// `(partial, staged)` paths of a file, parents created. Blocking.
-    fn job_paths(&self, file: &RemoteFile) -> Result<(PathBuf, PathBuf)> {
-        match self {
-            Self::LocalDir(local) => local.prepare_file(&file.path, &file.etag()),
-            Self::Cache(cache) => {
-                let etag = file.etag();
-                Ok((cache.partial_path(&etag), cache.staged_path(&etag)))
-            }
-        }
-    }
-
-    /// Publishes `item`. Blocking.
-    fn publish(&self, commit: &Commit, item: &Item, force: bool) -> Result<Publish> {
-        match self {
-            // A local-dir item is always one path.
-            Self::LocalDir(local) => {
-                let Some(file) = item.files.first() else {
-                    return Ok(Publish::Done);
-                };
-                match &item.staged {
-                    Some(staged) => local.publish(file, commit, staged),
-                    None => local.refresh(file, commit).map(|()| Publish::Done),
-                }
-            }
-            Self::Cache(cache) => {
-                let files: Vec<&RemoteFile> = item.files.iter().collect();
-                cache.publish(commit, &files, item.staged.as_deref(), force)
-            }
-        }
-    }
-
-    /// After a successful run: the snapshot folder and `refs/<revision>`.
-    /// Blocking.
-    fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()> {
-        match self {
-            Self::LocalDir(_) => Ok(()),
-            Self::Cache(cache) => {
-                crate::layout::create_dir_all(&cache.snapshot_dir(commit))?;
-                if cache.write_ref(revision, commit)? {
-                    tracing::debug!(revision = %revision, commit = %commit, "ref updated");
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
-        match self {
-            Self::LocalDir(local) => local.write_tree(commit, listing),
-            Self::Cache(cache) => cache.write_tree(commit, listing),
-        }
-    }
-}
-
-/// Files published together: one download (or none: an up-to-date file
-/// whose link or metadata may need refreshing).
-#[derive(Debug, Clone)]
-struct Item {
-    files: Vec<RemoteFile>,
-    staged: Option<PathBuf>,
-}
+use crate::layout::{FetchPolicy, JobPaths, Layout, Publish, PublishItem};
 
 /// What [`Publication::start`] needs.
 pub(crate) struct PublicationInput {
-    pub(crate) target: Target,
+    pub(crate) layout: Arc<dyn Layout>,
     pub(crate) commit: Commit,
-    pub(crate) force: bool,
+    pub(crate) fetch_policy: FetchPolicy,
     /// Files to fetch; `FileKey(i)` is `fetch[i]`.
     pub(crate) fetch: Vec<RemoteFile>,
     /// Files found up to date (their links/metadata are refreshed).
@@ -161,17 +48,17 @@ pub(crate) struct Publication {
     reporter: Arc<PublishReporter>,
     worker: JoinHandle<Outcome>,
     /// Up-to-date files whose lock was busy before the run.
-    waiting: Vec<Item>,
+    waiting: Vec<PublishItem>,
 }
 
 /// What the publisher thread needs (it holds no sender, so it ends when the
 /// reporter is dropped or [`Publication::finish`] closes the channel).
 struct Core {
-    target: Target,
+    layout: Arc<dyn Layout>,
     commit: Commit,
-    force: bool,
+    fetch_policy: FetchPolicy,
     /// Job key → the item published when it is done.
-    items: HashMap<u64, Item>,
+    items: HashMap<u64, PublishItem>,
 }
 
 /// The reporter given to the engine: forwards events and hands finished
@@ -186,7 +73,7 @@ struct PublishReporter {
 
 #[derive(Default)]
 struct Outcome {
-    waiting: Vec<Item>,
+    waiting: Vec<PublishItem>,
     errors: Vec<Error>,
 }
 
@@ -200,9 +87,9 @@ impl Publication {
     ) -> Result<(Self, Vec<FileJob>, Arc<dyn Reporter>)> {
         let prepared = blocking(move || prepare(input)).await?;
         let core = Arc::new(Core {
-            target: prepared.target,
+            layout: prepared.layout,
             commit: prepared.commit,
-            force: prepared.force,
+            fetch_policy: prepared.fetch_policy,
             items: prepared.items,
         });
         let (tx, rx) = mpsc::channel::<u64>();
@@ -285,25 +172,15 @@ impl Publication {
         }
     }
 
-    /// The target as used (symlinks may have been turned off).
-    pub(crate) fn target(&self) -> &Target {
-        &self.core.target
+    /// The layout as used (the cache may have turned symlinks off).
+    pub(crate) fn layout(&self) -> Arc<dyn Layout> {
+        Arc::clone(&self.core.layout)
     }
 }
 
-/// After a successful run: snapshot folder and ref (cache). Blocking work on
-/// a blocking thread.
-pub(crate) async fn finish_target(
-    target: Target,
-    revision: Revision,
-    commit: Commit,
-) -> Result<()> {
-    blocking(move || target.finish(&revision, &commit)).await
-}
-
 impl Core {
-    fn publish_into(&self, item: &Item, outcome: &mut Outcome) {
-        match self.target.publish(&self.commit, item, self.force) {
+    fn publish_into(&self, item: &PublishItem, outcome: &mut Outcome) {
+        match self.layout.publish(&self.commit, item, self.fetch_policy) {
             Ok(Publish::Done) => {}
             Ok(Publish::Busy) => {
                 tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
@@ -351,36 +228,36 @@ impl Reporter for PublishReporter {
 }
 
 struct Prepared {
-    target: Target,
+    layout: Arc<dyn Layout>,
     commit: Commit,
-    force: bool,
+    fetch_policy: FetchPolicy,
     jobs: Vec<FileJob>,
-    items: HashMap<u64, Item>,
+    items: HashMap<u64, PublishItem>,
     followers: HashMap<u64, Vec<(FileKey, u64)>>,
-    waiting: Vec<Item>,
+    waiting: Vec<PublishItem>,
 }
 
 fn prepare(input: PublicationInput) -> Result<Prepared> {
     let PublicationInput {
-        mut target,
+        layout,
         commit,
-        force,
+        fetch_policy,
         fetch,
         up_to_date,
         listing,
     } = input;
-    target.prepare()?;
+    let layout = layout.prepare()?;
     if let Some(listing) = &listing {
-        target.write_tree(&commit, listing)?;
+        layout.write_tree(&commit, listing)?;
     }
     let mut jobs = Vec::new();
-    let mut items: HashMap<u64, Item> = HashMap::new();
+    let mut items: HashMap<u64, PublishItem> = HashMap::new();
     let mut followers: HashMap<u64, Vec<(FileKey, u64)>> = HashMap::new();
     // Etag → key of the job downloading it (cache only).
     let mut by_etag: HashMap<String, u64> = HashMap::new();
     for (index, file) in fetch.iter().enumerate() {
         let key = index as u64;
-        if target.shares_content()
+        if layout.shares_content()
             && let Some(&leader) = by_etag.get(&file.etag())
         {
             if let Some(item) = items.get_mut(&leader) {
@@ -392,12 +269,12 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
                 .push((FileKey(key), file.size));
             continue;
         }
-        let (partial, staged) = target.job_paths(file)?;
+        let JobPaths { partial, staged } = layout.job_paths(file)?;
         let digest: ContentDigest = file.expected_digest();
         jobs.push(FileJob::new(FileKey(key), file.size, partial, &staged).with_expected(digest));
         items.insert(
             key,
-            Item {
+            PublishItem {
                 files: vec![file.clone()],
                 staged: Some(staged),
             },
@@ -407,11 +284,11 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
     let mut waiting = Vec::new();
     let mut errors = Vec::new();
     for file in up_to_date {
-        let item = Item {
+        let item = PublishItem {
             files: vec![file],
             staged: None,
         };
-        match target.publish(&commit, &item, false) {
+        match layout.publish(&commit, &item, FetchPolicy::SkipUpToDate) {
             Ok(Publish::Done) => {}
             Ok(Publish::Busy) => waiting.push(item),
             Err(e) => errors.push(e),
@@ -421,9 +298,9 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
         return Err(e);
     }
     Ok(Prepared {
-        target,
+        layout,
         commit,
-        force,
+        fetch_policy,
         jobs,
         items,
         followers,
@@ -431,7 +308,9 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
     })
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -441,6 +320,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{CacheRepo, LocalDir};
     use hfd_hub::{RepoId, RepoRef};
 
     fn file(path: &str, id: u8, size: u64) -> RemoteFile {
@@ -458,9 +338,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("o/m").unwrap()));
         let input = PublicationInput {
-            target: Target::Cache(cache.clone()),
+            layout: Arc::new(cache.clone()),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
-            force: false,
+            fetch_policy: FetchPolicy::SkipUpToDate,
             fetch: vec![file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)],
             up_to_date: Vec::new(),
             listing: None,
@@ -482,9 +362,9 @@ mod tests {
     async fn local_dir_downloads_every_path() {
         let dir = tempfile::tempdir().unwrap();
         let input = PublicationInput {
-            target: Target::LocalDir(LocalDir::new(dir.path())),
+            layout: Arc::new(LocalDir::new(dir.path())),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
-            force: false,
+            fetch_policy: FetchPolicy::SkipUpToDate,
             fetch: vec![file("x", 1, 3), file("y/x", 1, 3)],
             up_to_date: Vec::new(),
             listing: None,

@@ -1,4 +1,4 @@
-//! The Hugging Face hub cache layout (protocol §6), exactly as
+//! The Hugging Face hub cache layout (docs/hub-protocol.md §9), exactly as
 //! huggingface_hub writes it, so `from_pretrained(..., local_files_only=True)`,
 //! `hf_hub_download`, `try_to_load_from_cache` and `scan_cache_dir()` accept
 //! what hfd-rs downloads.
@@ -17,7 +17,7 @@
 //! `<folder>` is `models--org--name`, `datasets--org--name` or
 //! `spaces--org--name`, from the repo id exactly as given.
 //!
-//! Without symlinks ([`CacheRepo::with_symlinks`]`(false)`, what
+//! Without symlinks ([`SnapshotEntries::Copies`], what
 //! `HF_HUB_DISABLE_SYMLINKS` asks, or when the filesystem refuses them) a
 //! newly downloaded blob is moved into the snapshot and an existing one is
 //! copied, as huggingface_hub does.
@@ -25,16 +25,28 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
 
-use crate::download::FileAction;
-use crate::error::{Error, Result};
-use crate::layout::{
-    CACHEDIR_TAG, Publish, append_to_name, create_dir_all, rename, safe_join, safe_join_entry,
-    write_atomic, write_if_missing, write_tree_listing,
+use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
+use super::fs::{
+    CACHEDIR_TAG, append_to_name, create_dir_all, rename, safe_join, safe_join_entry, write_atomic,
+    write_if_missing, write_tree_listing,
 };
-use crate::lock::TargetLock;
+use super::lock::TargetLock;
+use crate::error::{Error, Result};
+
+/// How the cache's snapshot folder holds its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotEntries {
+    /// Relative symlinks to `blobs/<etag>` (huggingface_hub's default).
+    /// Turned into copies when the filesystem refuses symlinks.
+    #[default]
+    Symlinks,
+    /// Copies of the blobs (what `HF_HUB_DISABLE_SYMLINKS=1` asks).
+    Copies,
+}
 
 /// One repository's folder in a hub cache.
 #[derive(Debug, Clone)]
@@ -42,7 +54,7 @@ pub struct CacheRepo {
     root: PathBuf,
     folder: String,
     dir: PathBuf,
-    symlinks: bool,
+    entries: SnapshotEntries,
 }
 
 impl CacheRepo {
@@ -55,14 +67,14 @@ impl CacheRepo {
             dir: root.join(&folder),
             root,
             folder,
-            symlinks: true,
+            entries: SnapshotEntries::Symlinks,
         }
     }
 
-    /// Whether snapshot entries are symlinks (`true`) or copies.
+    /// Whether snapshot entries are symlinks or copies.
     #[must_use]
-    pub fn with_symlinks(mut self, symlinks: bool) -> Self {
-        self.symlinks = symlinks;
+    pub fn with_entries(mut self, entries: SnapshotEntries) -> Self {
+        self.entries = entries;
         self
     }
 
@@ -86,9 +98,9 @@ impl CacheRepo {
         &self.dir
     }
 
-    /// Whether snapshot entries are symlinks.
-    pub fn uses_symlinks(&self) -> bool {
-        self.symlinks
+    /// Whether snapshot entries are symlinks or copies.
+    pub fn entries(&self) -> SnapshotEntries {
+        self.entries
     }
 
     /// `blobs/<etag>`. `etag` is a normalised hex etag
@@ -204,11 +216,18 @@ impl CacheRepo {
     /// What a run must do with `file` at `commit`. A file whose blob is
     /// already in the cache (another revision has it) is up to date: it
     /// only needs its snapshot entry, no transfer.
-    pub fn classify(&self, commit: &Commit, file: &RemoteFile, force: bool) -> Result<FileAction> {
+    pub fn classify(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<FileAction> {
         let entry = self.snapshot_path(commit, &file.path)?;
         let exists = fs::symlink_metadata(&entry).is_ok();
         Ok(
-            if !force && (self.is_linked(commit, file) || self.has_blob(&file.etag(), file.size)) {
+            if fetch == FetchPolicy::SkipUpToDate
+                && (self.is_linked(commit, file) || self.has_blob(&file.etag(), file.size))
+            {
                 FileAction::UpToDate
             } else if exists {
                 FileAction::Changed
@@ -221,7 +240,8 @@ impl CacheRepo {
     /// Publishes the blob shared by `files` (all with the same etag) and
     /// their snapshot entries at `commit`, holding the blob's lock:
     /// `staged` (a verified download) becomes `blobs/<etag>` unless that
-    /// already exists (content-addressed, so it is dropped; with `force` it
+    /// already exists (content-addressed, so it is dropped; with
+    /// [`FetchPolicy::RefetchAll`] it
     /// replaces it); without `staged` the blob must already exist. Then each
     /// entry is linked (or copied), and its `.no_exist` marker removed.
     /// [`Publish::Busy`], with nothing done, when another process holds the
@@ -231,7 +251,7 @@ impl CacheRepo {
         commit: &Commit,
         files: &[&RemoteFile],
         staged: Option<&Path>,
-        force: bool,
+        fetch: FetchPolicy,
     ) -> Result<Publish> {
         let Some(first) = files.first() else {
             return Ok(Publish::Done);
@@ -246,7 +266,7 @@ impl CacheRepo {
         let blob = self.blob_path(&etag);
         let mut fresh = false;
         if let Some(staged) = staged {
-            if !force && self.has_blob(&etag, first.size) {
+            if fetch == FetchPolicy::SkipUpToDate && self.has_blob(&etag, first.size) {
                 remove_if_exists(staged)?;
             } else {
                 rename(staged, &blob)?;
@@ -259,7 +279,7 @@ impl CacheRepo {
             if let Some(parent) = entry.parent() {
                 create_dir_all(parent)?;
             }
-            if self.symlinks {
+            if self.entries == SnapshotEntries::Symlinks {
                 Self::link(&entry, file, &blob)?;
             } else if fresh && i == last {
                 // No symlinks: a new blob moves into the snapshot, as
@@ -300,6 +320,60 @@ impl CacheRepo {
     /// complete, unfiltered listing of the commit.
     pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
         write_tree_listing(&self.dir, commit, listing)
+    }
+}
+
+impl Layout for CacheRepo {
+    fn files_dir(&self, commit: &Commit) -> PathBuf {
+        self.snapshot_dir(commit)
+    }
+
+    fn shares_content(&self) -> bool {
+        // Content-addressed blobs: one download per etag.
+        true
+    }
+
+    fn classify(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<FileAction> {
+        CacheRepo::classify(self, commit, file, fetch)
+    }
+
+    fn prepare(&self) -> Result<Arc<dyn Layout>> {
+        CacheRepo::prepare(self)?;
+        if self.entries == SnapshotEntries::Symlinks && !self.probe_symlinks() {
+            tracing::warn!(cache = %self.dir.display(), "symlinks are not supported here; snapshot files are copies");
+            return Ok(Arc::new(self.clone().with_entries(SnapshotEntries::Copies)));
+        }
+        Ok(Arc::new(self.clone()))
+    }
+
+    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+        CacheRepo::write_tree(self, commit, listing)
+    }
+
+    fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
+        let etag = file.etag();
+        Ok(JobPaths {
+            partial: self.partial_path(&etag),
+            staged: self.staged_path(&etag),
+        })
+    }
+
+    fn publish(&self, commit: &Commit, item: &PublishItem, fetch: FetchPolicy) -> Result<Publish> {
+        let files: Vec<&RemoteFile> = item.files.iter().collect();
+        CacheRepo::publish(self, commit, &files, item.staged.as_deref(), fetch)
+    }
+
+    fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()> {
+        create_dir_all(&self.snapshot_dir(commit))?;
+        if self.write_ref(revision, commit)? {
+            tracing::debug!(revision = %revision, commit = %commit, "ref updated");
+        }
+        Ok(())
     }
 }
 
@@ -444,9 +518,13 @@ mod tests {
         fs::write(&marker, b"").unwrap();
         let staged = repo.staged_path(&a.etag());
         fs::write(&staged, content).unwrap();
-        assert_eq!(repo.classify(&c1, &a, false).unwrap(), FileAction::New);
         assert_eq!(
-            repo.publish(&c1, &[&a, &b], Some(&staged), false).unwrap(),
+            repo.classify(&c1, &a, FetchPolicy::SkipUpToDate).unwrap(),
+            FileAction::New
+        );
+        assert_eq!(
+            repo.publish(&c1, &[&a, &b], Some(&staged), FetchPolicy::SkipUpToDate)
+                .unwrap(),
             Publish::Done
         );
         assert!(!staged.exists());
@@ -469,10 +547,17 @@ mod tests {
         // Another commit with the same content: up to date, linked without a
         // download; a second staged copy of an existing blob is dropped.
         let c2 = commit('2');
-        assert_eq!(repo.classify(&c2, &a, false).unwrap(), FileAction::UpToDate);
-        assert_eq!(repo.classify(&c2, &a, true).unwrap(), FileAction::New);
+        assert_eq!(
+            repo.classify(&c2, &a, FetchPolicy::SkipUpToDate).unwrap(),
+            FileAction::UpToDate
+        );
+        assert_eq!(
+            repo.classify(&c2, &a, FetchPolicy::RefetchAll).unwrap(),
+            FileAction::New
+        );
         fs::write(&staged, content).unwrap();
-        repo.publish(&c2, &[&a], Some(&staged), false).unwrap();
+        repo.publish(&c2, &[&a], Some(&staged), FetchPolicy::SkipUpToDate)
+            .unwrap();
         assert!(!staged.exists());
         assert!(repo.is_linked(&c2, &a));
         // A busy lock: nothing happens.
@@ -481,13 +566,15 @@ mod tests {
             .unwrap();
         let c3 = commit('3');
         assert_eq!(
-            repo.publish(&c3, &[&a], None, false).unwrap(),
+            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate)
+                .unwrap(),
             Publish::Busy
         );
         assert!(!repo.snapshot_path(&c3, "a.txt").unwrap().exists());
         drop(held);
         assert_eq!(
-            repo.publish(&c3, &[&a], None, false).unwrap(),
+            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate)
+                .unwrap(),
             Publish::Done
         );
         assert!(repo.is_linked(&c3, &a));
@@ -497,7 +584,7 @@ mod tests {
     fn without_symlinks_new_blobs_move_and_existing_ones_are_copied() {
         let dir = tempfile::tempdir().unwrap();
         let repo = CacheRepo::new(dir.path(), &RepoRef::dataset(RepoId::new("org/d").unwrap()))
-            .with_symlinks(false);
+            .with_entries(SnapshotEntries::Copies);
         repo.prepare().unwrap();
         let content = b"data";
         let a = file("a.txt", content);
@@ -505,7 +592,8 @@ mod tests {
         let c1 = commit('1');
         let staged = repo.staged_path(&a.etag());
         fs::write(&staged, content).unwrap();
-        repo.publish(&c1, &[&a, &b], Some(&staged), false).unwrap();
+        repo.publish(&c1, &[&a, &b], Some(&staged), FetchPolicy::SkipUpToDate)
+            .unwrap();
         assert!(!repo.blob_path(&a.etag()).exists(), "moved, not kept");
         for f in [&a, &b] {
             let entry = repo.snapshot_path(&c1, &f.path).unwrap();
@@ -516,7 +604,8 @@ mod tests {
         // An existing blob (from a symlinked run) is copied and kept.
         fs::write(repo.blob_path(&a.etag()), content).unwrap();
         let c2 = commit('2');
-        repo.publish(&c2, &[&a], None, false).unwrap();
+        repo.publish(&c2, &[&a], None, FetchPolicy::SkipUpToDate)
+            .unwrap();
         assert!(repo.blob_path(&a.etag()).exists());
         assert_eq!(
             fs::read(repo.snapshot_path(&c2, "a.txt").unwrap()).unwrap(),

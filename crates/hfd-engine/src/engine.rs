@@ -1,0 +1,178 @@
+//! [`Engine`]: runs file jobs, at most `files_in_flight` at once, after the
+//! free-space preflight, and collects one outcome per file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use hfd_store::preflight;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::job::FileJob;
+use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
+use crate::progress::{FileOutcome, Reporter, Summary};
+use crate::source::{FileKey, RangeSource};
+use crate::state::{Counters, EngineState};
+use crate::transfer::transfer;
+
+/// Runs downloads: `Engine::new(config, source, reporter).run(jobs, cancel)`.
+pub struct Engine<S> {
+    shared: Arc<EngineState<S>>,
+}
+
+impl<S> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: RangeSource> Engine<S> {
+    /// Validates `config` and builds an engine.
+    pub fn new(config: EngineConfig, source: Arc<S>, reporter: Arc<dyn Reporter>) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            shared: Arc::new(EngineState {
+                slots: ConnectionSlots::new(config.max_connections.get()),
+                config,
+                source,
+                reporter,
+                gate: PoolGate::default(),
+                rates: RateBoard::default(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// Downloads `jobs`, at most `files_in_flight` at once, and returns what
+    /// happened to each. Fails as a whole only for the free-space preflight;
+    /// a file's failure is its [`FileOutcome::Failed`].
+    ///
+    /// Cancel safety: cancel through `cancel`, not by dropping the future.
+    /// On cancel, requests stop, claimed bytes are written and flushed,
+    /// partials are kept, and the summary reports `cancelled` with
+    /// [`FileOutcome::Cancelled`] for unfinished files. Dropping the future
+    /// instead detaches running file tasks (they keep running).
+    pub async fn run(&self, jobs: Vec<FileJob>, cancel: CancellationToken) -> Result<Summary> {
+        if self.shared.config.preflight && !jobs.is_empty() {
+            let plan: Vec<(PathBuf, u64)> = jobs
+                .iter()
+                .map(|j| (j.partial_path.clone(), j.size))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                // A partial from an earlier run already holds its blocks
+                // (reused whether it is resumed or restarted): only the rest
+                // is needed, so a nearly done download still fits.
+                let needed: Vec<(PathBuf, u64)> = plan
+                    .into_iter()
+                    .map(|(p, n)| {
+                        let held = allocated_bytes(&p).min(n);
+                        (p, n - held)
+                    })
+                    .collect();
+                preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
+            })
+            .await
+            .map_err(|source| Error::Task { source })?
+            .map_err(|source| Error::Preflight {
+                source: Box::new(source),
+            })?;
+        }
+        let mut outcomes: Vec<(FileKey, Option<FileOutcome>)> =
+            jobs.iter().map(|j| (j.key, None)).collect();
+        let mut tasks = JoinSet::new();
+        let limit = self.shared.config.files_in_flight.get();
+        for (index, job) in jobs.into_iter().enumerate() {
+            while tasks.len() >= limit {
+                collect(&mut tasks, &mut outcomes).await;
+            }
+            if cancel.is_cancelled() {
+                break;
+            }
+            let shared = Arc::clone(&self.shared);
+            let cancel = cancel.child_token();
+            tasks.spawn(async move { (index, run_file(shared, job, cancel).await) });
+        }
+        while !tasks.is_empty() {
+            collect(&mut tasks, &mut outcomes).await;
+        }
+        let c = &self.shared.counters;
+        let cancelled = cancel.is_cancelled();
+        Ok(Summary {
+            files: outcomes
+                .into_iter()
+                .map(|(k, o)| (k, o.unwrap_or(FileOutcome::Cancelled)))
+                .collect(),
+            bytes_written: c.bytes_written.load(Ordering::Relaxed),
+            bytes_resumed: c.bytes_resumed.load(Ordering::Relaxed),
+            requests: c.requests.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            splits: c.splits.load(Ordering::Relaxed),
+            hedges: c.hedges.load(Ordering::Relaxed),
+            dropped_slow: c.dropped_slow.load(Ordering::Relaxed),
+            cancelled,
+        })
+    }
+}
+
+async fn collect(
+    tasks: &mut JoinSet<(usize, FileOutcome)>,
+    outcomes: &mut [(FileKey, Option<FileOutcome>)],
+) {
+    match tasks.join_next().await {
+        Some(Ok((index, outcome))) => outcomes[index].1 = Some(outcome),
+        Some(Err(source)) => {
+            // A file task panicked: report it on the first file without an
+            // outcome that is not running any more (best effort).
+            tracing::error!(error = %source, "file task failed");
+            if let Some(slot) = outcomes.iter_mut().find(|(_, o)| o.is_none()) {
+                slot.1 = Some(FileOutcome::Failed(Error::Task { source }));
+            }
+        }
+        None => {}
+    }
+}
+
+async fn run_file<S: RangeSource>(
+    shared: Arc<EngineState<S>>,
+    job: FileJob,
+    cancel: CancellationToken,
+) -> FileOutcome {
+    let key = job.key;
+    let reporter = Arc::clone(&shared.reporter);
+    let outcome = match transfer(&shared, job, &cancel).await {
+        Ok(digest) => {
+            reporter.on_file_done(key, digest);
+            FileOutcome::Done { digest }
+        }
+        Err(Error::Cancelled) => {
+            reporter.on_file_cancelled(key);
+            FileOutcome::Cancelled
+        }
+        Err(e) => {
+            tracing::error!(file = %key, error = %e, "file failed");
+            reporter.on_file_failed(key, &e);
+            FileOutcome::Failed(e)
+        }
+    };
+    tracing::info!(file = %key, outcome = ?outcome_name(&outcome), "file finished");
+    outcome
+}
+
+fn outcome_name(o: &FileOutcome) -> &'static str {
+    match o {
+        FileOutcome::Done { .. } => "done",
+        FileOutcome::Failed(_) => "failed",
+        FileOutcome::Cancelled => "cancelled",
+    }
+}
+
+/// Blocks held on disk by `path` (0 when it does not exist).
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
+}

@@ -1,0 +1,64 @@
+//! [`FileJob`]: one file the engine is asked to download.
+
+use std::path::PathBuf;
+
+use hfd_store::FileIdentity;
+use hfd_types::ContentDigest;
+
+use crate::source::FileKey;
+
+/// One file to download.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FileJob {
+    /// The caller's identity for the file, passed back to the source.
+    pub key: FileKey,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Digest to verify before the file gets its final name.
+    pub expected: Option<ContentDigest>,
+    /// Unique temporary name to write to (never `<final>.incomplete`).
+    pub partial_path: PathBuf,
+    /// Name the file gets once complete and verified. Its directory must
+    /// exist.
+    pub final_path: PathBuf,
+    /// The file's identity on the hub. With one, the partial gets a resume
+    /// journal (`<partial>.journal`): a matching journal from an earlier run
+    /// is resumed (its ranges are never fetched again), and durable ranges
+    /// are journaled as the download goes. Without one (tests), no journal
+    /// and every run starts from zero.
+    pub identity: Option<FileIdentity>,
+}
+
+impl FileJob {
+    /// A job without an expected digest.
+    pub fn new(
+        key: FileKey,
+        size: u64,
+        partial_path: impl Into<PathBuf>,
+        final_path: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            key,
+            size,
+            expected: None,
+            partial_path: partial_path.into(),
+            final_path: final_path.into(),
+            identity: None,
+        }
+    }
+
+    /// Sets the identity, which turns on the resume journal.
+    #[must_use]
+    pub fn with_identity(mut self, identity: FileIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Sets the digest to verify.
+    #[must_use]
+    pub fn with_expected(mut self, digest: ContentDigest) -> Self {
+        self.expected = Some(digest);
+        self
+    }
+}

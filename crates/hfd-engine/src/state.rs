@@ -1,0 +1,33 @@
+//! [`EngineState`]: the configuration, source, reporter, connection pool
+//! and counters shared by every file and connection of one engine.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use crate::config::EngineConfig;
+use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
+use crate::progress::Reporter;
+
+/// Totals reported in the [`Summary`](crate::Summary).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) bytes_written: AtomicU64,
+    pub(crate) requests: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) splits: AtomicU64,
+    pub(crate) hedges: AtomicU64,
+    pub(crate) dropped_slow: AtomicU64,
+    pub(crate) long_bodies: AtomicU64,
+    pub(crate) bytes_resumed: AtomicU64,
+}
+
+/// What every file task and connection of one engine shares.
+pub(crate) struct EngineState<S> {
+    pub(crate) config: EngineConfig,
+    pub(crate) source: Arc<S>,
+    pub(crate) reporter: Arc<dyn Reporter>,
+    pub(crate) slots: ConnectionSlots,
+    pub(crate) gate: PoolGate,
+    pub(crate) rates: RateBoard,
+    pub(crate) counters: Counters,
+}

@@ -1,0 +1,157 @@
+//! One file from open to final name: open (or resume) the partial, start
+//! the journal flusher, run the connections (falling back to one stream when
+//! the source refuses ranges), flush, verify and rename.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use hfd_store::{JournalHeader, PartialFile, RangeSet, SegmentLayout};
+use hfd_types::ContentDigest;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EngineConfig;
+use crate::connections::{ConnectionsEnd, run_connections};
+use crate::error::{Error, Result};
+use crate::fallback::single_stream;
+use crate::file_ctx::FileCtx;
+use crate::job::FileJob;
+use crate::journal_flush::{JournalTrigger, flush_loop};
+use crate::plan::{FilePlan, Hedging};
+use crate::source::RangeSource;
+use crate::state::EngineState;
+use crate::worker::StreamMode;
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|source| Error::Task { source })
+}
+
+/// Opens the partial: with an identity through the journal (resuming what
+/// it holds), else from zero. Returns the partial and its durable ranges.
+async fn open_partial(
+    config: &EngineConfig,
+    job: &FileJob,
+    expected: Option<ContentDigest>,
+    connections: usize,
+) -> Result<(PartialFile, RangeSet)> {
+    let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
+    let header = job.identity.clone().map(|identity| {
+        JournalHeader::new(
+            identity,
+            SegmentLayout::new(
+                config.min_split_size.bytes(),
+                u32::try_from(connections).unwrap_or(u32::MAX),
+            ),
+        )
+    });
+    blocking(move || match header {
+        Some(header) => PartialFile::open_or_create(&path, size, expected, &store, Some(header))
+            .map(|(partial, resume)| (partial, resume.ranges)),
+        None => PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new())),
+    })
+    .await?
+    .map_err(|source| Error::Store {
+        key: job.key,
+        path: job.partial_path.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// Transfers one file; `Ok` with its digest once it has its final name.
+pub(crate) async fn transfer<S: RangeSource>(
+    shared: &Arc<EngineState<S>>,
+    job: FileJob,
+    cancel: &CancellationToken,
+) -> Result<Option<ContentDigest>> {
+    let config = &shared.config;
+    shared.reporter.on_file_start(job.key, job.size);
+    let store_err = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| Error::Store {
+            key: job.key,
+            path,
+            source: Box::new(source),
+        }
+    };
+    let expected = if config.verify { job.expected } else { None };
+    let min_split = config.min_split_size.bytes();
+    let per_file = config.connections_per_file.get();
+    let (partial, done) = open_partial(config, &job, expected, per_file).await?;
+    if !done.is_empty() {
+        let bytes = done.total();
+        shared
+            .counters
+            .bytes_resumed
+            .fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(file = %job.key, resumed_bytes = bytes, size = job.size, "resuming");
+        shared.reporter.on_file_resumed(job.key, bytes);
+    }
+    let missing = job.size - done.total();
+    let connections = FilePlan::useful_connections(missing, min_split, per_file);
+    let trigger = job.identity.as_ref().map(|_| JournalTrigger::new(config));
+    let write_batch = if trigger.is_some() {
+        config.journaled_write_batch()
+    } else {
+        config.write_batch.bytes()
+    };
+    let file = Arc::new(FileCtx {
+        key: job.key,
+        size: job.size,
+        partial: partial.clone(),
+        plan: Mutex::new(FilePlan::resumed(
+            job.size,
+            min_split,
+            connections,
+            Hedging::from(config.hedging),
+            &done,
+        )),
+        changed: Notify::new(),
+        journal: trigger.clone(),
+        write_batch,
+    });
+    // Workers run under `work`: cancelled by the caller, or by the flusher
+    // when a journal commit fails.
+    let work = cancel.child_token();
+    let stop_flusher = CancellationToken::new();
+    let committer = trigger.map(|trigger| {
+        tokio::spawn(flush_loop(
+            partial.clone(),
+            trigger,
+            config.journal_interval,
+            stop_flusher.clone(),
+            work.clone(),
+        ))
+    });
+    let mut exit = run_connections(shared, &file, connections, StreamMode::Ranges, &work).await;
+    if matches!(exit, Ok(ConnectionsEnd::RangeUnsupported)) {
+        exit = single_stream(shared, &file, &work).await;
+    }
+    stop_flusher.cancel();
+    let commit_result = match committer {
+        Some(handle) => handle.await.map_err(|source| Error::Task { source })?,
+        None => Ok(()),
+    };
+    // Whatever happened (done, cancelled, failed), what was written is made
+    // durable and, with a journal, recorded: a rerun resumes from here.
+    let last_flush = {
+        let partial = partial.clone();
+        blocking(move || partial.flush()).await?
+    };
+    let last_flush = last_flush.map_err(store_err(&job.partial_path));
+    commit_result.map_err(store_err(&job.partial_path))?;
+    exit?;
+    last_flush?;
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    let final_path = job.final_path.clone();
+    let finalized = blocking(move || partial.finalize(&final_path))
+        .await?
+        .map_err(store_err(&job.partial_path))?;
+    Ok(finalized.digest)
+}

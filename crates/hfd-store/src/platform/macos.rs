@@ -1,0 +1,37 @@
+//! macOS (and other non-Linux Unix) versions of the Linux-only calls.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{FallocateFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+/// Reserves the blocks of `[0, size)` and sets the length to `size`:
+/// rustix does `fcntl(F_PREALLOCATE, F_ALLOCATEALL)` then `ftruncate` here.
+pub(crate) fn allocate(file: &File, size: u64) -> io::Result<()> {
+    rustix::fs::fallocate(file, FallocateFlags::empty(), 0, size)?;
+    Ok(())
+}
+
+/// Whether `err` says the filesystem cannot preallocate (macOS has both
+/// `ENOTSUP` and `EOPNOTSUPP`, with different numbers).
+pub(crate) fn is_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+        || err.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error())
+        || err.raw_os_error() == Some(Errno::NOTSUP.raw_os_error())
+        || err.raw_os_error() == Some(Errno::NOSYS.raw_os_error())
+        || err.raw_os_error() == Some(Errno::INVAL.raw_os_error())
+}
+
+/// No `openat2` here: the caller always walks component by component with
+/// `openat(O_NOFOLLOW)`.
+pub(crate) fn open_beneath(
+    _dir: impl AsFd,
+    _path: &Path,
+    _flags: OFlags,
+    _mode: Mode,
+) -> Option<rustix::io::Result<OwnedFd>> {
+    None
+}

@@ -1,0 +1,70 @@
+//! Everything that differs between operating systems, behind small named
+//! seams. The rest of the crate calls these functions and never tests
+//! `cfg(...)` itself.
+//!
+//! | seam | Linux | macOS | Windows |
+//! |---|---|---|---|
+//! | [`allocate`] | `fallocate` | `F_PREALLOCATE` + `ftruncate` | `set_len` (NTFS allocates non-sparse files) |
+//! | [`allocated_bytes`] | `st_blocks * 512` | same | `FILE_STANDARD_INFO.AllocationSize` |
+//! | [`free_space`] | `statvfs` | same | `GetDiskFreeSpaceExW` |
+//! | [`device_id`] | `st_dev` | same | volume serial number |
+//! | [`try_lock`] | `flock` | same | `LockFileEx` |
+//! | `sync_dir` | `fsync` on the folder | same | nothing (NTFS journals metadata) |
+//! | [`rename_durable`] | `rename` + `fsync` of the folders | same | `MoveFileExW` with `WRITE_THROUGH` |
+//! | [`DirHandle`] (no-follow opens) | `openat2(RESOLVE_BENEATH \| RESOLVE_NO_SYMLINKS)`, else `openat(O_NOFOLLOW)` per component | `openat(O_NOFOLLOW)` per component | reparse-point check of each component, then open with `FILE_FLAG_OPEN_REPARSE_POINT` |
+//! | [`read_exact_at`], [`write_all_at`] | `pread`/`pwrite` | same | `seek_read`/`seek_write` loops |
+
+use std::fs::{File, TryLockError};
+use std::io;
+
+#[cfg(target_os = "linux")]
+#[path = "linux.rs"]
+mod os;
+#[cfg(all(unix, not(target_os = "linux")))]
+#[path = "macos.rs"]
+mod os;
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as imp;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+pub(crate) use crate::target_dir::OpenMode as Open;
+pub(crate) use imp::{
+    DirHandle, allocate, allocated_bytes, device_id, free_space, is_unsupported, read_exact_at,
+    rename_durable, write_all_at,
+};
+
+/// Why a no-follow operation failed.
+#[derive(Debug)]
+pub(crate) enum FsError {
+    /// A symbolic link (or on Windows any reparse point, e.g. a junction)
+    /// sits at the component with this index of the path; it was not
+    /// followed.
+    Link(usize),
+    /// Any other failure.
+    Io(io::Error),
+}
+
+impl From<io::Error> for FsError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Takes the exclusive, non-blocking lock that marks a file as ours.
+///
+/// std's `File::try_lock` is `flock(LOCK_EX | LOCK_NB)` on Unix and
+/// `LockFileEx(LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY)` over the
+/// whole file on Windows. Both are what huggingface_hub's lock (the Python
+/// `filelock` package) takes: `fcntl.flock` on Unix; on Windows
+/// `msvcrt.locking(LK_NBLCK)` on the first byte, i.e. `LockFile` on a range
+/// that our whole-file range overlaps, so either side sees the other's lock.
+/// Windows locks are mandatory for other handles, so the store reads and
+/// writes a locked file only through the handle that holds the lock.
+pub(crate) fn try_lock(file: &File) -> Result<(), TryLockError> {
+    file.try_lock()
+}

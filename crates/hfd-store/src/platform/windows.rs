@@ -1,0 +1,261 @@
+//! Windows. Two Win32 calls that std does not wrap (free space and a
+//! write-through rename) are the only `unsafe` outside the mmap backend.
+//!
+//! No-follow opens are a check-then-use: every component below the root is
+//! checked with `symlink_metadata` (a symbolic link, a junction or any other
+//! reparse point is refused), and the file itself is opened with
+//! `FILE_FLAG_OPEN_REPARSE_POINT` and checked again through its handle, so a
+//! link swapped in at the last component is never followed. A folder on the
+//! way swapped for a junction between the check and the open is the race
+//! this cannot exclude (Windows has no `openat`); creating junctions needs
+//! write access to that folder of the target.
+#![allow(unsafe_code)]
+
+use std::ffi::OsStr;
+use std::fs::{File, Metadata, OpenOptions};
+use std::io;
+use std::os::windows::ffi::OsStrExt;
+use std::os::windows::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+    GetDiskFreeSpaceExW, MOVEFILE_REPLACE_EXISTING, MOVEFILE_WRITE_THROUGH, MoveFileExW,
+};
+
+use super::{FsError, Open};
+use crate::target_dir::EntryKind;
+
+/// Extends `file` to `size`. NTFS allocates the clusters of a non-sparse
+/// file when its end moves (`SetEndOfFile`) and fails with a disk-full
+/// error when it cannot, which is what preallocation is for.
+pub(crate) fn allocate(file: &File, size: u64) -> io::Result<()> {
+    file.set_len(size)
+}
+
+/// Whether `err` says the filesystem cannot preallocate.
+pub(crate) fn is_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+}
+
+/// Bytes allocated to a file: its length (NTFS files that hfd-rs creates
+/// are never sparse, so every byte up to the end is allocated).
+pub(crate) fn allocated_bytes(meta: &Metadata) -> u64 {
+    meta.len()
+}
+
+fn wide(path: &Path) -> Vec<u16> {
+    path.as_os_str().encode_wide().chain([0]).collect()
+}
+
+/// Bytes available to the calling user on the volume of `path` (a folder).
+pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let name = wide(&dir);
+    let mut available = 0u64;
+    // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the
+    // call; the out pointer is a valid u64, the two optional ones are null.
+    let ok = unsafe {
+        GetDiskFreeSpaceExW(
+            name.as_ptr(),
+            &raw mut available,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(available)
+}
+
+/// The serial number of the volume holding `path`.
+pub(crate) fn device_id(path: &Path) -> io::Result<u64> {
+    // BACKUP_SEMANTICS lets the same call open a folder.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)?;
+    Ok(winapi_util::file::information(&file)?.volume_serial_number())
+}
+
+/// Renames `from` to `to`, replacing it, and returns once the rename is on
+/// disk (`MOVEFILE_WRITE_THROUGH`).
+pub(crate) fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    let (from, to) = (wide(from), wide(to));
+    // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
+    let ok = unsafe {
+        MoveFileExW(
+            from.as_ptr(),
+            to.as_ptr(),
+            MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    while !data.is_empty() {
+        match file.seek_write(data, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn is_link(meta: &Metadata) -> bool {
+    meta.file_type().is_symlink() || meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0
+}
+
+/// A checked folder, kept as its verbatim (`\\?\`) path so that paths
+/// longer than 260 characters work.
+#[derive(Clone, Debug)]
+pub(crate) struct DirHandle {
+    path: PathBuf,
+}
+
+impl DirHandle {
+    /// Opens the root folder (links in `path` itself are followed: the
+    /// caller chose it).
+    pub(crate) fn open_root(path: &Path) -> io::Result<Self> {
+        let path = std::fs::canonicalize(path)?;
+        if !std::fs::metadata(&path)?.is_dir() {
+            return Err(io::ErrorKind::NotADirectory.into());
+        }
+        Ok(Self { path })
+    }
+
+    /// Checks (and with `create` makes) the folders `dirs` below this one.
+    pub(crate) fn walk(&self, dirs: &[&OsStr], create: bool) -> Result<Self, FsError> {
+        let mut path = self.path.clone();
+        for (i, name) in dirs.iter().enumerate() {
+            path.push(name);
+            let meta = match std::fs::symlink_metadata(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    match std::fs::create_dir(&path) {
+                        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+                        _ => std::fs::symlink_metadata(&path)?,
+                    }
+                }
+                other => other?,
+            };
+            if is_link(&meta) {
+                return Err(FsError::Link(i));
+            }
+            if !meta.is_dir() {
+                return Err(FsError::Io(io::ErrorKind::NotADirectory.into()));
+            }
+        }
+        Ok(Self { path })
+    }
+
+    /// Opens the regular file `path` below this folder, following no link.
+    pub(crate) fn open_path(&self, path: &[&OsStr], how: Open) -> Result<File, FsError> {
+        let Some((leaf, dirs)) = path.split_last() else {
+            return Err(FsError::Io(io::ErrorKind::InvalidInput.into()));
+        };
+        let dir = self.walk(dirs, false)?;
+        let full = dir.path.join(leaf);
+        if matches!(dir.kind(leaf)?, Some(EntryKind::Symlink)) {
+            return Err(FsError::Link(dirs.len()));
+        }
+        let mut options = OpenOptions::new();
+        options.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+        match how {
+            Open::Read => options.read(true),
+            Open::ReadWrite => options.read(true).write(true),
+            Open::CreateOrOpen => options.read(true).write(true).create(true),
+            Open::CreateNew => options.read(true).write(true).create_new(true),
+            Open::Truncate => options.read(true).write(true).create(true).truncate(true),
+        };
+        let file = options.open(&full)?;
+        let meta = file.metadata()?;
+        if is_link(&meta) {
+            return Err(FsError::Link(dirs.len()));
+        }
+        if !meta.is_file() {
+            return Err(FsError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Renames `from` here to `to` in `to_dir`, replacing it (a link at
+    /// `to` is replaced, not followed), writing through.
+    pub(crate) fn rename(&self, from: &OsStr, to_dir: &Self, to: &OsStr) -> io::Result<()> {
+        rename_durable(&self.path.join(from), &to_dir.path.join(to))
+    }
+
+    /// Removes the file (or the link itself) `name`.
+    pub(crate) fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        let path = self.path.join(name);
+        match std::fs::symlink_metadata(&path) {
+            // A link to a folder is removed as a folder.
+            Ok(meta) if is_link(&meta) && meta.is_dir() => std::fs::remove_dir(path),
+            _ => std::fs::remove_file(path),
+        }
+    }
+
+    /// Removes the empty folder `name`.
+    pub(crate) fn remove_dir(&self, name: &OsStr) -> io::Result<()> {
+        std::fs::remove_dir(self.path.join(name))
+    }
+
+    /// Creates the file link `name` pointing at `target`.
+    pub(crate) fn symlink(&self, target: &Path, name: &OsStr) -> io::Result<()> {
+        std::os::windows::fs::symlink_file(target, self.path.join(name))
+    }
+
+    /// What `name` is, without following it; `None` when nothing is there.
+    pub(crate) fn kind(&self, name: &OsStr) -> io::Result<Option<EntryKind>> {
+        match std::fs::symlink_metadata(self.path.join(name)) {
+            Ok(meta) if is_link(&meta) => Ok(Some(EntryKind::Symlink)),
+            Ok(meta) if meta.is_dir() => Ok(Some(EntryKind::Dir)),
+            Ok(meta) if meta.is_file() => Ok(Some(EntryKind::File { len: meta.len() })),
+            Ok(_) => Ok(Some(EntryKind::Other)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Nothing to do: Windows cannot flush a folder, NTFS keeps its
+    /// metadata in a journal, and renames write through (`rename_durable`).
+    #[expect(
+        clippy::unused_self,
+        clippy::unnecessary_wraps,
+        reason = "same seam as on Unix"
+    )]
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
