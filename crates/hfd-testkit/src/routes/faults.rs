@@ -219,22 +219,24 @@ pub(super) async fn pre_fault(ctx: &Ctx) -> Option<Response<ResBody>> {
             Some(resp)
         }
         FaultKind::ExpiredUrl => Some(s3_error(ctx, "AccessDenied", "Request has expired")),
-        FaultKind::HtmlPage => {
-            let page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head>\
-                        <body>Checking your browser before accessing the mirror.</body></html>\n";
-            Some(
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                    .header(header::CONTENT_LENGTH, page.len())
-                    .body(if ctx.method == Method::HEAD {
-                        empty()
-                    } else {
-                        crate::body::counted_full(&ctx.cell, page)
-                    })
-                    .expect("valid response"),
-            )
-        }
+        FaultKind::HtmlPage => Some(html_page(ctx)),
         _ => None,
     }
+}
+
+/// A captcha-like web page with status 200, as hf-mirror sends instead of
+/// the file on a challenge.
+fn html_page(ctx: &Ctx) -> Response<ResBody> {
+    let page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head>\
+                <body>Checking your browser before accessing the mirror.</body></html>\n";
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CONTENT_LENGTH, page.len())
+        .body(if ctx.method == Method::HEAD {
+            empty()
+        } else {
+            crate::body::counted_full(&ctx.cell, page)
+        })
+        .expect("valid response")
 }
