@@ -7,9 +7,12 @@
 )]
 
 mod cli;
+mod failover;
 mod hostile;
+mod olah;
 mod progress;
 mod resume;
 mod serve;
 mod support;
 mod verify;
+mod zoo;

@@ -141,6 +141,16 @@ impl Endpoint {
         )
     }
 
+    /// `E/api/{types}/{repo}`: the repository at its default branch.
+    pub fn repo_info_url(&self, repo: &RepoRef) -> String {
+        format!(
+            "{}/api/{}/{}",
+            self.base,
+            repo.repo_type.api_plural(),
+            repo.id
+        )
+    }
+
     /// `E/api/{types}/{repo}/tree/{enc_rev}?recursive=true&expand=false`.
     pub fn tree_url(&self, repo: &RepoRef, revision: &str) -> String {
         format!(

@@ -435,6 +435,22 @@ impl Error {
         }
     }
 
+    /// Whether the connection was refused or the host is unreachable (no
+    /// server listens there), as opposed to a timeout or a reset.
+    pub fn is_refused(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Self::Unreachable {
+                source: hfd_http::Error::Connect { source, .. },
+                ..
+            } => matches!(
+                source.kind(),
+                K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the repository, revision or file does not exist (or is hidden).
     pub fn is_not_found(&self) -> bool {
         matches!(

@@ -79,6 +79,19 @@ pub enum FaultKind {
     /// Hostile: answer 400 with the request's `Authorization` value echoed in
     /// `X-Error-Message` and in the JSON error body (a server fishing for a leak).
     EchoAuthorization,
+    /// Mirror quirk: remove these headers (lower-case names, e.g. `x-repo-commit`, `etag`)
+    /// from the real answer, as mirrors that do not pass the Hub's headers through do.
+    DropHeaders(Vec<String>),
+    /// Mirror quirk: send `ETag` and `X-Linked-ETag` as weak validators (`W/"…"`).
+    WeakEtag,
+    /// Mirror quirk: send the hashes in `ETag` and `X-Linked-ETag` in upper case.
+    UppercaseEtag,
+    /// Mirror quirk: a tree page's `Link: rel="next"` points at `https://huggingface.co`
+    /// (the Hub's own link passed through) instead of the mirror.
+    HubNextLink,
+    /// Mirror quirk (hf-mirror on a captcha or for some `Referer`s): answer `200 text/html`
+    /// with a small web page instead of the file.
+    HtmlPage,
     /// Hostile: answer 200 `application/json` with a tree listing that never ends
     /// (`[` then directory entries forever, no `Content-Length`), until the client hangs up
     /// or 4 GiB.
@@ -123,13 +136,26 @@ impl FaultKind {
             Self::JsonBody(_) => "json-body",
             Self::EndlessJson => "endless-json",
             Self::EchoAuthorization => "echo-authorization",
+            Self::DropHeaders(_) => "drop-headers",
+            Self::WeakEtag => "weak-etag",
+            Self::UppercaseEtag => "uppercase-etag",
+            Self::HubNextLink => "hub-next-link",
+            Self::HtmlPage => "html-page",
         }
     }
 
     pub(crate) fn stage(&self) -> Stage {
         if self.needs_content() {
             Stage::Content
-        } else if matches!(self, Self::HugeHeader(_) | Self::DowngradeRedirect) {
+        } else if matches!(
+            self,
+            Self::HugeHeader(_)
+                | Self::DowngradeRedirect
+                | Self::DropHeaders(_)
+                | Self::WeakEtag
+                | Self::UppercaseEtag
+                | Self::HubNextLink
+        ) {
             Stage::Post
         } else {
             Stage::Pre

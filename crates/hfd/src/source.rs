@@ -8,6 +8,7 @@
 //! backoff and end, bounded by the engine's retry policy, in a clear error
 //! (no resolve loop against a CDN that keeps saying no).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,6 +35,33 @@ struct Slot {
     seen_etag: Option<String>,
 }
 
+/// Whether one download origin honours range requests, learnt from its
+/// first answer to a partial range. Until then, one range request at a time
+/// asks it: a server that answers `200` with the whole body (Olah) would
+/// otherwise send the whole file once per connection before the engine
+/// falls back to one stream.
+#[derive(Debug, Default)]
+struct OriginRanges {
+    honoured: std::sync::Mutex<Option<bool>>,
+    probe: Mutex<()>,
+}
+
+impl OriginRanges {
+    fn get(&self) -> Option<bool> {
+        *self
+            .honoured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set(&self, honoured: bool) {
+        *self
+            .honoured
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(honoured);
+    }
+}
+
 /// Fetches the files of one pinned commit.
 #[derive(Debug)]
 pub(crate) struct HubSource {
@@ -44,6 +72,8 @@ pub(crate) struct HubSource {
     files: Vec<RemoteFile>,
     slots: Vec<Mutex<Slot>>,
     resolves: AtomicU64,
+    /// Range support per `scheme://authority` of the download URLs.
+    origins: std::sync::Mutex<HashMap<String, Arc<OriginRanges>>>,
 }
 
 /// An error with a message, for causes that are not a typed error.
@@ -78,6 +108,7 @@ impl HubSource {
             files,
             slots,
             resolves: AtomicU64::new(0),
+            origins: std::sync::Mutex::default(),
         }
     }
 
@@ -218,6 +249,32 @@ impl HubSource {
         let headers = self.hub.download_headers(&resolved);
         let url = resolved.url.expose();
         let outcome = match range {
+            // A partial range from an origin whose range support is not
+            // known yet: ask it alone, and remember the answer.
+            Some(range) if !whole => {
+                let origin = self.origin_ranges(url);
+                let mut probing = None;
+                if origin.get().is_none() {
+                    probing = Some(origin.probe.lock().await);
+                }
+                if origin.get() == Some(false) {
+                    return Err(SourceError::range_unsupported(Message(format!(
+                        "{}: the server answers range requests with the whole file",
+                        file.path
+                    ))));
+                }
+                let outcome = self
+                    .http
+                    .get_range(url, range, Some(file.size), &headers)
+                    .await;
+                match &outcome {
+                    Ok(_) => origin.set(true),
+                    Err(hfd_http::Error::RangeIgnored { .. }) => origin.set(false),
+                    Err(_) => {}
+                }
+                drop(probing);
+                outcome.map(|r| (r.headers, r.body))
+            }
             Some(range) => self
                 .http
                 .get_range(url, range, Some(file.size), &headers)
@@ -244,6 +301,30 @@ impl HubSource {
                 Err(http_error(e))
             }
         }
+    }
+}
+
+impl HubSource {
+    /// The range-support record of `url`'s origin.
+    fn origin_ranges(&self, url: &str) -> Arc<OriginRanges> {
+        let origin = url
+            .parse::<http::Uri>()
+            .ok()
+            .map(|u| {
+                format!(
+                    "{}://{}",
+                    u.scheme_str().unwrap_or_default(),
+                    u.authority()
+                        .map(http::uri::Authority::as_str)
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        let mut origins = self
+            .origins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(origins.entry(origin).or_default())
     }
 }
 

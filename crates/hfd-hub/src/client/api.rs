@@ -24,20 +24,24 @@ impl HubClient {
         purpose: Purpose<'_>,
     ) -> Result<(Url, HeaderMap, Bytes)> {
         let limit = self.config().max_json_bytes;
-        retrying(&self.config().retry, || async move {
-            let answer = self
-                .follow(&Method::GET, url.clone(), ForeignRedirect::Refuse)
-                .await?;
-            if !answer.response.status().is_success() {
-                return Err(self.error_answer(answer, repo, revision, purpose).await);
-            }
-            let (parts, body) = answer.response.into_parts();
-            let bytes = body
-                .collect_limited(limit)
-                .await
-                .map_err(|e| body_error(&answer.url, e, limit))?;
-            Ok((answer.url, parts.headers, bytes))
-        })
+        retrying(
+            &self.config().retry,
+            || self.has_answered(),
+            || async move {
+                let answer = self
+                    .follow(&Method::GET, url.clone(), ForeignRedirect::Refuse)
+                    .await?;
+                if !answer.response.status().is_success() {
+                    return Err(self.error_answer(answer, repo, revision, purpose).await);
+                }
+                let (parts, body) = answer.response.into_parts();
+                let bytes = body
+                    .collect_limited(limit)
+                    .await
+                    .map_err(|e| body_error(&answer.url, e, limit))?;
+                Ok((answer.url, parts.headers, bytes))
+            },
+        )
         .await
     }
 }

@@ -144,11 +144,16 @@ pub(crate) fn from_response(
             };
         }
         Some("EntryNotFound") => {
-            let path = match ctx.purpose {
-                Purpose::Resolve(path) => path,
-                Purpose::Revision | Purpose::Tree => "",
+            return match ctx.purpose {
+                Purpose::Resolve(path) => entry_not_found(path, request_id),
+                // The root of the tree is missing only when the revision is
+                // (Olah's answer for an unknown commit).
+                Purpose::Revision | Purpose::Tree => Error::RevisionNotFound {
+                    repo,
+                    revision: ctx.revision.to_owned(),
+                    request_id,
+                },
             };
-            return entry_not_found(path, request_id);
         }
         _ => {}
     }

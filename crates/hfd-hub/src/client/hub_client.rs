@@ -2,7 +2,7 @@
 //! token policy, and sending one request.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use http::{Method, Request, Response, header};
 use tracing::debug;
@@ -28,6 +28,8 @@ struct Inner {
     config: HubConfig,
     http: HttpClient,
     requests: AtomicU64,
+    /// Whether any request has been answered yet.
+    answered: AtomicBool,
 }
 
 /// The answer to one request.
@@ -45,6 +47,7 @@ impl HubClient {
                 config,
                 http,
                 requests: AtomicU64::new(0),
+                answered: AtomicBool::new(false),
             }),
         }
     }
@@ -114,10 +117,17 @@ impl HubClient {
                     source,
                 },
             })?;
+        self.inner.answered.store(true, Ordering::Relaxed);
         Ok(Sent {
             response,
             authenticated,
         })
+    }
+
+    /// Whether any request of this client has been answered yet. A refused
+    /// connection before that is not retried (see [`super::retry`]).
+    pub(super) fn has_answered(&self) -> bool {
+        self.inner.answered.load(Ordering::Relaxed)
     }
 
     /// Whether a request to `url` carries the token (see

@@ -55,9 +55,24 @@ impl HubClient {
             return Ok(commit);
         }
         let url = Self::parse_url(&self.endpoint().revision_url(repo, revision.as_str()))?;
-        let (final_url, _, body) = self
+        let answer = self
             .api_get(&url, repo, revision.as_str(), Purpose::Revision)
-            .await?;
+            .await;
+        let (final_url, _, body) = match answer {
+            // Some mirrors (Olah) answer "repository not found" for a
+            // revision they do not have: if the repository itself answers,
+            // it is the revision that is missing.
+            Err(Error::RepoNotFound { request_id, .. })
+                if revision.as_str() != "main" && self.repo_answers(repo).await =>
+            {
+                return Err(Error::RevisionNotFound {
+                    repo: repo.to_string(),
+                    revision: revision.as_str().to_owned(),
+                    request_id,
+                });
+            }
+            other => other?,
+        };
         let malformed = |reason: String| Error::Malformed {
             url: RedactedUrl::new(final_url.as_str()),
             reason,
@@ -75,6 +90,29 @@ impl HubClient {
         })?;
         debug!(repo = %repo, revision = %revision, commit = %commit, "pinned revision");
         Ok(commit)
+    }
+
+    /// Whether the repository exists and is visible to us: its info, or
+    /// else its `main` branch (an offline Olah cannot answer the info, which
+    /// needs the upstream hub), answers.
+    async fn repo_answers(&self, repo: &RepoRef) -> bool {
+        let endpoint = self.endpoint();
+        for url in [
+            endpoint.repo_info_url(repo),
+            endpoint.revision_url(repo, "main"),
+        ] {
+            let Ok(url) = Self::parse_url(&url) else {
+                return false;
+            };
+            if self
+                .api_get(&url, repo, "main", Purpose::Revision)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// Lists every file of `repo` at `commit` through the recursive tree API,

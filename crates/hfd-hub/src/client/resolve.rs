@@ -9,7 +9,6 @@ use super::error_answer::Purpose;
 use super::hub_client::HubClient;
 use super::redirect::ForeignRedirect;
 use super::retry::retrying;
-use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::file::RemoteFile;
 use crate::headers;
@@ -108,32 +107,29 @@ impl HubClient {
             &file.path,
         ))?;
         let purpose = Purpose::Resolve(&file.path);
-        let answer = retrying(&self.config().retry, || async {
-            let answer = self
-                .follow(&method, start.clone(), ForeignRedirect::Return)
-                .await?;
-            let status = answer.response.status();
-            if answer.location.is_none() && !status.is_success() {
-                return Err(self
-                    .error_answer(answer, repo, commit.as_str(), purpose)
-                    .await);
-            }
-            Ok(answer)
-        })
+        let answer = retrying(
+            &self.config().retry,
+            || self.has_answered(),
+            || async {
+                let answer = self
+                    .follow(&method, start.clone(), ForeignRedirect::Return)
+                    .await?;
+                let status = answer.response.status();
+                if answer.location.is_none() && !status.is_success() {
+                    return Err(self
+                        .error_answer(answer, repo, commit.as_str(), purpose)
+                        .await);
+                }
+                Ok(answer)
+            },
+        )
         .await?;
         let status = answer.response.status();
         let final_url = answer
             .location
             .clone()
             .unwrap_or_else(|| answer.url.clone());
-        let meta = extract_metadata(
-            status,
-            answer.response.headers(),
-            file,
-            commit,
-            &answer.url,
-            self.endpoint(),
-        )?;
+        let meta = extract_metadata(status, answer.response.headers(), file, commit, &answer.url)?;
         let resolved = ResolvedFile {
             path: file.path.clone(),
             url: RedactedUrl::new(final_url.as_str()),
@@ -168,22 +164,22 @@ pub(crate) struct Metadata {
 /// Reads commit, ETag, size and Xet hash from the final resolve answer
 /// (docs/hub-protocol.md §4.4) and checks them against the pinned commit and the
 /// listing. `url` is the URL that gave the answer.
+///
+/// Trust hashes, not headers: the URL names the pinned commit and the
+/// listing gives the file's hash, which checks the bytes. So a missing
+/// `X-Repo-Commit` or `ETag` (Olah answers a GET without both) is a quirk,
+/// not an error; only a header that contradicts the pin or the listing is.
 pub(crate) fn extract_metadata(
     status: StatusCode,
     response_headers: &HeaderMap,
     file: &RemoteFile,
     commit: &Commit,
     url: &Url,
-    endpoint: &Endpoint,
 ) -> Result<Metadata> {
     let shown = RedactedUrl::new(url.as_str());
-    let Some(served_commit) = headers::text(response_headers, "x-repo-commit") else {
-        return Err(Error::NotAHub {
-            url: shown,
-            endpoint: endpoint.to_string(),
-        });
-    };
-    if !served_commit.eq_ignore_ascii_case(commit.as_str()) {
+    if let Some(served_commit) = headers::text(response_headers, "x-repo-commit")
+        && !served_commit.eq_ignore_ascii_case(commit.as_str())
+    {
         return Err(Error::CommitMismatch {
             path: file.path.clone(),
             expected: commit.to_string(),
@@ -194,10 +190,8 @@ pub(crate) fn extract_metadata(
         .or_else(|| headers::text(response_headers, "etag"))
         .map(|raw| headers::normalize_etag(&raw))
         .filter(|e| !e.is_empty())
-        .ok_or_else(|| Error::Malformed {
-            url: shown.clone(),
-            reason: format!("no ETag in the answer for {:?}", file.path),
-        })?;
+        // The listing's hash is the identity the Hub would have sent.
+        .unwrap_or_else(|| file.etag());
     let is_hash =
         (etag.len() == 40 || etag.len() == 64) && etag.bytes().all(|b| b.is_ascii_hexdigit());
     if is_hash && !etag.eq_ignore_ascii_case(&file.etag()) {
@@ -285,7 +279,6 @@ mod tests {
             file,
             &Commit::parse(COMMIT).unwrap(),
             &Url::parse("https://huggingface.co/o/m/resolve/c/model.safetensors").unwrap(),
-            &Endpoint::default(),
         )
     }
 
@@ -359,19 +352,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Changed { what: "etag", .. }), "{err}");
-        let err = meta(302, &[("x-repo-commit", COMMIT)], &lfs_file(1)).unwrap_err();
-        assert!(
-            matches!(err.kind(), crate::HubErrorKind::Malformed),
-            "{err}"
-        );
+        // No ETag at all: the listing's hash stands in (the bytes are
+        // checked against it anyway).
+        let m = meta(302, &[("x-repo-commit", COMMIT)], &lfs_file(1)).unwrap();
+        assert_eq!(m.etag, SHA256);
     }
 
     #[test]
-    fn missing_commit_is_not_a_hub_and_other_commit_is_a_mismatch() {
-        // Appendix B 6.
-        let err = meta(200, &[("etag", SHA256)], &lfs_file(1)).unwrap_err();
-        assert_eq!(err.kind(), crate::HubErrorKind::NotAHub);
-        assert!(err.to_string().contains("HF_ENDPOINT"), "{err}");
+    fn missing_commit_is_a_quirk_and_other_commit_is_a_mismatch() {
+        // Olah answers a resolve GET with neither X-Repo-Commit nor ETag:
+        // the URL names the pinned commit, the listing gives the hash.
+        let m = meta(200, &[], &lfs_file(1)).unwrap();
+        assert_eq!((m.etag.as_str(), m.size), (SHA256, 1));
+        let m = meta(200, &[("etag", SHA256)], &lfs_file(1)).unwrap();
+        assert_eq!(m.etag, SHA256);
         let err = meta(
             200,
             &[("x-repo-commit", &"f".repeat(40)), ("etag", SHA256)],

@@ -48,9 +48,16 @@ impl MetadataRetry {
         }
     }
 
-    /// What to do after `error`, when `retries` retries were made already.
-    fn next_step(&self, error: &Error, retries: u32) -> RetryStep {
+    /// What to do after `error`, when `retries` retries were made already;
+    /// `answered`: whether the client ever got an answer.
+    fn next_step(&self, error: &Error, retries: u32, answered: bool) -> RetryStep {
         if !error.is_retryable() || retries >= self.max_retries {
+            return RetryStep::GiveUp;
+        }
+        // An endpoint that refuses the very first connection is down or
+        // mistyped, not busy: backing off (about 15 s) would only delay the
+        // fail-over to the next `--endpoint`, or the error.
+        if error.is_refused() && !answered {
             return RetryStep::GiveUp;
         }
         match error.retry_after() {
@@ -70,8 +77,12 @@ enum RetryStep {
 }
 
 /// Runs `op` until it succeeds, fails for good, or `policy`'s retries run
-/// out.
-pub(super) async fn retrying<T, F, Fut>(policy: &MetadataRetry, mut op: F) -> Result<T>
+/// out. `answered` tells whether the client has had any answer yet.
+pub(super) async fn retrying<T, F, Fut>(
+    policy: &MetadataRetry,
+    answered: impl Fn() -> bool,
+    mut op: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -82,7 +93,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) => e,
         };
-        let delay = match policy.next_step(&error, attempt) {
+        let delay = match policy.next_step(&error, attempt, answered()) {
             RetryStep::GiveUp => return Err(error),
             RetryStep::Wait(delay) => delay,
         };

@@ -263,17 +263,27 @@ async fn oversized_json_is_refused() {
 }
 
 #[tokio::test]
-async fn not_a_hub_without_x_repo_commit() {
-    let server = RawServer::start(|_, _, _| {
-        RawAnswer::new("200 OK", "hello").header("etag", format!("\"{SHA1}\""))
-    })
-    .await;
+async fn a_resolve_answer_without_hub_headers_is_a_quirk_not_an_error() {
+    // Olah answers a resolve GET with neither X-Repo-Commit nor ETag, chunked:
+    // the pinned commit is in the URL and the listing's hash is the identity.
+    let server = RawServer::start(|_, _, _| RawAnswer::new("200 OK", "h")).await;
+    let resolved = client(&server.base, None)
+        .resolve(
+            &repo("org/m", RepoType::Model),
+            &Commit::parse(COMMIT).unwrap(),
+            &regular("a.txt"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.etag, SHA1);
+    assert_eq!(resolved.size, 1);
+    // A header that contradicts the listing is still an error.
+    let server = RawServer::start(|_, _, _| RawAnswer::new("200 OK", "hello")).await;
     let err = client(&server.base, None)
         .resolve(&model(), &commit(), &regular("a.txt"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), HubErrorKind::NotAHub);
-    assert!(err.to_string().contains(&server.base), "{err}");
+    assert!(matches!(err, Error::Changed { what: "size", .. }), "{err}");
 }
 
 #[tokio::test]
@@ -405,4 +415,24 @@ async fn cross_host_redirect_stops_and_drops_the_token() {
         cdn.requests().is_empty(),
         "the CDN is never asked by resolve"
     );
+}
+
+#[tokio::test]
+async fn a_refused_first_connection_is_not_retried() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let c = client_with(&endpoint, None, |c| {
+        c.retry = MetadataRetry::default();
+        c.retry.base_delay = Duration::from_millis(1);
+    });
+    let err = c
+        .pin_revision(
+            &repo("org/m", RepoType::Model),
+            &Revision::new("main").unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_refused(), "{err}");
+    assert_eq!(c.requests_sent(), 1, "retried: {err}");
 }

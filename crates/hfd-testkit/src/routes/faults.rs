@@ -44,6 +44,37 @@ pub(super) fn post_fault(ctx: &Ctx, resp: &mut Response<ResBody>) {
             resp.headers_mut()
                 .insert(header::LOCATION, header_value(&downgraded));
         }
+        FaultKind::DropHeaders(names) => {
+            for name in names {
+                resp.headers_mut().remove(name.as_str());
+            }
+        }
+        FaultKind::WeakEtag | FaultKind::UppercaseEtag => {
+            for name in [header::ETAG.as_str(), "x-linked-etag"] {
+                let Some(value) = resp.headers().get(name).and_then(|v| v.to_str().ok()) else {
+                    continue;
+                };
+                let changed = if kind == FaultKind::WeakEtag {
+                    format!("W/{value}")
+                } else {
+                    value.to_ascii_uppercase()
+                };
+                resp.headers_mut().insert(name, header_value(&changed));
+            }
+        }
+        FaultKind::HubNextLink => {
+            let Some(link) = resp
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            else {
+                return;
+            };
+            let passed_through = link.replacen(&ctx.shared.hub_base, "https://huggingface.co", 1);
+            resp.headers_mut()
+                .insert(header::LINK, header_value(&passed_through));
+        }
         _ => {}
     }
 }
@@ -188,6 +219,24 @@ pub(super) async fn pre_fault(ctx: &Ctx) -> Option<Response<ResBody>> {
             Some(resp)
         }
         FaultKind::ExpiredUrl => Some(s3_error(ctx, "AccessDenied", "Request has expired")),
+        FaultKind::HtmlPage => Some(html_page(ctx)),
         _ => None,
     }
+}
+
+/// A captcha-like web page with status 200, as hf-mirror sends instead of
+/// the file on a challenge.
+fn html_page(ctx: &Ctx) -> Response<ResBody> {
+    let page = "<!DOCTYPE html><html><head><title>Just a moment...</title></head>\
+                <body>Checking your browser before accessing the mirror.</body></html>\n";
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CONTENT_LENGTH, page.len())
+        .body(if ctx.method == Method::HEAD {
+            empty()
+        } else {
+            crate::body::counted_full(&ctx.cell, page)
+        })
+        .expect("valid response")
 }

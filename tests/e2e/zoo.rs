@@ -1,0 +1,112 @@
+//! The mirror zoo: one fake-hub knob per quirk observed on a real mirror,
+//! and an end-to-end download through each that must complete with every
+//! byte verified (docs/mirrors.md lists them).
+
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture};
+
+use crate::support::{assert_same_files, run};
+
+const REPO: &str = "org/model";
+
+async fn hub_with(faults: impl IntoIterator<Item = Fault>) -> FakeHub {
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model(REPO)
+                .regular_file("config.json", "{\"model_type\": \"zoo\"}\n")
+                .regular_file("nested/dir/vocab.txt", hfd_testkit::seeded_bytes(3, 9_000))
+                .lfs_file("model.safetensors", 2 * MIB + 5, 51)
+                .lfs_file("onnx/model.onnx", 300_000, 52),
+        )
+        .tree_page_size(2)
+        .start()
+        .await
+        .expect("start fake hub");
+    for fault in faults {
+        hub.faults().inject(fault);
+    }
+    hub
+}
+
+/// Downloads [`REPO`] from `hub` and checks every byte.
+async fn downloads_verified(hub: &FakeHub) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("m");
+    let run = run(&[
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().expect("utf-8"),
+        "-x",
+        "4",
+    ])
+    .await;
+    run.expect_code(0);
+    assert_same_files(hub, REPO, &dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_x_repo_commit_and_no_etag_on_resolve() {
+    let hub = hub_with([Fault::new(FaultKind::DropHeaders(vec![
+        "x-repo-commit".into(),
+        "etag".into(),
+        "x-linked-etag".into(),
+    ]))
+    .on(FaultTarget::Resolve)
+    .always()])
+    .await;
+    downloads_verified(&hub).await;
+    assert!(
+        hub.log()
+            .entries()
+            .iter()
+            .any(|e| e.fault == Some("drop-headers")),
+        "the knob never fired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weak_etags() {
+    let hub = hub_with([Fault::new(FaultKind::WeakEtag).always()]).await;
+    downloads_verified(&hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upper_case_hashes_in_etags() {
+    let hub = hub_with([Fault::new(FaultKind::UppercaseEtag).always()]).await;
+    downloads_verified(&hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn next_page_link_to_the_hub_stays_on_the_mirror() {
+    let hub = hub_with([Fault::new(FaultKind::HubNextLink)
+        .on(FaultTarget::Api)
+        .always()])
+    .await;
+    downloads_verified(&hub).await;
+    let pages = hub
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| e.path.contains("/tree/"))
+        .count();
+    assert!(pages >= 3, "pagination was not exercised: {pages} pages");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_html_page_instead_of_the_file_is_never_kept() {
+    let hub = hub_with([Fault::new(FaultKind::HtmlPage)
+        .on(FaultTarget::Cdn)
+        .times(1)])
+    .await;
+    downloads_verified(&hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whole_body_for_small_range_requests() {
+    let hub = hub_with([Fault::new(FaultKind::IgnoreRange)
+        .on(FaultTarget::Cdn)
+        .always()])
+    .await;
+    downloads_verified(&hub).await;
+}
