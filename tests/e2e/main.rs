@@ -11,4 +11,5 @@ mod hostile;
 mod progress;
 mod resume;
 mod support;
+mod usability;
 mod verify;
