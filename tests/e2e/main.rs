@@ -14,5 +14,6 @@ mod progress;
 mod resume;
 mod serve;
 mod support;
+mod usability;
 mod verify;
 mod zoo;

@@ -20,9 +20,13 @@ use hfd_types::ByteSize;
       hfd-rs meta-llama/Llama-2-7b-hf --threads 16 --hf_token hf_xxx\n  \
       hfd-rs HuggingFaceFW/fineweb --dataset --include 'sample/10BT/*' --exclude '*.md'\n  \
       HF_ENDPOINT=https://hf-mirror.com hfd-rs Qwen/Qwen2-0.5B --local-dir ./qwen\n  \
-      hfd-rs gpt2 config.json tokenizer.json --dry-run\n\n\
-      Exit codes: 0 ok, 1 internal error, 2 usage, 3 not found, 4 authentication or gated,\n\
-      5 network, 6 rate limited, 7 integrity, 8 disk, 9 bad server answer, 130 interrupted."
+      hfd-rs gpt2 config.json tokenizer.json --dry-run\n  \
+      hfd-rs download org/data --repo-type dataset --local-dir D --max-workers 8   (as `hf download`)\n\n\
+      Exit codes: 0 ok, 1 internal error, 2 usage (also: --include matching nothing),\n\
+      3 not found, 4 authentication or gated, 5 network (no answer, retries spent),\n\
+      6 rate limited, 7 integrity, 8 disk, 9 bad server answer, 130 interrupted.\n\
+      After a failure that left partial files, run the same command again to resume.\n\n\
+      Log lines are coloured only on a terminal; NO_COLOR, TERM=dumb and CLICOLOR_FORCE are honoured."
 )]
 pub(crate) struct Cli {
     #[command(subcommand)]
@@ -33,6 +37,10 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing buys nothing"
+)]
 pub(crate) enum Command {
     /// Download a repository (the default when no subcommand is given).
     Download(DownloadArgs),
@@ -158,6 +166,22 @@ pub(crate) struct HubArgs {
     /// $ALL_PROXY, honouring $NO_PROXY.
     #[arg(long, value_name = "URL")]
     pub(crate) proxy: Option<String>,
+
+    /// Seconds to wait for the hub's first answer to a request (and to
+    /// connect) before counting it as failed. Default: 10.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
+
+    /// Retries of a failed request before giving up. Default: 10 for file
+    /// transfers (a connection that writes bytes again starts afresh), 4 for
+    /// hub metadata requests; N sets both.
+    #[arg(long, value_name = "N")]
+    pub(crate) retries: Option<u32>,
+
+    /// Longest wait between two retries, in seconds (waits double from 1 s up
+    /// to this). Default: 15 for file transfers, 8 for hub metadata; sets both.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) retry_wait: Option<f64>,
 }
 
 /// Repository type.
@@ -194,7 +218,8 @@ pub(crate) struct DownloadArgs {
     #[arg(long, num_args = 1.., value_name = "PATTERN")]
     pub(crate) exclude: Vec<String>,
 
-    /// Target folder. Default: ./<repo name>, as hfd.sh.
+    /// Target folder. Default: ./<repo name>, as hfd.sh. With --cache-dir
+    /// too, files go here (as `hf download`).
     #[arg(long, value_name = "DIR")]
     pub(crate) local_dir: Option<PathBuf>,
 
@@ -205,12 +230,22 @@ pub(crate) struct DownloadArgs {
     pub(crate) cache: bool,
 
     /// Write the Hugging Face cache layout under DIR (implies --cache).
-    #[arg(long, value_name = "DIR", conflicts_with = "local_dir")]
+    #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
 
     /// Download every selected file again, even when it is up to date.
-    #[arg(long)]
+    #[arg(long, visible_alias = "force-download")]
     pub(crate) force: bool,
+
+    /// Accepted for `huggingface-cli download` compatibility: resuming is
+    /// always on.
+    #[arg(long, hide = true)]
+    pub(crate) resume_download: bool,
+
+    /// Accepted for `huggingface-cli download` compatibility and ignored
+    /// (as in huggingface_hub today): --local-dir gets real files.
+    #[arg(long, hide = true, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) local_dir_use_symlinks: Option<String>,
 
     /// Accepted for hfd.sh compatibility; the token alone authenticates.
     #[arg(long = "hf_username", alias = "hf-username", value_name = "NAME")]
@@ -220,8 +255,9 @@ pub(crate) struct DownloadArgs {
     #[arg(short = 'x', long, value_name = "N")]
     pub(crate) threads: Option<usize>,
 
-    /// Files downloaded at the same time (aria2c -j). Default: 4.
-    #[arg(short = 'j', long, value_name = "N")]
+    /// Files downloaded at the same time (aria2c -j; `hf download
+    /// --max-workers`). Default: 4.
+    #[arg(short = 'j', long, visible_alias = "max-workers", value_name = "N")]
     pub(crate) jobs: Option<usize>,
 
     /// TCP connections per host at most. Default: threads x jobs. Over

@@ -15,7 +15,14 @@ use crate::output;
 
 pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
     let settings = crate::settings::resolve_bench(args).map_err(Failure::from_anyhow)?;
+    if !args.json {
+        for note in &settings.notes {
+            output::note_line(note);
+        }
+    }
     let mut results: Vec<BenchResult> = Vec::new();
+    // Endpoints that failed, with why: a row each, the others still measured.
+    let mut dead: Vec<(String, Failure)> = Vec::new();
     for hub in &settings.endpoints {
         for &connections in &settings.threads {
             if !args.json {
@@ -34,44 +41,83 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
                 connections,
                 &settings.config,
             )
-            .await
-            .map_err(Failure::from_hfd)?;
-            results.push(result);
+            .await;
+            match result {
+                Ok(result) => results.push(result),
+                Err(e) => {
+                    let failure = Failure::from_hfd(e);
+                    if !args.json {
+                        output::note_line(&format!(
+                            "{} failed: {}",
+                            hub.endpoint.as_str(),
+                            failure.message
+                        ));
+                    }
+                    dead.push((hub.endpoint.as_str().to_owned(), failure));
+                    break;
+                }
+            }
         }
     }
-    let best = recommend(&results);
-    if args.json {
-        let rows: Vec<serde_json::Value> = results
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "endpoint": r.endpoint,
-                    "file": r.file,
-                    "connections": r.connections,
-                    "ttfb_ms": r.time_to_first_byte.map(|t| t.as_millis() as u64),
-                    "bytes": r.bytes,
-                    "elapsed_secs": r.elapsed.as_secs_f64(),
-                    "bytes_per_sec": r.bytes_per_sec() as u64,
-                    "bytes_per_sec_per_connection": (r.bytes_per_sec() / r.connections as f64) as u64,
-                    "errors": r.errors,
-                    "connections_opened": r.connections_opened,
-                })
-            })
-            .collect();
-        let doc = serde_json::json!({
-            "results": rows,
-            "recommended": best.map(|b| serde_json::json!({
-                "endpoint": b.endpoint, "connections": b.connections,
-            })),
-        });
-        println!("{doc}");
-        return Ok(());
+    if results.is_empty()
+        && let Some((_, failure)) = dead.pop()
+    {
+        return Err(failure);
     }
+    if args.json {
+        print_json(&results, &dead);
+    } else {
+        print_table(&results, &dead);
+    }
+    Ok(())
+}
+
+/// The results, failed endpoints and recommendation as one JSON document.
+fn print_json(results: &[BenchResult], dead: &[(String, Failure)]) {
+    let best = recommend(results);
+    let rows: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "endpoint": r.endpoint,
+                "file": r.file,
+                "connections": r.connections,
+                "ttfb_ms": r.time_to_first_byte.map(|t| t.as_millis() as u64),
+                "bytes": r.bytes,
+                "elapsed_secs": r.elapsed.as_secs_f64(),
+                "bytes_per_sec": r.bytes_per_sec() as u64,
+                "bytes_per_sec_per_connection": (r.bytes_per_sec() / r.connections as f64) as u64,
+                "errors": r.errors,
+                "connections_opened": r.connections_opened,
+            })
+        })
+        .collect();
+    let failed: Vec<serde_json::Value> = dead
+        .iter()
+        .map(|(endpoint, failure)| {
+            serde_json::json!({
+                "endpoint": endpoint, "error": failure.message, "exit_code": failure.code,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "results": rows,
+        "failed": failed,
+        "recommended": best.map(|b| serde_json::json!({
+            "endpoint": b.endpoint, "connections": b.connections,
+        })),
+    });
+    println!("{doc}");
+}
+
+/// The results as a table, then the failed endpoints and the recommendation.
+fn print_table(results: &[BenchResult], dead: &[(String, Failure)]) {
+    let best = recommend(results);
     println!(
         "{:<40} {:>5} {:>9} {:>12} {:>14} {:>6}",
         "endpoint", "conns", "ttfb", "speed", "per conn", "errors"
     );
-    for r in &results {
+    for r in results {
         let ttfb = r
             .time_to_first_byte
             .map_or_else(|| "-".to_owned(), |t| format!("{} ms", t.as_millis()));
@@ -85,6 +131,9 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
             r.errors
         );
     }
+    for (endpoint, failure) in dead {
+        println!("{endpoint:<40} failed: {}", failure.message);
+    }
     if let Some(best) = best {
         println!(
             "fastest: {} with -x {} ({}/s); use: HF_ENDPOINT={} hfd-rs REPO -x {}",
@@ -95,7 +144,6 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
             best.connections
         );
     }
-    Ok(())
 }
 
 /// The fastest setting, preferring fewer connections when within 5 % of it

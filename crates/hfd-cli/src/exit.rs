@@ -60,7 +60,7 @@ impl Failure {
                     .to_owned(),
             ),
             ErrorKind::Cancelled => Some(
-                "interrupted: partial downloads are kept; run the same command again to resume"
+                "partial downloads are kept; run the same command again to resume"
                     .to_owned(),
             ),
             ErrorKind::RateLimited { wait: Some(wait) } => {

@@ -7,38 +7,171 @@
     reason = "the binary's output module"
 )]
 
+use std::fmt;
+use std::sync::OnceLock;
+
 use hfd::{DownloadPlan, DownloadReport, FileAction};
 use hfd_types::ByteSize;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
-/// Installs the one tracing subscriber: stderr, `RUST_LOG` if set, else a
-/// level from `-v` flags.
-pub(crate) fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
+/// Whether stderr lines get colours (decided once by [`init_logging`]).
+static COLOUR: OnceLock<bool> = OnceLock::new();
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogStyle {
+    pub(crate) verbose: u8,
+    pub(crate) quiet: bool,
+    /// Colours on stderr (a terminal, or forced).
+    pub(crate) colour: bool,
+    /// `RUST_LOG` is set: it chooses the filter, and tracing's own format
+    /// is used (as at `-vv`).
+    pub(crate) rust_log: bool,
+}
+
+/// Installs the one tracing subscriber on stderr: plain `hfd-rs: warning:
+/// …` lines by default and at `-v`, tracing's format (timestamps, targets)
+/// at `-vv` or with `RUST_LOG`.
+pub(crate) fn init_logging(style: LogStyle) {
+    let _ = COLOUR.set(style.colour);
+    // The engine's own lines name files by internal keys (`file#0`); below
+    // -vv the progress reporter says the same with the file's path.
+    let default = match (style.quiet, style.verbose) {
+        (true, _) => "error,hfd_engine=off",
+        (false, 0) => "warn,hfd_engine=off",
+        (false, 1) => "info,hfd_engine=off",
         (false, 2) => "debug",
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    if style.verbose >= 2 || style.rust_log {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(style.colour)
+            .try_init();
+    } else {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .event_format(PlainLines)
+            .try_init();
+    }
+}
+
+/// `hfd-rs: LEVEL: message (field=value, …)`, one line per event.
+struct PlainLines;
+
+impl<S, N> FormatEvent<S, N> for PlainLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let label = match *event.metadata().level() {
+            Level::ERROR => Label::Error,
+            Level::WARN => Label::Warning,
+            Level::INFO => Label::Info,
+            _ => Label::Debug,
+        };
+        let mut fields = FieldText::default();
+        event.record(&mut fields);
+        let mut line = fields.message;
+        if !fields.rest.is_empty() {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push('(');
+            line.push_str(&fields.rest.join(", "));
+            line.push(')');
+        }
+        writeln!(writer, "{}", labelled(label, &line.replace('\n', " ")))
+    }
+}
+
+/// The message and the other fields of one event, as text.
+#[derive(Default)]
+struct FieldText {
+    message: String,
+    rest: Vec<String>,
+}
+
+impl Visit for FieldText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.message);
+        } else {
+            self.rest.push(format!("{}={value}", field.name()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.rest.push(format!("{}={value:?}", field.name()));
+        }
+    }
+}
+
+/// The kinds of line the binary writes on stderr.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Label {
+    Error,
+    Warning,
+    Hint,
+    Note,
+    Info,
+    Debug,
+}
+
+/// `hfd-rs: LABEL: text`, the label coloured when colours are on.
+pub(crate) fn labelled(label: Label, text: &str) -> String {
+    let (name, colour) = match label {
+        Label::Error => ("error", "1;31"),
+        Label::Warning => ("warning", "1;33"),
+        Label::Hint => ("hint", "1;36"),
+        Label::Note => ("note", "1;34"),
+        Label::Info => ("info", "32"),
+        Label::Debug => ("debug", "2"),
+    };
+    if COLOUR.get().copied().unwrap_or(false) {
+        format!("hfd-rs: \x1b[{colour}m{name}:\x1b[0m {text}")
+    } else {
+        format!("hfd-rs: {name}: {text}")
+    }
 }
 
 pub(crate) fn error_line(message: &str) {
-    eprintln!("hfd-rs: error: {message}");
+    eprintln!("{}", labelled(Label::Error, message));
 }
 
 pub(crate) fn hint_line(message: &str) {
-    eprintln!("hfd-rs: hint: {message}");
+    eprintln!("{}", labelled(Label::Hint, message));
 }
 
 pub(crate) fn note_line(message: &str) {
-    eprintln!("hfd-rs: note: {message}");
+    eprintln!("{}", labelled(Label::Note, message));
+}
+
+/// `1 file`, `2 files`: `n` with the word in the right number.
+pub(crate) fn count(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 fn action_name(action: FileAction) -> &'static str {
@@ -61,16 +194,16 @@ pub(crate) fn plan_text(plan: &DownloadPlan) {
     );
     for file in &plan.files {
         println!(
-            "{:<9} {:>12}  {}",
+            "{:<9} {:>10}  {}",
             action_name(file.action),
-            file.remote.size,
+            ByteSize::new(file.remote.size).to_string(),
             file.remote.path
         );
     }
     let to_fetch = plan.to_fetch().count();
     println!(
-        "{} files, {} in total; {} to fetch ({}), {} unchanged; {} hub requests to plan",
-        plan.files.len(),
+        "{}, {} in total; {} to fetch ({}), {} unchanged; {} hub requests to plan",
+        count(plan.files.len() as u64, "file", "files"),
         ByteSize::new(pinned.total_bytes),
         to_fetch,
         ByteSize::new(plan.bytes_to_fetch()),
@@ -106,6 +239,12 @@ pub(crate) fn plan_json(plan: &DownloadPlan) {
         "fetch_count": plan.to_fetch().count(),
         "fetch_bytes": plan.bytes_to_fetch(),
         "requests": pinned.requests,
+        // The `plan` event's names for the same figures (docs/json-events.md).
+        "files_total": plan.files.len(),
+        "bytes_total": pinned.total_bytes,
+        "files_to_fetch": plan.to_fetch().count(),
+        "bytes_to_fetch": plan.bytes_to_fetch(),
+        "plan_requests": pinned.requests,
         "files": files,
     });
     println!("{doc}");
@@ -165,13 +304,13 @@ pub(crate) fn summary(
         "-".to_owned()
     };
     eprintln!(
-        "hfd-rs: {} files ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} requests ({} resolves), {} retries",
-        report.files_done,
+        "hfd-rs: {} ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} ({} resolves), {}",
+        count(report.files_done as u64, "file", "files"),
         ByteSize::new(report.bytes_written),
         plan.local_dir.display(),
         up_to_date,
-        requests,
+        count(requests, "request", "requests"),
         report.resolves,
-        report.retries,
+        count(report.retries, "retry", "retries"),
     );
 }

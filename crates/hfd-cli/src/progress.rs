@@ -7,7 +7,8 @@
 //! - `Json`: newline-delimited JSON events on stdout (docs/json-events.md).
 //! - `Quiet`: nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,8 +21,123 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::output::{Label, labelled};
+
 /// Files at least this large get their own bar on a terminal.
 const FILE_BAR_MIN: u64 = 8 << 20;
+
+/// Characters of a file name on its bar: with the bar and byte counts, a
+/// line fits 80 columns.
+const FILE_NAME_WIDTH: usize = 34;
+
+/// The speed is the bytes received over this long, not since the start.
+const SPEED_WINDOW: Duration = Duration::from_secs(5);
+
+/// Nothing received for this long shows as "stalled".
+const STALL_AFTER: Duration = Duration::from_secs(3);
+
+/// Recent samples of bytes received, for a speed that follows the network.
+#[derive(Debug, Default)]
+struct Window {
+    samples: VecDeque<(Instant, u64)>,
+    /// When the byte count last moved.
+    last_change: Option<(Instant, u64)>,
+}
+
+impl Window {
+    fn push(&mut self, now: Instant, received: u64) {
+        match self.last_change {
+            Some((_, value)) if value == received => {}
+            _ => self.last_change = Some((now, received)),
+        }
+        self.samples.push_back((now, received));
+        // Keep one sample at least SPEED_WINDOW old as the window's start.
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, _)| now.duration_since(*t) >= SPEED_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    fn speed(&self, now: Instant, done: bool) -> Speed {
+        if let Some((since, _)) = self.last_change {
+            let quiet = now.duration_since(since);
+            if !done && quiet >= STALL_AFTER {
+                return Speed::Stalled(quiet);
+            }
+        }
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, b0)), Some((t1, b1)))
+                if t1.duration_since(*t0) >= Duration::from_millis(500) =>
+            {
+                Speed::Rate(b1.saturating_sub(*b0) as f64 / t1.duration_since(*t0).as_secs_f64())
+            }
+            _ => Speed::Measuring,
+        }
+    }
+}
+
+/// The transfer speed as shown.
+#[derive(Debug, Clone, Copy)]
+enum Speed {
+    /// Not enough samples yet.
+    Measuring,
+    /// Bytes per second over the window.
+    Rate(f64),
+    /// Nothing received for this long.
+    Stalled(Duration),
+}
+
+impl Speed {
+    fn rate_text(&self) -> String {
+        match self {
+            Self::Measuring => "-/s".to_owned(),
+            Self::Rate(rate) => format!("{}/s", ByteSize::new(*rate as u64)),
+            Self::Stalled(quiet) => format!("stalled {}", duration_text(quiet.as_secs_f64())),
+        }
+    }
+}
+
+/// A retry's reason without the engine's wrapper messages, which say
+/// nothing the user can act on.
+fn without_wrappers(reason: &str) -> &str {
+    let mut rest = reason;
+    for wrapper in ["source failure: ", "transient source failure: "] {
+        rest = rest.strip_prefix(wrapper).unwrap_or(rest);
+    }
+    rest
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+fn duration_text(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    }
+}
+
+/// `name` cut to `width` characters in the middle (`model-00…tensors`), so
+/// both the folder and the extension stay visible.
+fn elide_middle(name: &str, width: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= width || width < 5 {
+        return name.to_owned();
+    }
+    let keep = width - 1;
+    let head = keep / 2;
+    let tail = keep - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push('…');
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,24 +183,36 @@ pub(crate) struct Progress {
     files: Vec<FileLabel>,
     total_bytes: u64,
     bytes: AtomicU64,
+    /// Bytes already on disk from an earlier run (counted in `bytes`, not
+    /// in the speed).
+    resumed: AtomicU64,
+    /// Recent (time, bytes received) samples: the speed's moving window.
+    window: Mutex<Window>,
     files_done: AtomicU64,
     retries: AtomicU64,
     started: Instant,
     live: Arc<LiveStats>,
+    /// The transfer retry budget, shown in retry warnings.
+    max_retries: u32,
     multi: Option<MultiProgress>,
     total_bar: Option<ProgressBar>,
     file_bars: Mutex<HashMap<FileKey, ProgressBar>>,
 }
 
 impl Progress {
-    pub(crate) fn new(mode: Mode, files: Vec<FileLabel>, live: Arc<LiveStats>) -> Self {
+    pub(crate) fn new(
+        mode: Mode,
+        files: Vec<FileLabel>,
+        live: Arc<LiveStats>,
+        max_retries: u32,
+    ) -> Self {
         let total_bytes = files.iter().map(|f| f.size).sum();
         let (multi, total_bar) = if mode == Mode::Terminal {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             let bar = multi.add(ProgressBar::new(total_bytes));
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{bar:30.cyan/blue} {percent:>3}% {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                    "{wide_bar:.cyan/blue} {percent:>3}% {bytes}/{total_bytes} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -98,10 +226,13 @@ impl Progress {
             files,
             total_bytes,
             bytes: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
+            window: Mutex::new(Window::default()),
             files_done: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             started: Instant::now(),
             live,
+            max_retries,
             multi,
             total_bar,
             file_bars: Mutex::new(HashMap::new()),
@@ -120,34 +251,73 @@ impl Progress {
 
     fn refresh_message(&self) {
         if let Some(bar) = &self.total_bar {
-            bar.set_message(format!(
-                "files {}/{} conns {}",
+            let speed = self.speed();
+            let retries = self.retries.load(Ordering::Relaxed);
+            let mut message = format!(
+                "{} {} files {}/{} conns {}",
+                speed.rate_text(),
+                self.eta_text(&speed),
                 self.files_done.load(Ordering::Relaxed),
                 self.files.len(),
                 self.live.active_streams()
-            ));
+            );
+            if retries > 0 {
+                let _ = write!(message, " retries {retries}");
+            }
+            bar.set_message(message);
+        }
+    }
+
+    /// Bytes received in this run (resumed bytes were already on disk).
+    fn received(&self) -> u64 {
+        self.bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.resumed.load(Ordering::Relaxed))
+    }
+
+    /// Records how many bytes arrived by now; called every tick.
+    fn sample(&self) {
+        let now = Instant::now();
+        let received = self.received();
+        if let Ok(mut window) = self.window.lock() {
+            window.push(now, received);
+        }
+    }
+
+    /// The speed over the last few seconds, or how long nothing arrived.
+    fn speed(&self) -> Speed {
+        let done = self.bytes.load(Ordering::Relaxed) >= self.total_bytes;
+        self.window
+            .lock()
+            .map_or(Speed::Measuring, |w| w.speed(Instant::now(), done))
+    }
+
+    fn eta_text(&self, speed: &Speed) -> String {
+        let left = self
+            .total_bytes
+            .saturating_sub(self.bytes.load(Ordering::Relaxed));
+        match speed {
+            Speed::Rate(rate) if *rate > 0.0 => {
+                format!("ETA {}", duration_text(left as f64 / rate))
+            }
+            _ => "ETA -".to_owned(),
         }
     }
 
     fn status_line(&self) -> String {
         let bytes = self.bytes.load(Ordering::Relaxed);
-        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
-        let speed = bytes as f64 / elapsed;
-        let eta = if speed > 0.0 && self.total_bytes > bytes {
-            format!("{:.0}s", (self.total_bytes - bytes) as f64 / speed)
-        } else {
-            "-".to_owned()
-        };
+        let speed = self.speed();
         let percent = if self.total_bytes == 0 {
             100.0
         } else {
             bytes as f64 * 100.0 / self.total_bytes as f64
         };
         format!(
-            "hfd-rs: {percent:5.1}% {} / {}  {}/s  ETA {eta}  files {}/{}  conns {}  retries {}",
+            "hfd-rs: {percent:5.1}% {} / {}  {}  {}  files {}/{}  conns {}  retries {}",
             ByteSize::new(bytes),
             ByteSize::new(self.total_bytes),
-            ByteSize::new(speed as u64),
+            speed.rate_text(),
+            self.eta_text(&speed),
             self.files_done.load(Ordering::Relaxed),
             self.files.len(),
             self.live.active_streams(),
@@ -157,27 +327,31 @@ impl Progress {
 
     /// Periodic output until `stop` is cancelled.
     pub(crate) async fn tick(self: Arc<Self>, stop: CancellationToken) {
+        // Sampled every tick; a plain status line every fifth (5 s).
         let period = match self.mode {
             Mode::Quiet => return,
             Mode::Terminal => Duration::from_millis(250),
-            Mode::Json => Duration::from_secs(1),
-            Mode::Plain => Duration::from_secs(5),
+            Mode::Json | Mode::Plain => Duration::from_secs(1),
         };
         let mut ticker = tokio::time::interval(period);
         ticker.tick().await;
+        self.sample();
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
+            self.sample();
+            ticks += 1;
             match self.mode {
                 Mode::Terminal => self.refresh_message(),
-                Mode::Plain => {
+                Mode::Plain if ticks.is_multiple_of(5) => {
                     let line = self.status_line();
                     let _ = writeln!(std::io::stderr().lock(), "{line}");
                 }
                 Mode::Json => self.progress_event(),
-                Mode::Quiet => {}
+                Mode::Plain | Mode::Quiet => {}
             }
         }
         // The final state, so even a run shorter than one tick reports it.
@@ -190,14 +364,17 @@ impl Progress {
     fn progress_event(&self) {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let elapsed = self.started.elapsed().as_secs_f64();
+        let speed = self.speed();
         emit(&json!({
             "event": "progress",
             "bytes": bytes,
             "total_bytes": self.total_bytes,
             "files_done": self.files_done.load(Ordering::Relaxed),
             "files_total": self.files.len(),
-            "bytes_per_sec": if elapsed > 0.0 { (bytes as f64 / elapsed) as u64 } else { 0 },
+            "bytes_per_sec": match speed { Speed::Rate(r) => r as u64, _ => 0 },
+            "stalled_secs": match speed { Speed::Stalled(d) => Some(d.as_secs()), _ => None },
             "connections": self.live.active_streams(),
+            "retries": self.retries.load(Ordering::Relaxed),
             "elapsed_secs": elapsed,
         }));
     }
@@ -229,12 +406,12 @@ impl Reporter for Progress {
                     let bar = multi.add(ProgressBar::new(size));
                     bar.set_style(
                         ProgressStyle::with_template(
-                            "  {bar:30.green/white} {bytes:>10}/{total_bytes:<10} {wide_msg}",
+                            "  {bar:20.green/white} {bytes:>10}/{total_bytes:<10} {msg}",
                         )
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(self.path(key).to_owned());
+                    bar.set_message(elide_middle(self.path(key), FILE_NAME_WIDTH));
                     bars.insert(key, bar);
                 }
             }
@@ -254,9 +431,36 @@ impl Reporter for Progress {
         }
     }
 
+    fn on_file_resumed(&self, key: FileKey, bytes: u64) {
+        self.resumed.fetch_add(bytes, Ordering::Relaxed);
+        self.on_bytes(key, bytes);
+    }
+
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        let reason = crate::exit::chain(event.cause);
+        let chain = crate::exit::chain(event.cause);
+        let reason = without_wrappers(&chain);
+        let line = || {
+            labelled(
+                Label::Warning,
+                &format!(
+                    "{}: {reason}; retry {} of {} in {:.1} s",
+                    self.path(key),
+                    event.attempt,
+                    self.max_retries,
+                    event.wait.as_secs_f64()
+                ),
+            )
+        };
+        match (self.mode, &self.multi) {
+            (Mode::Terminal, Some(multi)) => {
+                let _ = multi.println(line());
+            }
+            (Mode::Plain, _) => {
+                let _ = writeln!(std::io::stderr().lock(), "{}", line());
+            }
+            _ => {}
+        }
         if self.mode == Mode::Json {
             emit(&json!({
                 "event": "retry",
@@ -266,13 +470,26 @@ impl Reporter for Progress {
                 "reason": reason,
             }));
         }
-        tracing::info!(file = self.path(key), attempt = event.attempt, wait_ms = event.wait.as_millis() as u64, reason = %reason, "retry");
+        tracing::debug!(file = self.path(key), attempt = event.attempt, wait_ms = event.wait.as_millis() as u64, reason = %reason, "retry");
     }
 
     fn on_fallback(&self, key: FileKey) {
-        if self.mode == Mode::Json {
-            emit(&json!({ "event": "fallback", "path": self.path(key),
-                "reason": "the server ignores range requests; fetching the file as one stream" }));
+        let reason = "the server ignores range requests; fetching the file as one stream";
+        match (self.mode, &self.multi) {
+            (Mode::Json, _) => {
+                emit(&json!({ "event": "fallback", "path": self.path(key), "reason": reason }));
+            }
+            (Mode::Terminal, Some(multi)) => {
+                let _ = multi.println(labelled(
+                    Label::Warning,
+                    &format!("{}: {reason}", self.path(key)),
+                ));
+            }
+            (Mode::Plain, _) => {
+                let line = labelled(Label::Warning, &format!("{}: {reason}", self.path(key)));
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+            _ => {}
         }
     }
 
@@ -311,5 +528,53 @@ impl Reporter for Progress {
             }));
         }
         tracing::debug!(file = self.path(key), error = %error, "file failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_elided_in_the_middle() {
+        let name = "sample/10BT/000_00000.parquet-very-long-name.safetensors";
+        let short = elide_middle(name, FILE_NAME_WIDTH);
+        assert_eq!(short.chars().count(), FILE_NAME_WIDTH);
+        assert!(short.starts_with("sample/10BT/"), "{short}");
+        assert!(short.ends_with(".safetensors"), "{short}");
+        assert_eq!(elide_middle("a.bin", FILE_NAME_WIDTH), "a.bin");
+    }
+
+    #[test]
+    fn speed_is_a_moving_window_and_a_stall_is_said() {
+        let t0 = Instant::now();
+        let mut w = Window::default();
+        // 100 MB resumed-free start, then 1 MB/s for 10 s.
+        for s in 0..=10u64 {
+            w.push(t0 + Duration::from_secs(s), s * 1_000_000);
+        }
+        match w.speed(t0 + Duration::from_secs(10), false) {
+            Speed::Rate(r) => assert!((r - 1_000_000.0).abs() < 1.0, "{r}"),
+            other => panic!("{other:?}"),
+        }
+        // Then nothing for 4 s: stalled, not a slowly decaying rate.
+        for s in 11..=14u64 {
+            w.push(t0 + Duration::from_secs(s), 10_000_000);
+        }
+        match w.speed(t0 + Duration::from_secs(14), false) {
+            Speed::Stalled(d) => assert_eq!(d, Duration::from_secs(4)),
+            other => panic!("{other:?}"),
+        }
+        // Recovery at 2 MB/s shows within the window.
+        for s in 15..=20u64 {
+            w.push(
+                t0 + Duration::from_secs(s),
+                10_000_000 + (s - 14) * 2_000_000,
+            );
+        }
+        match w.speed(t0 + Duration::from_secs(20), false) {
+            Speed::Rate(r) => assert!((r - 2_000_000.0).abs() < 1.0, "{r}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -15,6 +15,7 @@ use hfd::hfd_http::HttpClient;
 use hfd::hfd_hub::Endpoint;
 use hfd_serve::{LocalSource, RequestRecord, ServeConfig, Server, UpstreamConfig};
 
+use crate::args::HubArgs;
 use crate::exit::Failure;
 use crate::output;
 use crate::settings;
@@ -88,9 +89,14 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if !args.upstream.is_empty() {
         let mut hubs = Vec::new();
         let mut server_token = None;
+        let upstream_args = HubArgs {
+            token: args.token.clone(),
+            proxy: args.proxy.clone(),
+            ..HubArgs::default()
+        };
         for url in &args.upstream {
             let endpoint = Endpoint::parse(url.trim())?;
-            let mut hub = settings::hub_config(endpoint, args.token.as_deref())?;
+            let mut hub = settings::hub_config(endpoint, &upstream_args, &mut settings::TokenUse::default())?;
             server_token = server_token.or(hub.token.take());
             // The client's token goes to the upstream it asked us to reach.
             hub.send_token_to_endpoint = true;
@@ -101,7 +107,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             .with_context(|| format!("cannot create the cache {}", cache.display()))?;
         config.upstream = Some(UpstreamConfig {
             hubs,
-            http: HttpClient::new(settings::http_config(args.proxy.as_deref())?)?,
+            http: HttpClient::new(settings::http_config(&upstream_args)?)?,
             engine: EngineConfig::default(),
             server_token,
             cache,

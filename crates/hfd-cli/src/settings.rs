@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hfd::bench::BenchConfig;
-use hfd::hfd_engine::EngineConfig;
+use hfd::hfd_engine::{EngineConfig, TransferRetry};
 use hfd::hfd_http::{HttpConfig, NoProxy, ProxyConfig, ProxyUrl};
 use hfd::hfd_hub::{
     DEFAULT_ENDPOINT, Endpoint, HubConfig, RepoId, RepoRef, RepoType, Revision, Selection,
@@ -16,7 +16,7 @@ use hfd::hfd_hub::{
 use hfd::{DownloadRequest, FetchPolicy, OutputLayout, SnapshotEntries};
 use hfd_types::ByteSize;
 
-use crate::args::{BenchArgs, DownloadArgs, RepoTypeArg, VerifyArgs};
+use crate::args::{BenchArgs, DownloadArgs, HubArgs, RepoTypeArg, VerifyArgs};
 
 /// Everything a download run needs, resolved once.
 #[derive(Debug)]
@@ -30,6 +30,8 @@ pub(crate) struct Settings {
     pub(crate) limit_rate: Option<u64>,
     /// Notes to show the user once (ignored flags and the like).
     pub(crate) notes: Vec<String>,
+    /// Where the token came from, for access-denied hints.
+    pub(crate) tokens: TokenUse,
 }
 
 /// Everything `hfd-rs bench` needs.
@@ -43,6 +45,8 @@ pub(crate) struct BenchSettings {
     pub(crate) http: HttpConfig,
     pub(crate) threads: Vec<usize>,
     pub(crate) config: BenchConfig,
+    /// Notes to show the user once.
+    pub(crate) notes: Vec<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -97,42 +101,130 @@ fn repo_type(dataset: bool, repo_type: Option<RepoTypeArg>) -> RepoType {
     }
 }
 
+/// Whether log and error lines on stderr get colours: only on a terminal,
+/// never with `NO_COLOR` or `TERM=dumb`, always with `CLICOLOR_FORCE`
+/// (set and not `0`).
+pub(crate) fn colour_stderr(stderr_is_terminal: bool) -> bool {
+    if env("CLICOLOR_FORCE").is_some_and(|v| !v.is_empty() && v != "0") {
+        return true;
+    }
+    if env("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        return false;
+    }
+    if env("TERM").is_some_and(|t| t == "dumb") {
+        return false;
+    }
+    stderr_is_terminal
+}
+
+/// Whether `RUST_LOG` chooses the log filter.
+pub(crate) fn rust_log_set() -> bool {
+    env("RUST_LOG").is_some_and(|v| !v.is_empty())
+}
+
+/// One endpoint as typed; a bare host (`hf-mirror.com`) is taken as
+/// `https://` with a note, since that is what every mirror serves.
+fn endpoint(text: &str, notes: &mut Vec<String>) -> Result<Endpoint> {
+    let text = text.trim();
+    if !text.contains("://") {
+        let assumed = format!("https://{}", text.trim_end_matches('/'));
+        notes.push(format!(
+            "endpoint {text:?} has no scheme; using {assumed} (write http:// for a plain-HTTP mirror)"
+        ));
+        return Ok(Endpoint::parse(&assumed)?);
+    }
+    Ok(Endpoint::parse(text)?)
+}
+
 /// `--endpoint` values, else `HF_ENDPOINT`, else the hub.
-fn endpoints(flags: &[String]) -> Result<Vec<Endpoint>> {
+fn endpoints(flags: &[String], notes: &mut Vec<String>) -> Result<Vec<Endpoint>> {
     if flags.is_empty() {
         let text = env("HF_ENDPOINT")
             .filter(|e| !e.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        return Ok(vec![Endpoint::parse(text.trim())?]);
+        return Ok(vec![endpoint(&text, notes)?]);
     }
-    flags
-        .iter()
-        .map(|e| Endpoint::parse(e.trim()).map_err(Into::into))
-        .collect()
+    flags.iter().map(|e| endpoint(e, notes)).collect()
+}
+
+/// Where the token of a run came from, for messages about access.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenUse {
+    /// A token was given with --token or HF_TOKEN.
+    pub(crate) given: bool,
+    /// A saved `hf auth login` token exists but is not sent to these
+    /// (non-official) endpoints.
+    pub(crate) withheld_from: Vec<String>,
 }
 
 /// The hub configuration for one endpoint: the token and where it may go.
-pub(crate) fn hub_config(endpoint: Endpoint, token_flag: Option<&str>) -> Result<HubConfig> {
-    let found = find_token(token_flag, env, home_dir().as_deref())?;
+pub(crate) fn hub_config(endpoint: Endpoint, args: &HubArgs, tokens: &mut TokenUse) -> Result<HubConfig> {
+    let found = find_token(args.token.as_deref(), env, home_dir().as_deref())?;
     let found =
         found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));
+    let given = found
+        .as_ref()
+        .is_some_and(|f| matches!(f.source, TokenSource::Explicit | TokenSource::Env(_)));
     // A saved login is sent to the official hub only; a token the user put
     // on the command line or in HF_TOKEN is for whatever endpoint they chose.
-    let send_token_to_endpoint = endpoint.is_official()
-        || found
-            .as_ref()
-            .is_some_and(|f| matches!(f.source, TokenSource::Explicit | TokenSource::Env(_)));
+    let send_token_to_endpoint = endpoint.is_official() || given;
+    tokens.given |= given;
+    if found.is_some() && !send_token_to_endpoint {
+        tokens.withheld_from.push(endpoint.as_str().to_owned());
+    }
     let mut hub = HubConfig::default();
+    hub.answer_timeout = Some(answer_timeout(args)?);
+    if let Some(n) = args.retries {
+        hub.retry.max_retries = n;
+    }
+    if let Some(wait) = retry_wait(args)? {
+        hub.retry.max_delay = wait;
+        hub.retry.base_delay = hub.retry.base_delay.min(wait);
+    }
     hub.endpoint = endpoint;
     hub.token = found.map(|f| f.token);
     hub.send_token_to_endpoint = send_token_to_endpoint;
     Ok(hub)
 }
 
-/// Transport settings: proxy and extra CA certificates.
-pub(crate) fn http_config(proxy_flag: Option<&str>) -> Result<HttpConfig> {
+/// Default of `--timeout`: long enough for a slow mirror's first answer,
+/// short enough that an endpoint which accepts and never answers (the
+/// official hub seen from mainland China) fails within a minute.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn seconds(name: &str, value: f64) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0 && value <= 86_400.0) {
+        bail!("--{name} must be a number of seconds between 0 and 86400");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn answer_timeout(args: &HubArgs) -> Result<Duration> {
+    args.timeout
+        .map_or(Ok(DEFAULT_TIMEOUT), |t| seconds("timeout", t))
+}
+
+fn retry_wait(args: &HubArgs) -> Result<Option<Duration>> {
+    args.retry_wait
+        .map(|w| seconds("retry-wait", w))
+        .transpose()
+}
+
+/// The transfer retry budget: longer than the metadata one by default, so a
+/// network drop of a minute or two is ridden out.
+fn transfer_retry(args: &HubArgs) -> Result<TransferRetry> {
+    let mut retry = TransferRetry::default();
+    retry.max_retries = args.retries.unwrap_or(10);
+    retry.max_delay = retry_wait(args)?.unwrap_or(Duration::from_secs(15));
+    retry.base_delay = retry.base_delay.min(retry.max_delay);
+    Ok(retry)
+}
+
+/// Transport settings: proxy, extra CA certificates, connect timeout.
+pub(crate) fn http_config(args: &HubArgs) -> Result<HttpConfig> {
     let mut http = HttpConfig::default();
-    http.proxy = match proxy_flag {
+    http.connect_timeout = answer_timeout(args)?;
+    http.proxy = match args.proxy.as_deref() {
         Some(url) => {
             Some(ProxyConfig::all(ProxyUrl::parse(url)?).with_no_proxy(NoProxy::from_env(env)))
         }
@@ -144,9 +236,65 @@ pub(crate) fn http_config(proxy_flag: Option<&str>) -> Result<HttpConfig> {
     Ok(http)
 }
 
+/// One-line notes for flags accepted from hfd.sh and `huggingface-cli
+/// download` that change nothing here.
+fn compatibility_notes(args: &DownloadArgs, notes: &mut Vec<String>) {
+    if args.resume_download {
+        notes.push(
+            "--resume-download is not needed: interrupted downloads always resume".to_owned(),
+        );
+    }
+    if args.local_dir_use_symlinks.is_some() {
+        notes.push(
+            "--local-dir-use-symlinks ignored (as in huggingface_hub): --local-dir gets real files"
+                .to_owned(),
+        );
+    }
+    if let Some(tool) = &args.tool {
+        notes.push(format!(
+            "--tool {tool} ignored: hfd-rs downloads with its own engine"
+        ));
+    }
+}
+
+/// The hub cache root files go to, if the cache layout was asked for.
+fn cache_root(args: &DownloadArgs, notes: &mut Vec<String>) -> Result<Option<PathBuf>> {
+    Ok(if args.local_dir.is_some() {
+        // `hf download --local-dir D --cache-dir C` writes real files to D
+        // (metadata in D/.cache/huggingface); so does this.
+        if let Some(dir) = &args.cache_dir {
+            notes.push(format!(
+                "--cache-dir {} unused: with --local-dir, files and their metadata go to the local dir",
+                dir.display()
+            ));
+        }
+        None
+    } else if let Some(dir) = &args.cache_dir {
+        Some(dir.clone())
+    } else if args.cache {
+        Some(hub_cache_dir().context(
+            "cannot find the hub cache: set HF_HUB_CACHE or HF_HOME, or pass --cache-dir",
+        )?)
+    } else {
+        None
+    })
+}
+
 pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     let mut notes = Vec::new();
     let Some(repo_id) = args.repo_id.as_deref() else {
+        // `--include '*.json' org/model`: the multi-value flag took the id.
+        if let Some(id) = args
+            .include
+            .iter()
+            .chain(&args.exclude)
+            .find(|p| p.contains('/') && !p.contains(['*', '?', '[']))
+        {
+            bail!(
+                "missing REPO_ID: {id:?} was read as an --include/--exclude pattern; \
+                 put the repo id before the patterns, or end them with --"
+            );
+        }
         bail!("missing REPO_ID (try `hfd-rs --help`)");
     };
     let repo = RepoRef::new(
@@ -164,6 +312,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     if !args.files.is_empty() {
         selection = selection.paths(args.files.iter().map(String::as_str));
     }
+    compatibility_notes(args, &mut notes);
     let local_dir = args.local_dir.clone().unwrap_or_else(|| {
         // hfd.sh's default: ./<repo name>.
         PathBuf::from(repo_id.rsplit('/').next().unwrap_or(repo_id))
@@ -173,15 +322,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     if args.force {
         request.fetch_policy = FetchPolicy::RefetchAll;
     }
-    let cache_root = if let Some(dir) = &args.cache_dir {
-        Some(dir.clone())
-    } else if args.cache {
-        Some(hub_cache_dir().context(
-            "cannot find the hub cache: set HF_HUB_CACHE or HF_HOME, or pass --cache-dir",
-        )?)
-    } else {
-        None
-    };
+    let cache_root = cache_root(args, &mut notes)?;
     if let Some(root) = cache_root {
         // huggingface_hub's switch for filesystems without symlinks (docs/hub-protocol.md §9.4).
         let entries = if env_bool("HF_HUB_DISABLE_SYMLINKS") {
@@ -195,20 +336,16 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     // Several --endpoint values: tried in order, the next one when a run
     // fails for a reason another endpoint may not have (network, 5xx, 429,
     // not a hub).
-    let hubs = endpoints(&args.hub.endpoint)?
+    let mut tokens = TokenUse::default();
+    let hubs = endpoints(&args.hub.endpoint, &mut notes)?
         .into_iter()
-        .map(|e| hub_config(e, args.hub.token.as_deref()))
+        .map(|e| hub_config(e, &args.hub, &mut tokens))
         .collect::<Result<Vec<_>>>()?;
 
-    if let Some(tool) = &args.tool {
-        notes.push(format!(
-            "--tool {tool} ignored: hfd-rs downloads with its own engine"
-        ));
-    }
-
-    let mut http = http_config(args.hub.proxy.as_deref())?;
+    let mut http = http_config(&args.hub)?;
 
     let mut engine = EngineConfig::default();
+    engine.retry = transfer_retry(&args.hub)?;
     engine.connections_per_file = positive("threads", args.threads, 8)?;
     engine.files_in_flight = positive("jobs", args.jobs, 4)?;
     // Requests in flight: every file in flight may use all its
@@ -247,6 +384,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
         engine,
         limit_rate,
         notes,
+        tokens,
     })
 }
 
@@ -256,9 +394,10 @@ pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
         repo_type(args.hub.dataset, args.hub.repo_type),
     );
     let revision = Revision::new(args.revision.as_deref().unwrap_or("main"))?;
-    let endpoints = endpoints(&args.hub.endpoint)?
+    let mut notes = Vec::new();
+    let endpoints = endpoints(&args.hub.endpoint, &mut notes)?
         .into_iter()
-        .map(|e| hub_config(e, args.hub.token.as_deref()))
+        .map(|e| hub_config(e, &args.hub, &mut TokenUse::default()))
         .collect::<Result<Vec<_>>>()?;
     let mut threads = args.threads.clone();
     threads.sort_unstable();
@@ -277,9 +416,10 @@ pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
         revision,
         file: args.file.clone(),
         endpoints,
-        http: http_config(args.hub.proxy.as_deref())?,
+        http: http_config(&args.hub)?,
         threads,
         config,
+        notes,
     })
 }
 
@@ -301,11 +441,13 @@ pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
         )),
         None => None,
     };
-    let endpoint = endpoints(&args.hub.endpoint)?.swap_remove(0);
+    let endpoint = endpoints(&args.hub.endpoint, &mut Vec::new())?.swap_remove(0);
+    let mut engine = EngineConfig::default();
+    engine.retry = transfer_retry(&args.hub)?;
     Ok(VerifySettings {
         repo,
-        hub: hub_config(endpoint, args.hub.token.as_deref())?,
-        http: http_config(args.hub.proxy.as_deref())?,
-        engine: EngineConfig::default(),
+        hub: hub_config(endpoint, &args.hub, &mut TokenUse::default())?,
+        http: http_config(&args.hub)?,
+        engine,
     })
 }

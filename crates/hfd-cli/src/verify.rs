@@ -17,6 +17,13 @@ use crate::exit::{self, Failure};
 use crate::output;
 
 pub(crate) async fn run(args: &VerifyArgs) -> Result<(), Failure> {
+    if !args.dir.is_dir() {
+        return Err(Failure {
+            message: format!("no such folder: {}", args.dir.display()),
+            hint: None,
+            code: exit::USAGE,
+        });
+    }
     let settings = crate::settings::resolve_verify(args).map_err(Failure::from_anyhow)?;
     let http = HttpClient::new(settings.http.clone()).map_err(|e| Failure::from_hfd(e.into()))?;
     let hub = HubClient::new(settings.hub.clone(), http.clone());

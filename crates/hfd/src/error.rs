@@ -120,7 +120,14 @@ pub(crate) fn describe(error: &hfd_engine::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = current {
-        let text = e.to_string();
+        // The engine's own count names an internal key (`file#3: giving up
+        // after …`); the caller names the file already.
+        let text = match e.downcast_ref::<hfd_engine::Error>() {
+            Some(hfd_engine::Error::RetriesExhausted { attempts, .. }) => {
+                format!("gave up after {attempts} retries")
+            }
+            _ => e.to_string(),
+        };
         let is_wrapper = WRAPPERS.iter().any(|w| text.starts_with(w));
         if !is_wrapper && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);

@@ -1,5 +1,7 @@
 //! [`HubConfig`]: the settings of a [`HubClient`](super::HubClient).
 
+use std::time::Duration;
+
 use super::retry::MetadataRetry;
 use crate::auth::Token;
 use crate::endpoint::Endpoint;
@@ -28,6 +30,14 @@ pub struct HubConfig {
     pub max_redirects: u32,
     /// Retries of metadata requests. Default: [`MetadataRetry::default`].
     pub retry: MetadataRetry,
+    /// Longest wait for the first answer (response headers) to one hub
+    /// request; a request past it fails as unreachable (and is retried as
+    /// such). `None` keeps the HTTP client's header timeout. Default: `None`.
+    pub answer_timeout: Option<Duration>,
+    /// After this long without an answer, a warning "waiting for HOST: no
+    /// answer for N s" is logged once per request, so a silent endpoint is
+    /// not mistaken for a hung program. `None`: no warning. Default: 5 s.
+    pub waiting_note_after: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -41,6 +51,8 @@ impl Default for HubConfig {
             max_files: 5_000_000,
             max_redirects: 10,
             retry: MetadataRetry::default(),
+            answer_timeout: None,
+            waiting_note_after: Some(Duration::from_secs(5)),
         }
     }
 }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::{Method, Request, Response, header};
-use tracing::debug;
+use tracing::{debug, warn};
 use url::Url;
 
 use super::config::HubConfig;
@@ -98,9 +99,7 @@ impl HubClient {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         debug!(method = %method, url = %shown, auth = authenticated, "hub request");
         let response = self
-            .inner
-            .http
-            .send(request)
+            .answer(request, url, &shown)
             .await
             .map_err(|source| match source {
                 // The server answered, but not in HTTP: say so rather
@@ -112,6 +111,16 @@ impl HubClient {
                              ({source})"
                     ),
                 },
+                // A plain-HTTP server answering a TLS handshake: retrying
+                // cannot help, the scheme is wrong.
+                source if url.scheme() == "https" && answered_plain_http(&source) => {
+                    Error::Malformed {
+                        url: shown.clone(),
+                        reason: "the server answered the TLS handshake in plain HTTP: \
+                                 this port speaks http://, not https://"
+                            .to_owned(),
+                    }
+                }
                 source => Error::Unreachable {
                     url: shown.clone(),
                     source,
@@ -128,6 +137,48 @@ impl HubClient {
     /// connection before that is not retried (see [`super::retry`]).
     pub(super) fn has_answered(&self) -> bool {
         self.inner.answered.load(Ordering::Relaxed)
+    }
+
+    /// `http.send` bounded by [`HubConfig::answer_timeout`], with the
+    /// "waiting for HOST" warning of [`HubConfig::waiting_note_after`].
+    async fn answer(
+        &self,
+        request: Request<RequestBody>,
+        url: &Url,
+        shown: &RedactedUrl,
+    ) -> std::result::Result<Response<Body>, hfd_http::Error> {
+        let config = &self.inner.config;
+        let started = tokio::time::Instant::now();
+        let answer = self.inner.http.send(request);
+        tokio::pin!(answer);
+        let far = Duration::from_hours(8760);
+        let note_at = started + config.waiting_note_after.unwrap_or(far);
+        let give_up_at = started + config.answer_timeout.unwrap_or(far);
+        let mut noted = config.waiting_note_after.is_none();
+        loop {
+            tokio::select! {
+                sent = &mut answer => return sent,
+                () = tokio::time::sleep_until(note_at), if !noted => {
+                    noted = true;
+                    let host = url.host_str().unwrap_or("the hub");
+                    let waited = note_at.duration_since(started).as_secs();
+                    if let Some(limit) = config.answer_timeout {
+                        warn!(
+                            "waiting for {host}: no answer for {waited} s (giving up after {} s)",
+                            limit.as_secs()
+                        );
+                    } else {
+                        warn!("waiting for {host}: no answer for {waited} s");
+                    }
+                }
+                () = tokio::time::sleep_until(give_up_at) => {
+                    return Err(hfd_http::Error::Timeout {
+                        url: shown.clone(),
+                        seconds: give_up_at.duration_since(started).as_secs(),
+                    });
+                }
+            }
+        }
     }
 
     /// Whether a request to `url` carries the token (see
@@ -153,6 +204,19 @@ impl HubClient {
             reason: format!("not a valid URL: {e}"),
         })
     }
+}
+
+/// Whether `error` is rustls meeting a non-TLS answer (what an `https://`
+/// URL on an HTTP port gets).
+fn answered_plain_http(error: &hfd_http::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.to_string().contains("InvalidContentType") {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

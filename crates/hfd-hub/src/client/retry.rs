@@ -99,10 +99,9 @@ where
         };
         attempt += 1;
         warn!(
-            attempt,
-            delay_ms = delay.as_millis() as u64,
-            error = %error,
-            "hub request failed; retrying"
+            "{error}; retry {attempt} of {} in {:.1} s",
+            policy.max_retries,
+            delay.as_secs_f64()
         );
         tokio::time::sleep(delay).await;
     }

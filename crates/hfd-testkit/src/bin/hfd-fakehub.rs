@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use hfd_testkit::{FakeHub, RepoFixture, Transport};
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture, Transport};
 
 #[derive(Debug, Parser)]
 #[command(name = "hfd-fakehub", about = "A fake Hugging Face Hub on 127.0.0.1")]
@@ -55,6 +55,92 @@ struct Args {
     /// Tree entries per page.
     #[arg(long, default_value_t = 1000)]
     page_size: usize,
+    /// Also serve `fake/gated`, a gated model only --token values may read.
+    #[arg(long)]
+    gated: bool,
+    /// A token the hub knows but that has no access to gated or private repos.
+    #[arg(long, value_name = "TOKEN")]
+    token_without_access: Vec<String>,
+    /// Seconds a CDN URL stays valid (`X-Amz-Expires`). Default: 3600.
+    #[arg(long, value_name = "SECONDS")]
+    cdn_url_ttl: Option<u64>,
+    /// Answer 400 to CDN requests carrying Authorization, as S3 does.
+    #[arg(long)]
+    strict_cdn: bool,
+    /// Inject a fault, as the tests do (repeatable): KIND[@TARGET][*N], KIND one of
+    /// reset-after=BYTES, stall-after=BYTES:SECS, status=CODE, rate-limited=SECS,
+    /// delay=MS, short-body=BYTES, long-body=BYTES, ignore-range, wrong-content-range,
+    /// change-etag, expired-url, gzip-body, downgrade-redirect, redirect-loop;
+    /// TARGET one of any (default), hub, api, resolve, cdn; *N fires N times
+    /// (default: always). E.g. `status=503@cdn*3`, `stall-after=1M:30@cdn`.
+    #[arg(long, value_name = "SPEC")]
+    fault: Vec<String>,
+}
+
+/// `KIND[@TARGET][*N]` as a [`Fault`].
+fn parse_fault(spec: &str) -> anyhow::Result<Fault> {
+    let (rest, times) = match spec.rsplit_once('*') {
+        Some((rest, n)) => (
+            rest,
+            Some(
+                n.parse::<u64>()
+                    .with_context(|| format!("bad count in {spec:?}"))?,
+            ),
+        ),
+        None => (spec, None),
+    };
+    let (kind, target) = match rest.split_once('@') {
+        Some((kind, target)) => (kind, target),
+        None => (rest, "any"),
+    };
+    let (name, value) = kind.split_once('=').unwrap_or((kind, ""));
+    let number = || -> anyhow::Result<u64> {
+        parse_size(value).with_context(|| format!("{name} needs a number in {spec:?}"))
+    };
+    let kind = match name {
+        "reset-after" => FaultKind::ResetAfterBytes(number()?),
+        "stall-after" => {
+            let (bytes, secs) = value
+                .split_once(':')
+                .with_context(|| format!("stall-after=BYTES:SECS in {spec:?}"))?;
+            FaultKind::StallAfterBytes {
+                bytes: parse_size(bytes)?,
+                duration: Duration::from_secs(secs.parse().context("stall seconds")?),
+            }
+        }
+        "status" => FaultKind::Status(
+            value
+                .parse()
+                .with_context(|| format!("status code in {spec:?}"))?,
+        ),
+        "rate-limited" => FaultKind::RateLimited {
+            retry_after_secs: number()?,
+        },
+        "delay" => FaultKind::Delay(Duration::from_millis(number()?)),
+        "short-body" => FaultKind::ShortBody { missing: number()? },
+        "long-body" => FaultKind::LongBody { extra: number()? },
+        "ignore-range" => FaultKind::IgnoreRange,
+        "wrong-content-range" => FaultKind::WrongContentRange,
+        "change-etag" => FaultKind::ChangeEtag,
+        "expired-url" => FaultKind::ExpiredUrl,
+        "gzip-body" => FaultKind::GzipBody,
+        "downgrade-redirect" => FaultKind::DowngradeRedirect,
+        "redirect-loop" => FaultKind::RedirectLoop,
+        other => anyhow::bail!("unknown fault kind {other:?} in {spec:?}"),
+    };
+    let target = match target {
+        "any" => FaultTarget::Any,
+        "hub" => FaultTarget::Hub,
+        "api" => FaultTarget::Api,
+        "resolve" => FaultTarget::Resolve,
+        "cdn" => FaultTarget::Cdn,
+        other => anyhow::bail!("unknown fault target {other:?} in {spec:?}"),
+    };
+    let fault = Fault::new(kind).on(target);
+    Ok(match times {
+        Some(n) => fault.times(n),
+        None => fault.always(),
+    })
 }
 
 fn parse_size(s: &str) -> anyhow::Result<u64> {
@@ -106,6 +192,25 @@ async fn main() -> anyhow::Result<()> {
     for token in &args.token {
         builder = builder.token(token);
     }
+    for token in &args.token_without_access {
+        builder = builder.token_without_access(token);
+    }
+    if args.gated {
+        builder = builder.repo(
+            RepoFixture::model("fake/gated")
+                .gated()
+                .regular_file("config.json", "{\"gated\": true}\n"),
+        );
+    }
+    if let Some(ttl) = args.cdn_url_ttl {
+        builder = builder.cdn_url_ttl(Duration::from_secs(ttl));
+    }
+    builder = builder.strict_cdn(args.strict_cdn);
+    let faults = args
+        .fault
+        .iter()
+        .map(|spec| parse_fault(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(rate) = &args.rate_per_conn {
         let fast = parse_size(rate)?;
         let slow = args
@@ -138,6 +243,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let hub = builder.start().await.context("starting the fake hub")?;
+    for fault in faults {
+        hub.faults().inject(fault);
+    }
     let ca = hub
         .ca_cert_path()
         .map(|p| format!(" ca={}", p.display()))

@@ -1,6 +1,7 @@
 //! Integration tests of the fake hub, driven by a raw hyper client.
 
 mod client;
+mod fakehub_bin;
 mod faults;
 mod protocol;
 mod throttle;
