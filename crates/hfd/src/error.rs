@@ -134,6 +134,26 @@ pub(crate) fn describe(error: &hfd_engine::Error) -> String {
     }
 }
 
+/// [`describe`], plus for a file whose bytes failed their check the word
+/// "integrity" and the hosts that served them (`bad_hosts`), so a user on a
+/// mirror knows whom to blame.
+pub(crate) fn describe_failure(error: &hfd_engine::Error, bad_hosts: &[String]) -> String {
+    let text = describe(error);
+    if !error.is_integrity() {
+        return text;
+    }
+    let text = if text.contains("integrity") {
+        text
+    } else {
+        format!("integrity check failed: {text}")
+    };
+    if bad_hosts.is_empty() {
+        text
+    } else {
+        format!("{text} (bad bytes served by {})", bad_hosts.join(", "))
+    }
+}
+
 impl From<hfd_hub::HubErrorKind> for ErrorKind {
     fn from(kind: hfd_hub::HubErrorKind) -> Self {
         hub_kind(kind)
