@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod heal;
 mod hostile;
 mod progress;
 mod resume;

@@ -21,7 +21,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// The plan does not fit on disk (preflight) or a disk operation failed.
-    #[error("disk error for {key} ({})", path.display())]
+    #[error("{} for {key} ({})", if source.is_integrity() { "integrity check failed" } else { "disk error" }, path.display())]
     Store {
         /// The file.
         key: FileKey,

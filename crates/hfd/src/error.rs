@@ -110,12 +110,13 @@ impl Error {
 /// the engine's own wrappers ("source error for file#3", …), which name
 /// internal keys rather than anything the user can act on.
 pub(crate) fn describe(error: &hfd_engine::Error) -> String {
-    const WRAPPERS: [&str; 5] = [
+    const WRAPPERS: [&str; 6] = [
         "source error for",
         "source failed",
         "transient source failure",
         "source failure",
         "disk error for",
+        "integrity check failed for",
     ];
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
