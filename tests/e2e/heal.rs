@@ -211,3 +211,30 @@ async fn force_discards_a_poisoned_partial_instead_of_resuming_it() {
     // Started over at once: no failed attempt, one resolve.
     assert_eq!(resolves(&hub, BIG), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_an_unfinished_file_and_repair_discards_its_poisoned_partial() {
+    let hub = hub(Some(MIB / 2)).await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let dir_text = dir.to_str().unwrap();
+    let partial = killed_run(&hub, &dir).await;
+    poison(&partial);
+    // The big file never finished: not "0 bad".
+    let found = run(&["verify", dir_text, "--offline"]).await;
+    found.expect_code(7);
+    assert!(
+        found.stdout.contains(&format!("{BIG}: UNFINISHED")),
+        "{}",
+        found.stdout
+    );
+    assert!(!found.stdout.contains(" 0 bad"), "{}", found.stdout);
+    hub.log().clear();
+    run(&["verify", dir_text, "--endpoint", hub.endpoint(), "--repair"])
+        .await
+        .expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    // Started over at once (no failed attempt on the poisoned bytes).
+    assert_eq!(resolves(&hub, BIG), 1);
+    assert!(files_ending(&dir, ".part").is_empty());
+}
