@@ -464,8 +464,8 @@ mod tests {
         RemoteFile {
             path: path.to_owned(),
             size: content.len() as u64,
-            // Any digest works here; files with equal content share it.
-            oid: ContentDigest::GitSha1([content[0]; 20]),
+            // The real git blob hash: blobs are adopted only when it matches.
+            oid: ContentHasher::digest_like(&ContentDigest::GitSha1([0; 20]), content),
             lfs_sha256: None,
             xet_hash: None,
         }
