@@ -238,3 +238,46 @@ async fn verify_reports_an_unfinished_file_and_repair_discards_its_poisoned_part
     assert_eq!(resolves(&hub, BIG), 1);
     assert!(files_ending(&dir, ".part").is_empty());
 }
+
+/// Names of 230 to 255 bytes are valid on ext4 and allowed by the listing:
+/// our partials, journals, verified and temporary names (and the metadata
+/// of a name too long for huggingface_hub's `<name>.metadata`) stay within
+/// 255 bytes, in a plain folder and in the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_of_up_to_255_bytes_download_in_both_layouts() {
+    let long = |n: usize, ext: &str| format!("{}{ext}", "n".repeat(n - ext.len()));
+    let (a, b, c) = (long(250, ".bin"), long(255, ".json"), long(232, ".txt"));
+    let nested = format!("sub/{a}");
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model("org/long")
+                .lfs_file(&a, 2 * MIB, 3)
+                .lfs_file(&nested, MIB + 7, 4)
+                .regular_file(&b, "{\"long\": 1}")
+                .regular_file(&c, "text"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let dir_text = dir.to_str().unwrap();
+    let ep = hub.endpoint();
+    let args = ["org/long", "--endpoint", ep, "-x", "4", "-k", "1M"];
+    let mut local = args.to_vec();
+    local.extend(["--local-dir", dir_text]);
+    run(&local).await.expect_code(0);
+    assert_same_files(&hub, "org/long", &dir);
+    // A rerun finds every file up to date (its metadata was readable).
+    hub.log().clear();
+    run(&local).await.expect_code(0);
+    assert_eq!(hub.log().resolve_count(), 0, "{:#?}", hub.log().entries());
+
+    let cache = out.path().join("hub");
+    let mut cached = args.to_vec();
+    cached.extend(["--cache-dir", cache.to_str().unwrap()]);
+    run(&cached).await.expect_code(0);
+    let commit = hub.commit("org/long", "main").unwrap();
+    let snapshot = cache.join("models--org--long/snapshots").join(commit);
+    assert_same_files(&hub, "org/long", &snapshot);
+}

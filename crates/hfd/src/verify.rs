@@ -151,7 +151,8 @@ fn partial_paths(local_dir: &Path) -> Vec<String> {
     let mut paths = state_files(local_dir, |name| {
         let stem = name.strip_suffix(".part")?;
         let (path, _etag) = stem.rsplit_once(".hfd-")?;
-        Some(path.to_owned())
+        // A hashed name (too long a file name) does not tell its path.
+        (!path.is_empty() && !path.ends_with('/')).then(|| path.to_owned())
     });
     paths.dedup();
     paths

@@ -32,7 +32,7 @@ use hfd_store::ContentHasher;
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, append_to_name, create_dir_all, rename, safe_join, safe_join_entry, write_atomic,
+    CACHEDIR_TAG, create_dir_all, rename, safe_join, safe_join_entry, sibling_name, write_atomic,
     write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
@@ -332,7 +332,7 @@ impl CacheRepo {
         if fs::read_link(entry).is_ok_and(|t| t == target) {
             return Ok(());
         }
-        let tmp = append_to_name(entry, &format!(".hfd-link-{}", std::process::id()));
+        let tmp = sibling_name(entry, &format!(".hfd-link-{}", std::process::id()), 0);
         remove_if_exists(&tmp)?;
         match make_symlink(&target, &tmp) {
             Ok(()) => rename(&tmp, entry),
@@ -419,7 +419,7 @@ fn blob_link_target(repo_path: &str, etag: &str) -> PathBuf {
 /// Copies `from` to `to` through a temporary name, so `to` is never seen
 /// half-written.
 fn copy_into(from: &Path, to: &Path) -> Result<()> {
-    let tmp = append_to_name(to, &format!(".hfd-copy-{}", std::process::id()));
+    let tmp = sibling_name(to, &format!(".hfd-copy-{}", std::process::id()), 0);
     fs::copy(from, &tmp).map_err(|source| Error::Io {
         action: "cannot copy a blob to",
         path: to.to_path_buf(),
