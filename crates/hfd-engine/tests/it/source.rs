@@ -203,7 +203,9 @@ impl MemSource {
                     }
                     let mut bytes = fill(seed, st.pos, to);
                     if corrupt {
-                        bytes.iter_mut().for_each(|b| *b = !*b);
+                        for b in &mut bytes {
+                            *b = !*b;
+                        }
                     }
                     st.pos = to;
                     Ok(Bytes::from(bytes))
