@@ -8,6 +8,7 @@
 
 mod cli;
 mod failover;
+mod heal;
 mod hostile;
 mod olah;
 mod progress;

@@ -96,7 +96,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
         };
         for url in &args.upstream {
             let endpoint = Endpoint::parse(url.trim())?;
-            let mut hub = settings::hub_config(endpoint, &upstream_args, &mut settings::TokenUse::default())?;
+            let mut hub =
+                settings::hub_config(endpoint, &upstream_args, &mut settings::TokenUse::default())?;
             server_token = server_token.or(hub.token.take());
             // The client's token goes to the upstream it asked us to reach.
             hub.send_token_to_endpoint = true;

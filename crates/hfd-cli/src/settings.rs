@@ -158,7 +158,11 @@ pub(crate) struct TokenUse {
 }
 
 /// The hub configuration for one endpoint: the token and where it may go.
-pub(crate) fn hub_config(endpoint: Endpoint, args: &HubArgs, tokens: &mut TokenUse) -> Result<HubConfig> {
+pub(crate) fn hub_config(
+    endpoint: Endpoint,
+    args: &HubArgs,
+    tokens: &mut TokenUse,
+) -> Result<HubConfig> {
     let found = find_token(args.token.as_deref(), env, home_dir().as_deref())?;
     let found =
         found.filter(|f| f.source.is_explicit() || !env_bool("HF_HUB_DISABLE_IMPLICIT_TOKEN"));

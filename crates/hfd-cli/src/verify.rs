@@ -114,6 +114,7 @@ fn describe(check: &FileCheck) -> String {
             format!("WRONG SIZE: should be {expected} bytes, is {actual}")
         }
         FileCheck::Missing => "MISSING".to_owned(),
+        FileCheck::Unfinished => "UNFINISHED (download started, never completed)".to_owned(),
         FileCheck::NotInRepo => "not in the repository at this commit (not checked)".to_owned(),
         FileCheck::Unverifiable => "no hash to check against (not checked)".to_owned(),
     }

@@ -18,6 +18,14 @@ use crate::source::{FileKey, RangeSource};
 use crate::state::{Counters, EngineState};
 use crate::transfer::transfer;
 
+/// Attempts per file and run when its bytes fail their check (a digest
+/// mismatch, or answers that contradict the file). Each failed attempt
+/// discards the partial and journal and starts the file over from a fresh
+/// resolve; a glitching CDN or a mirror that served an error page once
+/// heals, one that keeps sending wrong bytes fails after this many full
+/// downloads of the file (bounded cost) with [`Error::Integrity`].
+pub const INTEGRITY_ATTEMPTS: u32 = 3;
+
 /// Runs downloads: `Engine::new(config, source, reporter).run(jobs, cancel)`.
 pub struct Engine<S> {
     shared: Arc<EngineState<S>>,
@@ -144,7 +152,7 @@ async fn run_file<S: RangeSource>(
 ) -> FileOutcome {
     let key = job.key;
     let reporter = Arc::clone(&shared.reporter);
-    let outcome = match transfer(&shared, job, &cancel).await {
+    let outcome = match heal_loop(&shared, job, &cancel).await {
         Ok(digest) => {
             reporter.on_file_done(key, digest);
             FileOutcome::Done { digest }
@@ -161,6 +169,38 @@ async fn run_file<S: RangeSource>(
     };
     tracing::info!(file = %key, outcome = ?outcome_name(&outcome), "file finished");
     outcome
+}
+
+/// Transfers a file, starting it over (partial discarded, fresh resolve)
+/// while its bytes fail their check, at most [`INTEGRITY_ATTEMPTS`] times.
+async fn heal_loop<S: RangeSource>(
+    shared: &Arc<EngineState<S>>,
+    mut job: FileJob,
+    cancel: &CancellationToken,
+) -> Result<Option<hfd_types::ContentDigest>> {
+    let key = job.key;
+    let mut attempt = 1;
+    loop {
+        let error = match transfer(shared, job.clone(), cancel).await {
+            Err(e) if e.is_integrity() => e,
+            other => return other,
+        };
+        shared.source.reset_file(key).await;
+        if attempt >= INTEGRITY_ATTEMPTS || cancel.is_cancelled() {
+            return Err(Error::Integrity {
+                key,
+                attempts: attempt,
+                last: Box::new(error),
+            });
+        }
+        attempt += 1;
+        tracing::warn!(file = %key, attempt, max = INTEGRITY_ATTEMPTS, error = %crate::error::chain(&error),
+            "bytes failed their integrity check; partial discarded, fetching the file again from a fresh resolve");
+        shared.reporter.on_file_restart(key, attempt, &error);
+        // Already discarded by the failed attempt; also drops anything a
+        // concurrent process may have left in between.
+        job.fresh = true;
+    }
 }
 
 fn outcome_name(o: &FileOutcome) -> &'static str {

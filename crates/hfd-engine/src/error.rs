@@ -21,7 +21,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// The plan does not fit on disk (preflight) or a disk operation failed.
-    #[error("disk error for {key} ({})", path.display())]
+    #[error("{} for {key} ({})", if source.is_integrity() { "integrity check failed" } else { "disk error" }, path.display())]
     Store {
         /// The file.
         key: FileKey,
@@ -60,6 +60,20 @@ pub enum Error {
         #[source]
         last: Box<TransferError>,
     },
+    /// The file's bytes failed their check on every attempt (a digest
+    /// mismatch, or answers that contradict the file); each time its
+    /// partial and journal were discarded and it was fetched again from a
+    /// fresh resolve. Nothing of it is kept.
+    #[error("integrity check failed {attempts} times")]
+    Integrity {
+        /// The file.
+        key: FileKey,
+        /// Attempts made (see [`INTEGRITY_ATTEMPTS`](crate::INTEGRITY_ATTEMPTS)).
+        attempts: u32,
+        /// The last attempt's failure.
+        #[source]
+        last: Box<Error>,
+    },
     /// The run or file was cancelled. Partials are kept and flushed.
     #[error("cancelled")]
     Cancelled,
@@ -79,9 +93,10 @@ impl Error {
     }
 
     /// The bytes contradict the expected file: a digest mismatch or a source
-    /// integrity error. The partial is kept.
+    /// integrity error.
     pub fn is_integrity(&self) -> bool {
         match self {
+            Self::Integrity { .. } => true,
             Self::Store { source, .. } => source.is_integrity(),
             Self::Source { source, .. } => source.is_integrity(),
             _ => false,
@@ -136,4 +151,16 @@ pub enum TransferError {
         /// The configured ratio.
         ratio: f64,
     },
+}
+
+/// `error` and its causes on one line (`a: b: c`), for log lines.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text
 }

@@ -28,6 +28,9 @@ pub struct FileJob {
     /// are journaled as the download goes. Without one (tests), no journal
     /// and every run starts from zero.
     pub identity: Option<FileIdentity>,
+    /// Start over: a partial and journal left by an earlier run are
+    /// discarded instead of resumed (`--force`, repairs).
+    pub fresh: bool,
 }
 
 impl FileJob {
@@ -45,6 +48,7 @@ impl FileJob {
             partial_path: partial_path.into(),
             final_path: final_path.into(),
             identity: None,
+            fresh: false,
         }
     }
 
@@ -52,6 +56,14 @@ impl FileJob {
     #[must_use]
     pub fn with_identity(mut self, identity: FileIdentity) -> Self {
         self.identity = Some(identity);
+        self
+    }
+
+    /// Discards any partial and journal from an earlier run before the
+    /// download starts (see [`FileJob::fresh`]).
+    #[must_use]
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
         self
     }
 

@@ -44,6 +44,13 @@
 //! Cancelling stops new requests, writes what was already claimed, flushes,
 //! keeps partials and reports [`FileOutcome::Cancelled`] — not a failure.
 //!
+//! Healing: a file whose bytes fail their check (digest mismatch, or a
+//! source answer that contradicts the file) loses its partial and journal,
+//! the source forgets its URL and connections ([`RangeSource::reset_file`]),
+//! and the file is fetched again from zero, up to [`INTEGRITY_ATTEMPTS`]
+//! attempts per run; then it fails with [`Error::Integrity`] and nothing of
+//! it is kept, so the next run starts clean too.
+//!
 //! Resume: a [`FileJob`] with a [`FileIdentity`] gets a journal (kept by
 //! `hfd-store`). A matching journal from an earlier run is resumed: its
 //! ranges are never requested again ([`Reporter::on_file_resumed`],
@@ -75,7 +82,7 @@ mod transfer;
 mod worker;
 
 pub use config::EngineConfig;
-pub use engine::Engine;
+pub use engine::{Engine, INTEGRITY_ATTEMPTS};
 pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;
 pub use job::FileJob;

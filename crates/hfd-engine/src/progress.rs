@@ -45,6 +45,13 @@ pub trait Reporter: Send + Sync {
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
         let _ = (key, event);
     }
+    /// The file's bytes failed their check (`cause`); its partial and
+    /// journal were discarded and attempt `attempt` (from 2) starts from
+    /// zero on a fresh resolve. Bytes reported for it so far no longer
+    /// count.
+    fn on_file_restart(&self, key: FileKey, attempt: u32, cause: &Error) {
+        let _ = (key, attempt, cause);
+    }
     /// The source ignored ranges; the file continues as one stream.
     fn on_fallback(&self, key: FileKey) {
         let _ = key;
@@ -53,7 +60,8 @@ pub trait Reporter: Send + Sync {
     fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
         let _ = (key, digest);
     }
-    /// The file failed; its partial is kept.
+    /// The file failed. Its partial is kept for a later resume, except
+    /// when its bytes failed their check (then it was discarded).
     fn on_file_failed(&self, key: FileKey, error: &Error) {
         let _ = (key, error);
     }

@@ -54,6 +54,17 @@ pub trait RangeSource: Send + Sync + 'static {
         key: FileKey,
         slot: SlotId,
     ) -> impl Future<Output = Result<BodyStream, SourceError>> + Send;
+
+    /// The bytes of `key` failed their check (a digest mismatch, or an
+    /// answer that contradicts the file): forget what the source holds for
+    /// it (its resolved URL, the connections that served it), so the next
+    /// request starts from a fresh resolve. Called after every failed
+    /// attempt, before the engine fetches the file again or gives up.
+    /// Default: nothing to forget.
+    fn reset_file(&self, key: FileKey) -> impl Future<Output = ()> + Send {
+        let _ = key;
+        async {}
+    }
 }
 
 /// Why a source request failed, classified by what the engine does next.
@@ -91,7 +102,9 @@ pub enum SourceError {
         source: BoxError,
     },
     /// The source's answer contradicts the file (wrong `Content-Range`,
-    /// changed ETag, size mismatch). The file is aborted, its partial kept.
+    /// changed ETag, size mismatch). Like a digest mismatch: the file's
+    /// partial is discarded and the file fetched again from a fresh
+    /// resolve, a bounded number of times.
     #[error("source sent inconsistent data")]
     Integrity {
         /// The underlying error.

@@ -40,6 +40,7 @@ async fn open_partial(
     connections: usize,
 ) -> Result<(PartialFile, RangeSet)> {
     let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
+    let fresh = job.fresh;
     let header = job.identity.clone().map(|identity| {
         JournalHeader::new(
             identity,
@@ -49,10 +50,19 @@ async fn open_partial(
             ),
         )
     });
-    blocking(move || match header {
-        Some(header) => PartialFile::open_or_create(&path, size, expected, &store, Some(header))
-            .map(|(partial, resume)| (partial, resume.ranges)),
-        None => PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new())),
+    blocking(move || {
+        if fresh {
+            PartialFile::discard_at(&path)?;
+        }
+        match header {
+            Some(header) => {
+                PartialFile::open_or_create(&path, size, expected, &store, Some(header))
+                    .map(|(partial, resume)| (partial, resume.ranges))
+            }
+            None => {
+                PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new()))
+            }
+        }
     })
     .await?
     .map_err(|source| Error::Store {
@@ -144,14 +154,44 @@ pub(crate) async fn transfer<S: RangeSource>(
     };
     let last_flush = last_flush.map_err(store_err(&job.partial_path));
     commit_result.map_err(store_err(&job.partial_path))?;
-    exit?;
+    if let Err(e) = exit {
+        return Err(discard_if_poisoned(e, &partial, &job).await);
+    }
     last_flush?;
     if cancel.is_cancelled() {
         return Err(Error::Cancelled);
     }
     let final_path = job.final_path.clone();
-    let finalized = blocking(move || partial.finalize(&final_path))
-        .await?
-        .map_err(store_err(&job.partial_path))?;
-    Ok(finalized.digest)
+    let finalizing = partial.clone();
+    match blocking(move || finalizing.finalize(&final_path)).await? {
+        Ok(finalized) => Ok(finalized.digest),
+        Err(source) => {
+            let e = store_err(&job.partial_path)(source);
+            Err(discard_if_poisoned(e, &partial, &job).await)
+        }
+    }
+}
+
+/// After an integrity failure the partial's bytes cannot be trusted (which
+/// ones are wrong is unknown): the partial and its journal are removed, so
+/// neither a retry nor a later run resumes them. Returns `error`, or the
+/// disk error that prevented the removal (then the file is not retried).
+async fn discard_if_poisoned(error: Error, partial: &PartialFile, job: &FileJob) -> Error {
+    if !error.is_integrity() {
+        return error;
+    }
+    let partial = partial.clone();
+    match blocking(move || partial.discard()).await {
+        Ok(Ok(())) => error,
+        Ok(Err(source)) => {
+            tracing::error!(file = %job.key, error = %crate::error::chain(&error),
+                "bytes failed their integrity check, and the partial cannot be removed");
+            Error::Store {
+                key: job.key,
+                path: job.partial_path.clone(),
+                source: Box::new(source),
+            }
+        }
+        Err(task) => task,
+    }
 }

@@ -446,6 +446,51 @@ impl PartialFile {
         Ok(Finalized { path, digest })
     }
 
+    /// Throws the partial away: its journal, then its name, are removed
+    /// while this handle still holds the partial's lock, so no other process
+    /// can resume bytes that failed their check. For a file whose bytes
+    /// failed verification (or a download asked to start over); the next
+    /// open starts from zero. Blocking.
+    pub fn discard(&self) -> Result<()> {
+        let inner = &self.inner;
+        // The journal goes first: a crash in between leaves a partial
+        // without journal, which is never resumed.
+        drop(lock(&inner.journal).take());
+        remove_stale(&inner.dir, &journal_path(&inner.rel))?;
+        inner.dir.remove_file(&inner.rel)?;
+        tracing::info!(file = %inner.path.display(), "partial and journal discarded");
+        Ok(())
+    }
+
+    /// Discards the partial at `path` and its journal, if any (see
+    /// [`discard`](Self::discard)): `--force` and repairs start over instead
+    /// of resuming. Refuses with [`Error::Locked`] a partial another process
+    /// is writing; follows no link. Returns whether anything was there.
+    /// Blocking.
+    pub fn discard_at(path: &Path) -> Result<bool> {
+        if !path
+            .parent()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Ok(false);
+        }
+        let (dir, rel) = split_path(path)?;
+        let jrel = journal_path(&rel);
+        let partial = matches!(dir.entry(&rel), Ok(Some(_)));
+        let journal = matches!(dir.entry(&jrel), Ok(Some(_)));
+        if !partial && !journal {
+            return Ok(false);
+        }
+        // Holding the lock while removing: a concurrent writer is refused,
+        // never robbed of its file.
+        let file = open_locked(&dir, &rel)?;
+        remove_stale(&dir, &jrel)?;
+        dir.remove_file(&rel)?;
+        drop(file);
+        tracing::info!(file = %path.display(), "partial and journal discarded");
+        Ok(true)
+    }
+
     /// Checks completeness and the digest, then makes the file durable.
     fn verify_and_sync(&self) -> Result<Option<ContentDigest>> {
         let inner = &self.inner;

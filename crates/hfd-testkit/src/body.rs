@@ -222,6 +222,7 @@ pub(crate) fn content_response(req: ContentRequest<'_>) -> Response<ResBody> {
         extra,
         failure,
         stall,
+        corrupt: fault == Some(&FaultKind::CorruptBody),
         sent: 0,
         done: false,
         cell: req.cell,
@@ -242,6 +243,8 @@ struct BodyPlan {
     extra: u64,
     failure: Option<(u64, Failure)>,
     stall: Option<(u64, Duration)>,
+    /// Invert every content byte ([`FaultKind::CorruptBody`]).
+    corrupt: bool,
     sent: u64,
     done: bool,
     cell: Arc<EntryCell>,
@@ -291,6 +294,7 @@ impl BodyPlan {
         let chunk = if self.sent < self.len {
             let n = n.min(self.len - self.sent) as usize;
             match self.source.read_at(self.offset + self.sent, n) {
+                Ok(b) if b.len() == n && self.corrupt => b.iter().map(|x| !x).collect(),
                 Ok(b) if b.len() == n => b,
                 Ok(_) => {
                     self.done = true;

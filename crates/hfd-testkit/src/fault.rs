@@ -45,6 +45,10 @@ pub enum FaultKind {
     },
     /// Answer content with a different `ETag` than the resolve step announced.
     ChangeEtag,
+    /// Right status and headers, wrong bytes: every body byte of the content is inverted
+    /// (a glitching CDN, or an error page of the same length). Only the hash can tell.
+    /// With [`Fault::times`] it corrupts the first N answers for a path.
+    CorruptBody,
     /// CDN only: answer 403 as if the presigned URL had expired.
     ExpiredUrl,
     /// Wait this long before answering.
@@ -122,6 +126,7 @@ impl FaultKind {
             Self::ShortBody { .. } => "short-body",
             Self::LongBody { .. } => "long-body",
             Self::ChangeEtag => "change-etag",
+            Self::CorruptBody => "corrupt-body",
             Self::ExpiredUrl => "expired-url",
             Self::Delay(_) => "delay",
             Self::LyingContentLength(_) => "lying-content-length",
@@ -173,6 +178,7 @@ impl FaultKind {
                 | Self::ShortBody { .. }
                 | Self::LongBody { .. }
                 | Self::ChangeEtag
+                | Self::CorruptBody
                 | Self::LyingContentLength(_)
                 | Self::EndlessBody
                 | Self::GzipBody

@@ -235,7 +235,12 @@ impl Downloader {
         // A file fetched in one request has nothing to resume from: a journal
         // would only add a file and its syncs (measured: 6 syncs per small
         // file). Only files the engine may split get one.
-        let jobs = with_identities(jobs, plan, &files, self.engine.min_split_size.bytes());
+        let mut jobs = with_identities(jobs, plan, &files, self.engine.min_split_size.bytes());
+        if plan.fetch_policy == FetchPolicy::RefetchAll {
+            // `--force` and repairs start over: a partial left by an earlier
+            // run may hold the very bytes that made the file bad.
+            jobs = jobs.into_iter().map(FileJob::fresh).collect();
+        }
         let source = Arc::new(HubSource::new(
             self.hub.clone(),
             self.http.clone(),
@@ -296,7 +301,7 @@ impl Downloader {
                 failed: failed_count,
                 total,
                 path,
-                reason: crate::error::describe(&first),
+                reason: crate::error::describe_failure(&first, &source.bad_hosts(key)),
                 first: Box::new(first),
             });
         }

@@ -110,12 +110,13 @@ impl Error {
 /// the engine's own wrappers ("source error for file#3", …), which name
 /// internal keys rather than anything the user can act on.
 pub(crate) fn describe(error: &hfd_engine::Error) -> String {
-    const WRAPPERS: [&str; 5] = [
+    const WRAPPERS: [&str; 6] = [
         "source error for",
         "source failed",
         "transient source failure",
         "source failure",
         "disk error for",
+        "integrity check failed for",
     ];
     let mut parts: Vec<String> = Vec::new();
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
@@ -138,6 +139,26 @@ pub(crate) fn describe(error: &hfd_engine::Error) -> String {
         error.to_string()
     } else {
         parts.join(": ")
+    }
+}
+
+/// [`describe`], plus for a file whose bytes failed their check the word
+/// "integrity" and the hosts that served them (`bad_hosts`), so a user on a
+/// mirror knows whom to blame.
+pub(crate) fn describe_failure(error: &hfd_engine::Error, bad_hosts: &[String]) -> String {
+    let text = describe(error);
+    if !error.is_integrity() {
+        return text;
+    }
+    let text = if text.contains("integrity") {
+        text
+    } else {
+        format!("integrity check failed: {text}")
+    };
+    if bad_hosts.is_empty() {
+        text
+    } else {
+        format!("{text} (bad bytes served by {})", bad_hosts.join(", "))
     }
 }
 

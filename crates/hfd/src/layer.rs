@@ -40,4 +40,8 @@ impl<S: RangeSource, L: BodyLayer> RangeSource for Layered<S, L> {
         let stream = self.inner.fetch_whole(key, slot).await?;
         Ok(self.layer.wrap(stream))
     }
+
+    async fn reset_file(&self, key: FileKey) {
+        self.inner.reset_file(key).await;
+    }
 }

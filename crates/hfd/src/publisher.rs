@@ -201,6 +201,9 @@ impl Reporter for PublishReporter {
     fn on_retry(&self, key: FileKey, event: &hfd_engine::RetryEvent<'_>) {
         self.inner.on_retry(key, event);
     }
+    fn on_file_restart(&self, key: FileKey, attempt: u32, cause: &hfd_engine::Error) {
+        self.inner.on_file_restart(key, attempt, cause);
+    }
     fn on_fallback(&self, key: FileKey) {
         self.inner.on_fallback(key);
     }

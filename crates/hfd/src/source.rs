@@ -7,6 +7,13 @@
 //! served an answer is not re-resolved again: the refusals are retried with
 //! backoff and end, bounded by the engine's retry policy, in a clear error
 //! (no resolve loop against a CDN that keeps saying no).
+//!
+//! When a file's bytes fail their check, the engine calls
+//! [`RangeSource::reset_file`]: the URL is forgotten (the next request
+//! resolves afresh), the connections that carried the file are retired (the
+//! next request opens a new one, possibly to another server behind the same
+//! name), and the host that served the bad bytes is remembered for the
+//! error message ([`HubSource::bad_hosts`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use http::header;
 use tokio::sync::Mutex;
 
 use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_http::{Body, HttpClient};
+use hfd_http::{Body, ConnectionId, HttpClient};
 use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
 use hfd_types::ByteRange;
 
@@ -33,6 +40,11 @@ struct Slot {
     /// ETag of the first answer from the download URL: a later answer with
     /// another one means the file changed under us.
     seen_etag: Option<String>,
+    /// Connections that carried bytes of the current attempt (retired when
+    /// the bytes fail their check).
+    connections: Vec<ConnectionId>,
+    /// Hosts whose bytes failed the file's check, in order, without repeats.
+    bad_hosts: Vec<String>,
 }
 
 /// Whether one download origin honours range requests, learnt from its
@@ -61,6 +73,10 @@ impl OriginRanges {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(honoured);
     }
 }
+
+/// Connections remembered per file; more are not retired (the pool opens
+/// at most a few per origin anyway).
+const MAX_REMEMBERED_CONNECTIONS: usize = 64;
 
 /// Fetches the files of one pinned commit.
 #[derive(Debug)]
@@ -97,6 +113,8 @@ impl HubSource {
                     resolutions: 0,
                     proven: false,
                     seen_etag: None,
+                    connections: Vec::new(),
+                    bad_hosts: Vec::new(),
                 })
             })
             .collect();
@@ -116,6 +134,30 @@ impl HubSource {
     /// expiry).
     pub(crate) fn resolves(&self) -> u64 {
         self.resolves.load(Ordering::Relaxed)
+    }
+
+    /// Hosts that served bytes of `key` which failed its check.
+    pub(crate) fn bad_hosts(&self, key: FileKey) -> Vec<String> {
+        match self.file(key) {
+            Ok((_, slot)) => slot
+                .try_lock()
+                .map(|s| s.bad_hosts.clone())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Remembers that `body` carries bytes of `key`.
+    async fn note_connection(&self, key: FileKey, body: &Body) {
+        if let Ok((_, slot)) = self.file(key) {
+            let id = body.connection().id;
+            let mut slot = slot.lock().await;
+            if !slot.connections.contains(&id)
+                && slot.connections.len() < MAX_REMEMBERED_CONNECTIONS
+            {
+                slot.connections.push(id);
+            }
+        }
     }
 
     fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<Slot>), SourceError> {
@@ -244,6 +286,7 @@ impl HubSource {
         let (resolved, body) = self.location(key, how).await?;
         if let Some(body) = body {
             // The hub answered the GET with the whole file (200).
+            self.note_connection(key, &body).await;
             return Ok(stream(body));
         }
         let headers = self.hub.download_headers(&resolved);
@@ -287,6 +330,7 @@ impl HubSource {
         match outcome {
             Ok((response_headers, body)) => {
                 self.accept(key, &resolved, &response_headers).await?;
+                self.note_connection(key, &body).await;
                 Ok(stream(body))
             }
             Err(e) => {
@@ -341,6 +385,27 @@ impl RangeSource for HubSource {
     async fn fetch_whole(&self, key: FileKey, _slot: SlotId) -> Result<BodyStream, SourceError> {
         self.fetch(key, None).await
     }
+
+    async fn reset_file(&self, key: FileKey) {
+        let Ok((file, slot)) = self.file(key) else {
+            return;
+        };
+        let mut slot = slot.lock().await;
+        if let Some(resolved) = slot.resolved.take() {
+            let host = host_of(resolved.url.expose());
+            if !slot.bad_hosts.contains(&host) {
+                slot.bad_hosts.push(host);
+            }
+        }
+        for id in slot.connections.drain(..) {
+            self.http.retire_connection(id);
+        }
+        slot.resolutions = 0;
+        slot.proven = false;
+        slot.seen_etag = None;
+        tracing::info!(file = %file.path, bad_hosts = ?slot.bad_hosts,
+            "forgetting the file's URL and connections; the next request resolves it again");
+    }
 }
 
 fn stream(body: Body) -> BodyStream {
@@ -349,6 +414,16 @@ fn stream(body: Body) -> BodyStream {
         Some((chunk.map_err(SourceError::retryable), body))
     })
     .boxed()
+}
+
+/// The `host[:port]` of `url`, without userinfo (never the query).
+fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_owned()
 }
 
 /// A CDN's way of saying the presigned URL is no longer valid.
@@ -392,4 +467,17 @@ enum Resolve {
     Head,
     /// A GET: the URL, and the body when the hub serves the file itself.
     Open,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_of_drops_userinfo_path_and_query() {
+        assert_eq!(
+            super::host_of("https://u:p@cdn.example:8443/a/b?X-Sig=1"),
+            "cdn.example:8443"
+        );
+        assert_eq!(super::host_of("http://127.0.0.1:9/x"), "127.0.0.1:9");
+        assert_eq!(super::host_of("https://hub.example?x"), "hub.example");
+    }
 }

@@ -93,6 +93,9 @@ pub enum FileCheck {
     },
     /// The metadata names a file that is not there.
     Missing,
+    /// A download of the file started and never finished: a partial is
+    /// there, the file is not (or has no metadata).
+    Unfinished,
     /// The hub's listing at that commit has no such file.
     NotInRepo,
     /// The metadata's etag is no hash we can check against.
@@ -104,7 +107,7 @@ impl FileCheck {
     pub fn is_bad(&self) -> bool {
         matches!(
             self,
-            Self::Mismatch { .. } | Self::WrongSize { .. } | Self::Missing
+            Self::Mismatch { .. } | Self::WrongSize { .. } | Self::Missing | Self::Unfinished
         )
     }
 }
@@ -137,6 +140,27 @@ impl VerifyReport {
 
 /// Every repo path that has huggingface_hub metadata under `local_dir`.
 fn metadata_paths(local_dir: &Path) -> Vec<String> {
+    state_files(local_dir, |name| {
+        name.strip_suffix(".metadata").map(str::to_owned)
+    })
+}
+
+/// Every repo path with one of our partials under `local_dir`
+/// (`<path>.hfd-<etag>.part`, see [`LocalDir::partial_path`]).
+fn partial_paths(local_dir: &Path) -> Vec<String> {
+    let mut paths = state_files(local_dir, |name| {
+        let stem = name.strip_suffix(".part")?;
+        let (path, _etag) = stem.rsplit_once(".hfd-")?;
+        // A hashed name (too long a file name) does not tell its path.
+        (!path.is_empty() && !path.ends_with('/')).then(|| path.to_owned())
+    });
+    paths.dedup();
+    paths
+}
+
+/// Repo paths derived by `to_path` from the names of the files under
+/// `.cache/huggingface/download` (relative, `/`-separated), sorted.
+fn state_files(local_dir: &Path, to_path: impl Fn(&str) -> Option<String>) -> Vec<String> {
     let root = local_dir
         .join(".cache")
         .join("huggingface")
@@ -160,9 +184,10 @@ fn metadata_paths(local_dir: &Path) -> Vec<String> {
                     .strip_prefix(&root)
                     .ok()
                     .and_then(Path::to_str)
-                    .and_then(|p| p.strip_suffix(".metadata"))
+                    .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"))
+                    .and_then(|p| to_path(&p))
             {
-                out.push(rel.replace(std::path::MAIN_SEPARATOR, "/"));
+                out.push(rel);
             }
         }
     }
@@ -246,7 +271,8 @@ pub async fn verify_local_dir(
 ) -> Result<VerifyReport> {
     let local = LocalDir::new(local_dir);
     let paths = metadata_paths(local_dir);
-    if paths.is_empty() {
+    let partials = partial_paths(local_dir);
+    if paths.is_empty() && partials.is_empty() {
         return Err(Error::Unsupported {
             what: format!(
                 "verifying {} (no huggingface_hub metadata under .cache/huggingface/download; only --local-dir downloads can be verified)",
@@ -277,7 +303,7 @@ pub async fn verify_local_dir(
         files: Vec::with_capacity(paths.len()),
         bytes_hashed: 0,
     };
-    for path in paths {
+    for path in paths.iter().cloned() {
         let expected = if let Some(listing) = &from_hub {
             let Some((digest, size)) = listing.get(&path) else {
                 report.files.push((path, FileCheck::NotInRepo));
@@ -296,8 +322,20 @@ pub async fn verify_local_dir(
         };
         let (check, hashed) = check_file(&local, local_dir, &path, expected, size).await?;
         report.bytes_hashed += hashed;
+        let check = match check {
+            FileCheck::Missing if partials.binary_search(&path).is_ok() => FileCheck::Unfinished,
+            other => other,
+        };
         report.files.push((path, check));
     }
+    // Files whose download started and never finished have no metadata: a
+    // folder of them is not "0 bad".
+    for path in partials {
+        if paths.binary_search(&path).is_err() {
+            report.files.push((path, FileCheck::Unfinished));
+        }
+    }
+    report.files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(report)
 }
 
@@ -332,9 +370,27 @@ mod tests {
         assert_eq!(by_path["a.txt"], FileCheck::Ok);
         assert!(matches!(by_path["d/b.bin"], FileCheck::Mismatch { .. }));
         assert_eq!(by_path["gone"], FileCheck::Missing);
+        assert!(!by_path.contains_key("never.bin"));
         assert_eq!(
             report.bad_paths(),
             vec!["d/b.bin".to_owned(), "gone".to_owned()]
         );
+    }
+
+    #[tokio::test]
+    async fn files_that_never_finished_are_reported_unfinished() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalDir::new(dir.path());
+        local.prepare().unwrap();
+        let etag = "e".repeat(64);
+        // A partial with no final file and no metadata (a killed first run).
+        let (partial, _) = local.prepare_file("sub/big.bin", &etag).unwrap();
+        fs::write(&partial, b"half").unwrap();
+        let report = verify_local_dir(dir.path(), None, None).await.unwrap();
+        assert_eq!(
+            report.files,
+            vec![("sub/big.bin".to_owned(), FileCheck::Unfinished)]
+        );
+        assert_eq!(report.bad_paths(), vec!["sub/big.bin".to_owned()]);
     }
 }

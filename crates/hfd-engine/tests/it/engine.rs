@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hfd_engine::{
-    Engine, EngineConfig, Error, FileJob, FileKey, FileOutcome, NoopReporter, Reporter, RetryEvent,
-    SourceError, Summary,
+    Engine, EngineConfig, Error, FileJob, FileKey, FileOutcome, INTEGRITY_ATTEMPTS, NoopReporter,
+    Reporter, RetryEvent, SourceError, Summary,
 };
 use hfd_types::{ByteSize, ContentDigest};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,7 @@ struct Recorder {
     done: Mutex<Vec<(FileKey, Option<ContentDigest>)>>,
     failed: Mutex<Vec<FileKey>>,
     cancelled: Mutex<Vec<FileKey>>,
+    restarts: Mutex<Vec<(FileKey, u32)>>,
 }
 
 impl Reporter for Recorder {
@@ -59,6 +60,9 @@ impl Reporter for Recorder {
     }
     fn on_file_cancelled(&self, key: FileKey) {
         self.cancelled.lock().unwrap().push(key);
+    }
+    fn on_file_restart(&self, key: FileKey, attempt: u32, _cause: &Error) {
+        self.restarts.lock().unwrap().push((key, attempt));
     }
 }
 
@@ -408,35 +412,85 @@ async fn expired_url_is_retried_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn digest_mismatch_fails_the_file_and_keeps_the_partial() {
+async fn bytes_failing_their_hash_once_heal_on_a_fresh_attempt() {
     let setup = Setup::new(&[MIB, 1000]);
-    let source = Arc::new(setup.source(16 * KIB));
-    let mut jobs = setup.jobs();
-    jobs[0] = FileJob::new(
-        FileKey(0),
-        MIB,
-        setup.partial_path(FileKey(0)),
-        setup.final_path(FileKey(0)),
-    )
-    .with_expected(sha256_of(424_242, MIB));
+    // The first attempt of file 0 gets wrong bytes (every answer), the
+    // attempt after the source forgot the file gets the right ones.
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.key == FileKey(0) && r.resets == 0 {
+            Answer::Corrupt
+        } else {
+            Answer::Normal
+        }
+    }));
     let reporter = Arc::new(Recorder::default());
-    let summary = run(config(4, 256 * KIB), &source, reporter.clone(), jobs).await;
+    let summary = run(
+        config(4, 256 * KIB),
+        &source,
+        reporter.clone(),
+        setup.jobs(),
+    )
+    .await;
+    setup.assert_identical(&summary);
+    assert_eq!(source.resets(FileKey(0)), 1, "one fresh start");
+    assert_eq!(source.resets(FileKey(1)), 0);
+    assert_eq!(*reporter.restarts.lock().unwrap(), vec![(FileKey(0), 2)]);
+    assert!(reporter.failed.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_that_keep_failing_their_hash_fail_after_bounded_attempts_and_leave_nothing() {
+    let setup = Setup::new(&[MIB, 1000]);
+    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+        if r.key == FileKey(0) {
+            Answer::Corrupt
+        } else {
+            Answer::Normal
+        }
+    }));
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(
+        config(4, 256 * KIB),
+        &source,
+        reporter.clone(),
+        setup.jobs(),
+    )
+    .await;
     let FileOutcome::Failed(err) = &summary.files[0].1 else {
         panic!("{summary:?}");
     };
     assert!(err.is_integrity(), "{err:?}");
-    assert!(!setup.final_path(FileKey(0)).exists());
-    assert_eq!(
-        std::fs::read(setup.partial_path(FileKey(0))).unwrap(),
-        content(1000, MIB)
+    assert!(
+        matches!(err, Error::Integrity { attempts, .. } if *attempts == INTEGRITY_ATTEMPTS),
+        "{err:?}"
     );
+    assert!(err.to_string().contains("integrity"), "{err}");
+    assert!(!err.to_string().contains("disk"), "{err}");
+    assert_eq!(source.resets(FileKey(0)), INTEGRITY_ATTEMPTS as usize);
+    // Every attempt fetched the whole file again: nothing was resumed.
+    let fetched: u64 = source
+        .requests()
+        .iter()
+        .filter(|r| r.key == FileKey(0))
+        .map(|r| r.delivered.load(Ordering::Relaxed))
+        .sum();
+    // (plus the overshoot of split and hedged requests, cut at range ends).
+    let attempts = u64::from(INTEGRITY_ATTEMPTS);
+    assert!(
+        fetched >= attempts * MIB && fetched < (attempts + 1) * MIB,
+        "{fetched}"
+    );
+    // Nothing of the bad bytes is left for a later run to resume.
+    assert!(!setup.final_path(FileKey(0)).exists());
+    assert!(!setup.partial_path(FileKey(0)).exists());
+    assert!(!hfd_store::journal_path(&setup.partial_path(FileKey(0))).exists());
     assert_eq!(*reporter.failed.lock().unwrap(), vec![FileKey(0)]);
     // The other file is unaffected.
     assert!(matches!(summary.files[1].1, FileOutcome::Done { .. }));
 }
 
 #[tokio::test(start_paused = true)]
-async fn source_integrity_error_aborts_only_that_file() {
+async fn source_integrity_errors_restart_only_that_file_within_bounds() {
     let setup = Setup::new(&[MIB, MIB]);
     let source = Arc::new(setup.source(16 * KIB).script(|r| {
         if r.key == FileKey(1) {
@@ -460,7 +514,8 @@ async fn source_integrity_error_aborts_only_that_file() {
         panic!("{summary:?}");
     };
     assert!(err.is_integrity());
-    assert!(setup.partial_path(FileKey(1)).exists());
+    assert_eq!(source.resets(FileKey(1)), INTEGRITY_ATTEMPTS as usize);
+    assert!(!setup.partial_path(FileKey(1)).exists());
     assert!(!setup.final_path(FileKey(1)).exists());
 }
 

@@ -232,3 +232,59 @@ async fn without_identity_there_is_no_journal_and_no_resume() {
     assert_eq!(second.bytes_resumed, 0);
     assert_eq!(std::fs::read(&p.out).unwrap(), content(SEED, SIZE));
 }
+
+/// Inverts the journaled bytes of the partial on disk: the content changed
+/// between a killed run and its resume, under the same identity.
+fn poison_journaled_bytes(p: &Paths) -> RangeSet {
+    let done = journaled(&p.partial);
+    let first = done.ranges()[0];
+    let mut bytes = std::fs::read(&p.partial).unwrap();
+    for b in &mut bytes[first.start() as usize..first.end() as usize] {
+        *b = !*b;
+    }
+    std::fs::write(&p.partial, bytes).unwrap();
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_over_bytes_that_changed_heals() {
+    let p = paths();
+    let first = run_and_cancel_after(&p, "etag-a", SIZE / 3).await;
+    assert!(first.cancelled);
+    let done = poison_journaled_bytes(&p);
+    assert!(done.total() > 0);
+    let source = Arc::new(MemSource::new(&[(FileKey(0), SIZE, SEED)], CHUNK));
+    let engine = Engine::new(config(), Arc::clone(&source), Arc::new(Counting::default())).unwrap();
+    let second = engine
+        .run(vec![job(&p, "etag-a")], CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(second.is_success(), "{second:#?}");
+    assert_eq!(std::fs::read(&p.out).unwrap(), content(SEED, SIZE));
+    // The resume trusted the journal, its hash failed, the file started
+    // over from a fresh source state.
+    assert_eq!(second.bytes_resumed, done.total());
+    assert_eq!(source.resets(FileKey(0)), 1);
+    assert!(!journal_path(&p.partial).exists());
+    assert!(!p.partial.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_job_discards_the_partial_and_journal_instead_of_resuming() {
+    let p = paths();
+    let first = run_and_cancel_after(&p, "etag-a", SIZE / 3).await;
+    assert!(first.cancelled);
+    poison_journaled_bytes(&p);
+    let source = Arc::new(MemSource::new(&[(FileKey(0), SIZE, SEED)], CHUNK));
+    let engine = Engine::new(config(), Arc::clone(&source), Arc::new(Counting::default())).unwrap();
+    let second = engine
+        .run(vec![job(&p, "etag-a").fresh()], CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(second.is_success(), "{second:#?}");
+    assert_eq!(std::fs::read(&p.out).unwrap(), content(SEED, SIZE));
+    // Nothing resumed, no failed attempt: the poisoned bytes were never used.
+    assert_eq!(second.bytes_resumed, 0);
+    assert_eq!(second.bytes_written, SIZE);
+    assert_eq!(source.resets(FileKey(0)), 0);
+}

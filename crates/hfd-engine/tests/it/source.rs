@@ -52,6 +52,9 @@ pub(crate) struct Request {
     pub(crate) slot: SlotId,
     pub(crate) at: Instant,
     pub(crate) delivered: Arc<AtomicU64>,
+    /// `reset_file` calls for this file before the request (0 on the first
+    /// attempt).
+    pub(crate) resets: usize,
 }
 
 /// What to do with one request.
@@ -71,6 +74,8 @@ pub(crate) enum Answer {
     Throttle(Duration),
     /// Yield `after` bytes, then nothing ever again.
     Stall(u64),
+    /// The right number of bytes, every one inverted (only the hash tells).
+    Corrupt,
 }
 
 struct State {
@@ -90,6 +95,7 @@ pub(crate) struct MemSource {
     pub(crate) no_ranges: bool,
     count: AtomicUsize,
     log: Mutex<Vec<Request>>,
+    resets: Mutex<HashMap<FileKey, usize>>,
 }
 
 impl MemSource {
@@ -104,6 +110,7 @@ impl MemSource {
             no_ranges: false,
             count: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
+            resets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -114,6 +121,11 @@ impl MemSource {
 
     pub(crate) fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// `reset_file` calls for `key` so far.
+    pub(crate) fn resets(&self, key: FileKey) -> usize {
+        self.resets.lock().unwrap().get(&key).copied().unwrap_or(0)
     }
 
     /// Bytes delivered (yielded by bodies) on requests that ran on `slot`.
@@ -139,6 +151,7 @@ impl MemSource {
             slot,
             at: Instant::now(),
             delivered: Arc::new(AtomicU64::new(0)),
+            resets: self.resets(key),
         };
         self.log.lock().unwrap().push(request.clone());
         let answer = (self.script)(&request);
@@ -150,8 +163,10 @@ impl MemSource {
         let mut fail = None;
         let mut stall_at = None;
         let mut delay = Duration::ZERO;
+        let mut corrupt = false;
         match answer {
             Answer::Normal => {}
+            Answer::Corrupt => corrupt = true,
             Answer::Refuse(e) => return Err(e),
             Answer::FailAfter(n, e) => {
                 end = end.min(start + n);
@@ -186,7 +201,12 @@ impl MemSource {
                     {
                         to = to.min(s);
                     }
-                    let bytes = fill(seed, st.pos, to);
+                    let mut bytes = fill(seed, st.pos, to);
+                    if corrupt {
+                        for b in &mut bytes {
+                            *b = !*b;
+                        }
+                    }
                     st.pos = to;
                     Ok(Bytes::from(bytes))
                 } else if st.extra > 0 {
@@ -220,5 +240,9 @@ impl RangeSource for MemSource {
 
     async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
         self.open(key, None, slot)
+    }
+
+    async fn reset_file(&self, key: FileKey) {
+        *self.resets.lock().unwrap().entry(key).or_default() += 1;
     }
 }

@@ -56,7 +56,7 @@ pub(crate) fn write_tree_listing(
 /// Writes `content` to `path` through a temporary file in the same folder
 /// and a rename, so readers see the old or the new content, never a part.
 pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let tmp = append_to_name(path, &format!(".hfd-tmp-{}", std::process::id()));
+    let tmp = sibling_name(path, &format!(".hfd-tmp-{}", std::process::id()), 0);
     let io = |action, source| Error::Io {
         action,
         path: path.to_path_buf(),
@@ -133,6 +133,32 @@ pub(crate) fn append_to_name(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     path.with_file_name(name)
+}
+
+/// Longest file name (bytes) common file systems store (ext4, XFS, btrfs,
+/// APFS: 255).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// Bytes `hfd-store` appends to a partial's name for its journal
+/// (`<partial>.journal`).
+pub(crate) const JOURNAL_SUFFIX_LEN: usize = ".journal".len();
+
+/// A name next to `path` for one of our own files: `<name><suffix>` when it
+/// fits in [`NAME_MAX`] with `reserve` bytes to spare (for names derived
+/// from it later, such as a journal), else `.hfd-<hash of the name><suffix>`,
+/// short whatever the name, so every name the listing allows (up to 255
+/// bytes) can be downloaded.
+pub(crate) fn sibling_name(path: &Path, suffix: &str, reserve: usize) -> PathBuf {
+    let name = path.file_name().unwrap_or_default();
+    if name.len() + suffix.len() + reserve <= NAME_MAX {
+        return append_to_name(path, suffix);
+    }
+    let digest = hfd_store::ContentHasher::digest_like(
+        &hfd_types::ContentDigest::Sha256([0; 32]),
+        name.as_encoded_bytes(),
+    )
+    .to_hex();
+    path.with_file_name(format!(".hfd-{}{suffix}", &digest[..16]))
 }
 
 pub(crate) fn create_dir_all(path: &Path) -> Result<()> {

@@ -28,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
+use hfd_store::ContentHasher;
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, append_to_name, create_dir_all, rename, safe_join, safe_join_entry, write_atomic,
+    CACHEDIR_TAG, create_dir_all, rename, safe_join, safe_join_entry, sibling_name, write_atomic,
     write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
@@ -213,9 +214,32 @@ impl CacheRepo {
         }
     }
 
+    /// Whether `blobs/<etag>` holds exactly `file`'s bytes: the right size
+    /// and, hashed, the hub's digest. A blob of the right size is not
+    /// enough: one left by a crashed tool or planted in a shared cache
+    /// would be linked into the snapshot unverified. Blocking: reads it.
+    pub fn has_verified_blob(&self, file: &RemoteFile) -> bool {
+        let etag = file.etag();
+        if !self.has_blob(&etag, file.size) {
+            return false;
+        }
+        let expected = file.expected_digest();
+        let blob = self.blob_path(&etag);
+        let hashed = ContentHasher::file_digest_like(&expected, &blob, file.size);
+        if hashed.as_ref().ok() == Some(&expected) {
+            return true;
+        }
+        tracing::warn!(blob = %blob.display(), file = %file.path,
+            "a blob in the cache does not match its hash; downloading it again");
+        false
+    }
+
     /// What a run must do with `file` at `commit`. A file whose blob is
-    /// already in the cache (another revision has it) is up to date: it
-    /// only needs its snapshot entry, no transfer.
+    /// already in the cache (another revision has it) is up to date once
+    /// the blob's hash matches: it only needs its snapshot entry, no
+    /// transfer. An entry of this snapshot already linked to its blob is
+    /// trusted without hashing (the blob was checked when it was linked),
+    /// so a rerun costs no reading of the whole repository.
     pub fn classify(
         &self,
         commit: &Commit,
@@ -226,7 +250,7 @@ impl CacheRepo {
         let exists = fs::symlink_metadata(&entry).is_ok();
         Ok(
             if fetch == FetchPolicy::SkipUpToDate
-                && (self.is_linked(commit, file) || self.has_blob(&file.etag(), file.size))
+                && (self.is_linked(commit, file) || self.has_verified_blob(file))
             {
                 FileAction::UpToDate
             } else if exists {
@@ -266,7 +290,10 @@ impl CacheRepo {
         let blob = self.blob_path(&etag);
         let mut fresh = false;
         if let Some(staged) = staged {
-            if fetch == FetchPolicy::SkipUpToDate && self.has_blob(&etag, first.size) {
+            // A blob that is already there is kept (content-addressed)
+            // only when its hash matches; a verified download replaces one
+            // that does not.
+            if fetch == FetchPolicy::SkipUpToDate && self.has_verified_blob(first) {
                 remove_if_exists(staged)?;
             } else {
                 rename(staged, &blob)?;
@@ -305,7 +332,7 @@ impl CacheRepo {
         if fs::read_link(entry).is_ok_and(|t| t == target) {
             return Ok(());
         }
-        let tmp = append_to_name(entry, &format!(".hfd-link-{}", std::process::id()));
+        let tmp = sibling_name(entry, &format!(".hfd-link-{}", std::process::id()), 0);
         remove_if_exists(&tmp)?;
         match make_symlink(&target, &tmp) {
             Ok(()) => rename(&tmp, entry),
@@ -392,7 +419,7 @@ fn blob_link_target(repo_path: &str, etag: &str) -> PathBuf {
 /// Copies `from` to `to` through a temporary name, so `to` is never seen
 /// half-written.
 fn copy_into(from: &Path, to: &Path) -> Result<()> {
-    let tmp = append_to_name(to, &format!(".hfd-copy-{}", std::process::id()));
+    let tmp = sibling_name(to, &format!(".hfd-copy-{}", std::process::id()), 0);
     fs::copy(from, &tmp).map_err(|source| Error::Io {
         action: "cannot copy a blob to",
         path: to.to_path_buf(),
@@ -437,8 +464,8 @@ mod tests {
         RemoteFile {
             path: path.to_owned(),
             size: content.len() as u64,
-            // Any digest works here; files with equal content share it.
-            oid: ContentDigest::GitSha1([content[0]; 20]),
+            // The real git blob hash: blobs are adopted only when it matches.
+            oid: ContentHasher::digest_like(&ContentDigest::GitSha1([0; 20]), content),
             lfs_sha256: None,
             xet_hash: None,
         }

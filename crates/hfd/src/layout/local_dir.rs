@@ -12,6 +12,11 @@
 //! <dir>/.cache/huggingface/trees/<commit>.json         complete listing (unfiltered runs only)
 //! ```
 //!
+//! Our own names (partial, journal, verified) that would exceed 255 bytes
+//! are `.hfd-<sha256 of the name, 16 hex><suffix>` instead; so are the
+//! metadata and lock names of a file whose name is too long for
+//! huggingface_hub's own (`<name>.metadata` over 255 bytes).
+//!
 //! The partial name ends in `.part`, never `.incomplete`: huggingface_hub up
 //! to v1.17 resumes `.incomplete` files by appending, which would adopt a
 //! preallocated (not prefix-complete) file as valid data.
@@ -31,8 +36,8 @@ use hfd_store::ContentHasher;
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, append_to_name, create_dir_all, rename, safe_join, write_atomic,
-    write_if_missing, write_tree_listing,
+    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, create_dir_all, rename, safe_join, sibling_name,
+    write_atomic, write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
 use crate::error::Result;
@@ -79,7 +84,11 @@ impl LocalDir {
     pub fn partial_path(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
         let short: String = etag.chars().take(16).collect();
         let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(append_to_name(&path, &format!(".hfd-{short}.part")))
+        Ok(sibling_name(
+            &path,
+            &format!(".hfd-{short}.part"),
+            JOURNAL_SUFFIX_LEN,
+        ))
     }
 
     /// Where the engine puts the complete, verified file before it is
@@ -87,19 +96,21 @@ impl LocalDir {
     pub fn staged_path(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
         let short: String = etag.chars().take(16).collect();
         let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(append_to_name(&path, &format!(".hfd-{short}.verified")))
+        Ok(sibling_name(&path, &format!(".hfd-{short}.verified"), 0))
     }
 
     fn metadata_path(&self, repo_path: &str) -> Result<PathBuf> {
         let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(append_to_name(&path, ".metadata"))
+        // huggingface_hub's own name when it fits (it reads it); a name too
+        // long for it (> 246 bytes) gets a hashed one only hfd-rs reads.
+        Ok(sibling_name(&path, ".metadata", 0))
     }
 
     /// `download/<path>.lock`, the lock huggingface_hub holds while it writes
     /// `<path>` (its metadata path with `.metadata` replaced by `.lock`).
     pub fn lock_path(&self, repo_path: &str) -> Result<PathBuf> {
         let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(append_to_name(&path, ".lock"))
+        Ok(sibling_name(&path, ".lock", 0))
     }
 
     /// Creates the target, `.cache/huggingface/`, its `.gitignore` and

@@ -20,6 +20,15 @@ fn cdn_object(hub: &FakeHub, path: &str) -> String {
         .expect("an LFS file")
 }
 
+/// Resolve requests for `path` so far.
+fn resolves_of(hub: &FakeHub, path: &str) -> usize {
+    resolves_per_path(&hub.log().entries())
+        .iter()
+        .filter(|(p, _)| p.ends_with(path))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 /// The multi-range LFS file.
 const BIG: &str = "model.safetensors";
 /// The regular file big enough to be fetched in ranges from the hub.
@@ -296,14 +305,18 @@ per_transport!(
     short_body,
     expired_url,
     delay,
+    wrong_content_range,
+    change_etag,
+    corrupt_body,
 );
 
 // ---------------------------------------------------------------------------
 // Faults that must end in a clear error, with no file under its final name.
 
-/// A `Content-Range` other than the one asked for is an integrity error.
+/// A `Content-Range` other than the one asked for contradicts the file: the
+/// file starts over from a fresh resolve and completes.
 async fn wrong_content_range(transport: Transport) {
-    let (hub, dir, run) = fails(transport, &Setup::fast(), |hub| {
+    let (hub, _dir, _run) = survives(transport, &Setup::fast(), |hub| {
         vec![
             Fault::new(FaultKind::WrongContentRange)
                 .on(FaultTarget::Cdn)
@@ -312,13 +325,13 @@ async fn wrong_content_range(transport: Transport) {
     })
     .await;
     assert_eq!(fired(&hub, "wrong-content-range"), 1);
-    assert_failed_file(&hub, &run, dir.path(), BIG, ErrorKind::Integrity);
+    assert_eq!(resolves_of(&hub, BIG), 2, "one fresh resolve");
 }
 
-/// An ETag that changes between the ranges of one file is an integrity
-/// error: nothing after the change is accepted.
+/// An ETag that changes between the ranges of one file: nothing after the
+/// change is accepted, the file starts over from a fresh resolve.
 async fn change_etag(transport: Transport) {
-    let (hub, dir, run) = fails(transport, &Setup::fast(), |hub| {
+    let (hub, _dir, _run) = survives(transport, &Setup::fast(), |hub| {
         vec![
             Fault::new(FaultKind::ChangeEtag)
                 .on(FaultTarget::Cdn)
@@ -327,7 +340,23 @@ async fn change_etag(transport: Transport) {
     })
     .await;
     assert_eq!(fired(&hub, "change-etag"), 1);
-    assert_failed_file(&hub, &run, dir.path(), BIG, ErrorKind::Integrity);
+    assert_eq!(resolves_of(&hub, BIG), 2, "one fresh resolve");
+}
+
+/// Wrong bytes with the right headers (a glitching CDN): only the hash can
+/// tell; the partial is discarded and the file fetched again from a fresh
+/// resolve on a new connection, with no help from the user.
+async fn corrupt_body(transport: Transport) {
+    let (hub, _dir, _run) = survives(transport, &Setup::fast(), |hub| {
+        vec![
+            Fault::new(FaultKind::CorruptBody)
+                .on(FaultTarget::Cdn)
+                .path_contains(&cdn_object(hub, BIG)),
+        ]
+    })
+    .await;
+    assert_eq!(fired(&hub, "corrupt-body"), 1);
+    assert_eq!(resolves_of(&hub, BIG), 2, "one fresh resolve");
 }
 
 /// A body longer than the range (its `Content-Length` covering the extra
@@ -346,12 +375,51 @@ async fn long_body(transport: Transport) {
     assert_failed_file(&hub, &run, dir.path(), BIG, ErrorKind::Protocol);
 }
 
-per_transport!(wrong_content_range, change_etag, long_body);
+per_transport!(long_body);
 
 /// Persistent failures end, after the bounded retries, in an error of the
 /// right class.
 mod persistent {
     use super::*;
+
+    /// Wrong bytes on every answer: the file is tried
+    /// `hfd_engine::INTEGRITY_ATTEMPTS` times, each from a fresh resolve,
+    /// then fails as an integrity error naming the host that served them;
+    /// nothing of the bad bytes is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_that_never_match_are_an_integrity_error_naming_the_host() {
+        let (hub, dir, run) = fails(Transport::Http1, &Setup::fast(), |hub| {
+            vec![
+                Fault::new(FaultKind::CorruptBody)
+                    .on(FaultTarget::Cdn)
+                    .path_contains(&cdn_object(hub, BIG))
+                    .always(),
+            ]
+        })
+        .await;
+        assert_failed_file(&hub, &run, dir.path(), BIG, ErrorKind::Integrity);
+        let attempts = hfd::hfd_engine::INTEGRITY_ATTEMPTS as usize;
+        assert_eq!(resolves_of(&hub, BIG), attempts);
+        let text = run.result.as_ref().unwrap_err().to_string();
+        assert!(text.contains("integrity"), "{text}");
+        assert!(!text.contains("disk error"), "{text}");
+        let cdn_host = hub.cdn_addr().to_string();
+        assert!(text.contains(&cdn_host), "names {cdn_host}: {text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_content_range_that_is_always_wrong_is_an_integrity_error() {
+        let (hub, dir, run) = fails(Transport::H2c, &Setup::fast(), |hub| {
+            vec![
+                Fault::new(FaultKind::WrongContentRange)
+                    .on(FaultTarget::Cdn)
+                    .path_contains(&cdn_object(hub, BIG))
+                    .always(),
+            ]
+        })
+        .await;
+        assert_failed_file(&hub, &run, dir.path(), BIG, ErrorKind::Integrity);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn resets_before_any_byte_are_a_network_error() {

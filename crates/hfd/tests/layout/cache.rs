@@ -402,3 +402,39 @@ async fn without_symlinks_the_snapshot_holds_copies_the_library_accepts() {
         judge(&hub, &cache, &[("model", "org/model")]).await;
     }
 }
+
+/// A blob of the right size but wrong bytes already in `blobs/` (a crashed
+/// tool, a hostile neighbour in a shared cache) is not adopted: its hash is
+/// checked, the file is downloaded and the verified blob replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_of_the_right_size_with_wrong_bytes_is_not_adopted() {
+    let hub = start_hub(vec![
+        RepoFixture::model("org/planted")
+            .regular_file("config.json", "{}")
+            .lfs_file("model.bin", MIB, 77),
+    ])
+    .await;
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("hub");
+    let repo_dir = cache.join(folder("model", "org/planted"));
+    fs::create_dir_all(repo_dir.join("blobs")).unwrap();
+    for file in hub.files("org/planted") {
+        let mut wrong = hub.file_bytes("org/planted", &file.path).unwrap();
+        for b in &mut wrong {
+            *b = !*b;
+        }
+        fs::write(repo_dir.join("blobs").join(file.etag()), wrong).unwrap();
+    }
+    let dl = downloader(&hub);
+    let (plan, report) = run(&dl, &cache_request(model("org/planted"), &cache)).await;
+    assert_eq!(
+        count_actions(&plan, FileAction::UpToDate),
+        0,
+        "nothing adopted"
+    );
+    assert_eq!(report.files_done, 2);
+    check_layout(&hub, &cache, "model", "org/planted");
+    // A rerun finds the verified blobs linked: nothing to fetch.
+    let (plan, _) = run(&dl, &cache_request(model("org/planted"), &cache)).await;
+    assert_eq!(count_actions(&plan, FileAction::UpToDate), 2);
+}
