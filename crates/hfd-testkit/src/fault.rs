@@ -79,10 +79,27 @@ pub enum FaultKind {
     /// Hostile: answer 400 with the request's `Authorization` value echoed in
     /// `X-Error-Message` and in the JSON error body (a server fishing for a leak).
     EchoAuthorization,
+    /// Hostile: echo the request's `Authorization` (the token, without `Bearer `)
+    /// through one text channel of the real answer; see [`EchoChannel`]. Use with
+    /// [`Fault::always`] on the route whose answer carries the channel.
+    EchoTokenIn(EchoChannel),
     /// Hostile: answer 200 `application/json` with a tree listing that never ends
     /// (`[` then directory entries forever, no `Content-Length`), until the client hangs up
     /// or 4 GiB.
     EndlessJson,
+}
+
+/// Where [`FaultKind::EchoTokenIn`] puts the echoed token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EchoChannel {
+    /// Replaces the value of this response header (`etag`, `x-repo-commit`,
+    /// `x-linked-etag`, `x-linked-size`, `x-error-message`, …) with the token.
+    Header(&'static str),
+    /// Adds a `Link: <…/token?cursor=token>; rel="next"` header (a next page named by it).
+    NextLink,
+    /// Inserts the token as a path segment and a query value of the `Location`.
+    Location,
 }
 
 /// When a fault acts on a request.
@@ -123,13 +140,17 @@ impl FaultKind {
             Self::JsonBody(_) => "json-body",
             Self::EndlessJson => "endless-json",
             Self::EchoAuthorization => "echo-authorization",
+            Self::EchoTokenIn(_) => "echo-token",
         }
     }
 
     pub(crate) fn stage(&self) -> Stage {
         if self.needs_content() {
             Stage::Content
-        } else if matches!(self, Self::HugeHeader(_) | Self::DowngradeRedirect) {
+        } else if matches!(
+            self,
+            Self::HugeHeader(_) | Self::DowngradeRedirect | Self::EchoTokenIn(_)
+        ) {
             Stage::Post
         } else {
             Stage::Pre
