@@ -64,7 +64,7 @@ pub(crate) fn plan_text(plan: &DownloadPlan) {
             "{:<9} {:>12}  {}",
             action_name(file.action),
             file.remote.size,
-            file.remote.path
+            hfd_types::shown_path(&file.remote.path)
         );
     }
     let to_fetch = plan.to_fetch().count();

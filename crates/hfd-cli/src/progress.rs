@@ -234,7 +234,7 @@ impl Reporter for Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(self.path(key).to_owned());
+                    bar.set_message(hfd_types::shown_path(self.path(key)).into_owned());
                     bars.insert(key, bar);
                 }
             }

@@ -45,7 +45,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Some files failed; the others are complete. `first` is the first failure.
-    #[error("{}{path}: {reason}", if *total > 1 { format!("{failed} of {total} files failed; first: ") } else { String::new() })]
+    #[error("{}{}: {reason}", if *total > 1 { format!("{failed} of {total} files failed; first: ") } else { String::new() }, hfd_types::shown_path(path))]
     Files {
         /// Files that failed.
         failed: usize,

@@ -98,12 +98,12 @@ pub(crate) fn write_atomic(target: &TargetDir, rel: &Path, content: &[u8]) -> Re
 /// replaced, never followed.
 pub(crate) fn write_if_missing(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
     match target.entry(rel)? {
-        Some(EntryKind::File { .. } | EntryKind::Dir) => Ok(()),
         Some(EntryKind::Symlink | EntryKind::Other) => {
             replace_warning(target, rel);
             write_atomic(target, rel, content)
         }
         None => write_atomic(target, rel, content),
+        // Ours already (a folder there is left alone).
         Some(_) => Ok(()),
     }
 }

@@ -2,6 +2,8 @@
 //! signed URL query shows up in logs (TRACE), files, errors or `Debug`
 //! output. Asserted by searching every byte written and logged.
 
+use std::fmt::Write as _;
+
 use hfd::ErrorKind;
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, Origin, Transport};
 
@@ -233,10 +235,10 @@ async fn a_server_echoing_the_token_in_normal_answers_never_gets_it_shown() {
 
     // The revision JSON's `sha` and a listed path spell the token (the
     // path also with JSON escapes, which a byte scrub of the body misses).
-    let escaped: String = TOKEN
-        .chars()
-        .map(|c| format!("\\u{:04x}", c as u32))
-        .collect();
+    let mut escaped = String::new();
+    for c in TOKEN.chars() {
+        write!(escaped, "\\u{:04x}", c as u32).expect("write to a String");
+    }
     let bodies = [
         format!("{{\"sha\": \"{TOKEN}\"}}"),
         format!("{{\"sha\": \"{escaped}\"}}"),
