@@ -343,3 +343,99 @@ async fn two_processes_on_one_target_leave_the_files_intact() {
     );
     assert_same_files(&hub, REPO, &target);
 }
+
+/// A listed path with a bidirectional override (issue #14): shown to a
+/// person as `\u{202e}` (dry-run list, error line), kept exact in `--json`.
+#[tokio::test(flavor = "multi_thread")]
+async fn bidi_characters_in_paths_are_escaped_for_people_and_exact_in_json() {
+    let evil = "evil\u{202e}txt.exe";
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).regular_file(evil, "boo\n"))
+        .start()
+        .await
+        .expect("start fake hub");
+    let home = tempfile::tempdir().expect("home");
+    let target = home.path().join("target");
+    let target_text = target.to_str().expect("utf-8");
+    let base = [
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        target_text,
+    ];
+    let mut args = base.to_vec();
+    args.push("--dry-run");
+    let out = run(&args).await;
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("evil\\u{202e}txt.exe"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains('\u{202e}'), "raw override shown");
+    args.push("--json");
+    let out = run(&args).await;
+    out.expect_code(0);
+    let exact = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v.to_string().contains(evil));
+    assert!(exact, "--json keeps the exact path: {}", out.stdout);
+    // A failing download names the file in its error line, escaped.
+    hub.faults().inject(
+        Fault::new(FaultKind::Status(404))
+            .on(FaultTarget::Resolve)
+            .always(),
+    );
+    let out = run(&base).await;
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("evil\\u{202e}txt.exe"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains('\u{202e}'),
+        "raw override shown: {}",
+        out.stderr
+    );
+}
+
+/// A hub echoing the token in `X-Repo-Commit` of every resolve (issue #14):
+/// the binary prints it nowhere, plain, `--json` or `-vv`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_echoed_in_a_normal_answer_is_in_no_output() {
+    let hub = hub_with_rate(None).await;
+    hub.faults().inject(
+        Fault::new(FaultKind::EchoTokenIn(hfd_testkit::EchoChannel::Header(
+            "x-repo-commit",
+        )))
+        .on(FaultTarget::Resolve)
+        .always(),
+    );
+    let home = tempfile::tempdir().expect("home");
+    for flags in [vec![], vec!["--json"], vec!["-vv"]] {
+        let target = home.path().join("target");
+        let target_text = target.to_str().expect("utf-8").to_owned();
+        let mut args = vec![
+            REPO,
+            "--endpoint",
+            hub.endpoint(),
+            "--local-dir",
+            &target_text,
+        ];
+        args.extend(flags.iter().copied());
+        let out = run_with(
+            &args,
+            &[("HF_TOKEN", TOKEN)],
+            home.path(),
+            Duration::from_mins(2),
+        )
+        .await;
+        assert!(!out.stdout.contains(TOKEN), "{flags:?}: token on stdout");
+        assert!(!out.stderr.contains(TOKEN), "{flags:?}: token on stderr");
+    }
+    assert!(hub.log().count(|e| e.fault == Some("echo-token")) > 0);
+}

@@ -103,5 +103,7 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
-    out.replace('\n', " ")
+    // One line, and no server-chosen bidi override or control character
+    // can disguise a path in it (shown as `\u{…}`).
+    hfd_types::shown_path(&out.replace('\n', " ")).into_owned()
 }

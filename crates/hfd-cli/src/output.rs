@@ -197,7 +197,7 @@ pub(crate) fn plan_text(plan: &DownloadPlan) {
             "{:<9} {:>10}  {}",
             action_name(file.action),
             ByteSize::new(file.remote.size).to_string(),
-            file.remote.path
+            hfd_types::shown_path(&file.remote.path)
         );
     }
     let to_fetch = plan.to_fetch().count();

@@ -411,7 +411,10 @@ impl Reporter for Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(elide_middle(self.path(key), FILE_NAME_WIDTH));
+                    bar.set_message(elide_middle(
+                        &hfd_types::shown_path(self.path(key)),
+                        FILE_NAME_WIDTH,
+                    ));
                     bars.insert(key, bar);
                 }
             }

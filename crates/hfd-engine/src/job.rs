@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use hfd_store::FileIdentity;
+use hfd_store::{FileIdentity, TargetDir};
 use hfd_types::ContentDigest;
 
 use crate::source::FileKey;
@@ -31,6 +31,12 @@ pub struct FileJob {
     /// Start over: a partial and journal left by an earlier run are
     /// discarded instead of resumed (`--force`, repairs).
     pub fresh: bool,
+    /// The target folder both paths lie below. With one, the partial, its
+    /// journal and the final name are opened relative to this checked
+    /// handle and no symbolic link below it is ever followed (a link
+    /// planted at one of those names is refused, not written through).
+    /// Without one (tests), the paths are used as given.
+    pub target: Option<TargetDir>,
 }
 
 impl FileJob {
@@ -49,7 +55,16 @@ impl FileJob {
             final_path: final_path.into(),
             identity: None,
             fresh: false,
+            target: None,
         }
+    }
+
+    /// Sets the target folder `partial_path` and `final_path` lie below:
+    /// from then on they are reached through it without following links.
+    #[must_use]
+    pub fn with_target(mut self, target: TargetDir) -> Self {
+        self.target = Some(target);
+        self
     }
 
     /// Sets the identity, which turns on the resume journal.

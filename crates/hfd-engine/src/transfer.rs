@@ -2,11 +2,11 @@
 //! the journal flusher, run the connections (falling back to one stream when
 //! the source refuses ranges), flush, verify and rename.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use hfd_store::{JournalHeader, PartialFile, RangeSet, SegmentLayout};
+use hfd_store::{JournalHeader, PartialFile, RangeSet, SegmentLayout, TargetDir};
 use hfd_types::ContentDigest;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,7 @@ async fn open_partial(
 ) -> Result<(PartialFile, RangeSet)> {
     let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
     let fresh = job.fresh;
+    let target = job.target.clone();
     let header = job.identity.clone().map(|identity| {
         JournalHeader::new(
             identity,
@@ -54,12 +55,17 @@ async fn open_partial(
         if fresh {
             PartialFile::discard_at(&path)?;
         }
-        match header {
-            Some(header) => {
+        match (target, header) {
+            (Some(target), header) => {
+                let rel = below(&target, &path)?;
+                PartialFile::open_or_create_in(&target, &rel, size, expected, &store, header)
+                    .map(|(partial, resume)| (partial, resume.ranges))
+            }
+            (None, Some(header)) => {
                 PartialFile::open_or_create(&path, size, expected, &store, Some(header))
                     .map(|(partial, resume)| (partial, resume.ranges))
             }
-            None => {
+            (None, None) => {
                 PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new()))
             }
         }
@@ -70,6 +76,15 @@ async fn open_partial(
         path: job.partial_path.clone(),
         source: Box::new(source),
     })
+}
+
+/// `path` relative to `target`'s folder (a job's paths are built below it).
+fn below(target: &TargetDir, path: &Path) -> hfd_store::Result<PathBuf> {
+    path.strip_prefix(target.root())
+        .map(Path::to_path_buf)
+        .map_err(|_| hfd_store::Error::NotBeneath {
+            path: path.to_path_buf(),
+        })
 }
 
 /// Transfers one file; `Ok` with its digest once it has its final name.
@@ -163,7 +178,13 @@ pub(crate) async fn transfer<S: RangeSource>(
     }
     let final_path = job.final_path.clone();
     let finalizing = partial.clone();
-    match blocking(move || finalizing.finalize(&final_path)).await? {
+    let target = job.target.clone();
+    match blocking(move || match target {
+        Some(target) => finalizing.finalize_in(&below(&target, &final_path)?),
+        None => finalizing.finalize(&final_path),
+    })
+    .await?
+    {
         Ok(finalized) => Ok(finalized.digest),
         Err(source) => {
             let e = store_err(&job.partial_path)(source);

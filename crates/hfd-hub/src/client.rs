@@ -8,7 +8,8 @@
 //! - `error_answer`: a non-success answer turned into an error;
 //! - `api`: JSON API GETs;
 //! - `listing`: pin, list, [`RepoPlan`];
-//! - `resolve`: [`ResolvedFile`] and [`OpenedFile`].
+//! - `resolve`: [`ResolvedFile`] and [`OpenedFile`];
+//! - `scrub`: server text scrubbed of the token and of signed query parameters.
 
 mod api;
 mod config;
@@ -18,6 +19,7 @@ mod listing;
 mod redirect;
 mod resolve;
 mod retry;
+mod scrub;
 
 pub use config::HubConfig;
 pub use hub_client::HubClient;

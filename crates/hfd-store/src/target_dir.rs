@@ -220,6 +220,23 @@ impl TargetDir {
             .map_err(|source| self.io_err(link, "cannot create link", source))
     }
 
+    /// The target of the symbolic link `rel`, read and never followed
+    /// (`None`: nothing or no link there). Links in the folders on the way
+    /// are refused.
+    pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
+        let (dir, names) = self.parent(rel, "cannot read link")?;
+        match dir.kind(names.leaf()) {
+            Ok(Some(EntryKind::Symlink)) => {}
+            Ok(_) => return Ok(None),
+            Err(source) => return Err(self.io_err(rel, "cannot read link", source)),
+        }
+        match dir.read_link(names.leaf()) {
+            Ok(target) => Ok(Some(target)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(self.io_err(rel, "cannot read link", source)),
+        }
+    }
+
     /// Makes the entries of the folder `rel` (empty: the root) durable.
     pub fn sync_dir(&self, rel: &Path) -> Result<()> {
         self.open_dir(rel)?

@@ -96,10 +96,27 @@ pub enum FaultKind {
     /// Mirror quirk (hf-mirror on a captcha or for some `Referer`s): answer `200 text/html`
     /// with a small web page instead of the file.
     HtmlPage,
+    /// Hostile: echo the request's `Authorization` (the token, without `Bearer `)
+    /// through one text channel of the real answer; see [`EchoChannel`]. Use with
+    /// [`Fault::always`] on the route whose answer carries the channel.
+    EchoTokenIn(EchoChannel),
     /// Hostile: answer 200 `application/json` with a tree listing that never ends
     /// (`[` then directory entries forever, no `Content-Length`), until the client hangs up
     /// or 4 GiB.
     EndlessJson,
+}
+
+/// Where [`FaultKind::EchoTokenIn`] puts the echoed token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EchoChannel {
+    /// Replaces the value of this response header (`etag`, `x-repo-commit`,
+    /// `x-linked-etag`, `x-linked-size`, `x-error-message`, …) with the token.
+    Header(&'static str),
+    /// Adds a `Link: <…/token?cursor=token>; rel="next"` header (a next page named by it).
+    NextLink,
+    /// Inserts the token as a path segment and a query value of the `Location`.
+    Location,
 }
 
 /// When a fault acts on a request.
@@ -146,6 +163,7 @@ impl FaultKind {
             Self::UppercaseEtag => "uppercase-etag",
             Self::HubNextLink => "hub-next-link",
             Self::HtmlPage => "html-page",
+            Self::EchoTokenIn(_) => "echo-token",
         }
     }
 
@@ -160,6 +178,7 @@ impl FaultKind {
                 | Self::WeakEtag
                 | Self::UppercaseEtag
                 | Self::HubNextLink
+                | Self::EchoTokenIn(_)
         ) {
             Stage::Post
         } else {

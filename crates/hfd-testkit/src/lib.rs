@@ -74,7 +74,7 @@ mod tls;
 
 pub use content::{fill_seeded, git_blob_sha1, seeded_bytes};
 pub use error::Error;
-pub use fault::{Fault, FaultKind, FaultTarget, Faults};
+pub use fault::{EchoChannel, Fault, FaultKind, FaultTarget, Faults};
 pub use fixture::{Access, CommitChange, FileInfo, RepoFixture, RepoType};
 pub use hub::{FakeHub, FakeHubBuilder, FileReader, RateChooser, Transport};
 pub use log::{ConnectionStats, LogEntry, Origin, RequestLog, Route};

@@ -15,10 +15,12 @@ mod backoff;
 mod digest;
 mod range;
 mod redact;
+mod shown;
 mod size;
 
 pub use backoff::{Backoff, Jitter};
 pub use digest::{ContentDigest, DigestParseError};
 pub use range::ByteRange;
 pub use redact::RedactedUrl;
+pub use shown::{is_deceptive, shown_path};
 pub use size::{ByteSize, ByteSizeParseError};

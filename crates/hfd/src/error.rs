@@ -28,6 +28,11 @@ pub enum Error {
         /// The target folder.
         root: PathBuf,
     },
+    /// A file or folder inside the target could not be reached safely: a
+    /// symbolic link where hfd-rs expects its own folder, or an I/O failure
+    /// on the way (one line, naming the path).
+    #[error(transparent)]
+    Target(#[from] hfd_store::Error),
     /// Reading or writing the target folder failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -40,7 +45,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Some files failed; the others are complete. `first` is the first failure.
-    #[error("{}{path}: {reason}", if *total > 1 { format!("{failed} of {total} files failed; first: ") } else { String::new() })]
+    #[error("{}{}: {reason}", if *total > 1 { format!("{failed} of {total} files failed; first: ") } else { String::new() }, hfd_types::shown_path(path))]
     Files {
         /// Files that failed.
         failed: usize,
@@ -100,7 +105,7 @@ impl Error {
             Self::Http(_) | Self::Unsupported { .. } => ErrorKind::Usage,
             Self::Engine(e) => engine_kind(e),
             Self::Files { first, .. } => engine_kind(first),
-            Self::UnsafeTarget { .. } | Self::Io { .. } => ErrorKind::Disk,
+            Self::UnsafeTarget { .. } | Self::Io { .. } | Self::Target(_) => ErrorKind::Disk,
             Self::Cancelled => ErrorKind::Cancelled,
         }
     }

@@ -272,9 +272,17 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
                 .push((FileKey(key), file.size));
             continue;
         }
-        let JobPaths { partial, staged } = layout.job_paths(file)?;
+        let JobPaths {
+            target,
+            partial,
+            staged,
+        } = layout.job_paths(file)?;
         let digest: ContentDigest = file.expected_digest();
-        jobs.push(FileJob::new(FileKey(key), file.size, partial, &staged).with_expected(digest));
+        jobs.push(
+            FileJob::new(FileKey(key), file.size, partial, &staged)
+                .with_expected(digest)
+                .with_target(target),
+        );
         items.insert(
             key,
             PublishItem {

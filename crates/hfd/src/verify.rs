@@ -48,21 +48,14 @@ impl SourceRecord {
         serde_json::from_slice(&text).ok()
     }
 
-    /// Writes the record (atomically).
+    /// Writes the record (atomically), following no link inside
+    /// `local_dir` (a link planted at the record's name is replaced).
     pub fn write(&self, local_dir: &Path) -> Result<()> {
-        let path = Self::path(local_dir);
-        let io = |action, source| Error::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| io("cannot create folder", e))?;
-        }
-        let tmp = path.with_extension("json.hfd-tmp");
+        let target = hfd_store::TargetDir::create(local_dir)?;
+        let rel = Path::new(".cache").join("huggingface");
+        target.create_dir_all(&rel)?;
         let text = serde_json::to_vec_pretty(self).expect("a record serializes");
-        fs::write(&tmp, text).map_err(|e| io("cannot write", e))?;
-        fs::rename(&tmp, &path).map_err(|e| io("cannot rename into", e))
+        crate::layout::fs::write_atomic(&target, &rel.join("hfd-rs-source.json"), &text)
     }
 
     /// The repository, when the record names a valid one.
@@ -384,8 +377,8 @@ mod tests {
         local.prepare().unwrap();
         let etag = "e".repeat(64);
         // A partial with no final file and no metadata (a killed first run).
-        let (partial, _) = local.prepare_file("sub/big.bin", &etag).unwrap();
-        fs::write(&partial, b"half").unwrap();
+        let paths = local.prepare_file("sub/big.bin", &etag).unwrap();
+        fs::write(&paths.partial, b"half").unwrap();
         let report = verify_local_dir(dir.path(), None, None).await.unwrap();
         assert_eq!(
             report.files,

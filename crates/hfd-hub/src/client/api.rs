@@ -39,7 +39,7 @@ impl HubClient {
                     .collect_limited(limit)
                     .await
                     .map_err(|e| body_error(&answer.url, e, limit))?;
-                Ok((answer.url, parts.headers, bytes))
+                Ok((answer.url, parts.headers, self.scrub_body(bytes)))
             },
         )
         .await

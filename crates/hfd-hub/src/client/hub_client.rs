@@ -127,8 +127,12 @@ impl HubClient {
                 },
             })?;
         self.inner.answered.store(true, Ordering::Relaxed);
+        // Nothing the server sent may carry the token further (headers here,
+        // JSON bodies in `api_get`, error bodies in `error_answer`).
+        let (mut parts, body) = response.into_parts();
+        self.scrub_headers(&mut parts.headers);
         Ok(Sent {
-            response,
+            response: http::Response::from_parts(parts, body),
             authenticated,
         })
     }

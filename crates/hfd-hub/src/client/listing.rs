@@ -85,7 +85,7 @@ impl HubClient {
         let commit = Commit::parse(&sha).ok_or_else(|| {
             malformed(format!(
                 "`sha` {:?} is not a 40-hex commit",
-                headers::sanitize(&sha)
+                headers::sanitize(&self.scrub_text(&sha))
             ))
         })?;
         debug!(repo = %repo, revision = %revision, commit = %commit, "pinned revision");
@@ -186,7 +186,10 @@ impl HubClient {
                     limit: config.max_files,
                 });
             }
-            for file in page_files {
+            for mut file in page_files {
+                // A path may spell the token with JSON escapes the byte
+                // scrub of the body did not see.
+                file.path = self.scrub_text(&file.path);
                 if !seen_paths.insert(path_keys.hash_one(file.path.as_str())) {
                     return Err(incomplete(format!(
                         "{:?} is listed twice (page {page_number})",

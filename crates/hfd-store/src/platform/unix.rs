@@ -198,6 +198,15 @@ impl DirHandle {
         Ok(())
     }
 
+    /// The target of the link `name` (read, never followed).
+    pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
+        use std::os::unix::ffi::OsStringExt;
+        let target = rustix::fs::readlinkat(&*self.fd, name, Vec::new())?;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(
+            target.into_bytes(),
+        )))
+    }
+
     /// What `name` is, without following it; `None` when nothing is there.
     pub(crate) fn kind(&self, name: &OsStr) -> io::Result<Option<EntryKind>> {
         match rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {

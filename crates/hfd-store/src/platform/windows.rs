@@ -236,6 +236,11 @@ impl DirHandle {
         std::os::windows::fs::symlink_file(target, self.path.join(name))
     }
 
+    /// The target of the link `name` (read, never followed).
+    pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
+        std::fs::read_link(self.path.join(name))
+    }
+
     /// What `name` is, without following it; `None` when nothing is there.
     pub(crate) fn kind(&self, name: &OsStr) -> io::Result<Option<EntryKind>> {
         match std::fs::symlink_metadata(self.path.join(name)) {

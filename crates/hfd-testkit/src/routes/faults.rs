@@ -10,7 +10,7 @@ use super::resolve::redirect;
 use super::url::query_pairs;
 use super::{ResBody, empty};
 use crate::body::header_value;
-use crate::fault::{FaultKind, Stage};
+use crate::fault::{EchoChannel, FaultKind, Stage};
 
 /// Faults that rewrite the real answer (huge header, downgraded redirect).
 pub(super) fn post_fault(ctx: &Ctx, resp: &mut Response<ResBody>) {
@@ -75,7 +75,44 @@ pub(super) fn post_fault(ctx: &Ctx, resp: &mut Response<ResBody>) {
             resp.headers_mut()
                 .insert(header::LINK, header_value(&passed_through));
         }
+        FaultKind::EchoTokenIn(channel) => echo_token(ctx, resp, channel),
         _ => {}
+    }
+}
+
+/// Echoes the request's token through `channel` of `resp`.
+fn echo_token(ctx: &Ctx, resp: &mut Response<ResBody>, channel: EchoChannel) {
+    let sent = ctx
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let token = sent.strip_prefix("Bearer ").unwrap_or(&sent).to_owned();
+    match channel {
+        EchoChannel::Header(name) => {
+            resp.headers_mut().insert(name, header_value(&token));
+        }
+        EchoChannel::NextLink => {
+            let next = format!(
+                "<{}/api/echo/{token}?cursor={token}>; rel=\"next\"",
+                ctx.shared.hub_base
+            );
+            resp.headers_mut().insert(header::LINK, header_value(&next));
+        }
+        EchoChannel::Location => {
+            let Some(location) = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            else {
+                return;
+            };
+            let (path, query) = location.split_once('?').unwrap_or((&location, ""));
+            let echoed = format!("{path}/{token}?echo={token}&{query}");
+            resp.headers_mut()
+                .insert(header::LOCATION, header_value(&echoed));
+        }
     }
 }
 

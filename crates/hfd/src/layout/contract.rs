@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hfd_hub::{Commit, RemoteFile, Revision};
+use hfd_store::TargetDir;
 
 use crate::error::Result;
 
@@ -45,8 +46,11 @@ pub enum Publish {
 
 /// Where the engine writes one file: the partial it fills, and the name the
 /// complete, verified file gets before it is published.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct JobPaths {
+    /// The target folder both paths lie below; the engine reaches them
+    /// through it, following no symbolic link.
+    pub target: TargetDir,
     /// The partial file.
     pub partial: PathBuf,
     /// The complete, verified file, not yet published.

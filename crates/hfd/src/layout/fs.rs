@@ -1,13 +1,30 @@
 //! Filesystem helpers every layout shares: path joins that refuse to leave
 //! the target, atomic writes, renames with errors that name the path, and
 //! the `trees/<commit>.json` listing.
+//!
+//! Every write inside a target goes through a [`TargetDir`]: opened once,
+//! everything below it reached without following a symbolic link. What a
+//! link found at one of our names gets (docs: `crates/hfd/tests/hostile/NOTES.md`):
+//!
+//! - at a **folder** on the way (`.cache`, `download/<sub>`, `blobs`,
+//!   `snapshots`, `refs`, `.locks`, …): refused, [`hfd_store::Error::Symlink`]
+//!   naming it (exit 8). It may be the user's own arrangement, so it is
+//!   neither followed nor removed.
+//! - at a **file name only hfd-rs writes** (partials, journals, staged and
+//!   temporary files, lock files, metadata, `CACHEDIR.TAG`, `.gitignore`,
+//!   `trees/*.json`, refs, snapshot entries, blobs): the link itself is
+//!   removed (or replaced by a rename, which never follows its
+//!   destination) and our file takes its place; its target is never opened.
+//! - at a **final file name of a `--local-dir` target**: refused
+//!   (`Error::UnsafeTarget`, exit 8), as for a link in the repo folders.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use hfd_hub::{Commit, RemoteFile};
+use hfd_store::{EntryKind, OpenMode, TargetDir};
+use hfd_types::ContentDigest;
 
 use crate::error::{Error, Result};
 
@@ -16,15 +33,17 @@ pub(crate) const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc
 # This file is a cache directory tag created by hfd-rs.\n\
 # For information about cache directory tags see https://bford.info/cachedir/\n";
 
-/// Writes `<folder>/trees/<commit>.json` (docs/hub-protocol.md §9.2) unless it exists:
-/// `format_version` 1, files sorted by path.
+/// Writes `<folder>/trees/<commit>.json` (docs/hub-protocol.md §9.2) unless
+/// it exists, `folder` relative to `target`: `format_version` 1, files
+/// sorted by path.
 pub(crate) fn write_tree_listing(
+    target: &TargetDir,
     folder: &Path,
     commit: &Commit,
     listing: &[RemoteFile],
 ) -> Result<()> {
-    let path = folder.join("trees").join(format!("{commit}.json"));
-    if path.exists() {
+    let rel = folder.join("trees").join(format!("{commit}.json"));
+    if matches!(target.entry(&rel), Ok(Some(EntryKind::File { .. }))) {
         return Ok(());
     }
     let mut files = BTreeMap::new();
@@ -44,45 +63,147 @@ pub(crate) fn write_tree_listing(
     let doc = serde_json::json!({ "format_version": 1, "files": files });
     let text = serde_json::to_vec_pretty(&doc).map_err(|e| Error::Io {
         action: "cannot encode",
-        path: path.clone(),
+        path: target.display_path(&rel),
         source: e.into(),
     })?;
-    if let Some(parent) = path.parent() {
-        create_dir_all(parent)?;
+    if let Some(parent) = rel.parent() {
+        target.create_dir_all(parent)?;
     }
-    write_atomic(&path, &text)
+    write_atomic(target, &rel, &text)
 }
 
-/// Writes `content` to `path` through a temporary file in the same folder
-/// and a rename, so readers see the old or the new content, never a part.
-pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
-    let tmp = sibling_name(path, &format!(".hfd-tmp-{}", std::process::id()), 0);
-    let io = |action, source| Error::Io {
-        action,
-        path: path.to_path_buf(),
+/// Writes `content` to `rel` inside `target` through a temporary file in
+/// the same folder and a rename, so readers see the old or the new content,
+/// never a part. A link at `rel` is replaced (the rename never follows its
+/// destination); whatever sits at the temporary name (a stale one of ours,
+/// a planted link) is removed first, and the temporary file is created
+/// exclusively without following links.
+pub(crate) fn write_atomic(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
+    let tmp = sibling_name(rel, &format!(".hfd-tmp-{}", std::process::id()), 0);
+    target.remove_file(&tmp)?;
+    let mut file = target.open_file(&tmp, OpenMode::CreateNew)?;
+    file.write_all(content).map_err(|source| Error::Io {
+        action: "cannot write",
+        path: target.display_path(rel),
+        source,
+    })?;
+    drop(file);
+    target.rename(&tmp, rel).inspect_err(|_| {
+        let _ = target.remove_file(&tmp);
+    })?;
+    Ok(())
+}
+
+/// Writes `rel` when no regular file is there yet. A link there is
+/// replaced, never followed.
+pub(crate) fn write_if_missing(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
+    match target.entry(rel)? {
+        Some(EntryKind::Symlink | EntryKind::Other) => {
+            replace_warning(target, rel);
+            write_atomic(target, rel, content)
+        }
+        None => write_atomic(target, rel, content),
+        // Ours already (a folder there is left alone).
+        Some(_) => Ok(()),
+    }
+}
+
+/// Removes a link (or other non-file) planted at `rel`, a name only hfd-rs
+/// writes, so that the next open creates our own file there. The link's
+/// target is never touched. Nothing happens when `rel` is a regular file,
+/// is missing, or its folder does not exist yet.
+pub(crate) fn clear_planted(target: &TargetDir, rel: &Path) -> Result<()> {
+    match target.entry(rel) {
+        Ok(Some(EntryKind::Symlink | EntryKind::Other)) => {
+            replace_warning(target, rel);
+            target.remove_file(rel)?;
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        // The folder is missing: nothing to clear.
+        Err(hfd_store::Error::Dir { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn replace_warning(target: &TargetDir, rel: &Path) {
+    tracing::warn!(
+        path = %target.display_path(rel).display(),
+        "found a symbolic link (or special file) where hfd-rs keeps its own file; removing it, not following it"
+    );
+}
+
+/// Reads the regular file `rel` (no link followed), `None` when it is not
+/// there or cannot be read.
+pub(crate) fn read_file(target: &TargetDir, rel: &Path) -> Option<Vec<u8>> {
+    let mut file = target.open_file(rel, OpenMode::Read).ok()?;
+    let mut out = Vec::new();
+    file.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+/// Hashes the regular file `rel` of `len` bytes like `digest` (no link
+/// followed). Blocking.
+pub(crate) fn digest_file(
+    target: &TargetDir,
+    rel: &Path,
+    digest: &ContentDigest,
+    len: u64,
+) -> Option<ContentDigest> {
+    let mut file = target.open_file(rel, OpenMode::Read).ok()?;
+    let mut hasher = hfd_store::ContentHasher::like(digest, len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Some(hasher.finish())
+}
+
+/// Copies the regular file `from` to `to` (both in `target`, no link
+/// followed) through a temporary name, so `to` is never seen half-written.
+pub(crate) fn copy_within(target: &TargetDir, from: &Path, to: &Path) -> Result<()> {
+    let io = |source| Error::Io {
+        action: "cannot copy a blob to",
+        path: target.display_path(to),
         source,
     };
-    let mut file = fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
-    file.write_all(content).map_err(|e| io("cannot write", e))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io("cannot rename into", e)
-    })
+    let tmp = sibling_name(to, &format!(".hfd-copy-{}", std::process::id()), 0);
+    target.remove_file(&tmp)?;
+    let mut src = target.open_file(from, OpenMode::Read)?;
+    let mut dst = target.open_file(&tmp, OpenMode::CreateNew)?;
+    std::io::copy(&mut src, &mut dst).map_err(io)?;
+    dst.sync_all().map_err(io)?;
+    drop(dst);
+    target.rename(&tmp, to)?;
+    Ok(())
 }
 
-/// `fs::rename` with the error naming the destination.
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|source| Error::Io {
-        action: "cannot move a finished file to",
-        path: to.to_path_buf(),
-        source,
-    })
+/// Opens `root` as a target folder; `None` when it does not exist (yet).
+pub(crate) fn open_existing(root: &Path) -> Result<Option<TargetDir>> {
+    match TargetDir::open(root) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(hfd_store::Error::Dir { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Joins a `/`-separated repo path under `root`, refusing anything that
 /// could land outside: absolute paths, `..`, `.`, empty segments, and
-/// existing symlinks along the way.
+/// existing symlinks along the way. (An early, friendly check at planning;
+/// the writes themselves go through a [`TargetDir`], which holds against
+/// links planted later.)
 pub(crate) fn safe_join(root: &Path, repo_path: &str) -> Result<PathBuf> {
     safe_join_with(root, repo_path, LastSegment::MustNotBeLink)
 }
@@ -93,13 +214,25 @@ pub(crate) fn safe_join_entry(root: &Path, repo_path: &str) -> Result<PathBuf> {
     safe_join_with(root, repo_path, LastSegment::MayBeLink)
 }
 
-/// Whether the last segment of a joined path may be an existing symlink.
+/// `repo_path` as a relative path below `base` (itself relative to a
+/// target), refusing what could leave it (`..`, absolute, empty or `.`
+/// segments); no filesystem access. `root` is for the message.
+pub(crate) fn repo_rel(root: &Path, base: &Path, repo_path: &str) -> Result<PathBuf> {
+    safe_join_with(base, repo_path, LastSegment::Unchecked).map_err(|_| Error::UnsafeTarget {
+        path: repo_path.to_owned(),
+        root: root.to_path_buf(),
+    })
+}
+
+/// Whether the segments of a joined path may be existing symlinks.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum LastSegment {
     /// No segment may be a symlink.
     MustNotBeLink,
     /// The last segment may be one (it is replaced, never followed).
     MayBeLink,
+    /// Only the names are checked (the path is relative to a handle).
+    Unchecked,
 }
 
 fn safe_join_with(root: &Path, repo_path: &str, last: LastSegment) -> Result<PathBuf> {
@@ -120,8 +253,9 @@ fn safe_join_with(root: &Path, repo_path: &str, last: LastSegment) -> Result<Pat
         }
         out.push(segment);
         let is_last = segments.peek().is_none();
-        if !(is_last && last == LastSegment::MayBeLink)
-            && fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink())
+        if last != LastSegment::Unchecked
+            && !(is_last && last == LastSegment::MayBeLink)
+            && std::fs::symlink_metadata(&out).is_ok_and(|m| m.file_type().is_symlink())
         {
             return Err(unsafe_target());
         }
@@ -159,25 +293,6 @@ pub(crate) fn sibling_name(path: &Path, suffix: &str, reserve: usize) -> PathBuf
     )
     .to_hex();
     path.with_file_name(format!(".hfd-{}{suffix}", &digest[..16]))
-}
-
-pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|source| Error::Io {
-        action: "cannot create folder",
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-pub(crate) fn write_if_missing(path: &Path, content: &[u8]) -> Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    fs::write(path, content).map_err(|source| Error::Io {
-        action: "cannot write",
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -22,21 +22,19 @@
 //! newly downloaded blob is moved into the snapshot and an existing one is
 //! copied, as huggingface_hub does.
 
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
-use hfd_store::ContentHasher;
+use hfd_store::{EntryKind, TargetDir, journal_path};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, create_dir_all, rename, safe_join, safe_join_entry, sibling_name, write_atomic,
-    write_if_missing, write_tree_listing,
+    CACHEDIR_TAG, clear_planted, copy_within, digest_file, open_existing, read_file, repo_rel,
+    safe_join_entry, sibling_name, write_atomic, write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How the cache's snapshot folder holds its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,12 +48,21 @@ pub enum SnapshotEntries {
 }
 
 /// One repository's folder in a hub cache.
+///
+/// Everything below the cache root is reached through one handle on the
+/// root, following no symbolic link: a link planted at `blobs/`,
+/// `snapshots/`, `refs/`, `.locks/` or a folder inside them is refused
+/// (exit 8); one planted at a file name only hfd-rs writes (a partial, its
+/// journal, a staged blob, a lock, a ref, `CACHEDIR.TAG`) is replaced. The
+/// snapshot entries are links we make ourselves: a stale or foreign one is
+/// replaced by a rename, never written through.
 #[derive(Debug, Clone)]
 pub struct CacheRepo {
     root: PathBuf,
     folder: String,
     dir: PathBuf,
     entries: SnapshotEntries,
+    handle: OnceLock<TargetDir>,
 }
 
 impl CacheRepo {
@@ -69,6 +76,7 @@ impl CacheRepo {
             root,
             folder,
             entries: SnapshotEntries::Symlinks,
+            handle: OnceLock::new(),
         }
     }
 
@@ -104,34 +112,86 @@ impl CacheRepo {
         self.entries
     }
 
+    /// The cache root's handle, `None` while it does not exist.
+    fn existing(&self) -> Result<Option<TargetDir>> {
+        if let Some(dir) = self.handle.get() {
+            return Ok(Some(dir.clone()));
+        }
+        let Some(dir) = open_existing(&self.root)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.handle.get_or_init(|| dir).clone()))
+    }
+
+    /// The cache root's handle, the folder created when missing.
+    fn target(&self) -> Result<TargetDir> {
+        if let Some(dir) = self.existing()? {
+            return Ok(dir);
+        }
+        let dir = TargetDir::create(&self.root)?;
+        Ok(self.handle.get_or_init(|| dir).clone())
+    }
+
+    /// `<folder>/<sub>`, relative to the root.
+    fn rel(&self, sub: &str) -> PathBuf {
+        Path::new(&self.folder).join(sub)
+    }
+
+    fn blob_rel(&self, etag: &str) -> PathBuf {
+        self.rel("blobs").join(etag)
+    }
+
+    fn partial_rel(&self, etag: &str) -> PathBuf {
+        self.rel("blobs").join(format!("{etag}.hfd.part"))
+    }
+
+    fn staged_rel(&self, etag: &str) -> PathBuf {
+        self.rel("blobs").join(format!("{etag}.hfd.verified"))
+    }
+
+    fn lock_rel(&self, etag: &str) -> PathBuf {
+        Path::new(".locks")
+            .join(&self.folder)
+            .join(format!("{etag}.lock"))
+    }
+
+    fn snapshot_rel(&self, commit: &Commit) -> PathBuf {
+        self.rel("snapshots").join(commit.as_str())
+    }
+
+    fn entry_rel(&self, commit: &Commit, repo_path: &str) -> Result<PathBuf> {
+        repo_rel(&self.root, &self.snapshot_rel(commit), repo_path)
+    }
+
+    fn ref_rel(&self, revision: &Revision) -> Result<PathBuf> {
+        repo_rel(&self.root, &self.rel("refs"), revision.as_str())
+    }
+
     /// `blobs/<etag>`. `etag` is a normalised hex etag
     /// ([`RemoteFile::etag`]).
     pub fn blob_path(&self, etag: &str) -> PathBuf {
-        self.dir.join("blobs").join(etag)
+        self.root.join(self.blob_rel(etag))
     }
 
     /// Our partial file for a blob.
     pub fn partial_path(&self, etag: &str) -> PathBuf {
-        self.dir.join("blobs").join(format!("{etag}.hfd.part"))
+        self.root.join(self.partial_rel(etag))
     }
 
     /// Where the engine leaves a complete, verified blob before it is
     /// published under the lock.
     pub fn staged_path(&self, etag: &str) -> PathBuf {
-        self.dir.join("blobs").join(format!("{etag}.hfd.verified"))
+        self.root.join(self.staged_rel(etag))
     }
 
     /// `<root>/.locks/<folder>/<etag>.lock`.
     pub fn lock_path(&self, etag: &str) -> PathBuf {
-        self.root
-            .join(".locks")
-            .join(&self.folder)
-            .join(format!("{etag}.lock"))
+        self.root.join(self.lock_rel(etag))
     }
 
     /// `snapshots/<commit>`.
     pub fn snapshot_dir(&self, commit: &Commit) -> PathBuf {
-        self.dir.join("snapshots").join(commit.as_str())
+        self.root.join(self.snapshot_rel(commit))
     }
 
     /// `snapshots/<commit>/<path>`; refuses paths that would leave the
@@ -142,13 +202,14 @@ impl CacheRepo {
 
     /// `refs/<revision>`; a revision with `/` becomes nested folders.
     pub fn ref_path(&self, revision: &Revision) -> Result<PathBuf> {
-        safe_join(&self.dir.join("refs"), revision.as_str())
+        Ok(self.root.join(self.ref_rel(revision)?))
     }
 
     /// The commit `refs/<revision>` holds, read as huggingface_hub reads it
     /// (the whole file, untrimmed).
     pub fn read_ref(&self, revision: &Revision) -> Option<String> {
-        fs::read_to_string(self.ref_path(revision).ok()?).ok()
+        let target = self.existing().ok()??;
+        String::from_utf8(read_file(&target, &self.ref_rel(revision).ok()?)?).ok()
     }
 
     /// Points `refs/<revision>` at `commit` (no newline, atomic), only when
@@ -158,59 +219,72 @@ impl CacheRepo {
         if revision.as_commit().is_some() {
             return Ok(false);
         }
-        let path = self.ref_path(revision)?;
-        if fs::read(&path).is_ok_and(|current| current == commit.as_str().as_bytes()) {
+        let target = self.target()?;
+        let rel = self.ref_rel(revision)?;
+        if read_file(&target, &rel).is_some_and(|current| current == commit.as_str().as_bytes()) {
             return Ok(false);
         }
-        if let Some(parent) = path.parent() {
-            create_dir_all(parent)?;
+        if let Some(parent) = rel.parent() {
+            target.create_dir_all(parent)?;
         }
-        write_atomic(&path, commit.as_str().as_bytes())?;
+        write_atomic(&target, &rel, commit.as_str().as_bytes())?;
         Ok(true)
     }
 
     /// Creates the root's `CACHEDIR.TAG` and the repo's `blobs/` and
     /// `snapshots/` folders.
     pub fn prepare(&self) -> Result<()> {
-        create_dir_all(&self.dir.join("blobs"))?;
-        create_dir_all(&self.dir.join("snapshots"))?;
-        write_if_missing(&self.root.join("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())
+        let target = self.target()?;
+        target.create_dir_all(&self.rel("blobs"))?;
+        target.create_dir_all(&self.rel("snapshots"))?;
+        write_if_missing(&target, Path::new("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())
     }
 
     /// Whether a relative symlink can be created in `blobs/` (what
     /// huggingface_hub's `are_symlinks_supported` probes). Call after
     /// [`Self::prepare`].
     pub fn probe_symlinks(&self) -> bool {
+        let Ok(target) = self.target() else {
+            return false;
+        };
         let probe = self
-            .dir
-            .join("blobs")
+            .rel("blobs")
             .join(format!(".hfd-symlink-probe-{}", std::process::id()));
-        let _ = fs::remove_file(&probe);
-        let ok = make_symlink(Path::new("hfd-probe-target"), &probe).is_ok();
-        let _ = fs::remove_file(&probe);
+        let _ = target.remove_file(&probe);
+        let ok = target
+            .symlink(Path::new("hfd-probe-target"), &probe)
+            .is_ok();
+        let _ = target.remove_file(&probe);
         ok
     }
 
-    /// Whether `blobs/<etag>` holds `size` bytes.
+    /// Whether `blobs/<etag>` is a regular file (not a link) of `size` bytes.
     pub fn has_blob(&self, etag: &str, size: u64) -> bool {
-        fs::metadata(self.blob_path(etag)).is_ok_and(|m| m.is_file() && m.len() == size)
+        let Ok(Some(target)) = self.existing() else {
+            return false;
+        };
+        matches!(target.entry(&self.blob_rel(etag)), Ok(Some(EntryKind::File { len })) if len == size)
     }
 
     /// Whether `snapshots/<commit>/<path>` is in place: our relative symlink
-    /// to the right blob, resolving to `size` bytes, or a regular file of
-    /// `size` bytes (a copy; the commit pins its content).
+    /// to the right blob, which is a regular file of `size` bytes, or a
+    /// regular file of `size` bytes (a copy; the commit pins its content).
+    /// Nothing is followed: the link's text is compared with ours.
     pub fn is_linked(&self, commit: &Commit, file: &RemoteFile) -> bool {
-        let Ok(entry) = self.snapshot_path(commit, &file.path) else {
+        let Ok(Some(target)) = self.existing() else {
             return false;
         };
-        let Ok(meta) = fs::symlink_metadata(&entry) else {
+        let Ok(entry) = self.entry_rel(commit, &file.path) else {
             return false;
         };
-        if meta.file_type().is_symlink() {
-            fs::read_link(&entry).is_ok_and(|t| t == blob_link_target(&file.path, &file.etag()))
-                && fs::metadata(&entry).is_ok_and(|m| m.is_file() && m.len() == file.size)
-        } else {
-            meta.is_file() && meta.len() == file.size
+        match target.entry(&entry) {
+            Ok(Some(EntryKind::Symlink)) => {
+                target.read_link(&entry).ok().flatten()
+                    == Some(blob_link_target(&file.path, &file.etag()))
+                    && self.has_blob(&file.etag(), file.size)
+            }
+            Ok(Some(EntryKind::File { len })) => len == file.size,
+            _ => false,
         }
     }
 
@@ -225,8 +299,11 @@ impl CacheRepo {
         }
         let expected = file.expected_digest();
         let blob = self.blob_path(&etag);
-        let hashed = ContentHasher::file_digest_like(&expected, &blob, file.size);
-        if hashed.as_ref().ok() == Some(&expected) {
+        let Ok(Some(target)) = self.existing() else {
+            return false;
+        };
+        let hashed = digest_file(&target, &self.blob_rel(&etag), &expected, file.size);
+        if hashed.as_ref() == Some(&expected) {
             return true;
         }
         tracing::warn!(blob = %blob.display(), file = %file.path,
@@ -247,7 +324,7 @@ impl CacheRepo {
         fetch: FetchPolicy,
     ) -> Result<FileAction> {
         let entry = self.snapshot_path(commit, &file.path)?;
-        let exists = fs::symlink_metadata(&entry).is_ok();
+        let exists = std::fs::symlink_metadata(&entry).is_ok();
         Ok(
             if fetch == FetchPolicy::SkipUpToDate
                 && (self.is_linked(commit, file) || self.has_verified_blob(file))
@@ -283,62 +360,72 @@ impl CacheRepo {
         if staged.is_none() && files.iter().all(|f| self.is_linked(commit, f)) {
             return Ok(Publish::Done);
         }
+        let target = self.target()?;
         let etag = first.etag();
-        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&etag))? else {
+        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&etag))? else {
             return Ok(Publish::Busy);
         };
-        let blob = self.blob_path(&etag);
+        let blob = self.blob_rel(&etag);
         let mut fresh = false;
         if let Some(staged) = staged {
-            // A blob that is already there is kept (content-addressed)
-            // only when its hash matches; a verified download replaces one
-            // that does not.
+            let staged = staged
+                .strip_prefix(&self.root)
+                .map_or_else(|_| self.staged_rel(&etag), Path::to_path_buf);
+            // A blob that is already there is kept (content-addressed) only
+            // when its hash matches; a verified download replaces one that
+            // does not.
             if fetch == FetchPolicy::SkipUpToDate && self.has_verified_blob(first) {
-                remove_if_exists(staged)?;
+                target.remove_file(&staged)?;
             } else {
-                rename(staged, &blob)?;
+                // Replaces whatever is at `blobs/<etag>` (a planted link
+                // included), never writes through it.
+                target.rename(&staged, &blob)?;
                 fresh = true;
             }
         }
         let last = files.len() - 1;
         for (i, file) in files.iter().enumerate() {
-            let entry = self.snapshot_path(commit, &file.path)?;
+            let entry = self.entry_rel(commit, &file.path)?;
             if let Some(parent) = entry.parent() {
-                create_dir_all(parent)?;
+                target.create_dir_all(parent)?;
             }
             if self.entries == SnapshotEntries::Symlinks {
-                Self::link(&entry, file, &blob)?;
+                Self::link(&target, &entry, file, &blob)?;
             } else if fresh && i == last {
                 // No symlinks: a new blob moves into the snapshot, as
                 // huggingface_hub does; earlier entries got copies.
-                rename(&blob, &entry)?;
+                target.rename(&blob, &entry)?;
             } else {
-                copy_into(&blob, &entry)?;
+                copy_within(&target, &blob, &entry)?;
             }
-            if let Ok(marker) = safe_join(
-                &self.dir.join(".no_exist").join(commit.as_str()),
+            if let Ok(marker) = repo_rel(
+                &self.root,
+                &self.rel(".no_exist").join(commit.as_str()),
                 &file.path,
-            ) {
-                remove_if_exists(&marker)?;
+            ) && let Err(e) = target.remove_file(&marker)
+            {
+                // Missing folders or a linked one: no marker of ours there.
+                tracing::debug!(error = %e, "no .no_exist marker removed");
             }
         }
         Ok(Publish::Done)
     }
 
     /// Makes `entry` the relative symlink to `blob` (replacing whatever is
-    /// there atomically); falls back to a copy where symlinks fail.
-    fn link(entry: &Path, file: &RemoteFile, blob: &Path) -> Result<()> {
-        let target = blob_link_target(&file.path, &file.etag());
-        if fs::read_link(entry).is_ok_and(|t| t == target) {
+    /// there atomically, a link included, never following it); falls back
+    /// to a copy where symlinks fail.
+    fn link(target: &TargetDir, entry: &Path, file: &RemoteFile, blob: &Path) -> Result<()> {
+        let link = blob_link_target(&file.path, &file.etag());
+        if target.read_link(entry).ok().flatten().as_ref() == Some(&link) {
             return Ok(());
         }
         let tmp = sibling_name(entry, &format!(".hfd-link-{}", std::process::id()), 0);
-        remove_if_exists(&tmp)?;
-        match make_symlink(&target, &tmp) {
-            Ok(()) => rename(&tmp, entry),
+        target.remove_file(&tmp)?;
+        match target.symlink(&link, &tmp) {
+            Ok(()) => Ok(target.rename(&tmp, entry)?),
             Err(e) => {
-                tracing::warn!(entry = %entry.display(), error = %e, "cannot create a symlink; copying the blob instead");
-                copy_into(blob, entry)
+                tracing::warn!(entry = %target.display_path(entry).display(), error = %e, "cannot create a symlink; copying the blob instead");
+                copy_within(target, blob, entry)
             }
         }
     }
@@ -346,7 +433,7 @@ impl CacheRepo {
     /// Writes `trees/<commit>.json` when missing. Only call it with the
     /// complete, unfiltered listing of the commit.
     pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
-        write_tree_listing(&self.dir, commit, listing)
+        write_tree_listing(&self.target()?, Path::new(&self.folder), commit, listing)
     }
 }
 
@@ -383,10 +470,18 @@ impl Layout for CacheRepo {
     }
 
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
+        let target = self.target()?;
         let etag = file.etag();
+        target.create_dir_all(&self.rel("blobs"))?;
+        let partial = self.partial_rel(&etag);
+        let staged = self.staged_rel(&etag);
+        for name in [&partial, &journal_path(&partial), &staged] {
+            clear_planted(&target, name)?;
+        }
         Ok(JobPaths {
-            partial: self.partial_path(&etag),
-            staged: self.staged_path(&etag),
+            partial: self.root.join(partial),
+            staged: self.root.join(staged),
+            target,
         })
     }
 
@@ -396,7 +491,7 @@ impl Layout for CacheRepo {
     }
 
     fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()> {
-        create_dir_all(&self.snapshot_dir(commit))?;
+        self.target()?.create_dir_all(&self.snapshot_rel(commit))?;
         if self.write_ref(revision, commit)? {
             tracing::debug!(revision = %revision, commit = %commit, "ref updated");
         }
@@ -416,42 +511,19 @@ fn blob_link_target(repo_path: &str, etag: &str) -> PathBuf {
     target
 }
 
-/// Copies `from` to `to` through a temporary name, so `to` is never seen
-/// half-written.
-fn copy_into(from: &Path, to: &Path) -> Result<()> {
-    let tmp = sibling_name(to, &format!(".hfd-copy-{}", std::process::id()), 0);
-    fs::copy(from, &tmp).map_err(|source| Error::Io {
-        action: "cannot copy a blob to",
-        path: to.to_path_buf(),
-        source,
-    })?;
-    rename(&tmp, to)
-}
-
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
-            action: "cannot remove",
-            path: path.to_path_buf(),
-            source: e,
-        }),
-        _ => Ok(()),
-    }
-}
-
-#[cfg(unix)]
-fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+#[cfg(all(test, unix))]
+fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::unix::fs::symlink(target, link)
 }
 
-#[cfg(windows)]
-fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+#[cfg(all(test, windows))]
+fn make_symlink(target: &Path, link: &Path) -> std::io::Result<()> {
     std::os::windows::fs::symlink_file(target, link)
 }
 
-#[cfg(not(any(unix, windows)))]
-fn make_symlink(_target: &Path, _link: &Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
+#[cfg(all(test, not(any(unix, windows))))]
+fn make_symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 #[cfg(test)]
@@ -459,13 +531,14 @@ mod tests {
     use super::*;
     use hfd_hub::RepoId;
     use hfd_types::ContentDigest;
+    use std::fs;
 
     fn file(path: &str, content: &[u8]) -> RemoteFile {
         RemoteFile {
             path: path.to_owned(),
             size: content.len() as u64,
             // The real git blob hash: blobs are adopted only when it matches.
-            oid: ContentHasher::digest_like(&ContentDigest::GitSha1([0; 20]), content),
+            oid: hfd_store::ContentHasher::digest_like(&ContentDigest::GitSha1([0; 20]), content),
             lfs_sha256: None,
             xet_hash: None,
         }
@@ -588,7 +661,8 @@ mod tests {
         assert!(!staged.exists());
         assert!(repo.is_linked(&c2, &a));
         // A busy lock: nothing happens.
-        let held = TargetLock::try_acquire(&repo.lock_path(&a.etag()))
+        let root = TargetDir::open(dir.path()).unwrap();
+        let held = TargetLock::try_acquire(&root, &repo.lock_rel(&a.etag()))
             .unwrap()
             .unwrap();
         let c3 = commit('3');

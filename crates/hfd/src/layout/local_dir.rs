@@ -26,26 +26,28 @@
 //! huggingface_hub holds while it writes the same file; a busy lock is
 //! reported as [`Publish::Busy`] and the caller waits.
 
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use hfd_hub::{Commit, RemoteFile, Revision};
-use hfd_store::ContentHasher;
+use hfd_store::{EntryKind, OpenMode, TargetDir, journal_path};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, create_dir_all, rename, safe_join, sibling_name,
-    write_atomic, write_if_missing, write_tree_listing,
+    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, clear_planted, digest_file, open_existing, read_file,
+    repo_rel, safe_join, sibling_name, write_atomic, write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A `--local-dir` target folder.
 #[derive(Debug, Clone)]
 pub struct LocalDir {
     root: PathBuf,
+    /// The target, opened once it exists; every file below it is reached
+    /// through this handle without following links.
+    handle: OnceLock<TargetDir>,
 }
 
 /// What the metadata file says about a finished file.
@@ -59,10 +61,23 @@ pub struct LocalMetadata {
     pub timestamp: f64,
 }
 
+/// `.cache/huggingface`, relative to the target.
+fn state_rel() -> PathBuf {
+    Path::new(".cache").join("huggingface")
+}
+
+/// `.cache/huggingface/download`, relative to the target.
+fn download_rel() -> PathBuf {
+    state_rel().join("download")
+}
+
 impl LocalDir {
     /// A target at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            handle: OnceLock::new(),
+        }
     }
 
     /// The target folder.
@@ -70,8 +85,56 @@ impl LocalDir {
         &self.root
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.root.join(".cache").join("huggingface")
+    /// The target's handle, `None` while the folder does not exist.
+    fn existing(&self) -> Result<Option<TargetDir>> {
+        if let Some(dir) = self.handle.get() {
+            return Ok(Some(dir.clone()));
+        }
+        let Some(dir) = open_existing(&self.root)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.handle.get_or_init(|| dir).clone()))
+    }
+
+    /// The target's handle, the folder created when missing.
+    fn target(&self) -> Result<TargetDir> {
+        if let Some(dir) = self.existing()? {
+            return Ok(dir);
+        }
+        let dir = TargetDir::create(&self.root)?;
+        Ok(self.handle.get_or_init(|| dir).clone())
+    }
+
+    /// A repo path relative to the target (names checked, no disk access).
+    fn final_rel(&self, repo_path: &str) -> Result<PathBuf> {
+        repo_rel(&self.root, Path::new(""), repo_path)
+    }
+
+    /// `download/<path><suffix>`, relative to the target.
+    /// `<path><suffix>` in the state folder, or a short hashed name when
+    /// that (plus `reserve` bytes for names derived from it) would pass
+    /// `NAME_MAX`: every name the listing allows can be downloaded.
+    fn state_file_rel(&self, repo_path: &str, suffix: &str, reserve: usize) -> Result<PathBuf> {
+        let path = repo_rel(&self.root, &download_rel(), repo_path)?;
+        Ok(sibling_name(&path, suffix, reserve))
+    }
+
+    fn partial_rel(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
+        let short: String = etag.chars().take(16).collect();
+        self.state_file_rel(repo_path, &format!(".hfd-{short}.part"), JOURNAL_SUFFIX_LEN)
+    }
+
+    fn staged_rel(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
+        let short: String = etag.chars().take(16).collect();
+        self.state_file_rel(repo_path, &format!(".hfd-{short}.verified"), 0)
+    }
+
+    fn metadata_rel(&self, repo_path: &str) -> Result<PathBuf> {
+        self.state_file_rel(repo_path, ".metadata", 0)
+    }
+
+    fn lock_rel(&self, repo_path: &str) -> Result<PathBuf> {
+        self.state_file_rel(repo_path, ".lock", 0)
     }
 
     /// Final location of a repo path. Fails if the path would leave the
@@ -82,68 +145,60 @@ impl LocalDir {
 
     /// The partial file for a repo path with a given etag.
     pub fn partial_path(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
-        let short: String = etag.chars().take(16).collect();
-        let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(sibling_name(
-            &path,
-            &format!(".hfd-{short}.part"),
-            JOURNAL_SUFFIX_LEN,
-        ))
+        Ok(self.root.join(self.partial_rel(repo_path, etag)?))
     }
 
     /// Where the engine puts the complete, verified file before it is
     /// published (renamed over the final path under the lock).
     pub fn staged_path(&self, repo_path: &str, etag: &str) -> Result<PathBuf> {
-        let short: String = etag.chars().take(16).collect();
-        let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(sibling_name(&path, &format!(".hfd-{short}.verified"), 0))
-    }
-
-    fn metadata_path(&self, repo_path: &str) -> Result<PathBuf> {
-        let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        // huggingface_hub's own name when it fits (it reads it); a name too
-        // long for it (> 246 bytes) gets a hashed one only hfd-rs reads.
-        Ok(sibling_name(&path, ".metadata", 0))
+        Ok(self.root.join(self.staged_rel(repo_path, etag)?))
     }
 
     /// `download/<path>.lock`, the lock huggingface_hub holds while it writes
     /// `<path>` (its metadata path with `.metadata` replaced by `.lock`).
     pub fn lock_path(&self, repo_path: &str) -> Result<PathBuf> {
-        let path = safe_join(&self.state_dir().join("download"), repo_path)?;
-        Ok(sibling_name(&path, ".lock", 0))
+        Ok(self.root.join(self.lock_rel(repo_path)?))
     }
 
     /// Creates the target, `.cache/huggingface/`, its `.gitignore` and
     /// `CACHEDIR.TAG` when missing.
     pub fn prepare(&self) -> Result<()> {
-        let state = self.state_dir();
+        let target = self.target()?;
         // The state folder holds partials, journals, locks and metadata: a
         // symlink on the way (`.cache -> /elsewhere`) must not carry them
-        // outside the target (issue #9).
-        for sub in [".cache/huggingface/download", ".cache/huggingface/trees"] {
-            safe_join(&self.root, sub)?;
-        }
-        create_dir_all(&state.join("download"))?;
-        write_if_missing(&state.join(".gitignore"), b"*")?;
-        write_if_missing(&state.join("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())?;
+        // outside the target (issue #9); the handle refuses it.
+        target.create_dir_all(&download_rel())?;
+        let state = state_rel();
+        write_if_missing(&target, &state.join(".gitignore"), b"*")?;
+        write_if_missing(
+            &target,
+            &state.join("CACHEDIR.TAG"),
+            CACHEDIR_TAG.as_bytes(),
+        )?;
         Ok(())
     }
 
     /// Creates the parent folders of a file's final, partial and staged
-    /// paths; returns `(partial, staged)`.
-    pub fn prepare_file(&self, repo_path: &str, etag: &str) -> Result<(PathBuf, PathBuf)> {
-        let final_path = self.final_path(repo_path)?;
-        let partial = self.partial_path(repo_path, etag)?;
-        let staged = self.staged_path(repo_path, etag)?;
-        for p in [&final_path, &partial] {
+    /// paths (refusing links on the way) and clears links planted at the
+    /// partial, its journal and the staged name.
+    pub fn prepare_file(&self, repo_path: &str, etag: &str) -> Result<JobPaths> {
+        let target = self.target()?;
+        let final_rel = self.final_rel(repo_path)?;
+        let partial = self.partial_rel(repo_path, etag)?;
+        let staged = self.staged_rel(repo_path, etag)?;
+        for p in [&final_rel, &partial] {
             if let Some(parent) = p.parent() {
-                create_dir_all(parent)?;
+                target.create_dir_all(parent)?;
             }
         }
-        // Creating the folders may not have introduced a symlink, but an
-        // attacker racing us could; check again now that they exist.
-        self.final_path(repo_path)?;
-        Ok((partial, staged))
+        for name in [&partial, &journal_path(&partial), &staged] {
+            clear_planted(&target, name)?;
+        }
+        Ok(JobPaths {
+            partial: self.root.join(partial),
+            staged: self.root.join(staged),
+            target,
+        })
     }
 
     /// What a run must do with `file`, from what the folder holds.
@@ -155,8 +210,8 @@ impl LocalDir {
     ) -> Result<FileAction> {
         // Fails early, before any byte moves, on a path that would escape
         // the target.
-        let final_path = self.final_path(&file.path)?;
-        let exists = fs::symlink_metadata(&final_path).is_ok();
+        self.final_path(&file.path)?;
+        let exists = self.entry(&file.path)?.is_some();
         if fetch == FetchPolicy::RefetchAll {
             return Ok(if exists {
                 FileAction::Changed
@@ -177,25 +232,45 @@ impl LocalDir {
         })
     }
 
+    /// What is at the final name of `repo_path`, not following links.
+    fn entry(&self, repo_path: &str) -> Result<Option<EntryKind>> {
+        let Some(target) = self.existing()? else {
+            return Ok(None);
+        };
+        match target.entry(&self.final_rel(repo_path)?) {
+            Ok(kind) => Ok(kind),
+            // A folder on the way is missing: so is the file.
+            Err(hfd_store::Error::Dir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(hfd_store::Error::Symlink { .. }) => Err(Error::UnsafeTarget {
+                path: repo_path.to_owned(),
+                root: self.root.clone(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A file at its final name without metadata (a run killed between the
     /// rename and the metadata write, or a file copied in by hand) whose
     /// size and content hash equal the hub's is adopted: its metadata is
     /// written and it is not downloaded again (huggingface_hub does the same
     /// for LFS files, docs/hub-protocol.md §10 step 3). Blocking: reads the file.
     fn adopt(&self, commit: &Commit, file: &RemoteFile) -> Result<bool> {
-        let path = self.final_path(&file.path)?;
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let Some(target) = self.existing()? else {
             return Ok(false);
         };
-        if !meta.is_file() || meta.len() != file.size {
+        if self.entry(&file.path)? != Some(EntryKind::File { len: file.size }) {
             return Ok(false);
         }
         let expected = file.expected_digest();
-        let hashed = ContentHasher::file_digest_like(&expected, &path, file.size);
-        if hashed.ok() != Some(expected) {
+        let hashed = digest_file(&target, &self.final_rel(&file.path)?, &expected, file.size);
+        if hashed != Some(expected) {
             return Ok(false);
         }
-        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&file.path)?)? else {
+        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&file.path)?)? else {
             return Ok(false);
         };
         self.write_metadata(&file.path, commit.as_str(), &file.etag())?;
@@ -206,12 +281,31 @@ impl LocalDir {
     /// writes its metadata, holding `<path>.lock`. [`Publish::Busy`] (and
     /// nothing done) when another process holds the lock. Blocking.
     pub fn publish(&self, file: &RemoteFile, commit: &Commit, staged: &Path) -> Result<Publish> {
-        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&file.path)?)? else {
+        let target = self.target()?;
+        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&file.path)?)? else {
             return Ok(Publish::Busy);
         };
-        // Checked again now: a symlink may have appeared since the plan.
-        let final_path = self.final_path(&file.path)?;
-        rename(staged, &final_path)?;
+        // Checked again now: a symlink may have appeared since the plan. The
+        // rename itself never follows one (it would replace a link planted
+        // after this check, not write through it).
+        self.final_path(&file.path)?;
+        let final_rel = self.final_rel(&file.path)?;
+        if let Some(parent) = final_rel.parent() {
+            target.create_dir_all(parent)?;
+        }
+        if self.entry(&file.path)? == Some(EntryKind::Symlink) {
+            return Err(Error::UnsafeTarget {
+                path: file.path.clone(),
+                root: self.root.clone(),
+            });
+        }
+        let staged_rel = staged
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::UnsafeTarget {
+                path: staged.display().to_string(),
+                root: self.root.clone(),
+            })?;
+        target.rename(staged_rel, &final_rel)?;
         self.write_metadata(&file.path, commit.as_str(), &file.etag())?;
         Ok(Publish::Done)
     }
@@ -227,7 +321,8 @@ impl LocalDir {
         {
             return Ok(());
         }
-        let Some(_lock) = TargetLock::try_acquire(&self.lock_path(&file.path)?)? else {
+        let target = self.target()?;
+        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&file.path)?)? else {
             return Ok(());
         };
         if self.is_current(&file.path, &file.etag(), file.size) {
@@ -239,12 +334,15 @@ impl LocalDir {
     /// Writes `trees/<commit>.json` when missing. Only call it with the
     /// complete, unfiltered listing of the commit.
     pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
-        write_tree_listing(&self.state_dir(), commit, listing)
+        write_tree_listing(&self.target()?, &state_rel(), commit, listing)
     }
 
-    /// Reads the metadata of a repo path, `None` when absent or unreadable.
+    /// Reads the metadata of a repo path, `None` when absent or unreadable
+    /// (or reached only through a link).
     pub fn read_metadata(&self, repo_path: &str) -> Option<LocalMetadata> {
-        let text = fs::read_to_string(self.metadata_path(repo_path).ok()?).ok()?;
+        let target = self.existing().ok()??;
+        let bytes = read_file(&target, &self.metadata_rel(repo_path).ok()?)?;
+        let text = String::from_utf8(bytes).ok()?;
         let mut lines = text.lines().map(str::trim);
         let commit = lines.next()?.to_owned();
         let etag = lines.next()?.to_owned();
@@ -258,12 +356,18 @@ impl LocalDir {
 
     /// Whether the file at `repo_path` is already the one with `etag` and
     /// `size`, by the rule huggingface_hub uses (metadata etag matches, and
-    /// the metadata is not older than the file).
+    /// the metadata is not older than the file). A link is never current.
     pub fn is_current(&self, repo_path: &str, etag: &str, size: u64) -> bool {
-        let Ok(path) = self.final_path(repo_path) else {
+        let Ok(Some(target)) = self.existing() else {
             return false;
         };
-        let Ok(meta) = fs::symlink_metadata(&path) else {
+        let Ok(rel) = self.final_rel(repo_path) else {
+            return false;
+        };
+        let Ok(file) = target.open_file(&rel, OpenMode::Read) else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
             return false;
         };
         if !meta.is_file() || meta.len() != size {
@@ -283,15 +387,16 @@ impl LocalDir {
     /// Writes `<path>.metadata` for a file now in its final place. Call it
     /// after the rename, so the timestamp is not older than the file.
     pub fn write_metadata(&self, repo_path: &str, commit: &str, etag: &str) -> Result<()> {
-        let path = self.metadata_path(repo_path)?;
-        if let Some(parent) = path.parent() {
-            create_dir_all(parent)?;
+        let target = self.target()?;
+        let rel = self.metadata_rel(repo_path)?;
+        if let Some(parent) = rel.parent() {
+            target.create_dir_all(parent)?;
         }
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let text = format!("{commit}\n{etag}\n{now}\n");
-        write_atomic(&path, text.as_bytes())
+        write_atomic(&target, &rel, text.as_bytes())
     }
 }
 
@@ -324,8 +429,7 @@ impl Layout for LocalDir {
     }
 
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
-        let (partial, staged) = self.prepare_file(&file.path, &file.etag())?;
-        Ok(JobPaths { partial, staged })
+        self.prepare_file(&file.path, &file.etag())
     }
 
     fn publish(&self, commit: &Commit, item: &PublishItem, _fetch: FetchPolicy) -> Result<Publish> {
@@ -347,6 +451,7 @@ impl Layout for LocalDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn metadata_round_trip_and_currency() {
@@ -358,7 +463,9 @@ mod tests {
             b"*"
         );
         let etag = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
-        let (partial, staged) = local.prepare_file("sub/f.txt", etag).unwrap();
+        let JobPaths {
+            partial, staged, ..
+        } = local.prepare_file("sub/f.txt", etag).unwrap();
         assert!(partial.to_string_lossy().ends_with(".part"));
         assert!(staged.to_string_lossy().ends_with(".verified"));
         assert!(staged.parent().unwrap().is_dir());

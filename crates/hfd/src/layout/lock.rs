@@ -8,10 +8,13 @@
 //! huggingface_hub does, so users sharing a cache can wait on it) and left in
 //! place on release, as `filelock` does.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use hfd_store::{OpenMode, TargetDir};
+
+use super::fs::clear_planted;
+use crate::error::Result;
 
 /// A held lock; released when dropped.
 #[derive(Debug)]
@@ -21,36 +24,47 @@ pub(crate) struct TargetLock {
 }
 
 impl TargetLock {
-    /// Takes the lock at `path` (creating the file and its folders), or
-    /// `None` when another process holds it. Blocking (a few syscalls).
-    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Self>> {
-        let io = |action, source| Error::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io("cannot create folder", e))?;
+    /// Takes the lock at `rel` inside `target` (creating the file and its
+    /// folders, following no link: a link planted at the lock's name is
+    /// removed and replaced), or `None` when another process holds it.
+    /// Blocking (a few syscalls).
+    pub(crate) fn try_acquire(target: &TargetDir, rel: &Path) -> Result<Option<Self>> {
+        if let Some(parent) = rel.parent() {
+            target.create_dir_all(parent)?;
         }
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o664);
-        let file = options
-            .open(path)
-            .map_err(|e| io("cannot open lock file", e))?;
+        clear_planted(target, rel)?;
+        let file = target.open_file(rel, OpenMode::CreateOrOpen)?;
+        group_writable(&file);
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 // Some network filesystems refuse flock. Correctness must not
                 // depend on the lock (docs/hub-protocol.md §9.3), so go on without it.
+                let path = target.display_path(rel);
                 tracing::warn!(lock = %path.display(), error = %e, "cannot lock; continuing without the lock");
                 Ok(Some(Self { _file: file }))
             }
         }
     }
 }
+
+/// Gives the lock file huggingface_hub's mode `0664` at most (it is created
+/// `0666` minus the umask): users sharing a cache can wait on it, others
+/// cannot write it. Best effort: a lock file of another user stays as is.
+#[cfg(unix)]
+fn group_writable(file: &File) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = file.metadata() {
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & !0o664 != 0 {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o664));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn group_writable(_file: &File) {}
 
 #[cfg(test)]
 mod tests {
@@ -59,14 +73,44 @@ mod tests {
     #[test]
     fn second_holder_is_refused_until_release() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b/x.lock");
-        let first = TargetLock::try_acquire(&path).unwrap().expect("free lock");
+        let target = TargetDir::open(dir.path()).unwrap();
+        let rel = Path::new("a/b/x.lock");
+        let first = TargetLock::try_acquire(&target, rel)
+            .unwrap()
+            .expect("free lock");
         // flock locks belong to the open file description, so a second open
         // in the same process conflicts like another process would.
-        assert!(TargetLock::try_acquire(&path).unwrap().is_none());
+        assert!(TargetLock::try_acquire(&target, rel).unwrap().is_none());
         drop(first);
-        assert!(TargetLock::try_acquire(&path).unwrap().is_some());
-        assert!(path.exists(), "the lock file stays in place");
+        assert!(TargetLock::try_acquire(&target, rel).unwrap().is_some());
+        assert!(
+            dir.path().join(rel).exists(),
+            "the lock file stays in place"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_at_the_lock_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("x.lock")).unwrap();
+        let target = TargetDir::open(dir.path()).unwrap();
+        let lock = TargetLock::try_acquire(&target, Path::new("x.lock")).unwrap();
+        assert!(lock.is_some());
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("x.lock"))
+                .unwrap()
+                .is_file()
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        // A linked folder on the way is refused.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("d")).unwrap();
+        let err = TargetLock::try_acquire(&target, Path::new("d/y.lock")).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
     }
 
     #[cfg(unix)]
@@ -75,7 +119,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
-        drop(TargetLock::try_acquire(&path).unwrap());
+        let target = TargetDir::open(dir.path()).unwrap();
+        drop(TargetLock::try_acquire(&target, Path::new("x.lock")).unwrap());
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         // umask may clear bits, never add them.
         assert_eq!(mode & !0o664, 0, "mode {mode:o}");

@@ -16,6 +16,7 @@
 )]
 
 mod answers;
+mod links;
 mod listing;
 mod memory;
 mod target;

@@ -2,6 +2,8 @@
 //! signed URL query shows up in logs (TRACE), files, errors or `Debug`
 //! output. Asserted by searching every byte written and logged.
 
+use std::fmt::Write as _;
+
 use hfd::ErrorKind;
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, Origin, Transport};
 
@@ -182,4 +184,84 @@ async fn a_server_echoing_the_token_does_not_get_it_into_the_error() {
         );
         assert_clean("the error", text.as_bytes(), &[TOKEN.to_owned()]);
     }
+}
+
+/// Everything a run showed or wrote: its error (Display, Debug, causes),
+/// report and plan, every file name and byte under the target.
+fn everything(run: &crate::Run, dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Err(e) = &run.result {
+        out.extend_from_slice(error_text(e).as_bytes());
+    }
+    out.extend_from_slice(format!("{:?} {:?}", run.result, run.plan).as_bytes());
+    for file in files_under(dir) {
+        out.extend_from_slice(file.display().to_string().as_bytes());
+        out.extend_from_slice(&std::fs::read(&file).unwrap_or_default());
+    }
+    out
+}
+
+/// A server echoing the token through every text channel it controls in a
+/// normal answer (issue #14): headers of the resolve (`X-Repo-Commit`,
+/// `ETag`, `X-Linked-Etag`, `X-Linked-Size`), the `Location` of the CDN
+/// redirect, a `Link` to the next listing page, the revision JSON and a
+/// listed path. The token is in no error, report, plan, file, file name or
+/// log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_echoing_the_token_in_normal_answers_never_gets_it_shown() {
+    use hfd_testkit::EchoChannel;
+    let secrets = [TOKEN.to_owned()];
+    let faults = [
+        (FaultTarget::Resolve, EchoChannel::Header("x-repo-commit")),
+        (FaultTarget::Resolve, EchoChannel::Header("etag")),
+        (FaultTarget::Resolve, EchoChannel::Header("x-linked-etag")),
+        (FaultTarget::Resolve, EchoChannel::Header("x-linked-size")),
+        (FaultTarget::Resolve, EchoChannel::Location),
+        (FaultTarget::Api, EchoChannel::NextLink),
+        (FaultTarget::Api, EchoChannel::Header("x-error-message")),
+    ];
+    for (on, channel) in faults {
+        let hub = hub_with(fixture(), Transport::Http1).await;
+        hub.faults()
+            .inject(Fault::new(FaultKind::EchoTokenIn(channel)).on(on).always());
+        let (_parent, dir) = sandbox();
+        let run = run(&hub, &dir, &Opts::default()).await;
+        assert!(
+            hub.log().count(|e| e.fault == Some("echo-token")) > 0,
+            "{channel:?}: the fault fired"
+        );
+        assert_clean(&format!("{channel:?}"), &everything(&run, &dir), &secrets);
+    }
+
+    // The revision JSON's `sha` and a listed path spell the token (the
+    // path also with JSON escapes, which a byte scrub of the body misses).
+    let mut escaped = String::new();
+    for c in TOKEN.chars() {
+        write!(escaped, "\\u{:04x}", c as u32).expect("write to a String");
+    }
+    let bodies = [
+        format!("{{\"sha\": \"{TOKEN}\"}}"),
+        format!("{{\"sha\": \"{escaped}\"}}"),
+    ];
+    for body in bodies {
+        let hub = hub_with(fixture(), Transport::Http1).await;
+        hub.faults()
+            .inject(Fault::new(FaultKind::JsonBody(body.clone())).on(FaultTarget::Api));
+        let (_parent, dir) = sandbox();
+        let run = run(&hub, &dir, &Opts::default()).await;
+        assert!(run.result.is_err(), "{body}: a token is no commit");
+        assert_clean(&body, &everything(&run, &dir), &secrets);
+    }
+    for path in [format!("leak-{TOKEN}.txt"), format!("leak-{escaped}.txt")] {
+        let hub = hub_with(fixture(), Transport::Http1).await;
+        hub.faults().set_extra_tree_entries([format!(
+            "{{\"type\":\"file\",\"oid\":\"{}\",\"size\":3,\"path\":\"{path}\"}}",
+            "ab".repeat(20)
+        )]);
+        let (_parent, dir) = sandbox();
+        let run = run(&hub, &dir, &Opts::default()).await;
+        assert!(run.result.is_err(), "{path}: not on the hub");
+        assert_clean(&path, &everything(&run, &dir), &secrets);
+    }
+    assert_clean("the logs", logs().as_bytes(), &secrets);
 }
