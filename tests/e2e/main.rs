@@ -10,5 +10,6 @@ mod cli;
 mod hostile;
 mod progress;
 mod resume;
+mod shared;
 mod support;
 mod verify;

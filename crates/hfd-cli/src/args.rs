@@ -234,6 +234,13 @@ pub(crate) struct DownloadArgs {
     #[arg(long, value_name = "SIZE")]
     pub(crate) limit_rate: Option<ByteSize>,
 
+    /// Download only shard I of N (0-based, I < N) of the selected files, for
+    /// Slurm arrays and Kubernetes Indexed Jobs (docs/cluster.md). `auto`:
+    /// from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (minus
+    /// SLURM_ARRAY_TASK_MIN), JOB_COMPLETION_INDEX/JOB_COMPLETIONS, or HFD_SHARD.
+    #[arg(long, value_name = "I/N|auto")]
+    pub(crate) shard: Option<String>,
+
     /// Print what would be downloaded, download nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

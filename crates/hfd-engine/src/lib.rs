@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+mod claim;
 mod config;
 mod connections;
 mod engine;
@@ -74,6 +75,7 @@ mod state;
 mod transfer;
 mod worker;
 
+pub use claim::{Claim, ClaimGate};
 pub use config::EngineConfig;
 pub use engine::Engine;
 pub use error::{Error, Result, TransferError};
