@@ -34,7 +34,7 @@ async fn run_together(
     }
     let mut out = Vec::new();
     for child in children {
-        let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        let output = tokio::time::timeout(Duration::from_mins(5), child.wait_with_output())
             .await
             .expect("hfd-rs finished in time")
             .expect("wait");
@@ -128,7 +128,7 @@ fn shard_command(
 }
 
 async fn wait_ok(child: tokio::process::Child) {
-    let output = tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+    let output = tokio::time::timeout(Duration::from_mins(5), child.wait_with_output())
         .await
         .expect("finished in time")
         .expect("wait");
@@ -181,7 +181,7 @@ async fn four_shards_make_one_complete_copy() {
         ],
         &[],
         work.path(),
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     )
     .await;
     verify.expect_code(0);
@@ -257,7 +257,7 @@ async fn dry_run_shares_are_balanced_on_2000_files() {
             ],
             &[],
             work.path(),
-            Duration::from_secs(120),
+            Duration::from_mins(2),
         )
         .await;
         run.expect_code(0);
@@ -298,7 +298,7 @@ async fn dry_run_shares_are_balanced_on_2000_files() {
         ],
         &[],
         work.path(),
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     )
     .await;
     run.expect_code(2);

@@ -238,8 +238,8 @@ pub(crate) struct DownloadArgs {
     /// Slurm arrays and Kubernetes Indexed Jobs (docs/cluster.md). `auto`:
     /// from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (minus
     /// SLURM_ARRAY_TASK_MIN), JOB_COMPLETION_INDEX/JOB_COMPLETIONS, or HFD_SHARD.
-    #[arg(long, value_name = "I/N|auto")]
-    pub(crate) shard: Option<String>,
+    #[arg(long, value_name = "I/N|auto", value_parser = parse_shard)]
+    pub(crate) shard: Option<ShardArg>,
 
     /// Print what would be downloaded, download nothing.
     #[arg(long)]
@@ -261,4 +261,21 @@ pub(crate) struct DownloadArgs {
     /// Accepted for hfd.sh compatibility and ignored: hfd-rs is its own downloader.
     #[arg(long, value_name = "aria2c|wget")]
     pub(crate) tool: Option<String>,
+}
+
+/// `--shard`: a given shard, or `auto` (read from the scheduler's
+/// environment by `settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShardArg {
+    /// `--shard auto`.
+    Auto,
+    /// `--shard I/N`.
+    Given(hfd::shard::Shard),
+}
+
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    if text == "auto" {
+        return Ok(ShardArg::Auto);
+    }
+    hfd::shard::Shard::parse(text).map(ShardArg::Given)
 }

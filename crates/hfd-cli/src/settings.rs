@@ -173,8 +173,8 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     if args.force {
         request.fetch_policy = FetchPolicy::RefetchAll;
     }
-    if let Some(text) = &args.shard {
-        request.shard = Some(shard(text)?);
+    if let Some(arg) = args.shard {
+        request.shard = Some(shard(arg)?);
     }
     let cache_root = if let Some(dir) = &args.cache_dir {
         Some(dir.clone())
@@ -318,14 +318,17 @@ pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
 /// `SLURM_ARRAY_TASK_COUNT`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`
 /// of `JOB_COMPLETIONS`, which the Job manifest sets from
 /// `spec.completions`: Kubernetes does not inject it), or `HFD_SHARD=I/N`.
-fn shard(text: &str) -> Result<hfd::shard::Shard> {
-    shard_from(text, env)
+fn shard(arg: crate::args::ShardArg) -> Result<hfd::shard::Shard> {
+    shard_from(arg, env)
 }
 
-fn shard_from(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<hfd::shard::Shard> {
+fn shard_from(
+    arg: crate::args::ShardArg,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<hfd::shard::Shard> {
     use hfd::shard::Shard;
-    if text != "auto" {
-        return Shard::parse(text).map_err(|e| anyhow::anyhow!("--shard: {e}"));
+    if let crate::args::ShardArg::Given(shard) = arg {
+        return Ok(shard);
     }
     let num = |name: &str| -> Result<Option<u32>> {
         match env(name).filter(|v| !v.trim().is_empty()) {
@@ -367,6 +370,7 @@ fn shard_from(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<hfd::s
 #[cfg(test)]
 mod shard_tests {
     use super::shard_from;
+    use crate::args::ShardArg::Auto;
 
     fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars
@@ -379,7 +383,7 @@ mod shard_tests {
     #[test]
     fn auto_reads_each_scheduler() {
         let s = shard_from(
-            "auto",
+            Auto,
             with(&[
                 ("SLURM_ARRAY_TASK_ID", "7"),
                 ("SLURM_ARRAY_TASK_COUNT", "4"),
@@ -389,19 +393,19 @@ mod shard_tests {
         .unwrap();
         assert_eq!((s.index(), s.count()), (2, 4));
         let s = shard_from(
-            "auto",
+            Auto,
             with(&[("JOB_COMPLETION_INDEX", "3"), ("JOB_COMPLETIONS", "8")]),
         )
         .unwrap();
         assert_eq!((s.index(), s.count()), (3, 8));
-        let s = shard_from("auto", with(&[("HFD_SHARD", "1/2")])).unwrap();
+        let s = shard_from(Auto, with(&[("HFD_SHARD", "1/2")])).unwrap();
         assert_eq!((s.index(), s.count()), (1, 2));
-        assert!(shard_from("auto", with(&[])).is_err());
-        assert!(shard_from("auto", with(&[("JOB_COMPLETION_INDEX", "3")])).is_err());
+        assert!(shard_from(Auto, with(&[])).is_err());
+        assert!(shard_from(Auto, with(&[("JOB_COMPLETION_INDEX", "3")])).is_err());
         // 1-based Slurm arrays (--array=1-4) without MIN are not guessed.
         assert!(
             shard_from(
-                "auto",
+                Auto,
                 with(&[
                     ("SLURM_ARRAY_TASK_ID", "4"),
                     ("SLURM_ARRAY_TASK_COUNT", "4")
@@ -409,7 +413,12 @@ mod shard_tests {
             )
             .is_err()
         );
-        assert!(shard_from("4/4", with(&[])).is_err());
-        assert_eq!(shard_from("0/4", with(&[])).unwrap().count(), 4);
+        // An explicit shard wins over the environment.
+        let given = hfd::shard::Shard::new(1, 4).unwrap();
+        let from_flag = shard_from(
+            crate::args::ShardArg::Given(given),
+            with(&[("HFD_SHARD", "0/2")]),
+        );
+        assert_eq!(from_flag.unwrap(), given);
     }
 }

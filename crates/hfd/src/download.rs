@@ -251,9 +251,9 @@ impl Downloader {
                 blocking(move || record.record_once(&pin)).await?
             };
             if recorded.commit == pinned.commit {
-                let (mine, share) = shard::select(&pinned.files, shard);
-                tracing::info!(shard = %shard, commit = %pinned.commit, files = share.files, bytes = share.bytes, "shard pinned");
-                return Ok((pinned, Some(share), Some(mine)));
+                let (mine, portion) = shard::select(&pinned.files, shard);
+                tracing::info!(shard = %shard, commit = %pinned.commit, files = portion.files, bytes = portion.bytes, "shard pinned");
+                return Ok((pinned, Some(portion), Some(mine)));
             }
             asked = {
                 let (pin, revision) = (pin.clone(), request.revision.clone());
@@ -310,24 +310,10 @@ impl Downloader {
             files,
         ));
         let started = Instant::now();
-        let metered = Arc::new(Layered::new(
-            Arc::clone(&source),
-            Meter(Arc::clone(&self.live)),
-        ));
         let claims = publication.claims();
-        let rounds = match self.rate_limit {
-            Some(rate) => {
-                let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
-                let engine = Engine::new(self.engine.clone(), limited, reporter)?
-                    .with_claims(Arc::clone(&claims) as _);
-                run_shared(&engine, jobs, &claims, &cancel).await?
-            }
-            None => {
-                let engine = Engine::new(self.engine.clone(), metered, reporter)?
-                    .with_claims(Arc::clone(&claims) as _);
-                run_shared(&engine, jobs, &claims, &cancel).await?
-            }
-        };
+        let rounds = self
+            .run_engine(Arc::clone(&source), reporter, jobs, &claims, &cancel)
+            .await?;
         let summary = rounds.summary;
         let mut done_elsewhere = 0;
         for key in rounds.done_elsewhere {
@@ -399,6 +385,31 @@ impl Downloader {
     }
 }
 
+impl Downloader {
+    /// Runs the engine over the metered (and rate-limited) source, sharing
+    /// the target with other processes through `claims`.
+    async fn run_engine(
+        &self,
+        source: Arc<HubSource>,
+        reporter: Arc<dyn Reporter>,
+        jobs: Vec<FileJob>,
+        claims: &Arc<crate::claims::Claims>,
+        cancel: &CancellationToken,
+    ) -> Result<Rounds> {
+        let metered = Arc::new(Layered::new(source, Meter(Arc::clone(&self.live))));
+        if let Some(rate) = self.rate_limit {
+            let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
+            let engine = Engine::new(self.engine.clone(), limited, reporter)?
+                .with_claims(Arc::clone(claims) as _);
+            run_shared(&engine, jobs, claims, cancel).await
+        } else {
+            let engine = Engine::new(self.engine.clone(), metered, reporter)?
+                .with_claims(Arc::clone(claims) as _);
+            run_shared(&engine, jobs, claims, cancel).await
+        }
+    }
+}
+
 /// Gives each job its resume identity (issue #5): content id and size decide
 /// whether a journal from an earlier run is resumed; repo, commit and path
 /// are recorded for people reading it. Job keys index `files`.
@@ -441,7 +452,38 @@ const WAIT_NOTE: Duration = Duration::from_secs(10);
 /// How long files claimed by another process may show no sign of progress
 /// (their partial and claim unchanged, none of them finished) before the
 /// run gives up on them.
-const WAIT_STALL: Duration = Duration::from_secs(30 * 60);
+const WAIT_STALL: Duration = Duration::from_mins(30);
+
+/// Size and modification time of a busy file's partial (or claim file):
+/// the holder's sign of progress.
+type ProgressMark = Option<(u64, std::time::SystemTime)>;
+
+/// Asks again for the claims of `busy` files; with each answer, the
+/// holder's [`ProgressMark`].
+async fn ask_again(
+    claims: &Arc<crate::claims::Claims>,
+    busy: Vec<u64>,
+) -> Result<Vec<(u64, hfd_engine::Claim, ProgressMark)>> {
+    use hfd_engine::ClaimGate;
+    let claims = Arc::clone(claims);
+    blocking(move || {
+        Ok(busy
+            .into_iter()
+            .map(|key| {
+                let claim = claims.claim(FileKey(key));
+                let mark = claims.lock_path(key).and_then(|claim_path| {
+                    let partial = claim_path.with_extension("part");
+                    let meta = std::fs::metadata(&partial)
+                        .or_else(|_| std::fs::metadata(claim_path))
+                        .ok()?;
+                    Some((meta.len(), meta.modified().ok()?))
+                });
+                (key, claim, mark)
+            })
+            .collect())
+    })
+    .await
+}
 
 /// Runs `jobs` through `engine` sharing the target with other processes:
 /// files another process has claimed are skipped at first; once the rest
@@ -455,15 +497,14 @@ async fn run_shared<S: hfd_engine::RangeSource>(
     claims: &Arc<crate::claims::Claims>,
     cancel: &CancellationToken,
 ) -> Result<Rounds> {
-    use hfd_engine::{Claim, ClaimGate};
+    use hfd_engine::Claim;
     let by_key: std::collections::HashMap<u64, FileJob> =
         jobs.iter().map(|j| (j.key.0, j.clone())).collect();
     let mut summary = engine.run(jobs, cancel.clone()).await?;
     let started = Instant::now();
     let mut next_note = WAIT_NOTE;
     let mut last_progress = Instant::now();
-    let mut seen: std::collections::HashMap<u64, Option<(u64, std::time::SystemTime)>> =
-        std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<u64, ProgressMark> = std::collections::HashMap::new();
     loop {
         let busy: Vec<u64> = summary
             .files
@@ -474,29 +515,7 @@ async fn run_shared<S: hfd_engine::RangeSource>(
         if busy.is_empty() || cancel.is_cancelled() {
             break;
         }
-        let asked = {
-            let claims = Arc::clone(claims);
-            let busy = busy.clone();
-            blocking(move || {
-                Ok(busy
-                    .into_iter()
-                    .map(|key| {
-                        let claim = claims.claim(FileKey(key));
-                        // Progress of the holder: its partial (or lock
-                        // file) changing size or time.
-                        let mark = claims.lock_path(key).and_then(|claim_path| {
-                            let partial = claim_path.with_extension("part");
-                            let meta = std::fs::metadata(&partial)
-                                .or_else(|_| std::fs::metadata(claim_path))
-                                .ok()?;
-                            Some((meta.len(), meta.modified().ok()?))
-                        });
-                        (key, claim, mark)
-                    })
-                    .collect::<Vec<_>>())
-            })
-            .await?
-        };
+        let asked = ask_again(claims, busy).await?;
         let mut rerun = Vec::new();
         for (key, claim, mark) in asked {
             match claim {

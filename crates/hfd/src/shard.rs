@@ -9,7 +9,7 @@
 //! lower index). A unit's weight is its bytes plus [`FILE_WEIGHT`] per
 //! file, so thousands of small files are spread by count as well as bytes.
 //!
-//! Every shard must pin the same commit: [`PinRecord`] keeps the first
+//! Every shard must pin the same commit: `PinRecord` keeps the first
 //! shard's commit in the target, written atomically; the others reuse it.
 
 use std::cmp::Reverse;
@@ -136,14 +136,14 @@ pub(crate) fn select(files: &[RemoteFile], shard: Shard) -> (Vec<RemoteFile>, Sh
         .filter(|(_, s)| **s == shard.index)
         .map(|(f, _)| f.clone())
         .collect();
-    let share = ShardShare {
+    let portion = ShardShare {
         shard,
         files: mine.len(),
         bytes: mine.iter().map(|f| f.size).sum(),
         total_files: files.len(),
         total_bytes: files.iter().map(|f| f.size).sum(),
     };
-    (mine, share)
+    (mine, portion)
 }
 
 /// The commit the first shard pinned, recorded in the target as
@@ -219,7 +219,7 @@ pub(crate) fn pinned_revision(pin: &Path, requested: &Revision) -> Result<Revisi
             asked: requested.as_str().to_owned(),
         });
     }
-    Ok(Revision::new(record.commit.as_str()).map_err(Error::Hub)?)
+    Revision::new(record.commit.as_str()).map_err(Error::Hub)
 }
 
 /// Where the pinned commit of a sharded sync is recorded for `layout`.
