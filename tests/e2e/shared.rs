@@ -303,3 +303,61 @@ async fn dry_run_shares_are_balanced_on_2000_files() {
     .await;
     run.expect_code(2);
 }
+
+/// Every shard pins the first shard's commit: a shard asked for another
+/// revision stops (exit 2) naming the record; a plain run that completes the
+/// target clears the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_asked_for_another_commit_stops() {
+    let repo = "org/pinned";
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::synthetic_dataset(repo, 20, 9).tag("v1"))
+        .start()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("out");
+    let dir_arg = dir.to_str().unwrap();
+    let run = |args: Vec<String>| {
+        let home = work.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::support::run_with(&args, &[], &home, Duration::from_mins(1)).await
+        }
+    };
+    let base = |extra: &[&str]| {
+        let mut args: Vec<String> = [
+            repo,
+            "--dataset",
+            "--local-dir",
+            dir_arg,
+            "--endpoint",
+            hub.endpoint(),
+            "--quiet",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        args.extend(extra.iter().map(ToString::to_string));
+        args
+    };
+    run(base(&["--shard", "0/2", "--revision", "main"]))
+        .await
+        .expect_code(0);
+    let pin = dir.join(".cache/huggingface/hfd-shard-commit");
+    let recorded = std::fs::read_to_string(&pin).unwrap();
+    assert!(recorded.starts_with("main\n"), "{recorded}");
+    let other = run(base(&["--shard", "1/2", "--revision", "v1"])).await;
+    other.expect_code(2);
+    assert!(
+        other.stderr.contains("pinned to commit"),
+        "{}",
+        other.stderr
+    );
+    run(base(&["--shard", "1/2", "--revision", "main"]))
+        .await
+        .expect_code(0);
+    assert_complete(&hub, repo, &dir);
+    run(base(&[])).await.expect_code(0);
+    assert!(!pin.exists(), "a complete plain run clears the record");
+}
