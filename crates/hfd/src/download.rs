@@ -173,9 +173,11 @@ impl Downloader {
 
     /// Pins the revision, lists and filters the files, and compares them
     /// with what the target (local dir or cache) already holds. Costs the
-    /// revision and listing requests only. The only write: a local file
+    /// revision and listing requests only. The only writes: a local file
     /// without metadata whose hash matches the hub's gets its metadata
-    /// (see [`LocalDir::classify`](crate::LocalDir::classify)).
+    /// (see [`LocalDir::classify`](crate::LocalDir::classify)); with a
+    /// shard, the sharded sync's commit is recorded in the target when no
+    /// shard recorded it yet (see [`crate::shard`]).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
         let (pinned, share, shard_files) = self.pin_and_select(request).await?;
         let layout = request.layout.open(&request.repo);
