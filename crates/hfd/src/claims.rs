@@ -42,6 +42,22 @@ impl std::fmt::Debug for Claims {
 /// The claim lock of a job: its partial path with the extension `claim`
 /// (same folder, same length class as the partial's own name).
 pub(crate) fn claim_path(partial: &std::path::Path) -> PathBuf {
+    // In the hub cache `blobs/` holds only finished blobs (huggingface_hub
+    // and `hf cache` read it): a blob's claim sits with huggingface_hub's own
+    // locks, `<root>/.locks/<repo folder>/<etag>.hfd.claim`.
+    if let Some(name) = partial.file_name().and_then(|n| n.to_str())
+        && name.ends_with(".hfd.part")
+        && let Some(blobs) = partial.parent()
+        && blobs.file_name() == Some(std::ffi::OsStr::new("blobs"))
+        && let Some(repo_dir) = blobs.parent()
+        && let (Some(root), Some(folder)) = (repo_dir.parent(), repo_dir.file_name())
+    {
+        return root
+            .join(".locks")
+            .join(folder)
+            .join(name)
+            .with_extension("claim");
+    }
     partial.with_extension("claim")
 }
 
@@ -98,6 +114,10 @@ impl ClaimGate for Claims {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if held.contains_key(&key.0) {
             return Claim::Mine;
+        }
+        if let Some(parent) = path.parent() {
+            // Fails only where the lock below fails too, with the error.
+            let _ = std::fs::create_dir_all(parent);
         }
         let lock = match ClaimLock::try_acquire(path) {
             Ok(Some(lock)) => Some(lock),
