@@ -14,6 +14,7 @@ mod olah;
 mod progress;
 mod resume;
 mod serve;
+mod shared;
 mod support;
 mod usability;
 mod verify;

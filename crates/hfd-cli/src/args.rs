@@ -273,6 +273,13 @@ pub(crate) struct DownloadArgs {
     #[arg(long, value_name = "SIZE")]
     pub(crate) limit_rate: Option<ByteSize>,
 
+    /// Download only shard I of N (0-based, I < N) of the selected files, for
+    /// Slurm arrays and Kubernetes Indexed Jobs (docs/cluster.md). `auto`:
+    /// from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT (minus
+    /// SLURM_ARRAY_TASK_MIN), JOB_COMPLETION_INDEX/JOB_COMPLETIONS, or HFD_SHARD.
+    #[arg(long, value_name = "I/N|auto", value_parser = parse_shard)]
+    pub(crate) shard: Option<ShardArg>,
+
     /// Print what would be downloaded, download nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
@@ -293,4 +300,21 @@ pub(crate) struct DownloadArgs {
     /// Accepted for hfd.sh compatibility and ignored: hfd-rs is its own downloader.
     #[arg(long, value_name = "aria2c|wget")]
     pub(crate) tool: Option<String>,
+}
+
+/// `--shard`: a given shard, or `auto` (read from the scheduler's
+/// environment by `settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ShardArg {
+    /// `--shard auto`.
+    Auto,
+    /// `--shard I/N`.
+    Given(hfd::shard::Shard),
+}
+
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    if text == "auto" {
+        return Ok(ShardArg::Auto);
+    }
+    hfd::shard::Shard::parse(text).map(ShardArg::Given)
 }

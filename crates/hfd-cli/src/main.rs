@@ -233,6 +233,17 @@ async fn download_from(
     }
 
     if args.dry_run {
+        if let (Some(share), false) = (&plan.shard, args.json) {
+            println!(
+                "shard {}: {} of {} files, {} of {} bytes ({:.1} %)",
+                share.shard,
+                share.files,
+                share.total_files,
+                share.bytes,
+                share.total_bytes,
+                100.0 * share.bytes as f64 / share.total_bytes.max(1) as f64
+            );
+        }
         if args.json {
             output::plan_json(&plan);
         } else {

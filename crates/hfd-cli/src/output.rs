@@ -228,7 +228,19 @@ pub(crate) fn plan_json(plan: &DownloadPlan) {
             })
         })
         .collect();
+    // With --shard: this shard's part of the selection.
+    let shard = plan.shard.map(|share| {
+        serde_json::json!({
+            "index": share.shard.index(),
+            "count": share.shard.count(),
+            "files": share.files,
+            "bytes": share.bytes,
+            "total_files": share.total_files,
+            "total_bytes": share.total_bytes,
+        })
+    });
     let doc = serde_json::json!({
+        "shard": shard,
         "repo": pinned.repo.id.as_str(),
         "repo_type": pinned.repo.repo_type.as_str(),
         "revision": pinned.revision.as_str(),

@@ -326,6 +326,9 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     if args.force {
         request.fetch_policy = FetchPolicy::RefetchAll;
     }
+    if let Some(arg) = args.shard {
+        request.shard = Some(shard(arg)?);
+    }
     let cache_root = cache_root(args, &mut notes)?;
     if let Some(root) = cache_root {
         // huggingface_hub's switch for filesystems without symlinks (docs/hub-protocol.md §9.4).
@@ -454,4 +457,114 @@ pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
         http: http_config(&args.hub)?,
         engine,
     })
+}
+
+/// `--shard I/N`, or with `auto` the scheduler's environment: a Slurm job
+/// array (`SLURM_ARRAY_TASK_ID` - `SLURM_ARRAY_TASK_MIN` of
+/// `SLURM_ARRAY_TASK_COUNT`), a Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`
+/// of `JOB_COMPLETIONS`, which the Job manifest sets from
+/// `spec.completions`: Kubernetes does not inject it), or `HFD_SHARD=I/N`.
+fn shard(arg: crate::args::ShardArg) -> Result<hfd::shard::Shard> {
+    shard_from(arg, env)
+}
+
+fn shard_from(
+    arg: crate::args::ShardArg,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<hfd::shard::Shard> {
+    use hfd::shard::Shard;
+    if let crate::args::ShardArg::Given(shard) = arg {
+        return Ok(shard);
+    }
+    let num = |name: &str| -> Result<Option<u32>> {
+        match env(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .with_context(|| format!("--shard auto: {name}={v:?} is not a number")),
+        }
+    };
+    if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+        let count = num("SLURM_ARRAY_TASK_COUNT")?.context(
+            "--shard auto: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not",
+        )?;
+        let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let index = id.checked_sub(min).with_context(|| {
+            format!("--shard auto: SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}")
+        })?;
+        return Shard::new(index, count).map_err(|e| {
+            anyhow::anyhow!("--shard auto (Slurm array, use --array=0-{} or a contiguous range with step 1): {e}", count.saturating_sub(1))
+        });
+    }
+    if let Some(index) = num("JOB_COMPLETION_INDEX")? {
+        let count = num("JOB_COMPLETIONS")?.context(
+            "--shard auto: JOB_COMPLETION_INDEX is set but JOB_COMPLETIONS is not (set it in the Job manifest to spec.completions, see docs/cluster.md)",
+        )?;
+        return Shard::new(index, count)
+            .map_err(|e| anyhow::anyhow!("--shard auto (Kubernetes): {e}"));
+    }
+    if let Some(value) = env("HFD_SHARD").filter(|v| !v.trim().is_empty()) {
+        return Shard::parse(&value).map_err(|e| anyhow::anyhow!("--shard auto: HFD_SHARD: {e}"));
+    }
+    anyhow::bail!(
+        "--shard auto: no shard in the environment (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or HFD_SHARD)"
+    )
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard_from;
+    use crate::args::ShardArg::Auto;
+
+    fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn auto_reads_each_scheduler() {
+        let s = shard_from(
+            Auto,
+            with(&[
+                ("SLURM_ARRAY_TASK_ID", "7"),
+                ("SLURM_ARRAY_TASK_COUNT", "4"),
+                ("SLURM_ARRAY_TASK_MIN", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.index(), s.count()), (2, 4));
+        let s = shard_from(
+            Auto,
+            with(&[("JOB_COMPLETION_INDEX", "3"), ("JOB_COMPLETIONS", "8")]),
+        )
+        .unwrap();
+        assert_eq!((s.index(), s.count()), (3, 8));
+        let s = shard_from(Auto, with(&[("HFD_SHARD", "1/2")])).unwrap();
+        assert_eq!((s.index(), s.count()), (1, 2));
+        assert!(shard_from(Auto, with(&[])).is_err());
+        assert!(shard_from(Auto, with(&[("JOB_COMPLETION_INDEX", "3")])).is_err());
+        // 1-based Slurm arrays (--array=1-4) without MIN are not guessed.
+        assert!(
+            shard_from(
+                Auto,
+                with(&[
+                    ("SLURM_ARRAY_TASK_ID", "4"),
+                    ("SLURM_ARRAY_TASK_COUNT", "4")
+                ])
+            )
+            .is_err()
+        );
+        // An explicit shard wins over the environment.
+        let given = hfd::shard::Shard::new(1, 4).unwrap();
+        let from_flag = shard_from(
+            crate::args::ShardArg::Given(given),
+            with(&[("HFD_SHARD", "0/2")]),
+        );
+        assert_eq!(from_flag.unwrap(), given);
+    }
 }

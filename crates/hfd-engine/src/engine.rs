@@ -9,6 +9,8 @@ use hfd_store::preflight;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::claim::Claim;
+use crate::claim::ClaimGate;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::job::FileJob;
@@ -52,8 +54,20 @@ impl<S: RangeSource> Engine<S> {
                 gate: PoolGate::default(),
                 rates: RateBoard::default(),
                 counters: Counters::default(),
+                claims: None,
             }),
         })
+    }
+
+    /// Asks `claims` before each file starts whether this process downloads
+    /// it (several processes sharing one target).
+    #[must_use]
+    pub fn with_claims(mut self, claims: Arc<dyn ClaimGate>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.claims = Some(claims),
+            None => unreachable!("the engine's state is shared only while it runs"),
+        }
+        self
     }
 
     /// Downloads `jobs`, at most `files_in_flight` at once, and returns what
@@ -151,6 +165,14 @@ async fn run_file<S: RangeSource>(
     cancel: CancellationToken,
 ) -> FileOutcome {
     let key = job.key;
+    if let Some(claims) = shared.claims.clone() {
+        match tokio::task::spawn_blocking(move || claims.claim(key)).await {
+            Ok(Claim::Mine) => {}
+            Ok(Claim::Busy) => return FileOutcome::Busy,
+            Ok(Claim::DoneElsewhere) => return FileOutcome::DoneElsewhere,
+            Err(source) => return FileOutcome::Failed(Error::Task { source }),
+        }
+    }
     let reporter = Arc::clone(&shared.reporter);
     let outcome = match heal_loop(&shared, job, &cancel).await {
         Ok(digest) => {
@@ -208,6 +230,8 @@ fn outcome_name(o: &FileOutcome) -> &'static str {
         FileOutcome::Done { .. } => "done",
         FileOutcome::Failed(_) => "failed",
         FileOutcome::Cancelled => "cancelled",
+        FileOutcome::Busy => "busy",
+        FileOutcome::DoneElsewhere => "done elsewhere",
     }
 }
 

@@ -64,6 +64,7 @@
 
 #![warn(missing_docs)]
 
+mod claim;
 mod config;
 mod connections;
 mod engine;
@@ -81,6 +82,7 @@ mod state;
 mod transfer;
 mod worker;
 
+pub use claim::{Claim, ClaimGate};
 pub use config::EngineConfig;
 pub use engine::{Engine, INTEGRITY_ATTEMPTS};
 pub use error::{Error, Result, TransferError};

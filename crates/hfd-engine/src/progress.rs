@@ -90,6 +90,12 @@ pub enum FileOutcome {
     Failed(Error),
     /// Cancelled (or never started because the run was cancelled).
     Cancelled,
+    /// Not started: the [`ClaimGate`](crate::ClaimGate) said another
+    /// process is downloading it.
+    Busy,
+    /// Not started: the [`ClaimGate`](crate::ClaimGate) said another
+    /// process already finished it.
+    DoneElsewhere,
 }
 
 /// Totals of a run.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use crate::claim::ClaimGate;
 use crate::config::EngineConfig;
 use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
 use crate::progress::Reporter;
@@ -30,4 +31,6 @@ pub(crate) struct EngineState<S> {
     pub(crate) gate: PoolGate,
     pub(crate) rates: RateBoard,
     pub(crate) counters: Counters,
+    /// Asked before each file starts, when set.
+    pub(crate) claims: Option<Arc<dyn ClaimGate>>,
 }

@@ -70,6 +70,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod claim_lock;
 mod error;
 mod hash;
 mod journal;
@@ -85,6 +86,7 @@ mod space;
 mod target_dir;
 
 pub use backend::{Backend, FileWriter};
+pub use claim_lock::ClaimLock;
 pub use error::{Error, Result};
 pub use hash::ContentHasher;
 pub use journal::{

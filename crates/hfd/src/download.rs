@@ -16,6 +16,7 @@ use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
 use crate::meter::{LiveStats, Meter};
 use crate::publisher::{Publication, PublicationInput, blocking};
+use crate::shard::{self, Shard, ShardShare};
 use crate::source::HubSource;
 
 /// What to download and where.
@@ -33,6 +34,9 @@ pub struct DownloadRequest {
     pub layout: OutputLayout,
     /// Whether files already up to date are fetched again (`--force`).
     pub fetch_policy: FetchPolicy,
+    /// Only this shard's share of the selected files (`--shard I/N`); the
+    /// commit is pinned once for all shards (see [`crate::shard`]).
+    pub shard: Option<Shard>,
 }
 
 impl DownloadRequest {
@@ -45,6 +49,7 @@ impl DownloadRequest {
             selection: Selection::all(),
             layout: OutputLayout::LocalDir(local_dir.into()),
             fetch_policy: FetchPolicy::SkipUpToDate,
+            shard: None,
         }
     }
 }
@@ -77,6 +82,12 @@ pub struct DownloadPlan {
     /// Whether `files` is the complete, unfiltered listing of the commit
     /// (only then is `trees/<commit>.json` written).
     pub listing_complete: bool,
+    /// With `--shard`: this shard's part of the selected files (`files`
+    /// holds only those).
+    pub shard: Option<ShardShare>,
+    /// A plain (unsharded) run: the record of a sharded sync's commit,
+    /// removed once this run completes the target at its own commit.
+    shard_pin: Option<PathBuf>,
 }
 
 impl DownloadPlan {
@@ -162,19 +173,19 @@ impl Downloader {
 
     /// Pins the revision, lists and filters the files, and compares them
     /// with what the target (local dir or cache) already holds. Costs the
-    /// revision and listing requests only. The only write: a local file
+    /// revision and listing requests only. The only writes: a local file
     /// without metadata whose hash matches the hub's gets its metadata
-    /// (see [`LocalDir::classify`](crate::LocalDir::classify)).
+    /// (see [`LocalDir::classify`](crate::LocalDir::classify)); with a
+    /// shard, the sharded sync's commit is recorded in the target when no
+    /// shard recorded it yet (see [`crate::shard`]).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
-        let pinned = self
-            .hub
-            .plan(&request.repo, &request.revision, &request.selection)
-            .await?;
+        let (pinned, share, shard_files) = self.pin_and_select(request).await?;
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
         let (files, pinned, layout) = blocking(move || {
-            let files = pinned
-                .files
+            let files = shard_files
+                .as_ref()
+                .unwrap_or(&pinned.files)
                 .iter()
                 .map(|remote| {
                     // Fails early, before any byte moves, on a path that
@@ -198,6 +209,63 @@ impl Downloader {
             layout,
             fetch_policy,
             listing_complete,
+            shard: share,
+            shard_pin: request
+                .shard
+                .is_none()
+                .then(|| shard::pin_path(&request.layout, &request.repo)),
+        })
+    }
+
+    /// Pins the revision and lists the files; with a shard, pins the commit
+    /// the first shard recorded in the target (recording it when this is
+    /// the first) and picks the shard's files.
+    async fn pin_and_select(
+        &self,
+        request: &DownloadRequest,
+    ) -> Result<(RepoPlan, Option<ShardShare>, Option<Vec<RemoteFile>>)> {
+        let Some(shard) = request.shard else {
+            let pinned = self
+                .hub
+                .plan(&request.repo, &request.revision, &request.selection)
+                .await?;
+            return Ok((pinned, None, None));
+        };
+        let pin = shard::pin_path(&request.layout, &request.repo);
+        // Two rounds at most: a shard that lost the race to record the
+        // commit re-plans at the winner's.
+        let mut asked = {
+            let (pin, revision) = (pin.clone(), request.revision.clone());
+            blocking(move || shard::pinned_revision(&pin, &revision)).await?
+        };
+        for _ in 0..2 {
+            let mut pinned = self
+                .hub
+                .plan(&request.repo, &asked, &request.selection)
+                .await?;
+            pinned.revision = request.revision.clone();
+            let record = shard::PinRecord {
+                revision: request.revision.as_str().to_owned(),
+                commit: pinned.commit.clone(),
+            };
+            let recorded = {
+                let pin = pin.clone();
+                blocking(move || record.record_once(&pin)).await?
+            };
+            if recorded.commit == pinned.commit {
+                let (mine, portion) = shard::select(&pinned.files, shard);
+                tracing::info!(shard = %shard, commit = %pinned.commit, files = portion.files, bytes = portion.bytes, "shard pinned");
+                return Ok((pinned, Some(portion), Some(mine)));
+            }
+            asked = {
+                let (pin, revision) = (pin.clone(), request.revision.clone());
+                blocking(move || shard::pinned_revision(&pin, &revision)).await?
+            };
+        }
+        Err(Error::ShardCommit {
+            pin,
+            recorded: "another commit".to_owned(),
+            asked: request.revision.as_str().to_owned(),
         })
     }
 
@@ -215,23 +283,8 @@ impl Downloader {
     ) -> Result<DownloadReport> {
         let fetch: Vec<&PlannedFile> = plan.to_fetch().collect();
         let files: Vec<RemoteFile> = fetch.iter().map(|f| f.remote.clone()).collect();
-        let (publication, jobs, reporter) = Publication::start(
-            PublicationInput {
-                layout: Arc::clone(&plan.layout),
-                commit: plan.pinned.commit.clone(),
-                fetch_policy: plan.fetch_policy,
-                fetch: files.clone(),
-                up_to_date: plan
-                    .files
-                    .iter()
-                    .filter(|f| f.action == FileAction::UpToDate)
-                    .map(|f| f.remote.clone())
-                    .collect(),
-                listing: plan.listing_complete.then(|| plan.pinned.files.clone()),
-            },
-            reporter,
-        )
-        .await?;
+        let (mut publication, jobs, reporter) =
+            Publication::start(publication_input(plan, &files), reporter).await?;
         // A file fetched in one request has nothing to resume from: a journal
         // would only add a file and its syncs (measured: 6 syncs per small
         // file). Only files the engine may split get one.
@@ -249,29 +302,21 @@ impl Downloader {
             files,
         ));
         let started = Instant::now();
-        let metered = Arc::new(Layered::new(
-            Arc::clone(&source),
-            Meter(Arc::clone(&self.live)),
-        ));
-        let summary = match self.rate_limit {
-            Some(rate) => {
-                let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
-                Engine::new(self.engine.clone(), limited, reporter)?
-                    .run(jobs, cancel.clone())
-                    .await?
-            }
-            None => {
-                Engine::new(self.engine.clone(), metered, reporter)?
-                    .run(jobs, cancel.clone())
-                    .await?
-            }
-        };
+        let claims = publication.claims();
+        let rounds = self
+            .run_engine(Arc::clone(&source), reporter, jobs, &claims, &cancel)
+            .await?;
+        let summary = rounds.summary;
+        let mut done_elsewhere = 0;
+        for key in rounds.done_elsewhere {
+            done_elsewhere += publication.done_elsewhere(key);
+        }
         // Publishes what the engine finished (waiting for locks other
         // processes hold); reported after the engine's own failures.
         let layout = publication.layout();
         let published = publication.finish(&cancel).await;
         let mut report = DownloadReport {
-            files_skipped: plan.files.len() - fetch.len(),
+            files_skipped: plan.files.len() - fetch.len() + done_elsewhere,
             bytes_written: summary.bytes_written,
             requests: summary.requests,
             resolves: source.resolves(),
@@ -284,6 +329,16 @@ impl Downloader {
         let mut cancelled = summary.cancelled;
         for (key, outcome) in summary.files {
             match outcome {
+                FileOutcome::Busy => failed.push((
+                    key,
+                    hfd_engine::Error::Store {
+                        key,
+                        path: claims.lock_path(key.0).map(Into::into).unwrap_or_default(),
+                        source: Box::new(hfd_store::Error::Locked {
+                            path: claims.lock_path(key.0).map(Into::into).unwrap_or_default(),
+                        }),
+                    },
+                )),
                 FileOutcome::Done { .. } => report.files_done += 1,
                 FileOutcome::Failed(e) => failed.push((key, e)),
                 FileOutcome::Cancelled => cancelled = true,
@@ -292,7 +347,7 @@ impl Downloader {
         }
         if let Some((key, first)) = failed.into_iter().next() {
             let total = fetch.len();
-            let failed_count = total - report.files_done;
+            let failed_count = total.saturating_sub(report.files_done + done_elsewhere);
             let path = fetch
                 .get(usize::try_from(key.0).unwrap_or(usize::MAX))
                 .map(|f| f.remote.path.clone())
@@ -311,7 +366,39 @@ impl Downloader {
         report.files_done += published?;
         let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
         blocking(move || layout.finish(&revision, &commit)).await?;
+        if let Some(pin) = &plan.shard_pin
+            && plan.listing_complete
+        {
+            // The whole repo is in place at this run's commit: a later
+            // sharded sync pins afresh.
+            let _ = std::fs::remove_file(pin);
+        }
         Ok(report)
+    }
+}
+
+impl Downloader {
+    /// Runs the engine over the metered (and rate-limited) source, sharing
+    /// the target with other processes through `claims`.
+    async fn run_engine(
+        &self,
+        source: Arc<HubSource>,
+        reporter: Arc<dyn Reporter>,
+        jobs: Vec<FileJob>,
+        claims: &Arc<crate::claims::Claims>,
+        cancel: &CancellationToken,
+    ) -> Result<Rounds> {
+        let metered = Arc::new(Layered::new(source, Meter(Arc::clone(&self.live))));
+        if let Some(rate) = self.rate_limit {
+            let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
+            let engine = Engine::new(self.engine.clone(), limited, reporter)?
+                .with_claims(Arc::clone(claims) as _);
+            run_shared(&engine, jobs, claims, cancel).await
+        } else {
+            let engine = Engine::new(self.engine.clone(), metered, reporter)?
+                .with_claims(Arc::clone(claims) as _);
+            run_shared(&engine, jobs, claims, cancel).await
+        }
     }
 }
 
@@ -341,4 +428,178 @@ fn with_identities(
             ))
         })
         .collect()
+}
+
+/// What [`run_shared`] did: the engine's summary (each job's last outcome,
+/// totals over every round) and the jobs another process finished.
+struct Rounds {
+    summary: hfd_engine::Summary,
+    done_elsewhere: Vec<u64>,
+}
+
+/// How often a file claimed by another process is looked at again.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+/// How often the wait for other processes is reported.
+const WAIT_NOTE: Duration = Duration::from_secs(10);
+/// How long files claimed by another process may show no sign of progress
+/// (their partial and claim unchanged, none of them finished) before the
+/// run gives up on them.
+const WAIT_STALL: Duration = Duration::from_mins(30);
+
+/// Size and modification time of a busy file's partial (or claim file):
+/// the holder's sign of progress.
+type ProgressMark = Option<(u64, std::time::SystemTime)>;
+
+/// Asks again for the claims of `busy` files; with each answer, the
+/// holder's [`ProgressMark`].
+async fn ask_again(
+    claims: &Arc<crate::claims::Claims>,
+    busy: Vec<u64>,
+) -> Result<Vec<(u64, hfd_engine::Claim, ProgressMark)>> {
+    use hfd_engine::ClaimGate;
+    let claims = Arc::clone(claims);
+    blocking(move || {
+        Ok(busy
+            .into_iter()
+            .map(|key| {
+                let claim = claims.claim(FileKey(key));
+                let mark = claims.lock_path(key).and_then(|claim_path| {
+                    let partial = claim_path.with_extension("part");
+                    let meta = std::fs::metadata(&partial)
+                        .or_else(|_| std::fs::metadata(claim_path))
+                        .ok()?;
+                    Some((meta.len(), meta.modified().ok()?))
+                });
+                (key, claim, mark)
+            })
+            .collect())
+    })
+    .await
+}
+
+/// Runs `jobs` through `engine` sharing the target with other processes:
+/// files another process has claimed are skipped at first; once the rest
+/// is done, they are asked for again until each is finished elsewhere or
+/// free (its holder ended), then downloaded here (resuming the holder's
+/// journal). The wait ends on cancel, or after [`WAIT_STALL`] without
+/// progress (those files are then reported busy).
+async fn run_shared<S: hfd_engine::RangeSource>(
+    engine: &Engine<S>,
+    jobs: Vec<FileJob>,
+    claims: &Arc<crate::claims::Claims>,
+    cancel: &CancellationToken,
+) -> Result<Rounds> {
+    use hfd_engine::Claim;
+    let by_key: std::collections::HashMap<u64, FileJob> =
+        jobs.iter().map(|j| (j.key.0, j.clone())).collect();
+    let mut summary = engine.run(jobs, cancel.clone()).await?;
+    let started = Instant::now();
+    let mut next_note = WAIT_NOTE;
+    let mut last_progress = Instant::now();
+    let mut seen: std::collections::HashMap<u64, ProgressMark> = std::collections::HashMap::new();
+    loop {
+        let busy: Vec<u64> = summary
+            .files
+            .iter()
+            .filter(|(_, o)| matches!(o, FileOutcome::Busy))
+            .map(|(k, _)| k.0)
+            .collect();
+        if busy.is_empty() || cancel.is_cancelled() {
+            break;
+        }
+        let asked = ask_again(claims, busy).await?;
+        let mut rerun = Vec::new();
+        for (key, claim, mark) in asked {
+            match claim {
+                Claim::Mine => rerun.push(key),
+                Claim::DoneElsewhere => {}
+                Claim::Busy => {
+                    if seen.insert(key, mark) != Some(mark) {
+                        last_progress = Instant::now();
+                    }
+                    continue;
+                }
+            }
+            last_progress = Instant::now();
+            if let Some(slot) = summary.files.iter_mut().find(|(k, _)| k.0 == key) {
+                slot.1 = if claim == Claim::DoneElsewhere {
+                    FileOutcome::DoneElsewhere
+                } else {
+                    FileOutcome::Cancelled
+                };
+            }
+        }
+        if !rerun.is_empty() {
+            tracing::info!(
+                files = rerun.len(),
+                "files another process left are free; downloading them here"
+            );
+            let jobs: Vec<FileJob> = rerun
+                .iter()
+                .filter_map(|k| by_key.get(k).cloned())
+                .collect();
+            let round = engine.run(jobs, cancel.clone()).await?;
+            for (key, outcome) in round.files {
+                if let Some(slot) = summary.files.iter_mut().find(|(k, _)| *k == key) {
+                    slot.1 = outcome;
+                }
+            }
+            summary.bytes_written += round.bytes_written;
+            summary.bytes_resumed += round.bytes_resumed;
+            summary.requests += round.requests;
+            summary.retries += round.retries;
+            summary.cancelled |= round.cancelled;
+            continue;
+        }
+        let still = summary
+            .files
+            .iter()
+            .filter(|(_, o)| matches!(o, FileOutcome::Busy))
+            .count();
+        if still == 0 || last_progress.elapsed() >= WAIT_STALL {
+            break;
+        }
+        if started.elapsed() >= next_note {
+            tracing::warn!(
+                files = still,
+                waited_s = started.elapsed().as_secs(),
+                "waiting for another process downloading the same files"
+            );
+            next_note += WAIT_NOTE;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(CLAIM_POLL) => {}
+        }
+    }
+    if cancel.is_cancelled() {
+        summary.cancelled = true;
+    }
+    let done_elsewhere = summary
+        .files
+        .iter()
+        .filter(|(_, o)| matches!(o, FileOutcome::DoneElsewhere))
+        .map(|(k, _)| k.0)
+        .collect();
+    Ok(Rounds {
+        summary,
+        done_elsewhere,
+    })
+}
+
+/// What the publisher needs to know of a plan.
+fn publication_input(plan: &DownloadPlan, files: &[RemoteFile]) -> PublicationInput {
+    PublicationInput {
+        layout: Arc::clone(&plan.layout),
+        commit: plan.pinned.commit.clone(),
+        fetch_policy: plan.fetch_policy,
+        fetch: files.to_vec(),
+        up_to_date: plan
+            .files
+            .iter()
+            .filter(|f| f.action == FileAction::UpToDate)
+            .map(|f| f.remote.clone())
+            .collect(),
+        listing: plan.listing_complete.then(|| plan.pinned.files.clone()),
+    }
 }

@@ -65,6 +65,17 @@ pub enum Error {
         /// What was asked for.
         what: String,
     },
+    /// A shard of a sharded sync was asked for another commit than the one
+    /// the first shard pinned and recorded in the target.
+    #[error("this target's sharded sync is pinned to commit {recorded} (recorded in {}), but this shard asked for {asked}; every shard must download the same commit: run it with the same --revision, or finish the sync with a plain run (without --shard) before starting one at another commit", pin.display())]
+    ShardCommit {
+        /// The record.
+        pin: PathBuf,
+        /// The recorded commit (and the revision it was pinned from).
+        recorded: String,
+        /// What this shard asked for.
+        asked: String,
+    },
     /// Interrupted (Ctrl-C); partial files are kept.
     #[error("interrupted")]
     Cancelled,
@@ -102,7 +113,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Hub(e) => hub_kind(e.kind()),
-            Self::Http(_) | Self::Unsupported { .. } => ErrorKind::Usage,
+            Self::Http(_) | Self::Unsupported { .. } | Self::ShardCommit { .. } => ErrorKind::Usage,
             Self::Engine(e) => engine_kind(e),
             Self::Files { first, .. } => engine_kind(first),
             Self::UnsafeTarget { .. } | Self::Io { .. } | Self::Target(_) => ErrorKind::Disk,

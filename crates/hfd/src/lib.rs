@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+mod claims;
 mod download;
 mod error;
 mod fail_over;
@@ -46,6 +47,7 @@ pub mod layout;
 mod limit;
 mod meter;
 mod publisher;
+pub mod shard;
 mod source;
 pub mod verify;
 

@@ -24,6 +24,7 @@ use hfd_engine::{FileJob, FileKey, Reporter};
 use hfd_hub::{Commit, RemoteFile};
 use hfd_types::ContentDigest;
 
+use crate::claims::{Claims, claim_path};
 use crate::error::{Error, Result};
 use crate::layout::{FetchPolicy, JobPaths, Layout, Publish, PublishItem};
 
@@ -47,8 +48,9 @@ pub(crate) struct Publication {
     core: Arc<Core>,
     reporter: Arc<PublishReporter>,
     worker: JoinHandle<Outcome>,
-    /// Up-to-date files whose lock was busy before the run.
-    waiting: Vec<PublishItem>,
+    /// Up-to-date files whose lock was busy before the run, and files
+    /// another process finished (their links and metadata are refreshed).
+    waiting: Vec<(Option<u64>, PublishItem)>,
 }
 
 /// What the publisher thread needs (it holds no sender, so it ends when the
@@ -59,6 +61,9 @@ struct Core {
     fetch_policy: FetchPolicy,
     /// Job key → the item published when it is done.
     items: HashMap<u64, PublishItem>,
+    /// The per-file claims shared with other processes; a job's claim is
+    /// released once it is published.
+    claims: Arc<Claims>,
 }
 
 /// The reporter given to the engine: forwards events and hands finished
@@ -73,7 +78,7 @@ struct PublishReporter {
 
 #[derive(Default)]
 struct Outcome {
-    waiting: Vec<PublishItem>,
+    waiting: Vec<(Option<u64>, PublishItem)>,
     errors: Vec<Error>,
 }
 
@@ -86,7 +91,22 @@ impl Publication {
         inner: Arc<dyn Reporter>,
     ) -> Result<(Self, Vec<FileJob>, Arc<dyn Reporter>)> {
         let prepared = blocking(move || prepare(input)).await?;
+        let claims = Arc::new(Claims::new(
+            Arc::clone(&prepared.layout),
+            prepared.commit.clone(),
+            prepared.fetch_policy,
+            prepared
+                .jobs
+                .iter()
+                .filter_map(|job| {
+                    let item = prepared.items.get(&job.key.0)?;
+                    let file = item.files.first()?.clone();
+                    Some((job.key.0, (file, claim_path(&job.partial_path))))
+                })
+                .collect(),
+        ));
         let core = Arc::new(Core {
+            claims,
             layout: prepared.layout,
             commit: prepared.commit,
             fetch_policy: prepared.fetch_policy,
@@ -105,7 +125,7 @@ impl Publication {
                 let mut outcome = Outcome::default();
                 for key in rx {
                     if let Some(item) = core.items.get(&key) {
-                        core.publish_into(item, &mut outcome);
+                        core.publish_into(Some(key), item, &mut outcome);
                     }
                 }
                 outcome
@@ -142,8 +162,8 @@ impl Publication {
             let items = std::mem::take(&mut outcome.waiting);
             let round = blocking(move || {
                 let mut round = Outcome::default();
-                for item in &items {
-                    core.publish_into(item, &mut round);
+                for (key, item) in &items {
+                    core.publish_into(*key, item, &mut round);
                 }
                 Ok(round)
             })
@@ -172,6 +192,43 @@ impl Publication {
         }
     }
 
+    /// The claims the engine asks before each file.
+    pub(crate) fn claims(&self) -> Arc<Claims> {
+        Arc::clone(&self.core.claims)
+    }
+
+    /// Records that another process finished the job `key`: its paths are
+    /// refreshed like up-to-date files (metadata at this commit, cache
+    /// links) and the display sees it done. Returns how many paths it
+    /// covers.
+    pub(crate) fn done_elsewhere(&mut self, key: u64) -> usize {
+        let Some(item) = self.core.items.get(&key) else {
+            return 0;
+        };
+        let digest = item.files.first().map(RemoteFile::expected_digest);
+        let mut keys = vec![(FileKey(key), item.files.first().map_or(0, |f| f.size))];
+        keys.extend(
+            self.reporter
+                .followers
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .copied(),
+        );
+        for &(k, size) in &keys {
+            self.reporter.inner.on_file_start(k, size);
+            self.reporter.inner.on_file_done(k, digest);
+        }
+        self.waiting.push((
+            None,
+            PublishItem {
+                files: item.files.clone(),
+                staged: None,
+            },
+        ));
+        keys.len()
+    }
+
     /// The layout as used (the cache may have turned symlinks off).
     pub(crate) fn layout(&self) -> Arc<dyn Layout> {
         Arc::clone(&self.core.layout)
@@ -179,12 +236,22 @@ impl Publication {
 }
 
 impl Core {
-    fn publish_into(&self, item: &PublishItem, outcome: &mut Outcome) {
-        match self.layout.publish(&self.commit, item, self.fetch_policy) {
-            Ok(Publish::Done) => {}
+    fn publish_into(&self, key: Option<u64>, item: &PublishItem, outcome: &mut Outcome) {
+        // An up-to-date refresh never replaces the file.
+        let fetch = if item.staged.is_some() {
+            self.fetch_policy
+        } else {
+            FetchPolicy::SkipUpToDate
+        };
+        match self.layout.publish(&self.commit, item, fetch) {
+            Ok(Publish::Done) => {
+                if let Some(key) = key {
+                    self.claims.release(key);
+                }
+            }
             Ok(Publish::Busy) => {
                 tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
-                outcome.waiting.push(item.clone());
+                outcome.waiting.push((key, item.clone()));
             }
             Err(e) => outcome.errors.push(e),
         }
@@ -237,7 +304,7 @@ struct Prepared {
     jobs: Vec<FileJob>,
     items: HashMap<u64, PublishItem>,
     followers: HashMap<u64, Vec<(FileKey, u64)>>,
-    waiting: Vec<PublishItem>,
+    waiting: Vec<(Option<u64>, PublishItem)>,
 }
 
 fn prepare(input: PublicationInput) -> Result<Prepared> {
@@ -301,7 +368,7 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
         };
         match layout.publish(&commit, &item, FetchPolicy::SkipUpToDate) {
             Ok(Publish::Done) => {}
-            Ok(Publish::Busy) => waiting.push(item),
+            Ok(Publish::Busy) => waiting.push((None, item)),
             Err(e) => errors.push(e),
         }
     }

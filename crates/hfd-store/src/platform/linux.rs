@@ -1,4 +1,4 @@
-//! Linux-only calls: `fallocate` and `openat2`.
+//! Linux-only calls: `fallocate`, `openat2` and OFD locks.
 
 use std::fs::File;
 use std::io;
@@ -35,5 +35,46 @@ pub(crate) fn open_beneath(
     match rustix::fs::openat2(dir, path, flags, mode, resolve) {
         Err(Errno::NOSYS | Errno::PERM) => None,
         result => Some(result),
+    }
+}
+
+/// Takes an exclusive open-file-description lock (`F_OFD_SETLK`, Linux
+/// 3.15+) on the whole of `file`, without waiting. OFD locks are POSIX
+/// byte-range locks, so the NFS client sends them to the server (NLM or
+/// NFSv4 `LOCK`) and Lustre makes them cluster-wide on `flock`-mounted
+/// filesystems; unlike classic `F_SETLK` locks they belong to the open
+/// file, so closing another descriptor of the same file does not drop them.
+/// `Ok(false)` when another holder has it; `EINVAL` (an older kernel) is
+/// answered with `flock`, which Linux's NFS client also maps to a POSIX
+/// lock.
+#[allow(
+    unsafe_code,
+    reason = "fcntl(F_OFD_SETLK) has no safe wrapper in rustix"
+)]
+pub(crate) fn try_lock_shared_fs(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is a plain C struct for which all-zero is valid; the
+    // fields set below describe a write lock over the whole file.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0;
+    lock.l_pid = 0; // must be 0 for OFD locks
+    // SAFETY: the descriptor is open for the lifetime of `file`, and `lock`
+    // is a valid `struct flock` that outlives the call.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const lock) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EAGAIN | libc::EACCES) => Ok(false),
+        Some(libc::EINVAL) => match file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        },
+        _ => Err(err),
     }
 }

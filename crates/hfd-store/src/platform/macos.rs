@@ -35,3 +35,14 @@ pub(crate) fn open_beneath(
 ) -> Option<rustix::io::Result<OwnedFd>> {
     None
 }
+
+/// Takes an exclusive `flock` on `file` without waiting (macOS has no OFD
+/// locks; its NFS client forwards `flock` to the server as an advisory
+/// lock). `Ok(false)` when another holder has it.
+pub(crate) fn try_lock_shared_fs(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

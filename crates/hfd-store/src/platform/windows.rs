@@ -264,3 +264,14 @@ impl DirHandle {
         Ok(())
     }
 }
+
+/// Takes an exclusive `LockFileEx` lock over the whole file without
+/// waiting; SMB servers enforce it for every client. `Ok(false)` when
+/// another holder has it.
+pub(crate) fn try_lock_shared_fs(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

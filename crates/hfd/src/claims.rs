@@ -1,0 +1,145 @@
+//! Several hfd-rs processes on one target: each file is claimed by one of
+//! them (a [`ClaimLock`] next to its partial), downloaded once, and the
+//! others take other files, then wait for it.
+//!
+//! The engine asks [`Claims`] just before a file starts. A free claim is
+//! taken and the target checked again under it: a file another process
+//! published since the plan is [`Claim::DoneElsewhere`] (its claim was held
+//! until it was published, so a finished file is always visible here). The
+//! claim is released once the file is published (see `crate::publisher`),
+//! or at the end of the run. A file whose claim is held elsewhere is
+//! [`Claim::Busy`]; `crate::download` asks again after its other files and
+//! downloads it itself when the holder died (resuming its journal).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hfd_engine::{Claim, ClaimGate, FileKey};
+use hfd_hub::{Commit, RemoteFile};
+use hfd_store::ClaimLock;
+
+use crate::layout::{FetchPolicy, FileAction, Layout};
+
+/// The claims of one run; `FileKey(i)` is `files[i]`.
+pub(crate) struct Claims {
+    layout: Arc<dyn Layout>,
+    commit: Commit,
+    fetch_policy: FetchPolicy,
+    /// Key → the file and its claim lock path.
+    files: HashMap<u64, (RemoteFile, PathBuf)>,
+    held: Mutex<HashMap<u64, Option<ClaimLock>>>,
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claims").finish_non_exhaustive()
+    }
+}
+
+/// The claim lock of a job: its partial path with the extension `claim`
+/// (same folder, same length class as the partial's own name).
+pub(crate) fn claim_path(partial: &std::path::Path) -> PathBuf {
+    // In the hub cache `blobs/` holds only finished blobs (huggingface_hub
+    // and `hf cache` read it): a blob's claim sits with huggingface_hub's own
+    // locks, `<root>/.locks/<repo folder>/<etag>.hfd.claim`.
+    if let Some(name) = partial.file_name().and_then(|n| n.to_str())
+        && name.ends_with(".hfd.part")
+        && let Some(blobs) = partial.parent()
+        && blobs.file_name() == Some(std::ffi::OsStr::new("blobs"))
+        && let Some(repo_dir) = blobs.parent()
+        && let (Some(root), Some(folder)) = (repo_dir.parent(), repo_dir.file_name())
+    {
+        return root
+            .join(".locks")
+            .join(folder)
+            .join(name)
+            .with_extension("claim");
+    }
+    partial.with_extension("claim")
+}
+
+impl Claims {
+    pub(crate) fn new(
+        layout: Arc<dyn Layout>,
+        commit: Commit,
+        fetch_policy: FetchPolicy,
+        files: HashMap<u64, (RemoteFile, PathBuf)>,
+    ) -> Self {
+        Self {
+            layout,
+            commit,
+            fetch_policy,
+            files,
+            held: Mutex::default(),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Lets other processes see the file `key` as free again (after it is
+    /// published).
+    pub(crate) fn release(&self, key: u64) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    /// The partial-side paths of a busy file, to watch for progress.
+    pub(crate) fn lock_path(&self, key: u64) -> Option<&std::path::Path> {
+        self.files.get(&key).map(|(_, p)| p.as_path())
+    }
+
+    fn finished_elsewhere(&self, file: &RemoteFile) -> bool {
+        // With --force every file is fetched again by whoever claims it.
+        self.fetch_policy == FetchPolicy::SkipUpToDate
+            && matches!(
+                self.layout
+                    .classify(&self.commit, file, FetchPolicy::SkipUpToDate),
+                Ok(FileAction::UpToDate)
+            )
+    }
+}
+
+impl ClaimGate for Claims {
+    fn claim(&self, key: FileKey) -> Claim {
+        let Some((file, path)) = self.files.get(&key.0) else {
+            return Claim::Mine;
+        };
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if held.contains_key(&key.0) {
+            return Claim::Mine;
+        }
+        if let Some(parent) = path.parent() {
+            // Fails only where the lock below fails too, with the error.
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let lock = match ClaimLock::try_acquire(path) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => return Claim::Busy,
+            Err(e) => {
+                // A filesystem without locks (Lustre mounted without
+                // `flock`): downloads still work, only sharing the target
+                // between processes is unsafe.
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(lock = %path.display(), error = %e, "cannot lock; processes sharing this target may fetch a file twice");
+                }
+                None
+            }
+        };
+        drop(held);
+        if self.finished_elsewhere(file) {
+            return Claim::DoneElsewhere;
+        }
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.0, lock);
+        Claim::Mine
+    }
+}
