@@ -18,6 +18,8 @@
 mod answers;
 mod listing;
 mod memory;
+// Planted symbolic links: Unix only (Windows needs a privilege to create them).
+#[cfg(unix)]
 mod target;
 mod token;
 
