@@ -15,6 +15,7 @@ use crate::layer::Layered;
 use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
 use crate::meter::{LiveStats, Meter};
+use crate::names::NameRules;
 use crate::publisher::{Publication, PublicationInput, blocking};
 use crate::source::HubSource;
 
@@ -33,6 +34,8 @@ pub struct DownloadRequest {
     pub layout: OutputLayout,
     /// Whether files already up to date are fetched again (`--force`).
     pub fetch_policy: FetchPolicy,
+    /// Which names the target filesystem can store (the host's by default).
+    pub names: NameRules,
 }
 
 impl DownloadRequest {
@@ -45,6 +48,7 @@ impl DownloadRequest {
             selection: Selection::all(),
             layout: OutputLayout::LocalDir(local_dir.into()),
             fetch_policy: FetchPolicy::SkipUpToDate,
+            names: NameRules::host(),
         }
     }
 }
@@ -170,6 +174,11 @@ impl Downloader {
             .hub
             .plan(&request.repo, &request.revision, &request.selection)
             .await?;
+        // Before anything touches the target: a name this filesystem
+        // cannot store stops the run here, not halfway through.
+        request
+            .names
+            .check(pinned.files.iter().map(|f| f.path.as_str()))?;
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
         let (files, pinned, layout) = blocking(move || {

@@ -28,6 +28,10 @@ pub enum Error {
         /// The target folder.
         root: PathBuf,
     },
+    /// A repo path this filesystem cannot store (a name Windows refuses);
+    /// found at planning, before any byte moves.
+    #[error(transparent)]
+    Unstorable(#[from] crate::names::NameProblem),
     /// Reading or writing the target folder failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -100,7 +104,7 @@ impl Error {
             Self::Http(_) | Self::Unsupported { .. } => ErrorKind::Usage,
             Self::Engine(e) => engine_kind(e),
             Self::Files { first, .. } => engine_kind(first),
-            Self::UnsafeTarget { .. } | Self::Io { .. } => ErrorKind::Disk,
+            Self::UnsafeTarget { .. } | Self::Unstorable(_) | Self::Io { .. } => ErrorKind::Disk,
             Self::Cancelled => ErrorKind::Cancelled,
         }
     }

@@ -45,6 +45,7 @@ mod layer;
 pub mod layout;
 mod limit;
 mod meter;
+pub mod names;
 mod publisher;
 mod source;
 pub mod verify;
@@ -57,6 +58,7 @@ pub use layout::{
     SnapshotEntries,
 };
 pub use meter::LiveStats;
+pub use names::NameRules;
 
 pub use hfd_engine;
 pub use hfd_http;
