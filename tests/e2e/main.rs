@@ -12,3 +12,4 @@ mod progress;
 mod resume;
 mod support;
 mod verify;
+mod windows;
