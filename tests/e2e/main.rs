@@ -18,4 +18,5 @@ mod shared;
 mod support;
 mod usability;
 mod verify;
+mod windows;
 mod zoo;

@@ -62,8 +62,32 @@ fn env_bool(name: &str) -> bool {
         .is_some_and(|v| matches!(v.to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
 }
 
+/// Whether this build runs on Windows, where the home folder and `~` differ.
+const WINDOWS: bool = cfg!(windows);
+
 fn home_dir() -> Option<PathBuf> {
-    env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+    home_from(env, WINDOWS)
+}
+
+/// The home folder as huggingface_hub finds it (Python's
+/// `os.path.expanduser("~")`): `HOME` on Unix; on Windows `USERPROFILE`,
+/// else `HOMEDRIVE` + `HOMEPATH` (`HOME` is ignored there). The hub cache
+/// therefore defaults to `%USERPROFILE%\.cache\huggingface\hub`.
+fn home_from(env: impl Fn(&str) -> Option<String>, windows: bool) -> Option<PathBuf> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    if !windows {
+        return set("HOME").map(PathBuf::from);
+    }
+    set("USERPROFILE")
+        .or_else(|| Some(set("HOMEDRIVE").unwrap_or_default() + &set("HOMEPATH")?))
+        .map(PathBuf::from)
+}
+
+/// `value` without a leading `~/` (or `~\` on Windows), when it has one.
+fn strip_tilde(value: &str, windows: bool) -> Option<&str> {
+    value
+        .strip_prefix("~/")
+        .or_else(|| value.strip_prefix("~\\").filter(|_| windows))
 }
 
 /// The hub cache root (docs/hub-protocol.md §9.1): `HF_HUB_CACHE`, `HUGGINGFACE_HUB_CACHE`,
@@ -71,7 +95,7 @@ fn home_dir() -> Option<PathBuf> {
 pub(crate) fn hub_cache_dir() -> Option<PathBuf> {
     let set = |name: &str| env(name).filter(|v| !v.is_empty());
     let expand = |value: String| -> PathBuf {
-        match (value.strip_prefix("~/"), home_dir()) {
+        match (strip_tilde(&value, WINDOWS), home_dir()) {
             (Some(rest), Some(home)) => home.join(rest),
             _ => PathBuf::from(value),
         }
@@ -566,5 +590,44 @@ mod shard_tests {
             with(&[("HFD_SHARD", "0/2")]),
         );
         assert_eq!(from_flag.unwrap(), given);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn home_is_userprofile_on_windows_and_home_elsewhere() {
+        let all = [
+            ("HOME", "/home/u"),
+            ("USERPROFILE", r"C:\Users\u"),
+            ("HOMEDRIVE", "D:"),
+            ("HOMEPATH", r"\Users\v"),
+        ];
+        assert_eq!(home_from(vars(&all), false), Some("/home/u".into()));
+        assert_eq!(home_from(vars(&all), true), Some(r"C:\Users\u".into()));
+        assert_eq!(home_from(vars(&all[2..]), true), Some(r"D:\Users\v".into()));
+        // HOME alone does not count on Windows (as in Python).
+        assert_eq!(home_from(vars(&all[..1]), true), None);
+        assert_eq!(home_from(vars(&[("USERPROFILE", "")]), true), None);
+    }
+
+    #[test]
+    fn tilde_backslash_is_home_on_windows_only() {
+        assert_eq!(strip_tilde("~/hf", false), Some("hf"));
+        assert_eq!(strip_tilde("~/hf", true), Some("hf"));
+        assert_eq!(strip_tilde(r"~\hf", true), Some("hf"));
+        assert_eq!(strip_tilde(r"~\hf", false), None);
+        assert_eq!(strip_tilde("hf", true), None);
     }
 }

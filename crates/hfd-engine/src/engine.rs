@@ -235,8 +235,7 @@ fn outcome_name(o: &FileOutcome) -> &'static str {
     }
 }
 
-/// Blocks held on disk by `path` (0 when it does not exist).
+/// Bytes held on disk by `path` (0 when it does not exist).
 fn allocated_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map_or(0, |m| m.blocks().saturating_mul(512))
+    std::fs::metadata(path).map_or(0, |m| hfd_store::allocated_bytes(&m))
 }

@@ -2,8 +2,7 @@
 //! plus the hashes the hub publishes for them.
 
 use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -47,9 +46,11 @@ impl Source {
                 Ok(Bytes::from(buf))
             }
             Self::Disk { path, .. } => {
-                let file = File::open(path)?;
+                // A fresh handle per read: seeking it races with nobody.
+                let mut file = File::open(path)?;
+                file.seek(SeekFrom::Start(offset))?;
                 let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, offset)?;
+                file.read_exact(&mut buf)?;
                 Ok(Bytes::from(buf))
             }
         }

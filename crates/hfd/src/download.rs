@@ -15,6 +15,7 @@ use crate::layer::Layered;
 use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
 use crate::meter::{LiveStats, Meter};
+use crate::names::NameRules;
 use crate::publisher::{Publication, PublicationInput, blocking};
 use crate::shard::{self, Shard, ShardShare};
 use crate::source::HubSource;
@@ -37,6 +38,8 @@ pub struct DownloadRequest {
     /// Only this shard's share of the selected files (`--shard I/N`); the
     /// commit is pinned once for all shards (see [`crate::shard`]).
     pub shard: Option<Shard>,
+    /// Which names the target filesystem can store (the host's by default).
+    pub names: NameRules,
 }
 
 impl DownloadRequest {
@@ -50,6 +53,7 @@ impl DownloadRequest {
             layout: OutputLayout::LocalDir(local_dir.into()),
             fetch_policy: FetchPolicy::SkipUpToDate,
             shard: None,
+            names: NameRules::host(),
         }
     }
 }
@@ -180,6 +184,11 @@ impl Downloader {
     /// shard recorded it yet (see [`crate::shard`]).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
         let (pinned, share, shard_files) = self.pin_and_select(request).await?;
+        // Before anything is downloaded: a name this filesystem cannot store
+        // stops the run here, not halfway through.
+        request
+            .names
+            .check(pinned.files.iter().map(|f| f.path.as_str()))?;
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
         let (files, pinned, layout) = blocking(move || {

@@ -33,6 +33,10 @@ pub enum Error {
     /// on the way (one line, naming the path).
     #[error(transparent)]
     Target(#[from] hfd_store::Error),
+    /// A repo path this filesystem cannot store (a name Windows refuses);
+    /// found at planning, before any byte moves.
+    #[error(transparent)]
+    Unstorable(#[from] crate::names::NameProblem),
     /// Reading or writing the target folder failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -116,7 +120,9 @@ impl Error {
             Self::Http(_) | Self::Unsupported { .. } | Self::ShardCommit { .. } => ErrorKind::Usage,
             Self::Engine(e) => engine_kind(e),
             Self::Files { first, .. } => engine_kind(first),
-            Self::UnsafeTarget { .. } | Self::Io { .. } | Self::Target(_) => ErrorKind::Disk,
+            Self::UnsafeTarget { .. } | Self::Unstorable(_) | Self::Io { .. } | Self::Target(_) => {
+                ErrorKind::Disk
+            }
             Self::Cancelled => ErrorKind::Cancelled,
         }
     }

@@ -46,6 +46,7 @@ mod layer;
 pub mod layout;
 mod limit;
 mod meter;
+pub mod names;
 mod publisher;
 pub mod shard;
 mod source;
@@ -59,6 +60,7 @@ pub use layout::{
     SnapshotEntries,
 };
 pub use meter::LiveStats;
+pub use names::NameRules;
 
 pub use hfd_engine;
 pub use hfd_http;

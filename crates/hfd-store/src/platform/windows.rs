@@ -44,8 +44,28 @@ pub(crate) fn allocated_bytes(meta: &Metadata) -> u64 {
     meta.len()
 }
 
-fn wide(path: &Path) -> Vec<u16> {
-    path.as_os_str().encode_wide().chain([0]).collect()
+/// `path` as a NUL-terminated UTF-16 string for a Win32 call, absolute and
+/// verbatim (`\\?\C:\…`, `\\?\UNC\server\share\…`), so paths longer than
+/// `MAX_PATH` (260 characters) work, as they do in std's own calls.
+fn wide(path: &Path) -> io::Result<Vec<u16>> {
+    let absolute = std::path::absolute(path)?;
+    let text: Vec<u16> = absolute.as_os_str().encode_wide().collect();
+    let starts = |prefix: &str| {
+        let prefix: Vec<u16> = prefix.encode_utf16().collect();
+        text.starts_with(&prefix)
+    };
+    let mut out: Vec<u16> = Vec::with_capacity(text.len() + 8);
+    if starts(r"\\?\") || starts(r"\\.\") {
+        out.extend(&text);
+    } else if let Some(share) = text.strip_prefix(&[u16::from(b'\\'); 2][..]) {
+        out.extend(r"\\?\UNC\".encode_utf16());
+        out.extend(share);
+    } else {
+        out.extend(r"\\?\".encode_utf16());
+        out.extend(&text);
+    }
+    out.push(0);
+    Ok(out)
 }
 
 /// Bytes available to the calling user on the volume of `path` (a folder).
@@ -55,7 +75,7 @@ pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
     } else {
         path.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
-    let name = wide(&dir);
+    let name = wide(&dir)?;
     let mut available = 0u64;
     // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the
     // call; the out pointer is a valid u64, the two optional ones are null.
@@ -86,7 +106,7 @@ pub(crate) fn device_id(path: &Path) -> io::Result<u64> {
 /// Renames `from` to `to`, replacing it, and returns once the rename is on
 /// disk (`MOVEFILE_WRITE_THROUGH`).
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
-    let (from, to) = (wide(from), wide(to));
+    let (from, to) = (wide(from)?, wide(to)?);
     // SAFETY: both are NUL-terminated UTF-16 strings that outlive the call.
     let ok = unsafe {
         MoveFileExW(
@@ -273,5 +293,85 @@ pub(crate) fn try_lock_shared_fs(file: &File) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder whose path is longer than `MAX_PATH` (260 characters).
+    fn deep(root: &Path) -> PathBuf {
+        let mut dir = root.to_path_buf();
+        while dir.as_os_str().len() < 320 {
+            dir.push("a-folder-name-of-forty-characters-each-x");
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn win32_calls_take_paths_longer_than_max_path() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = deep(root.path());
+        let (from, to) = (dir.join("partial"), dir.join("final.bin"));
+        std::fs::write(&from, b"bytes").unwrap();
+        rename_durable(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"bytes");
+        assert!(!from.exists());
+        assert!(free_space(&dir).unwrap() > 0);
+        assert!(device_id(&dir).is_ok());
+    }
+
+    #[test]
+    fn wide_paths_are_verbatim() {
+        let text = |p: &str| String::from_utf16(&wide(Path::new(p)).unwrap()).unwrap();
+        assert_eq!(text(r"C:\x\..\y/z"), "\\\\?\\C:\\y\\z\0");
+        assert_eq!(text(r"\\srv\share\f"), "\\\\?\\UNC\\srv\\share\\f\0");
+        assert_eq!(text(r"\\?\C:\f"), "\\\\?\\C:\\f\0");
+    }
+
+    /// huggingface_hub's lock on Windows is `msvcrt.locking(fd, LK_NBLCK,
+    /// 1)`: `LockFile` on the first byte. Ours (`LockFileEx` on the whole
+    /// file) and theirs must exclude each other, both ways.
+    #[test]
+    fn our_lock_and_huggingface_hubs_exclude_each_other() {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Storage::FileSystem::{LockFile, UnlockFile};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .unwrap()
+        };
+        let python_lock = |file: &File| {
+            // SAFETY: a valid open handle; one byte at offset 0.
+            unsafe { LockFile(file.as_raw_handle(), 0, 0, 1, 0) != 0 }
+        };
+        let python_unlock = |file: &File| {
+            // SAFETY: as above; the byte was locked through this handle.
+            unsafe { UnlockFile(file.as_raw_handle(), 0, 0, 1, 0) != 0 }
+        };
+
+        let theirs = open();
+        assert!(python_lock(&theirs));
+        let ours = open();
+        assert!(matches!(
+            super::super::try_lock(&ours),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        assert!(python_unlock(&theirs));
+        super::super::try_lock(&ours).unwrap();
+        assert!(
+            !python_lock(&theirs),
+            "their lock must fail while we hold ours"
+        );
+        drop(ours);
+        assert!(python_lock(&theirs));
     }
 }

@@ -320,6 +320,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn safe_join_refuses_existing_symlinks() {
         let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,8 @@ mod answers;
 mod links;
 mod listing;
 mod memory;
+// Planted symbolic links: Unix only (Windows needs a privilege to create them).
+#[cfg(unix)]
 mod target;
 mod token;
 

@@ -228,6 +228,7 @@ async fn cache_rerun_is_a_sync_and_revisions_share_blobs() {
         ref_after.modified().unwrap(),
         "refs/main written only when it changes"
     );
+    #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(ref_before.ino(), ref_after.ino());
