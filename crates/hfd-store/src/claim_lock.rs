@@ -62,6 +62,33 @@ impl ClaimLock {
         }
     }
 
+    /// Takes the claim at `rel` inside `dir`: its folders are created and
+    /// the file opened through the no-follow handle, so a link planted on
+    /// the way (`.locks -> /elsewhere`) is refused, never written through.
+    /// `None` when another process holds it. Blocking.
+    ///
+    /// # Errors
+    ///
+    /// A folder or the file cannot be reached safely or opened, or the
+    /// filesystem refuses locks.
+    pub fn try_acquire_in(dir: &crate::TargetDir, rel: &Path) -> io::Result<Option<Self>> {
+        let to_io = |e: crate::Error| io::Error::other(e.to_string());
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dir.create_dir_all(parent).map_err(to_io)?;
+        }
+        let file = dir
+            .open_file(rel, crate::OpenMode::CreateOrOpen)
+            .map_err(to_io)?;
+        if platform::try_lock_shared_fs(&file)? {
+            Ok(Some(Self {
+                _file: file,
+                path: dir.display_path(rel),
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path

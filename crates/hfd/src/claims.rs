@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use hfd_engine::{Claim, ClaimGate, FileKey};
 use hfd_hub::{Commit, RemoteFile};
-use hfd_store::ClaimLock;
+use hfd_store::{ClaimLock, TargetDir};
 
 use crate::layout::{FetchPolicy, FileAction, Layout};
 
@@ -28,7 +28,7 @@ pub(crate) struct Claims {
     commit: Commit,
     fetch_policy: FetchPolicy,
     /// Key → the file and its claim lock path.
-    files: HashMap<u64, (RemoteFile, PathBuf)>,
+    files: HashMap<u64, (RemoteFile, PathBuf, Option<TargetDir>)>,
     held: Mutex<HashMap<u64, Option<ClaimLock>>>,
     warned: AtomicBool,
 }
@@ -66,7 +66,7 @@ impl Claims {
         layout: Arc<dyn Layout>,
         commit: Commit,
         fetch_policy: FetchPolicy,
-        files: HashMap<u64, (RemoteFile, PathBuf)>,
+        files: HashMap<u64, (RemoteFile, PathBuf, Option<TargetDir>)>,
     ) -> Self {
         Self {
             layout,
@@ -89,7 +89,7 @@ impl Claims {
 
     /// The partial-side paths of a busy file, to watch for progress.
     pub(crate) fn lock_path(&self, key: u64) -> Option<&std::path::Path> {
-        self.files.get(&key).map(|(_, p)| p.as_path())
+        self.files.get(&key).map(|(_, p, _)| p.as_path())
     }
 
     fn finished_elsewhere(&self, file: &RemoteFile) -> bool {
@@ -105,7 +105,7 @@ impl Claims {
 
 impl ClaimGate for Claims {
     fn claim(&self, key: FileKey) -> Claim {
-        let Some((file, path)) = self.files.get(&key.0) else {
+        let Some((file, path, target)) = self.files.get(&key.0) else {
             return Claim::Mine;
         };
         let held = self
@@ -115,11 +115,23 @@ impl ClaimGate for Claims {
         if held.contains_key(&key.0) {
             return Claim::Mine;
         }
-        if let Some(parent) = path.parent() {
-            // Fails only where the lock below fails too, with the error.
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let lock = match ClaimLock::try_acquire(path) {
+        let inside = target.as_ref().and_then(|t| {
+            path.strip_prefix(t.root())
+                .ok()
+                .map(|rel| (t, rel.to_path_buf()))
+        });
+        // Through the target's no-follow handle: a link planted at `.locks`
+        // or at the claim's name is refused, never written through.
+        let acquired = if let Some((target, rel)) = inside {
+            ClaimLock::try_acquire_in(target, &rel)
+        } else {
+            if let Some(parent) = path.parent() {
+                // Fails only where the lock below fails too, with the error.
+                let _ = std::fs::create_dir_all(parent);
+            }
+            ClaimLock::try_acquire(path)
+        };
+        let lock = match acquired {
             Ok(Some(lock)) => Some(lock),
             Ok(None) => return Claim::Busy,
             Err(e) => {

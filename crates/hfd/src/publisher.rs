@@ -101,7 +101,10 @@ impl Publication {
                 .filter_map(|job| {
                     let item = prepared.items.get(&job.key.0)?;
                     let file = item.files.first()?.clone();
-                    Some((job.key.0, (file, claim_path(&job.partial_path))))
+                    Some((
+                        job.key.0,
+                        (file, claim_path(&job.partial_path), job.target.clone()),
+                    ))
                 })
                 .collect(),
         ));

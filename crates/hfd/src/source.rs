@@ -31,7 +31,7 @@ use hfd_types::ByteRange;
 
 /// A resolved URL plus the first `ETag` the download host gave for it.
 #[derive(Debug)]
-struct Slot {
+struct FileUrl {
     resolved: Option<Arc<ResolvedFile>>,
     /// Resolves made for this file so far.
     resolutions: u32,
@@ -86,7 +86,7 @@ pub(crate) struct HubSource {
     repo: RepoRef,
     commit: Commit,
     files: Vec<RemoteFile>,
-    slots: Vec<Mutex<Slot>>,
+    file_urls: Vec<Mutex<FileUrl>>,
     resolves: AtomicU64,
     /// Range support per `scheme://authority` of the download URLs.
     origins: std::sync::Mutex<HashMap<String, Arc<OriginRanges>>>,
@@ -105,10 +105,10 @@ impl HubSource {
         commit: Commit,
         files: Vec<RemoteFile>,
     ) -> Self {
-        let slots = files
+        let file_urls = files
             .iter()
             .map(|_| {
-                Mutex::new(Slot {
+                Mutex::new(FileUrl {
                     resolved: None,
                     resolutions: 0,
                     proven: false,
@@ -124,7 +124,7 @@ impl HubSource {
             repo,
             commit,
             files,
-            slots,
+            file_urls,
             resolves: AtomicU64::new(0),
             origins: std::sync::Mutex::default(),
         }
@@ -139,7 +139,7 @@ impl HubSource {
     /// Hosts that served bytes of `key` which failed its check.
     pub(crate) fn bad_hosts(&self, key: FileKey) -> Vec<String> {
         match self.file(key) {
-            Ok((_, slot)) => slot
+            Ok((_, url_state)) => url_state
                 .try_lock()
                 .map(|s| s.bad_hosts.clone())
                 .unwrap_or_default(),
@@ -149,20 +149,20 @@ impl HubSource {
 
     /// Remembers that `body` carries bytes of `key`.
     async fn note_connection(&self, key: FileKey, body: &Body) {
-        if let Ok((_, slot)) = self.file(key) {
+        if let Ok((_, url_state)) = self.file(key) {
             let id = body.connection().id;
-            let mut slot = slot.lock().await;
-            if !slot.connections.contains(&id)
-                && slot.connections.len() < MAX_REMEMBERED_CONNECTIONS
+            let mut url_state = url_state.lock().await;
+            if !url_state.connections.contains(&id)
+                && url_state.connections.len() < MAX_REMEMBERED_CONNECTIONS
             {
-                slot.connections.push(id);
+                url_state.connections.push(id);
             }
         }
     }
 
-    fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<Slot>), SourceError> {
+    fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<FileUrl>), SourceError> {
         let index = usize::try_from(key.0).unwrap_or(usize::MAX);
-        match (self.files.get(index), self.slots.get(index)) {
+        match (self.files.get(index), self.file_urls.get(index)) {
             (Some(f), Some(s)) => Ok((f, s)),
             _ => Err(SourceError::fatal(Message(format!("unknown {key}")))),
         }
@@ -177,9 +177,9 @@ impl HubSource {
         key: FileKey,
         how: Resolve,
     ) -> Result<(Arc<ResolvedFile>, Option<Body>), SourceError> {
-        let (file, slot) = self.file(key)?;
-        let mut slot = slot.lock().await;
-        if let Some(resolved) = &slot.resolved {
+        let (file, url_state) = self.file(key)?;
+        let mut url_state = url_state.lock().await;
+        if let Some(resolved) = &url_state.resolved {
             return Ok((Arc::clone(resolved), None));
         }
         self.resolves.fetch_add(1, Ordering::Relaxed);
@@ -199,10 +199,10 @@ impl HubSource {
             (resolved, None)
         };
         let resolved = Arc::new(resolved);
-        slot.resolved = Some(Arc::clone(&resolved));
-        slot.resolutions += 1;
+        url_state.resolved = Some(Arc::clone(&resolved));
+        url_state.resolutions += 1;
         // A body that came with the resolve proves the URL.
-        slot.proven = body.is_some();
+        url_state.proven = body.is_some();
         Ok((resolved, body))
     }
 
@@ -211,11 +211,11 @@ impl HubSource {
     /// re-resolve and never served an answer: the CDN refuses fresh URLs
     /// too, and resolving again would only loop.
     async fn expire(&self, key: FileKey, stale: &Arc<ResolvedFile>) -> bool {
-        let Ok((_, slot)) = self.file(key) else {
+        let Ok((_, url_state)) = self.file(key) else {
             return false;
         };
-        let mut slot = slot.lock().await;
-        if !slot
+        let mut url_state = url_state.lock().await;
+        if !url_state
             .resolved
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(r, stale))
@@ -223,10 +223,10 @@ impl HubSource {
             // Already replaced by another worker: retry with the new one.
             return true;
         }
-        if slot.resolutions > 1 && !slot.proven {
+        if url_state.resolutions > 1 && !url_state.proven {
             return false;
         }
-        slot.resolved = None;
+        url_state.resolved = None;
         true
     }
 
@@ -238,14 +238,14 @@ impl HubSource {
         resolved: &Arc<ResolvedFile>,
         headers: &http::HeaderMap,
     ) -> Result<(), SourceError> {
-        let (file, slot) = self.file(key)?;
-        let mut slot = slot.lock().await;
-        if slot
+        let (file, url_state) = self.file(key)?;
+        let mut url_state = url_state.lock().await;
+        if url_state
             .resolved
             .as_ref()
             .is_some_and(|r| Arc::ptr_eq(r, resolved))
         {
-            slot.proven = true;
+            url_state.proven = true;
         }
         let Some(etag) = headers
             .get(header::ETAG)
@@ -254,9 +254,9 @@ impl HubSource {
         else {
             return Ok(());
         };
-        match &slot.seen_etag {
+        match &url_state.seen_etag {
             None => {
-                slot.seen_etag = Some(etag);
+                url_state.seen_etag = Some(etag);
                 Ok(())
             }
             Some(seen) if *seen == etag => Ok(()),
@@ -387,23 +387,23 @@ impl RangeSource for HubSource {
     }
 
     async fn reset_file(&self, key: FileKey) {
-        let Ok((file, slot)) = self.file(key) else {
+        let Ok((file, url_state)) = self.file(key) else {
             return;
         };
-        let mut slot = slot.lock().await;
-        if let Some(resolved) = slot.resolved.take() {
+        let mut url_state = url_state.lock().await;
+        if let Some(resolved) = url_state.resolved.take() {
             let host = host_of(resolved.url.expose());
-            if !slot.bad_hosts.contains(&host) {
-                slot.bad_hosts.push(host);
+            if !url_state.bad_hosts.contains(&host) {
+                url_state.bad_hosts.push(host);
             }
         }
-        for id in slot.connections.drain(..) {
+        for id in url_state.connections.drain(..) {
             self.http.retire_connection(id);
         }
-        slot.resolutions = 0;
-        slot.proven = false;
-        slot.seen_etag = None;
-        tracing::info!(file = %file.path, bad_hosts = ?slot.bad_hosts,
+        url_state.resolutions = 0;
+        url_state.proven = false;
+        url_state.seen_etag = None;
+        tracing::info!(file = %file.path, bad_hosts = ?url_state.bad_hosts,
             "forgetting the file's URL and connections; the next request resolves it again");
     }
 }
