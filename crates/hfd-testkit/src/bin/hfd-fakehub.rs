@@ -67,7 +67,7 @@ struct Args {
     /// Answer 400 to CDN requests carrying Authorization, as S3 does.
     #[arg(long)]
     strict_cdn: bool,
-    /// Inject a fault, as the tests do (repeatable): KIND[@TARGET][*N], KIND one of
+    /// Inject a fault, as the tests do (repeatable): `KIND[@TARGET][*N]`, KIND one of
     /// reset-after=BYTES, stall-after=BYTES:SECS, status=CODE, rate-limited=SECS,
     /// delay=MS, short-body=BYTES, long-body=BYTES, ignore-range, wrong-content-range,
     /// change-etag, expired-url, gzip-body, downgrade-redirect, redirect-loop;
