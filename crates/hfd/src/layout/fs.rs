@@ -186,6 +186,33 @@ pub(crate) fn copy_within(target: &TargetDir, from: &Path, to: &Path) -> Result<
     Ok(())
 }
 
+/// The handle of `root` kept in `cell`, `None` while the folder does not
+/// exist (both layouts keep their target's handle this way).
+pub(crate) fn cached_existing(
+    root: &Path,
+    cell: &std::sync::OnceLock<TargetDir>,
+) -> Result<Option<TargetDir>> {
+    if let Some(dir) = cell.get() {
+        return Ok(Some(dir.clone()));
+    }
+    let Some(dir) = open_existing(root)? else {
+        return Ok(None);
+    };
+    Ok(Some(cell.get_or_init(|| dir).clone()))
+}
+
+/// The handle of `root` kept in `cell`, the folder created when missing.
+pub(crate) fn cached_created(
+    root: &Path,
+    cell: &std::sync::OnceLock<TargetDir>,
+) -> Result<TargetDir> {
+    if let Some(dir) = cached_existing(root, cell)? {
+        return Ok(dir);
+    }
+    let dir = TargetDir::create(root)?;
+    Ok(cell.get_or_init(|| dir).clone())
+}
+
 /// Opens `root` as a target folder; `None` when it does not exist (yet).
 pub(crate) fn open_existing(root: &Path) -> Result<Option<TargetDir>> {
     match TargetDir::open(root) {

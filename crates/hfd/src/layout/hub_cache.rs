@@ -30,8 +30,9 @@ use hfd_store::{EntryKind, TargetDir, journal_path};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, clear_planted, copy_within, digest_file, open_existing, read_file, repo_rel,
-    safe_join_entry, sibling_name, write_atomic, write_if_missing, write_tree_listing,
+    CACHEDIR_TAG, cached_created, cached_existing, clear_planted, copy_within, digest_file,
+    read_file, repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing,
+    write_tree_listing,
 };
 use super::lock::TargetLock;
 use crate::error::Result;
@@ -114,22 +115,12 @@ impl CacheRepo {
 
     /// The cache root's handle, `None` while it does not exist.
     fn existing(&self) -> Result<Option<TargetDir>> {
-        if let Some(dir) = self.handle.get() {
-            return Ok(Some(dir.clone()));
-        }
-        let Some(dir) = open_existing(&self.root)? else {
-            return Ok(None);
-        };
-        Ok(Some(self.handle.get_or_init(|| dir).clone()))
+        cached_existing(&self.root, &self.handle)
     }
 
     /// The cache root's handle, the folder created when missing.
     fn target(&self) -> Result<TargetDir> {
-        if let Some(dir) = self.existing()? {
-            return Ok(dir);
-        }
-        let dir = TargetDir::create(&self.root)?;
-        Ok(self.handle.get_or_init(|| dir).clone())
+        cached_created(&self.root, &self.handle)
     }
 
     /// `<folder>/<sub>`, relative to the root.

@@ -35,8 +35,9 @@ use hfd_store::{EntryKind, OpenMode, TargetDir, journal_path};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, clear_planted, digest_file, open_existing, read_file,
-    repo_rel, safe_join, sibling_name, write_atomic, write_if_missing, write_tree_listing,
+    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, cached_created, cached_existing, clear_planted, digest_file,
+    read_file, repo_rel, safe_join, sibling_name, write_atomic, write_if_missing,
+    write_tree_listing,
 };
 use super::lock::TargetLock;
 use crate::error::{Error, Result};
@@ -87,22 +88,12 @@ impl LocalDir {
 
     /// The target's handle, `None` while the folder does not exist.
     fn existing(&self) -> Result<Option<TargetDir>> {
-        if let Some(dir) = self.handle.get() {
-            return Ok(Some(dir.clone()));
-        }
-        let Some(dir) = open_existing(&self.root)? else {
-            return Ok(None);
-        };
-        Ok(Some(self.handle.get_or_init(|| dir).clone()))
+        cached_existing(&self.root, &self.handle)
     }
 
     /// The target's handle, the folder created when missing.
     fn target(&self) -> Result<TargetDir> {
-        if let Some(dir) = self.existing()? {
-            return Ok(dir);
-        }
-        let dir = TargetDir::create(&self.root)?;
-        Ok(self.handle.get_or_init(|| dir).clone())
+        cached_created(&self.root, &self.handle)
     }
 
     /// A repo path relative to the target (names checked, no disk access).
