@@ -34,6 +34,13 @@ pub trait Reporter: Send + Sync {
     fn on_bytes(&self, key: FileKey, bytes: u64) {
         let _ = (key, bytes);
     }
+    /// `range` of `key` was written to its partial file in this run (not
+    /// yet durable nor verified). Called once per written piece, before the
+    /// `on_bytes` that counts it; lets a reader follow the bytes as they
+    /// land (`hfd-rs serve` streams a file while it is pulled).
+    fn on_written(&self, key: FileKey, range: ByteRange) {
+        let _ = (key, range);
+    }
     /// `bytes` of `key` were already durable from an earlier run (its
     /// journal) and will not be fetched. Called once, after
     /// `on_file_start`. Default: counts them as written (`on_bytes`), so

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use hfd_store::FileWriter;
+use hfd_types::ByteRange;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -345,6 +346,10 @@ impl<S: RangeSource> Worker<S> {
     async fn write(&mut self, batch: &mut Batch) -> Result<(), Error> {
         let items = std::mem::take(&mut batch.items);
         let bytes = std::mem::take(&mut batch.bytes);
+        let pieces: Vec<ByteRange> = items
+            .iter()
+            .filter_map(|(offset, data)| ByteRange::with_len(*offset, data.len() as u64))
+            .collect();
         let mut writer = self
             .writer
             .take()
@@ -373,6 +378,9 @@ impl<S: RangeSource> Worker<S> {
             .fetch_add(bytes, Ordering::Relaxed);
         if let Some(journal) = &self.file.journal {
             journal.written(bytes);
+        }
+        for piece in pieces {
+            self.engine.reporter.on_written(self.file.key, piece);
         }
         self.engine.reporter.on_bytes(self.file.key, bytes);
         Ok(())

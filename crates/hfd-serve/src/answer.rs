@@ -1,6 +1,7 @@
 //! The hub's answers: JSON documents, error headers, file responses.
 
 use std::fs::File;
+use std::sync::Arc;
 
 use http::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
@@ -8,6 +9,7 @@ use sha1::Digest as _;
 
 use hfd::hfd_hub::{RepoRef, RepoType};
 
+use crate::arrival::Arrival;
 use crate::body::{ResBody, empty, file_range, full};
 use crate::listing::{FileEntry, Listing};
 use crate::range::{RangeAnswer, answer as range_answer};
@@ -250,12 +252,20 @@ pub(crate) fn decode_cursor(cursor: &str) -> Option<usize> {
 /// huggingface_hub and hfd-rs read (`X-Repo-Commit`, `ETag`,
 /// `X-Linked-Etag`, `X-Linked-Size`, `Content-Length`, `Accept-Ranges`).
 /// `size` is the size of the open `file` (checked by the caller).
+/// Where an answer's bytes come from.
+pub(crate) enum Content {
+    /// A complete file, opened.
+    Ready(File),
+    /// A file still being pulled from upstream.
+    Arriving(Arc<Arrival>),
+}
+
 pub(crate) fn file_response(
     method: &Method,
     range: Option<&str>,
     commit: &str,
     entry: &FileEntry,
-    file: File,
+    content: Content,
 ) -> Response<ResBody> {
     let size = entry.size;
     let etag = format!("\"{}\"", entry.etag());
@@ -290,7 +300,10 @@ pub(crate) fn file_response(
     let body = if method == Method::HEAD || len == 0 {
         empty()
     } else {
-        file_range(file, start, len)
+        match content {
+            Content::Ready(file) => file_range(file, start, len),
+            Content::Arriving(arrival) => arrival.body(start, len),
+        }
     };
     b.status(status)
         .header(header::CONTENT_LENGTH, len)

@@ -62,7 +62,7 @@ pub(crate) fn file_range(file: File, offset: u64, len: u64) -> ResBody {
 }
 
 #[cfg(unix)]
-fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
+pub(crate) fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
     use std::os::unix::fs::FileExt as _;
     let mut buf = vec![0u8; want];
     let mut filled = 0;
@@ -80,7 +80,7 @@ fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
 }
 
 #[cfg(not(unix))]
-fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
+pub(crate) fn read_chunk(file: &File, pos: u64, want: usize) -> io::Result<Bytes> {
     use std::os::windows::fs::FileExt as _;
     let mut buf = vec![0u8; want];
     let mut filled = 0;

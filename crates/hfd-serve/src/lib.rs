@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod answer;
+mod arrival;
 mod body;
 mod listing;
 mod pull;

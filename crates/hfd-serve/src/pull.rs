@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use http::{Method, Response, StatusCode};
 use sha2::Digest as _;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
-use hfd::hfd_engine::{EngineConfig, NoopReporter};
+use hfd::hfd_engine::EngineConfig;
 use hfd::hfd_http::HttpClient;
 use hfd::hfd_hub::{
     self, Commit, HubClient, HubConfig, HubErrorKind, RepoRef, Revision, Selection, Token,
@@ -29,6 +29,7 @@ use hfd::hfd_hub::{
 use hfd::{CacheRepo, DownloadRequest, Downloader, ErrorKind, OutputLayout};
 
 use crate::answer::{self, HubError};
+use crate::arrival::{Arrival, ArrivalReporter};
 use crate::body::ResBody;
 use crate::listing::{FileEntry, Listing};
 
@@ -165,6 +166,26 @@ impl UpErr {
     }
 }
 
+/// One file's pull from upstream, shared by every client that asks for it
+/// while it runs.
+pub(crate) struct Flight {
+    /// Its bytes as they land.
+    pub(crate) arrival: Arc<Arrival>,
+    outcome: watch::Sender<Option<Result<(), UpErr>>>,
+}
+
+impl Flight {
+    /// Waits for the pull to end.
+    pub(crate) async fn outcome(&self) -> Result<(), UpErr> {
+        let mut rx = self.outcome.subscribe();
+        let ended = rx.wait_for(Option::is_some).await;
+        match ended.as_deref() {
+            Ok(Some(outcome)) => outcome.clone(),
+            _ => Err(UpErr::unavailable("the download task failed")),
+        }
+    }
+}
+
 /// Whether a client may read a repo's files.
 pub(crate) enum Access {
     Granted,
@@ -218,7 +239,7 @@ pub(crate) struct Upstream {
     granted: Mutex<HashMap<(RepoRef, Who), Instant>>,
     pinning: Flights<PinKey, Result<Pinned, UpErr>>,
     checking: Flights<(RepoRef, Who), Result<(), UpErr>>,
-    fetching: Flights<(String, String), Result<(), UpErr>>,
+    fetching: Mutex<HashMap<(String, String), Arc<Flight>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -366,38 +387,73 @@ impl Upstream {
         }
     }
 
-    /// Fetches `file` of `repo` at `commit` into the cache, once however
-    /// many clients ask at the same time: the first runs the download (in
-    /// its own task, so a client going away does not cancel it), the others
-    /// wait for its outcome.
-    pub(crate) async fn fetch(
+    /// Starts fetching `file` of `repo` at `commit` into the cache, once
+    /// however many clients ask at the same time: the first call starts the
+    /// download in its own task (a client going away does not cancel it);
+    /// every call gets the same [`Flight`], to follow the bytes as they land
+    /// or to wait for the outcome.
+    pub(crate) fn fetch(
         self: &Arc<Self>,
         repo: &RepoRef,
         revision: &Revision,
         commit: &str,
         file: &FileEntry,
         token: Option<&str>,
-    ) -> Result<(), UpErr> {
+    ) -> Arc<Flight> {
+        let cache = CacheRepo::new(&self.config.cache, repo);
         let key = (CacheRepo::folder_name(repo), file.etag().to_owned());
+        let mut flights = lock(&self.fetching);
+        if let Some(flight) = flights.get(&key) {
+            return Arc::clone(flight);
+        }
+        let etag = file.etag();
+        let flight = Arc::new(Flight {
+            arrival: Arrival::new(
+                cache.partial_path(etag),
+                cache.staged_path(etag),
+                cache.blob_path(etag),
+                Commit::parse(commit).and_then(|c| cache.snapshot_path(&c, &file.path).ok()),
+            ),
+            outcome: watch::Sender::new(None),
+        });
+        flights.insert(key.clone(), Arc::clone(&flight));
+        drop(flights);
+
         let token = token.map(str::to_owned).or_else(|| {
             self.config
                 .server_token
                 .as_ref()
                 .map(|t| t.expose().to_owned())
         });
-        once(&self.fetching, key, || {
-            let this = Arc::clone(self);
-            let (repo, commit, path) = (repo.clone(), commit.to_owned(), file.path.clone());
-            async move {
-                tokio::spawn(
-                    async move { this.download(&repo, &commit, &path, token.as_deref()).await },
-                )
-                .await
-                .unwrap_or_else(|_| Err(UpErr::unavailable("the download task failed")))
+        let this = Arc::clone(self);
+        let (repo, revision, commit, path) = (
+            repo.clone(),
+            revision.clone(),
+            commit.to_owned(),
+            file.path.clone(),
+        );
+        let running = Arc::clone(&flight);
+        tokio::spawn(async move {
+            let reporter = Arc::new(ArrivalReporter(Arc::clone(&running.arrival)));
+            let outcome = this
+                .download(&repo, &commit, &path, token.as_deref(), reporter)
+                .await;
+            if outcome.is_ok() {
+                this.write_branches(&repo, &revision, &commit).await;
             }
-        })
-        .await?;
-        // A later run without upstream finds the branches that pinned here.
+            running.arrival.finish(outcome.is_ok());
+            running.outcome.send_replace(Some(outcome));
+            let mut flights = lock(&this.fetching);
+            if flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &running)) {
+                flights.remove(&key);
+            }
+        });
+        flight
+    }
+
+    /// Records the branches that pinned `commit` here, so a later run
+    /// without upstream finds them.
+    async fn write_branches(&self, repo: &RepoRef, revision: &Revision, commit: &str) {
         let mut branches: Vec<Revision> = lock(&self.pins)
             .iter()
             .filter(|((r, _, _), t)| r == repo && t.value.0 == commit)
@@ -417,7 +473,6 @@ impl Upstream {
             })
             .await;
         }
-        Ok(())
     }
 
     async fn download(
@@ -426,6 +481,7 @@ impl Upstream {
         commit: &str,
         path: &str,
         token: Option<&str>,
+        reporter: Arc<ArrivalReporter>,
     ) -> Result<(), UpErr> {
         let revision = Revision::new(commit).map_err(|_| UpErr::unavailable("bad commit"))?;
         let mut last = UpErr::unavailable("no upstream configured");
@@ -440,7 +496,11 @@ impl Upstream {
             let outcome = async {
                 let plan = downloader.plan(&request).await?;
                 downloader
-                    .download(&plan, Arc::new(NoopReporter), CancellationToken::new())
+                    .download(
+                        &plan,
+                        Arc::clone(&reporter) as Arc<dyn hfd::hfd_engine::Reporter>,
+                        CancellationToken::new(),
+                    )
                     .await
             }
             .await;

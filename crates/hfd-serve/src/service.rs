@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use hfd::hfd_hub::{RepoRef, Revision};
 
-use crate::answer::{self, decode_cursor, encode_cursor};
+use crate::answer::{self, Content, decode_cursor, encode_cursor};
 use crate::body::{Logged, RequestLog, RequestRecord, ResBody};
 use crate::listing::Listing;
 use crate::pull::{Access, Upstream};
@@ -322,10 +322,19 @@ impl Service {
                 .as_ref()
                 .is_none_or(|l| l.entry.etag() != listed.etag() || l.entry.size != listed.size)
             {
-                if let Err(e) = up
-                    .fetch(repo, revision, &view.commit, listed, asked.token.as_deref())
-                    .await
-                {
+                let flight = up.fetch(repo, revision, &view.commit, listed, asked.token.as_deref());
+                // Answer while the bytes arrive, unless the pull fails
+                // before its first byte (then the client gets its error).
+                flight.arrival.started().await;
+                if !flight.arrival.is_over() {
+                    let range = asked
+                        .headers
+                        .get(header::RANGE)
+                        .and_then(|v| v.to_str().ok());
+                    let content = Content::Arriving(Arc::clone(&flight.arrival));
+                    return answer::file_response(method, range, &view.commit, listed, content);
+                }
+                if let Err(e) = flight.outcome().await {
                     return e.answer(method);
                 }
                 let store = self.catalog.find(repo);
@@ -352,7 +361,13 @@ impl Service {
         })
         .await;
         match opened {
-            Ok(file) => answer::file_response(method, range, &view.commit, &found.entry, file),
+            Ok(file) => answer::file_response(
+                method,
+                range,
+                &view.commit,
+                &found.entry,
+                Content::Ready(file),
+            ),
             Err(_) => answer::entry_not_found(method, path, revision.as_str(), &view.commit),
         }
     }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use hfd_engine::{FileJob, FileKey, Reporter};
 use hfd_hub::{Commit, RemoteFile};
-use hfd_types::ContentDigest;
+use hfd_types::{ByteRange, ContentDigest};
 
 use crate::claims::{Claims, claim_path};
 use crate::error::{Error, Result};
@@ -267,6 +267,12 @@ impl Reporter for PublishReporter {
     }
     fn on_bytes(&self, key: FileKey, bytes: u64) {
         self.inner.on_bytes(key, bytes);
+    }
+    fn on_written(&self, key: FileKey, range: ByteRange) {
+        self.inner.on_written(key, range);
+    }
+    fn on_file_resumed(&self, key: FileKey, bytes: u64) {
+        self.inner.on_file_resumed(key, bytes);
     }
     fn on_retry(&self, key: FileKey, event: &hfd_engine::RetryEvent<'_>) {
         self.inner.on_retry(key, event);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use hfd_serve::UpstreamConfig;
-use hfd_testkit::{FakeHub, Origin, Route};
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, Origin, Route};
 use percent_encoding::percent_decode_str;
 
 use crate::{
@@ -213,4 +213,133 @@ async fn gated_files_only_for_tokens_upstream_accepts() {
         (missing.status, missing.header("x-error-code")),
         (404, Some("RepoNotFound"))
     );
+}
+
+/// Sends a GET for `target` and reads the header block and the first body
+/// bytes; the rest is left in the stream.
+async fn start_get(
+    addr: std::net::SocketAddr,
+    target: &str,
+) -> (tokio::net::TcpStream, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Bounded: the answer starts within 30 s or the test fails.
+    let split = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed before the first body bytes");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n")
+                && buf.len() > split + 4
+            {
+                return split;
+            }
+        }
+    })
+    .await
+    .expect("first body bytes within 30 s");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let body = buf[split + 4..].to_vec();
+    (stream, head, body)
+}
+
+/// Reads the rest of an answer (bounded by 60 s).
+async fn finish_get(stream: &mut tokio::net::TcpStream, body: &mut Vec<u8>) {
+    use tokio::io::AsyncReadExt as _;
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        // A broken answer ends with a reset or a close, both end the read.
+        let _ = stream.read_to_end(body).await;
+    })
+    .await
+    .expect("answer ends within 60 s");
+}
+
+/// A big file is answered while the mirror still pulls it: the client has
+/// its first bytes while every upstream connection is stalled (so the
+/// file cannot be in the cache yet), and then gets all of it, verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pulled_file_is_served_while_its_bytes_arrive() {
+    let hub = fake_hub().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut cfg = config();
+    cfg.upstream = Some(upstream(&hub, &cache, None));
+    let served = serve(cfg).await;
+    let file = hub.file_info(MODEL, "model.safetensors").unwrap();
+    let want = hub.file_bytes(MODEL, "model.safetensors").unwrap();
+    // Every CDN answer for it stops for 3 s after its first 512 KiB.
+    hub.faults().inject(
+        Fault::new(FaultKind::StallAfterBytes {
+            bytes: 512 * 1024,
+            duration: std::time::Duration::from_secs(3),
+        })
+        .on(FaultTarget::Cdn)
+        .path_contains(file.etag())
+        .always(),
+    );
+
+    let (mut stream, head, mut body) =
+        start_get(served.addr, "/org/model/resolve/main/model.safetensors").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", want.len())),
+        "{head}"
+    );
+    let blob = cache.join("models--org--model/blobs").join(file.etag());
+    assert!(
+        !blob.exists(),
+        "the first bytes came before the file was in the cache"
+    );
+    assert!(body.len() < want.len());
+    finish_get(&mut stream, &mut body).await;
+    assert!(body == want, "the streamed answer is the file");
+    assert!(blob.exists(), "the pull completed into the cache");
+}
+
+/// A pull whose bytes fail their hash restarts from zero; an answer that
+/// was following it breaks off short, never ends complete with bytes that
+/// are not the file's. The next request gets the verified file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_following_a_pull_that_fails_its_hash_breaks_off() {
+    let hub = fake_hub().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let mut cfg = config();
+    cfg.upstream = Some(upstream(&hub, &cache, None));
+    let served = serve(cfg).await;
+    let file = hub.file_info(MODEL, "model.safetensors").unwrap();
+    let want = hub.file_bytes(MODEL, "model.safetensors").unwrap();
+    // The first CDN answer for it carries wrong bytes.
+    hub.faults().inject(
+        Fault::new(FaultKind::CorruptBody)
+            .on(FaultTarget::Cdn)
+            .path_contains(file.etag())
+            .times(1),
+    );
+    let (mut stream, head, mut body) =
+        start_get(served.addr, "/org/model/resolve/main/model.safetensors").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    finish_get(&mut stream, &mut body).await;
+    assert!(
+        body.len() < want.len(),
+        "an answer that followed the bad attempt is cut short ({} of {} bytes)",
+        body.len(),
+        want.len()
+    );
+
+    let again = raw(
+        served.addr,
+        "GET",
+        "/org/model/resolve/main/model.safetensors",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert!(again.body == want, "the healed file is served whole");
 }
