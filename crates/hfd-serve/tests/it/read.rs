@@ -6,7 +6,7 @@ use hfd_serve::LocalSource;
 
 use crate::{
     DATA, Dest, MODEL, assert_files_match, config, dataset, download, fake_hub, fill_cache, http,
-    model, serve, tls_files,
+    model, raw, serve, tls_files,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -160,4 +160,43 @@ async fn hfd_downloads_a_served_local_dir() {
     .await
     .unwrap();
     assert_files_match(&hub, MODEL, &out);
+}
+
+/// Hundreds of clients at once, each with its own connection and range:
+/// every one gets exactly its bytes (no connection refused, starved or
+/// answered with another's range).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_concurrent_connections_each_get_their_range() {
+    const CLIENTS: u64 = 300;
+    let hub = fake_hub().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    fill_cache(&hub, &cache).await;
+    let mut cfg = config();
+    cfg.caches.push(cache);
+    let served = serve(cfg).await;
+    let want = std::sync::Arc::new(hub.file_bytes(MODEL, "model.safetensors").unwrap());
+    let part = want.len() as u64 / CLIENTS;
+    let clients = (0..CLIENTS).map(|i| {
+        let (addr, want) = (served.addr, std::sync::Arc::clone(&want));
+        tokio::spawn(async move {
+            let (start, end) = (i * part, (i + 1) * part - 1);
+            let range = format!("bytes={start}-{end}");
+            let got = raw(
+                addr,
+                "GET",
+                "/org/model/resolve/main/model.safetensors",
+                &[("Range", &range)],
+                b"",
+            )
+            .await;
+            assert_eq!(got.status, 206, "client {i}");
+            #[allow(clippy::cast_possible_truncation)]
+            let expected = &want[start as usize..=end as usize];
+            assert!(got.body == expected, "client {i} got its range");
+        })
+    });
+    for joined in futures::future::join_all(clients).await {
+        joined.expect("client task");
+    }
 }
