@@ -250,7 +250,7 @@ async fn start_get(
 /// Reads the rest of an answer (bounded by 60 s).
 async fn finish_get(stream: &mut tokio::net::TcpStream, body: &mut Vec<u8>) {
     use tokio::io::AsyncReadExt as _;
-    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+    tokio::time::timeout(std::time::Duration::from_mins(1), async {
         // A broken answer ends with a reset or a close, both end the read.
         let _ = stream.read_to_end(body).await;
     })
