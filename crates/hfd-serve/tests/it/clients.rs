@@ -5,7 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{DATA, MODEL, assert_files_match, config, fake_hub, fill_cache, serve, tool_available};
+use hfd_serve::UpstreamConfig;
+use hfd_testkit::{Fault, FaultKind, FaultTarget};
+
+use crate::{
+    DATA, MODEL, assert_files_match, config, engine, fake_hub, fill_cache, http, hub_config, serve,
+    tool_available,
+};
 
 const PYTHON: &str = r#"
 import json, sys
@@ -28,17 +34,46 @@ async fn run(mut cmd: tokio::process::Command) -> std::process::Output {
         .expect("client runs")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn huggingface_hub_downloads_every_file_from_serve() {
+/// Where the served files come from.
+enum Source {
+    /// A cache hfd-rs filled beforehand.
+    Cache,
+    /// Pulled from the fake hub on demand, every CDN answer stalling for a
+    /// moment: answers follow the pull while its bytes arrive.
+    PullThrough,
+}
+
+async fn huggingface_hub_round_trip(source: Source) {
     if tool_available("python3", &["-c", "import huggingface_hub"]).is_none() {
         return;
     }
     let hub = fake_hub().await;
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    fill_cache(&hub, &cache).await;
     let mut cfg = config();
-    cfg.caches.push(cache);
+    match source {
+        Source::Cache => {
+            fill_cache(&hub, &cache).await;
+            cfg.caches.push(cache);
+        }
+        Source::PullThrough => {
+            hub.faults().inject(
+                Fault::new(FaultKind::StallAfterBytes {
+                    bytes: 256 * 1024,
+                    duration: Duration::from_millis(500),
+                })
+                .on(FaultTarget::Cdn)
+                .always(),
+            );
+            cfg.upstream = Some(UpstreamConfig {
+                hubs: vec![hub_config(hub.endpoint(), None)],
+                http: http(false, None),
+                engine: engine(4),
+                server_token: None,
+                cache,
+            });
+        }
+    }
     let served = serve(cfg).await;
 
     let commit = hub.commit(MODEL, "main").unwrap();
@@ -99,6 +134,18 @@ async fn huggingface_hub_downloads_every_file_from_serve() {
         path("model").ends_with(Path::new(&commit)),
         "snapshot at the served commit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huggingface_hub_downloads_every_file_from_serve() {
+    huggingface_hub_round_trip(Source::Cache).await;
+}
+
+/// The reference client through a mirror that pulls each file while
+/// answering it (HEAD, then a GET that follows the pull's bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huggingface_hub_downloads_through_pull_through_while_files_arrive() {
+    huggingface_hub_round_trip(Source::PullThrough).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
