@@ -258,17 +258,28 @@ async fn finish_get(stream: &mut tokio::net::TcpStream, body: &mut Vec<u8>) {
     .expect("answer ends within 60 s");
 }
 
-/// A big file is answered while the mirror still pulls it: the client has
-/// its first bytes while every upstream connection is stalled (so the
-/// file cannot be in the cache yet), and then gets all of it, verified.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_pulled_file_is_served_while_its_bytes_arrive() {
+/// A fake hub and a serve that pulls from it into an empty cache.
+async fn pulling_mirror() -> (
+    FakeHub,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    crate::Served,
+) {
     let hub = fake_hub().await;
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let mut cfg = config();
     cfg.upstream = Some(upstream(&hub, &cache, None));
     let served = serve(cfg).await;
+    (hub, tmp, cache, served)
+}
+
+/// A big file is answered while the mirror still pulls it: the client has
+/// its first bytes while every upstream connection is stalled (so the
+/// file cannot be in the cache yet), and then gets all of it, verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pulled_file_is_served_while_its_bytes_arrive() {
+    let (hub, _tmp, cache, served) = pulling_mirror().await;
     let file = hub.file_info(MODEL, "model.safetensors").unwrap();
     let want = hub.file_bytes(MODEL, "model.safetensors").unwrap();
     // Every CDN answer for it stops for 3 s after its first 512 KiB.
@@ -306,12 +317,7 @@ async fn a_pulled_file_is_served_while_its_bytes_arrive() {
 /// are not the file's. The next request gets the verified file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_answer_following_a_pull_that_fails_its_hash_breaks_off() {
-    let hub = fake_hub().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    let mut cfg = config();
-    cfg.upstream = Some(upstream(&hub, &cache, None));
-    let served = serve(cfg).await;
+    let (hub, _tmp, _cache, served) = pulling_mirror().await;
     let file = hub.file_info(MODEL, "model.safetensors").unwrap();
     let want = hub.file_bytes(MODEL, "model.safetensors").unwrap();
     // The first CDN answer for it carries wrong bytes.
