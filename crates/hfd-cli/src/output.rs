@@ -8,13 +8,15 @@
 )]
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use hfd::{DownloadPlan, DownloadReport, FileAction};
 use hfd_types::ByteSize;
+use indicatif::MultiProgress;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -50,18 +52,80 @@ pub(crate) fn init_logging(style: LogStyle) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if style.verbose >= 2 || style.rust_log {
+        // Field values may carry server text (a file name): escaped like
+        // every other path shown to people, so they cannot drive the terminal.
+        let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+            let text = format!("{value:?}").replace('\n', " ");
+            let text = hfd_types::shown_path(&text);
+            if field.name() == "message" {
+                write!(writer, "{text}")
+            } else {
+                write!(writer, "{field}={text}")
+            }
+        })
+        .delimited(" ");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(LogWriter)
             .with_target(false)
             .with_ansi(style.colour)
+            .fmt_fields(fields)
             .try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(LogWriter)
             .event_format(PlainLines)
             .try_init();
+    }
+}
+
+/// The progress bars while they are drawn: log lines go above them instead
+/// of being drawn over (or under) a bar.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Log lines print above `bars` from now on (`None`: straight to stderr).
+pub(crate) fn draw_logs_above(bars: Option<MultiProgress>) {
+    if let Ok(mut slot) = BARS.lock() {
+        *slot = bars;
+    }
+}
+
+/// One log event's text, written out whole when dropped.
+pub(crate) struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match BARS.lock().ok().and_then(|bars| bars.clone()) {
+            Some(bars) => bars.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+/// Where the tracing subscriber writes: [`LogLine`]s on stderr.
+struct LogWriter;
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&self) -> LogLine {
+        LogLine(Vec::new())
     }
 }
 
@@ -96,7 +160,8 @@ where
             line.push_str(&fields.rest.join(", "));
             line.push(')');
         }
-        writeln!(writer, "{}", labelled(label, &line.replace('\n', " ")))
+        let line = line.replace('\n', " ");
+        writeln!(writer, "{}", labelled(label, &hfd_types::shown_path(&line)))
     }
 }
 

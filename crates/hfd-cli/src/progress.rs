@@ -182,14 +182,23 @@ pub(crate) struct Progress {
     mode: Mode,
     files: Vec<FileLabel>,
     total_bytes: u64,
+    /// Bytes of the selected files in place (resumed ones included), back
+    /// to fewer when a file restarts: what the bar and ETA show.
     bytes: AtomicU64,
-    /// Bytes already on disk from an earlier run (counted in `bytes`, not
-    /// in the speed).
-    resumed: AtomicU64,
+    /// The same per file (indexed by `FileKey`), so a restart takes back
+    /// exactly its file's bytes.
+    file_bytes: Vec<AtomicU64>,
+    /// Bytes received over the network in this run, never taken back: the
+    /// speed's measure (resumed bytes were already on disk).
+    received: AtomicU64,
     /// Recent (time, bytes received) samples: the speed's moving window.
     window: Mutex<Window>,
     files_done: AtomicU64,
+    /// Transfer retries (the engine's events).
     retries: AtomicU64,
+    /// Hub request retries (a resolve that answered 503), counted by the
+    /// hub clients' retry policies.
+    hub_retries: Vec<Arc<AtomicU64>>,
     started: Instant,
     live: Arc<LiveStats>,
     /// The transfer retry budget, shown in retry warnings.
@@ -205,8 +214,10 @@ impl Progress {
         files: Vec<FileLabel>,
         live: Arc<LiveStats>,
         max_retries: u32,
+        hub_retries: Vec<Arc<AtomicU64>>,
     ) -> Self {
         let total_bytes = files.iter().map(|f| f.size).sum();
+        let file_bytes = files.iter().map(|_| AtomicU64::new(0)).collect();
         let (multi, total_bar) = if mode == Mode::Terminal {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             let bar = multi.add(ProgressBar::new(total_bytes));
@@ -217,6 +228,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            crate::output::draw_logs_above(Some(multi.clone()));
             (Some(multi), Some(bar))
         } else {
             (None, None)
@@ -226,10 +238,12 @@ impl Progress {
             files,
             total_bytes,
             bytes: AtomicU64::new(0),
-            resumed: AtomicU64::new(0),
+            file_bytes,
+            received: AtomicU64::new(0),
             window: Mutex::new(Window::default()),
             files_done: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            hub_retries,
             started: Instant::now(),
             live,
             max_retries,
@@ -245,14 +259,52 @@ impl Progress {
         usize::try_from(key.0).ok().and_then(|i| self.files.get(i))
     }
 
+    /// The file's repo path, exact (for `--json`).
     fn path(&self, key: FileKey) -> &str {
         self.label(key).map_or("?", |l| l.path.as_str())
+    }
+
+    /// The file's repo path for people: control and bidi characters escaped.
+    fn shown(&self, key: FileKey) -> std::borrow::Cow<'_, str> {
+        hfd_types::shown_path(self.path(key))
+    }
+
+    /// Retries so far, of transfers and of hub requests.
+    fn retries_total(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+            + self
+                .hub_retries
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    fn slot(&self, key: FileKey) -> Option<&AtomicU64> {
+        usize::try_from(key.0)
+            .ok()
+            .and_then(|i| self.file_bytes.get(i))
+    }
+
+    /// `bytes` more of `key` are in place (received or resumed).
+    fn count_in_place(&self, key: FileKey, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(counted) = self.slot(key) {
+            counted.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(bar) = &self.total_bar {
+            bar.inc(bytes);
+            if let Ok(bars) = self.file_bars.lock()
+                && let Some(file_bar) = bars.get(&key)
+            {
+                file_bar.inc(bytes);
+            }
+        }
     }
 
     fn refresh_message(&self) {
         if let Some(bar) = &self.total_bar {
             let speed = self.speed();
-            let retries = self.retries.load(Ordering::Relaxed);
+            let retries = self.retries_total();
             let mut message = format!(
                 "{} {} files {}/{} conns {}",
                 speed.rate_text(),
@@ -268,17 +320,10 @@ impl Progress {
         }
     }
 
-    /// Bytes received in this run (resumed bytes were already on disk).
-    fn received(&self) -> u64 {
-        self.bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.resumed.load(Ordering::Relaxed))
-    }
-
     /// Records how many bytes arrived by now; called every tick.
     fn sample(&self) {
         let now = Instant::now();
-        let received = self.received();
+        let received = self.received.load(Ordering::Relaxed);
         if let Ok(mut window) = self.window.lock() {
             window.push(now, received);
         }
@@ -321,7 +366,7 @@ impl Progress {
             self.files_done.load(Ordering::Relaxed),
             self.files.len(),
             self.live.active_streams(),
-            self.retries.load(Ordering::Relaxed),
+            self.retries_total(),
         )
     }
 
@@ -374,7 +419,7 @@ impl Progress {
             "bytes_per_sec": match speed { Speed::Rate(r) => r as u64, _ => 0 },
             "stalled_secs": match speed { Speed::Stalled(d) => Some(d.as_secs()), _ => None },
             "connections": self.live.active_streams(),
-            "retries": self.retries.load(Ordering::Relaxed),
+            "retries": self.retries_total(),
             "elapsed_secs": elapsed,
         }));
     }
@@ -390,6 +435,7 @@ impl Progress {
             bar.finish_and_clear();
         }
         if let Some(multi) = &self.multi {
+            crate::output::draw_logs_above(None);
             let _ = multi.clear();
         }
     }
@@ -411,10 +457,7 @@ impl Reporter for Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(elide_middle(
-                        &hfd_types::shown_path(self.path(key)),
-                        FILE_NAME_WIDTH,
-                    ));
+                    bar.set_message(elide_middle(&self.shown(key), FILE_NAME_WIDTH));
                     bars.insert(key, bar);
                 }
             }
@@ -423,20 +466,62 @@ impl Reporter for Progress {
     }
 
     fn on_bytes(&self, key: FileKey, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(bar) = &self.total_bar {
-            bar.inc(bytes);
-            if let Ok(bars) = self.file_bars.lock()
-                && let Some(file_bar) = bars.get(&key)
-            {
-                file_bar.inc(bytes);
-            }
-        }
+        self.received.fetch_add(bytes, Ordering::Relaxed);
+        self.count_in_place(key, bytes);
     }
 
     fn on_file_resumed(&self, key: FileKey, bytes: u64) {
-        self.resumed.fetch_add(bytes, Ordering::Relaxed);
-        self.on_bytes(key, bytes);
+        self.count_in_place(key, bytes);
+    }
+
+    fn on_file_restart(&self, key: FileKey, attempt: u32, cause: &hfd::hfd_engine::Error) {
+        // Its bytes so far failed their check: they no longer count.
+        let dropped = self
+            .slot(key)
+            .map_or(0, |counted| counted.swap(0, Ordering::Relaxed));
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(dropped))
+            });
+        if let Some(bar) = &self.total_bar {
+            bar.set_position(self.bytes.load(Ordering::Relaxed));
+            if let Ok(bars) = self.file_bars.lock()
+                && let Some(file_bar) = bars.get(&key)
+            {
+                file_bar.set_position(0);
+            }
+        }
+        let chain = crate::exit::chain(cause);
+        let reason = without_wrappers(&chain);
+        let line = || {
+            labelled(
+                Label::Warning,
+                &format!(
+                    "{}: {reason}; {} discarded, downloading it again (attempt {attempt} of {})",
+                    self.shown(key),
+                    ByteSize::new(dropped),
+                    hfd::hfd_engine::INTEGRITY_ATTEMPTS
+                ),
+            )
+        };
+        match (self.mode, &self.multi) {
+            (Mode::Terminal, Some(multi)) => {
+                let _ = multi.println(line());
+            }
+            (Mode::Plain, _) => {
+                let _ = writeln!(std::io::stderr().lock(), "{}", line());
+            }
+            (Mode::Json, _) => emit(&json!({
+                "event": "restart",
+                "path": self.path(key),
+                "attempt": attempt,
+                "bytes_discarded": dropped,
+                "reason": reason,
+            })),
+            _ => {}
+        }
+        self.refresh_message();
     }
 
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
@@ -448,7 +533,7 @@ impl Reporter for Progress {
                 Label::Warning,
                 &format!(
                     "{}: {reason}; retry {} of {} in {:.1} s",
-                    self.path(key),
+                    self.shown(key),
                     event.attempt,
                     self.max_retries,
                     event.wait.as_secs_f64()
@@ -485,11 +570,11 @@ impl Reporter for Progress {
             (Mode::Terminal, Some(multi)) => {
                 let _ = multi.println(labelled(
                     Label::Warning,
-                    &format!("{}: {reason}", self.path(key)),
+                    &format!("{}: {reason}", self.shown(key)),
                 ));
             }
             (Mode::Plain, _) => {
-                let line = labelled(Label::Warning, &format!("{}: {reason}", self.path(key)));
+                let line = labelled(Label::Warning, &format!("{}: {reason}", self.shown(key)));
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
             _ => {}
