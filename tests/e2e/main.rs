@@ -11,6 +11,7 @@ mod failover;
 mod heal;
 mod hostile;
 mod olah;
+mod prefix;
 mod progress;
 mod resume;
 mod serve;

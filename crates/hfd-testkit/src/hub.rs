@@ -44,7 +44,10 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) tokens_full: Vec<String>,
     pub(crate) tokens_limited: Vec<String>,
+    /// The hub's base URL, its path prefix included.
     pub(crate) hub_base: String,
+    /// Where the hub is mounted (`/hf`), or empty.
+    pub(crate) prefix: String,
     pub(crate) cdn_base: String,
     pub(crate) secret: String,
     pub(crate) tree_page_size: usize,
@@ -66,6 +69,7 @@ pub struct FakeHubBuilder {
     strict_cdn: bool,
     hub_port: u16,
     cdn_port: u16,
+    prefix: String,
 }
 
 impl std::fmt::Debug for FakeHubBuilder {
@@ -111,6 +115,17 @@ impl FakeHubBuilder {
         chooser: impl Fn(Origin, u64) -> Option<u64> + Send + Sync + 'static,
     ) -> Self {
         self.rate = Some(Arc::new(chooser));
+        self
+    }
+
+    /// Serves the hub under a path prefix (`/hf`), as a reverse proxy or a
+    /// worker that mounts the Hub below a path does: requests outside it are
+    /// 404; links name the prefixed URL; redirects keep the Hub's own
+    /// absolute paths (`/api/resolve-cache/…`), as such proxies pass them
+    /// through. The CDN is not prefixed. Default: none.
+    #[must_use]
+    pub fn mount_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = format!("/{}", prefix.trim_matches('/'));
         self
     }
 
@@ -215,7 +230,8 @@ impl FakeHubBuilder {
             faults: Faults::new(self.cdn_url_ttl),
             tokens_full: self.tokens_full,
             tokens_limited: self.tokens_limited,
-            hub_base: format!("{scheme}://{hub_addr}"),
+            hub_base: format!("{scheme}://{hub_addr}{}", self.prefix),
+            prefix: self.prefix,
             cdn_base: format!("{scheme}://{cdn_addr}"),
             secret: hex::encode(secret),
             tree_page_size: self.tree_page_size,
@@ -390,6 +406,7 @@ impl FakeHub {
             cdn_url_ttl: Duration::from_hours(1),
             strict_cdn: false,
             hub_port: 0,
+            prefix: String::new(),
             cdn_port: 0,
         }
     }
