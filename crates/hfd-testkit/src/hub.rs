@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     /// Where the hub is mounted (`/hf`), or empty.
     pub(crate) prefix: String,
     pub(crate) cdn_base: String,
+    /// The CDN is named by another host (`cdn_host`): a Xet bridge.
+    pub(crate) bridge: bool,
     pub(crate) secret: String,
     pub(crate) tree_page_size: usize,
     pub(crate) latency: Duration,
@@ -70,6 +72,7 @@ pub struct FakeHubBuilder {
     hub_port: u16,
     cdn_port: u16,
     prefix: String,
+    cdn_host: Option<String>,
 }
 
 impl std::fmt::Debug for FakeHubBuilder {
@@ -126,6 +129,16 @@ impl FakeHubBuilder {
     #[must_use]
     pub fn mount_prefix(mut self, prefix: &str) -> Self {
         self.prefix = format!("/{}", prefix.trim_matches('/'));
+        self
+    }
+
+    /// Names the CDN by `host` (e.g. `localhost`) in LFS redirects instead of
+    /// the hub's `127.0.0.1`: a bridge host on another domain, as the Hub's
+    /// `cas-bridge.xethub.hf.co` is to `huggingface.co`. The redirect then
+    /// also carries `X-Xet-Hash`. `host` must resolve to loopback.
+    #[must_use]
+    pub fn cdn_host(mut self, host: &str) -> Self {
+        self.cdn_host = Some(host.to_owned());
         self
     }
 
@@ -232,7 +245,11 @@ impl FakeHubBuilder {
             tokens_limited: self.tokens_limited,
             hub_base: format!("{scheme}://{hub_addr}{}", self.prefix),
             prefix: self.prefix,
-            cdn_base: format!("{scheme}://{cdn_addr}"),
+            cdn_base: match &self.cdn_host {
+                Some(host) => format!("{scheme}://{host}:{}", cdn_addr.port()),
+                None => format!("{scheme}://{cdn_addr}"),
+            },
+            bridge: self.cdn_host.is_some(),
             secret: hex::encode(secret),
             tree_page_size: self.tree_page_size,
             latency: self.latency,
@@ -407,6 +424,7 @@ impl FakeHub {
             strict_cdn: false,
             hub_port: 0,
             prefix: String::new(),
+            cdn_host: None,
             cdn_port: 0,
         }
     }
