@@ -180,3 +180,52 @@ async fn lfs_redirect_to_a_bridge_host_on_another_name() {
         "{entries:#?}"
     );
 }
+
+/// `429` with `Retry-After`/`RateLimit` on range requests: the run waits
+/// the told window (2 s here; the engine caps a longer one, see
+/// `hfd-engine`'s `rate_limit_halves_the_connections_and_caps_the_wait`),
+/// continues with fewer connections and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_range_requests_wait_the_window_and_complete() {
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("model.safetensors", 12 * MIB, 81))
+        .rate_per_connection(8 * MIB)
+        .start()
+        .await
+        .expect("start fake hub");
+    hub.faults().inject(
+        Fault::new(FaultKind::RateLimited {
+            retry_after_secs: 2,
+        })
+        .on(FaultTarget::Cdn)
+        .times(3),
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("m");
+    let done = run(&[
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().expect("utf-8"),
+        "-x",
+        "8",
+        "--json",
+    ])
+    .await;
+    done.expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    assert_eq!(hub.faults().pending(), 0, "the 429s were served");
+    let waits: Vec<u64> = done
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["wait_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(waits.len(), 3, "{}", done.stdout);
+    assert!(
+        waits.iter().all(|&w| w == 2000),
+        "the told window: {waits:?}"
+    );
+}
