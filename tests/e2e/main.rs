@@ -16,6 +16,7 @@ mod progress;
 mod resume;
 mod serve;
 mod shared;
+mod split;
 mod support;
 mod usability;
 mod verify;
