@@ -129,8 +129,7 @@ async fn an_unreachable_redirect_host_is_named() {
     let last = run
         .stderr
         .lines()
-        .filter(|l| l.contains("error:"))
-        .last()
+        .rfind(|l| l.contains("error:"))
         .unwrap_or_default();
     assert!(
         last.contains(&cdn(&hub)),
