@@ -16,7 +16,6 @@ use indicatif::MultiProgress;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::field::MakeExt as _;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -52,24 +51,12 @@ pub(crate) fn init_logging(style: LogStyle) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     if style.verbose >= 2 || style.rust_log {
-        // Field values may carry server text (a file name): escaped like
-        // every other path shown to people, so they cannot drive the terminal.
-        let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
-            let text = format!("{value:?}").replace('\n', " ");
-            let text = hfd_types::shown_path(&text);
-            if field.name() == "message" {
-                write!(writer, "{text}")
-            } else {
-                write!(writer, "{field}={text}")
-            }
-        })
-        .delimited(" ");
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(LogWriter)
             .with_target(false)
             .with_ansi(style.colour)
-            .fmt_fields(fields)
+            .fmt_fields(EscapedFields::default())
             .try_init();
     } else {
         let _ = tracing_subscriber::fmt()
@@ -126,6 +113,24 @@ impl tracing_subscriber::fmt::MakeWriter<'_> for LogWriter {
 
     fn make_writer(&self) -> LogLine {
         LogLine(Vec::new())
+    }
+}
+
+/// tracing's own field format (`-vv`), with control and bidi characters
+/// escaped: field values may carry server text (a file name), which must
+/// not drive the terminal.
+#[derive(Default)]
+struct EscapedFields(tracing_subscriber::fmt::format::DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut text = String::new();
+        self.0.format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&hfd_types::shown_path(&text))
     }
 }
 
@@ -381,13 +386,13 @@ pub(crate) fn summary(
         "-".to_owned()
     };
     eprintln!(
-        "hfd-rs: {} ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} ({} resolves), {}",
+        "hfd-rs: {} ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} ({}), {}",
         count(report.files_done as u64, "file", "files"),
         ByteSize::new(report.bytes_written),
         plan.local_dir.display(),
         up_to_date,
         count(requests, "request", "requests"),
-        report.resolves,
+        count(report.resolves, "resolve", "resolves"),
         count(report.retries, "retry", "retries"),
     );
 }
