@@ -306,9 +306,8 @@ impl Progress {
             let speed = self.speed();
             let retries = self.retries_total();
             let mut message = format!(
-                "{} {} files {}/{} conns {}",
-                speed.rate_text(),
-                self.eta_text(&speed),
+                "{} files {}/{} conns {}",
+                self.rate_and_eta(&speed, " "),
                 self.files_done.load(Ordering::Relaxed),
                 self.files.len(),
                 self.live.active_streams()
@@ -349,6 +348,18 @@ impl Progress {
         }
     }
 
+    /// `12.5 MiB/s ETA 3s`; once every byte is in while files are still
+    /// being checked (the hash of what arrived out of order, then the move
+    /// into place), `verifying`: neither a speed nor an ETA means anything.
+    fn rate_and_eta(&self, speed: &Speed, gap: &str) -> String {
+        let all_in = self.bytes.load(Ordering::Relaxed) >= self.total_bytes;
+        let files_left = self.files_done.load(Ordering::Relaxed) < self.files.len() as u64;
+        if all_in && files_left && self.total_bytes > 0 {
+            return "verifying".to_owned();
+        }
+        format!("{}{gap}{}", speed.rate_text(), self.eta_text(speed))
+    }
+
     fn status_line(&self) -> String {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let speed = self.speed();
@@ -358,11 +369,10 @@ impl Progress {
             bytes as f64 * 100.0 / self.total_bytes as f64
         };
         format!(
-            "hfd-rs: {percent:5.1}% {} / {}  {}  {}  files {}/{}  conns {}  retries {}",
+            "hfd-rs: {percent:5.1}% {} / {}  {}  files {}/{}  conns {}  retries {}",
             ByteSize::new(bytes),
             ByteSize::new(self.total_bytes),
-            speed.rate_text(),
-            self.eta_text(&speed),
+            self.rate_and_eta(&speed, "  "),
             self.files_done.load(Ordering::Relaxed),
             self.files.len(),
             self.live.active_streams(),
@@ -622,6 +632,23 @@ impl Reporter for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_bytes_in_with_files_unfinished_reads_verifying() {
+        let files = vec![FileLabel {
+            path: "a.bin".to_owned(),
+            size: 10,
+        }];
+        let progress = Progress::new(Mode::Plain, files, Arc::default(), 5, Vec::new());
+        progress.on_bytes(FileKey(0), 4);
+        assert!(!progress.status_line().contains("verifying"));
+        progress.on_bytes(FileKey(0), 6);
+        let line = progress.status_line();
+        assert!(line.contains("verifying"), "{line}");
+        assert!(!line.contains("ETA"), "{line}");
+        progress.on_file_done(FileKey(0), None);
+        assert!(!progress.status_line().contains("verifying"));
+    }
 
     #[test]
     fn names_are_elided_in_the_middle() {
