@@ -439,3 +439,49 @@ async fn a_token_echoed_in_a_normal_answer_is_in_no_output() {
     }
     assert!(hub.log().count(|e| e.fault == Some("echo-token")) > 0);
 }
+
+/// The same name in log lines, plain, `-v` and `-vv` (tracing's format):
+/// escaped wherever it is shown, never raw.
+#[tokio::test(flavor = "multi_thread")]
+async fn bidi_characters_in_paths_are_escaped_in_log_lines() {
+    let evil = "evil\u{202e}txt.exe";
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).regular_file(evil, "boo\n"))
+        .start()
+        .await
+        .expect("start fake hub");
+    let home = tempfile::tempdir().expect("home");
+    for (i, verbosity) in [None, Some("-v"), Some("-vv")].into_iter().enumerate() {
+        // One failed transfer, retried: a warning that names the file.
+        hub.faults().inject(
+            Fault::new(FaultKind::ResetAfterBytes(1))
+                .on(FaultTarget::Resolve)
+                .path_contains("evil"),
+        );
+        let target = home.path().join(format!("t{i}"));
+        let mut args = vec![
+            REPO,
+            "--endpoint",
+            hub.endpoint(),
+            "--local-dir",
+            target.to_str().expect("utf-8"),
+            "--retry-wait",
+            "0.1",
+        ];
+        args.extend(verbosity);
+        let out = run(&args).await;
+        out.expect_code(0);
+        assert!(
+            !out.stderr.contains('\u{202e}'),
+            "{verbosity:?}: raw override shown: {}",
+            out.stderr
+        );
+        if verbosity == Some("-vv") {
+            assert!(
+                out.stderr.contains("evil\\u{202e}txt.exe"),
+                "{verbosity:?}: {}",
+                out.stderr
+            );
+        }
+    }
+}

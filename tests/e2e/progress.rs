@@ -4,10 +4,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use hfd_testkit::{FakeHub, MIB, RepoFixture};
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture};
 use serde_json::Value;
 
-use crate::support::{assert_same_files, bin, run};
+use crate::support::{assert_same_files, bin, in_terminal, run};
 
 async fn hub(rate_per_connection: Option<u64>) -> FakeHub {
     let mut builder = FakeHub::builder().repo(
@@ -51,6 +51,7 @@ fn required(event: &str) -> &'static [&'static str] {
         ],
         "retry" => &["path", "attempt", "wait_ms", "reason"],
         "fallback" => &["path", "reason"],
+        "restart" => &["path", "attempt", "bytes_discarded", "reason"],
         "file_done" => &["path", "size", "hash_algorithm", "hash"],
         "file_failed" => &["path", "error"],
         "summary" => &[
@@ -263,4 +264,173 @@ async fn completions_are_generated() {
     run.expect_code(0);
     assert!(run.stdout.contains("complete"), "{}", run.stdout);
     assert!(run.stdout.contains("--include"));
+}
+
+/// `(x, y)` of every `x UNIT/y UNIT` byte pair drawn (indicatif's
+/// `{bytes}/{total_bytes}`), in bytes.
+fn byte_pairs(screen: &str) -> Vec<(f64, f64)> {
+    fn amount(number: &str, unit: &str) -> Option<f64> {
+        let scale = match unit {
+            "B" => 1.0,
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            _ => return None,
+        };
+        Some(number.parse::<f64>().ok()? * scale)
+    }
+    let words: Vec<&str> = screen.split([' ', '\r', '\n']).collect();
+    let mut pairs = Vec::new();
+    for w in words.windows(3) {
+        // ["12.00", "MiB/14.00", "MiB"]
+        let Some((unit, total)) = w[1].split_once('/') else {
+            continue;
+        };
+        let last = w[2].trim_end_matches(|c: char| !c.is_ascii_alphabetic());
+        let first = w[0]
+            .rsplit(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next();
+        if let (Some(x), Some(y)) = (first.and_then(|n| amount(n, unit)), amount(total, last)) {
+            pairs.push((x, y));
+        }
+    }
+    pairs
+}
+
+/// Small files waiting out a round trip count as connections in use, and
+/// a retry shows in the terminal view (a warning line and the bar's count).
+#[tokio::test(flavor = "multi_thread")]
+async fn conns_counts_small_files_and_retries_show_in_a_terminal() {
+    let mut repo = RepoFixture::model("org/small");
+    for i in 0..24 {
+        repo = repo.regular_file(&format!("f{i:02}.txt"), format!("file {i}"));
+    }
+    let hub = FakeHub::builder()
+        .repo(repo)
+        .latency(Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    hub.faults().inject(
+        Fault::new(FaultKind::Status(503))
+            .on(FaultTarget::Resolve)
+            .path_contains("f05.txt"),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let command = format!(
+        "{} org/small --endpoint {} --local-dir {} -j 4 --retry-wait 0.2",
+        bin().display(),
+        hub.endpoint(),
+        dir.display()
+    );
+    let home = out.path().to_str().unwrap();
+    let screen = in_terminal(&command, &[("HOME", home), ("COLUMNS", "120")]).await;
+    assert_same_files(&hub, "org/small", &dir);
+    let conns: Vec<u32> = screen
+        .split("conns ")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        conns.iter().any(|&n| n >= 1),
+        "conns never counted a small file in flight: {conns:?}\n{screen}"
+    );
+    assert!(conns.iter().all(|&n| n <= 4), "{conns:?}");
+    assert!(
+        screen.contains("f05.txt answered 503") && screen.contains("retry 1 of "),
+        "no retry line: {screen}"
+    );
+    assert!(
+        screen.contains("retries 1"),
+        "no retry count on the bar: {screen}"
+    );
+}
+
+/// A file whose bytes fail their check starts again from zero: the bars
+/// take its bytes back (never more done than the total), the terminal says
+/// so, and `--json` has a `restart` event.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_file_is_not_counted_twice() {
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model("org/heal")
+                .regular_file("config.json", "{}")
+                .lfs_file("big.bin", 12 * MIB, 21),
+        )
+        .rate_per_connection(6 * MIB)
+        .start()
+        .await
+        .unwrap();
+    let object = hub
+        .file_info("org/heal", "big.bin")
+        .and_then(|f| f.lfs_sha256)
+        .unwrap();
+    let corrupt_once = || {
+        Fault::new(FaultKind::CorruptBody)
+            .on(FaultTarget::Cdn)
+            .path_contains(&object)
+    };
+    hub.faults().inject(corrupt_once());
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let command = format!(
+        "{} org/heal --endpoint {} --local-dir {} -x 1",
+        bin().display(),
+        hub.endpoint(),
+        dir.display()
+    );
+    let home = out.path().to_str().unwrap();
+    let screen = in_terminal(&command, &[("HOME", home), ("COLUMNS", "120")]).await;
+    assert_same_files(&hub, "org/heal", &dir);
+    assert!(
+        screen.contains("big.bin: ") && screen.contains("downloading it again (attempt 2 of 3)"),
+        "no restart line: {screen}"
+    );
+    let pairs = byte_pairs(&screen);
+    assert!(!pairs.is_empty(), "no byte counts drawn: {screen}");
+    for (done, total) in pairs {
+        assert!(done <= total, "{done} of {total} bytes drawn:\n{screen}");
+    }
+
+    // The same through --json.
+    hub.faults().inject(corrupt_once());
+    let again = out.path().join("j");
+    let run = run(&[
+        "org/heal",
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        again.to_str().unwrap(),
+        "-x",
+        "1",
+        "--json",
+    ])
+    .await;
+    run.expect_code(0);
+    let events = parse_events(&run.stdout);
+    let restart = events
+        .iter()
+        .find(|e| e["event"] == "restart")
+        .expect("a restart event");
+    assert_eq!(restart["path"], "big.bin");
+    assert_eq!(restart["attempt"], 2);
+    assert!(
+        restart["bytes_discarded"].as_u64().unwrap() > 0,
+        "{restart}"
+    );
+    for e in events.iter().filter(|e| e["event"] == "progress") {
+        assert!(e["bytes"].as_u64() <= e["total_bytes"].as_u64(), "{e}");
+    }
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "progress")
+        .unwrap();
+    assert_eq!(last["bytes"], last["total_bytes"]);
 }

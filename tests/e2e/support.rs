@@ -99,3 +99,22 @@ pub(crate) fn assert_same_files(hub: &hfd_testkit::FakeHub, repo: &str, dir: &Pa
         );
     }
 }
+
+/// Runs `command` in a pseudo-terminal (script(1)); what it drew.
+pub(crate) async fn in_terminal(command: &str, envs: &[(&str, &str)]) -> String {
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qfec", command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm-256color")
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let output = tokio::time::timeout(Duration::from_mins(1), cmd.output())
+        .await
+        .expect("finishes")
+        .expect("script(1) runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture};
 
-use crate::support::{Run, assert_same_files, bin, run, run_with};
+use crate::support::{Run, assert_same_files, bin, in_terminal, run, run_with};
 
 async fn hub() -> FakeHub {
     FakeHub::builder()
@@ -507,25 +507,6 @@ async fn a_stall_is_shown_as_such() {
         run.stderr
     );
     assert_same_files(&hub, "org/model", &dir);
-}
-
-/// Runs `command` in a pseudo-terminal (script(1)); what it drew.
-async fn in_terminal(command: &str, envs: &[(&str, &str)]) -> String {
-    let mut cmd = tokio::process::Command::new("script");
-    cmd.args(["-qfec", command, "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("TERM", "xterm-256color")
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .kill_on_drop(true);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let output = tokio::time::timeout(Duration::from_mins(1), cmd.output())
-        .await
-        .expect("finishes")
-        .expect("script(1) runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

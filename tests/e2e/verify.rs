@@ -105,3 +105,115 @@ async fn a_finished_file_without_metadata_is_adopted_not_refetched() {
     // Only the corrupted file was fetched again.
     assert_eq!(hub.log().resolve_count(), 1, "{:#?}", hub.log().entries());
 }
+
+/// `verify --cache-dir C REPO [--revision R]` and a snapshot folder given
+/// directly check the snapshot's entries against the hub's listing; a
+/// corrupt blob and a dangling entry are found, `--repair` fetches only
+/// them, a missing repository or snapshot is "no such folder".
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_covers_the_cache_layout() {
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model("org/model")
+                .regular_file("config.json", "{}")
+                .regular_file("sub/notes.txt", "some notes")
+                .lfs_file("model.safetensors", 2 * MIB, 51)
+                .lfs_file("other.bin", MIB, 52),
+        )
+        .start()
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cache = out.path().join("cache");
+    let cache_text = cache.to_str().unwrap();
+    let ep = hub.endpoint();
+    run(&["org/model", "--endpoint", ep, "--cache-dir", cache_text])
+        .await
+        .expect_code(0);
+    let by_repo = [
+        "verify",
+        "--cache-dir",
+        cache_text,
+        "org/model",
+        "--endpoint",
+        ep,
+    ];
+    let ok = run(&by_repo).await;
+    ok.expect_code(0);
+    assert!(
+        ok.stdout
+            .contains("4 files checked against the hub's listing"),
+        "{}",
+        ok.stdout
+    );
+
+    let commit = hub.commit("org/model", "main").unwrap();
+    let snapshot = cache.join("models--org--model/snapshots").join(&commit);
+    let snapshot_text = snapshot.to_str().unwrap();
+    // Corrupt the blob behind one entry (same size); dangle another.
+    let model = std::fs::canonicalize(snapshot.join("model.safetensors")).unwrap();
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[777] ^= 0xff;
+    std::fs::write(&model, bytes).unwrap();
+    std::fs::remove_file(std::fs::canonicalize(snapshot.join("sub/notes.txt")).unwrap()).unwrap();
+
+    for args in [
+        by_repo.to_vec(),
+        vec![
+            "verify",
+            "--cache-dir",
+            cache_text,
+            "org/model",
+            "--revision",
+            &commit,
+            "--endpoint",
+            ep,
+        ],
+        vec!["verify", snapshot_text, "--endpoint", ep],
+        // Offline: the blob names (and trees/<commit>.json) are the hashes.
+        vec!["verify", snapshot_text, "--offline"],
+    ] {
+        let found = run(&args).await;
+        found.expect_code(7);
+        assert!(
+            found.stdout.contains("model.safetensors: MISMATCH"),
+            "{args:?}\n{}",
+            found.stdout
+        );
+        assert!(
+            found.stdout.contains("sub/notes.txt: MISSING"),
+            "{args:?}\n{}",
+            found.stdout
+        );
+        assert!(
+            !found.stdout.contains("other.bin:"),
+            "{args:?}\n{}",
+            found.stdout
+        );
+        assert!(
+            found.stdout.contains("4 files checked"),
+            "{args:?}\n{}",
+            found.stdout
+        );
+    }
+
+    hub.log().clear();
+    let mut repair = by_repo.to_vec();
+    repair.push("--repair");
+    run(&repair).await.expect_code(0);
+    assert_eq!(hub.log().resolve_count(), 2, "{:#?}", hub.log().entries());
+    run(&by_repo).await.expect_code(0);
+
+    let zeros = "0".repeat(40);
+    for (args, said) in [
+        (vec!["org/none"], "no such folder"),
+        (vec!["org/model", "--revision", &zeros], "no such folder"),
+        (vec!["org/model", "--revision", "v9"], "no refs/v9"),
+    ] {
+        let mut all = vec!["verify", "--offline", "--cache-dir", cache_text];
+        all.extend(args);
+        let refused = run(&all).await;
+        refused.expect_code(2);
+        assert!(refused.stderr.contains(said), "{all:?}\n{}", refused.stderr);
+    }
+}

@@ -2,7 +2,7 @@
 //! and an end-to-end download through each that must complete with every
 //! byte verified (docs/mirrors.md lists them).
 
-use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture};
+use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture, Route};
 
 use crate::support::{assert_same_files, run};
 
@@ -109,4 +109,123 @@ async fn whole_body_for_small_range_requests() {
         .always()])
     .await;
     downloads_verified(&hub).await;
+}
+
+/// LFS `302` to a bridge host on another name (`localhost` for the hub's
+/// `127.0.0.1`, as `cas-bridge.xethub.hf.co` is to `huggingface.co`), with
+/// `X-Xet-Hash`/`X-Linked-*` on the redirect and no `ETag` or
+/// `Last-Modified` on the bridge's own answers: the download completes and
+/// the token never reaches the bridge (a strict bridge answers 400 to one).
+#[tokio::test(flavor = "multi_thread")]
+async fn lfs_redirect_to_a_bridge_host_on_another_name() {
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model(REPO)
+                .regular_file("config.json", "{\"model_type\": \"bridge\"}\n")
+                .lfs_file("model.safetensors", 2 * MIB + 5, 71)
+                .lfs_file("onnx/model.onnx", 300_000, 72)
+                .gated(),
+        )
+        .token("hf_bridge_token")
+        .cdn_host("localhost")
+        .strict_cdn(true)
+        .start()
+        .await
+        .expect("start fake hub");
+    hub.faults().inject(
+        Fault::new(FaultKind::DropHeaders(vec![
+            "etag".into(),
+            "last-modified".into(),
+        ]))
+        .on(FaultTarget::Cdn)
+        .always(),
+    );
+    assert!(
+        hub.cdn_endpoint().starts_with("http://localhost:"),
+        "{}",
+        hub.cdn_endpoint()
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("m");
+    run(&[
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "--token",
+        "hf_bridge_token",
+        "--local-dir",
+        dir.to_str().expect("utf-8"),
+        "-x",
+        "4",
+    ])
+    .await
+    .expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    let entries = hub.log().entries();
+    let bridge: Vec<_> = entries.iter().filter(|e| e.route == Route::Cdn).collect();
+    assert!(
+        !bridge.is_empty(),
+        "nothing came from the bridge: {entries:#?}"
+    );
+    assert!(bridge.iter().all(|e| !e.has_authorization), "{bridge:#?}");
+    assert!(
+        bridge.iter().any(|e| e.fault == Some("drop-headers")),
+        "the bridge answered with its ETag: {bridge:#?}"
+    );
+    // The hub itself was asked with the token (the repo is gated).
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.route == Route::Resolve && e.has_authorization),
+        "{entries:#?}"
+    );
+}
+
+/// `429` with `Retry-After`/`RateLimit` on range requests: the run waits
+/// the told window (2 s here; the engine caps a longer one, see
+/// `hfd-engine`'s `rate_limit_halves_the_connections_and_caps_the_wait`),
+/// continues with fewer connections and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_range_requests_wait_the_window_and_complete() {
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("model.safetensors", 12 * MIB, 81))
+        .rate_per_connection(8 * MIB)
+        .start()
+        .await
+        .expect("start fake hub");
+    hub.faults().inject(
+        Fault::new(FaultKind::RateLimited {
+            retry_after_secs: 2,
+        })
+        .on(FaultTarget::Cdn)
+        .times(3),
+    );
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("m");
+    let done = run(&[
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().expect("utf-8"),
+        "-x",
+        "8",
+        "--json",
+    ])
+    .await;
+    done.expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    assert_eq!(hub.faults().pending(), 0, "the 429s were served");
+    let waits: Vec<u64> = done
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "retry")
+        .map(|e| e["wait_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(waits.len(), 3, "{}", done.stdout);
+    assert!(
+        waits.iter().all(|&w| w == 2000),
+        "the told window: {waits:?}"
+    );
 }

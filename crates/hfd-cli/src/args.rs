@@ -66,9 +66,21 @@ pub(crate) struct VerifyArgs {
     #[command(flatten)]
     pub(crate) hub: HubArgs,
 
-    /// The folder a download wrote (its --local-dir).
-    #[arg(value_name = "DIR")]
+    /// The folder a download wrote (its --local-dir), a hub-cache snapshot
+    /// folder (`<cache>/models--org--name/snapshots/<commit>`), or with
+    /// --cache-dir the repository id.
+    #[arg(value_name = "DIR|REPO_ID")]
     pub(crate) dir: PathBuf,
+
+    /// Check the repository's snapshot in this hub cache (DIR|REPO_ID is then
+    /// the repository id).
+    #[arg(long, value_name = "CACHE")]
+    pub(crate) cache_dir: Option<PathBuf>,
+
+    /// With --cache-dir: the branch, tag or commit whose snapshot is checked
+    /// (its `refs/` entry). Default: main.
+    #[arg(long, requires = "cache_dir")]
+    pub(crate) revision: Option<String>,
 
     /// Download files that fail the check again.
     #[arg(long)]
@@ -79,7 +91,7 @@ pub(crate) struct VerifyArgs {
     pub(crate) offline: bool,
 
     /// Repository id (default: the one recorded in DIR by hfd-rs).
-    #[arg(long = "repo", value_name = "REPO_ID")]
+    #[arg(long = "repo", value_name = "REPO_ID", conflicts_with = "cache_dir")]
     pub(crate) repo_id: Option<String>,
 
     /// Print the report as one JSON document.

@@ -278,6 +278,11 @@ async fn download_from(
         labels,
         downloader.live(),
         settings.engine.retry.max_retries,
+        settings
+            .hubs
+            .iter()
+            .map(|h| Arc::clone(&h.retry.retries_made))
+            .collect(),
     ));
     let cancel = CancellationToken::new();
     let stop_ticker = CancellationToken::new();

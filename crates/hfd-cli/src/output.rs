@@ -8,10 +8,11 @@
 )]
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use hfd::{DownloadPlan, DownloadReport, FileAction};
 use hfd_types::ByteSize;
+use indicatif::MultiProgress;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
@@ -52,16 +53,84 @@ pub(crate) fn init_logging(style: LogStyle) {
     if style.verbose >= 2 || style.rust_log {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(LogWriter)
             .with_target(false)
             .with_ansi(style.colour)
+            .fmt_fields(EscapedFields::default())
             .try_init();
     } else {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(LogWriter)
             .event_format(PlainLines)
             .try_init();
+    }
+}
+
+/// The progress bars while they are drawn: log lines go above them instead
+/// of being drawn over (or under) a bar.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Log lines print above `bars` from now on (`None`: straight to stderr).
+pub(crate) fn draw_logs_above(bars: Option<MultiProgress>) {
+    if let Ok(mut slot) = BARS.lock() {
+        *slot = bars;
+    }
+}
+
+/// One log event's text, written out whole when dropped.
+pub(crate) struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        use std::io::Write as _;
+        let write = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match BARS.lock().ok().and_then(|bars| bars.clone()) {
+            Some(bars) => bars.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+/// Where the tracing subscriber writes: [`LogLine`]s on stderr.
+struct LogWriter;
+
+impl tracing_subscriber::fmt::MakeWriter<'_> for LogWriter {
+    type Writer = LogLine;
+
+    fn make_writer(&self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// tracing's own field format (`-vv`), with control and bidi characters
+/// escaped: field values may carry server text (a file name), which must
+/// not drive the terminal.
+#[derive(Default)]
+struct EscapedFields(tracing_subscriber::fmt::format::DefaultFields);
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut text = String::new();
+        self.0.format_fields(Writer::new(&mut text), fields)?;
+        writer.write_str(&hfd_types::shown_path(&text))
     }
 }
 
@@ -96,7 +165,8 @@ where
             line.push_str(&fields.rest.join(", "));
             line.push(')');
         }
-        writeln!(writer, "{}", labelled(label, &line.replace('\n', " ")))
+        let line = line.replace('\n', " ");
+        writeln!(writer, "{}", labelled(label, &hfd_types::shown_path(&line)))
     }
 }
 
@@ -316,13 +386,13 @@ pub(crate) fn summary(
         "-".to_owned()
     };
     eprintln!(
-        "hfd-rs: {} ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} ({} resolves), {}",
+        "hfd-rs: {} ({}) downloaded to {} in {secs:.1} s, {speed}/s; {} up to date; {} ({}), {}",
         count(report.files_done as u64, "file", "files"),
         ByteSize::new(report.bytes_written),
         plan.local_dir.display(),
         up_to_date,
         count(requests, "request", "requests"),
-        report.resolves,
+        count(report.resolves, "resolve", "resolves"),
         count(report.retries, "retry", "retries"),
     );
 }

@@ -182,14 +182,23 @@ pub(crate) struct Progress {
     mode: Mode,
     files: Vec<FileLabel>,
     total_bytes: u64,
+    /// Bytes of the selected files in place (resumed ones included), back
+    /// to fewer when a file restarts: what the bar and ETA show.
     bytes: AtomicU64,
-    /// Bytes already on disk from an earlier run (counted in `bytes`, not
-    /// in the speed).
-    resumed: AtomicU64,
+    /// The same per file (indexed by `FileKey`), so a restart takes back
+    /// exactly its file's bytes.
+    file_bytes: Vec<AtomicU64>,
+    /// Bytes received over the network in this run, never taken back: the
+    /// speed's measure (resumed bytes were already on disk).
+    received: AtomicU64,
     /// Recent (time, bytes received) samples: the speed's moving window.
     window: Mutex<Window>,
     files_done: AtomicU64,
+    /// Transfer retries (the engine's events).
     retries: AtomicU64,
+    /// Hub request retries (a resolve that answered 503), counted by the
+    /// hub clients' retry policies.
+    hub_retries: Vec<Arc<AtomicU64>>,
     started: Instant,
     live: Arc<LiveStats>,
     /// The transfer retry budget, shown in retry warnings.
@@ -205,8 +214,10 @@ impl Progress {
         files: Vec<FileLabel>,
         live: Arc<LiveStats>,
         max_retries: u32,
+        hub_retries: Vec<Arc<AtomicU64>>,
     ) -> Self {
         let total_bytes = files.iter().map(|f| f.size).sum();
+        let file_bytes = files.iter().map(|_| AtomicU64::new(0)).collect();
         let (multi, total_bar) = if mode == Mode::Terminal {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
             let bar = multi.add(ProgressBar::new(total_bytes));
@@ -217,6 +228,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
+            crate::output::draw_logs_above(Some(multi.clone()));
             (Some(multi), Some(bar))
         } else {
             (None, None)
@@ -226,10 +238,12 @@ impl Progress {
             files,
             total_bytes,
             bytes: AtomicU64::new(0),
-            resumed: AtomicU64::new(0),
+            file_bytes,
+            received: AtomicU64::new(0),
             window: Mutex::new(Window::default()),
             files_done: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            hub_retries,
             started: Instant::now(),
             live,
             max_retries,
@@ -245,18 +259,55 @@ impl Progress {
         usize::try_from(key.0).ok().and_then(|i| self.files.get(i))
     }
 
+    /// The file's repo path, exact (for `--json`).
     fn path(&self, key: FileKey) -> &str {
         self.label(key).map_or("?", |l| l.path.as_str())
+    }
+
+    /// The file's repo path for people: control and bidi characters escaped.
+    fn shown(&self, key: FileKey) -> std::borrow::Cow<'_, str> {
+        hfd_types::shown_path(self.path(key))
+    }
+
+    /// Retries so far, of transfers and of hub requests.
+    fn retries_total(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+            + self
+                .hub_retries
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    fn slot(&self, key: FileKey) -> Option<&AtomicU64> {
+        usize::try_from(key.0)
+            .ok()
+            .and_then(|i| self.file_bytes.get(i))
+    }
+
+    /// `bytes` more of `key` are in place (received or resumed).
+    fn count_in_place(&self, key: FileKey, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(counted) = self.slot(key) {
+            counted.fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(bar) = &self.total_bar {
+            bar.inc(bytes);
+            if let Ok(bars) = self.file_bars.lock()
+                && let Some(file_bar) = bars.get(&key)
+            {
+                file_bar.inc(bytes);
+            }
+        }
     }
 
     fn refresh_message(&self) {
         if let Some(bar) = &self.total_bar {
             let speed = self.speed();
-            let retries = self.retries.load(Ordering::Relaxed);
+            let retries = self.retries_total();
             let mut message = format!(
-                "{} {} files {}/{} conns {}",
-                speed.rate_text(),
-                self.eta_text(&speed),
+                "{} files {}/{} conns {}",
+                self.rate_and_eta(&speed, " "),
                 self.files_done.load(Ordering::Relaxed),
                 self.files.len(),
                 self.live.active_streams()
@@ -268,17 +319,10 @@ impl Progress {
         }
     }
 
-    /// Bytes received in this run (resumed bytes were already on disk).
-    fn received(&self) -> u64 {
-        self.bytes
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.resumed.load(Ordering::Relaxed))
-    }
-
     /// Records how many bytes arrived by now; called every tick.
     fn sample(&self) {
         let now = Instant::now();
-        let received = self.received();
+        let received = self.received.load(Ordering::Relaxed);
         if let Ok(mut window) = self.window.lock() {
             window.push(now, received);
         }
@@ -304,6 +348,18 @@ impl Progress {
         }
     }
 
+    /// `12.5 MiB/s ETA 3s`; once every byte is in while files are still
+    /// being checked (the hash of what arrived out of order, then the move
+    /// into place), `verifying`: neither a speed nor an ETA means anything.
+    fn rate_and_eta(&self, speed: &Speed, gap: &str) -> String {
+        let all_in = self.bytes.load(Ordering::Relaxed) >= self.total_bytes;
+        let files_left = self.files_done.load(Ordering::Relaxed) < self.files.len() as u64;
+        if all_in && files_left && self.total_bytes > 0 {
+            return "verifying".to_owned();
+        }
+        format!("{}{gap}{}", speed.rate_text(), self.eta_text(speed))
+    }
+
     fn status_line(&self) -> String {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let speed = self.speed();
@@ -313,15 +369,14 @@ impl Progress {
             bytes as f64 * 100.0 / self.total_bytes as f64
         };
         format!(
-            "hfd-rs: {percent:5.1}% {} / {}  {}  {}  files {}/{}  conns {}  retries {}",
+            "hfd-rs: {percent:5.1}% {} / {}  {}  files {}/{}  conns {}  retries {}",
             ByteSize::new(bytes),
             ByteSize::new(self.total_bytes),
-            speed.rate_text(),
-            self.eta_text(&speed),
+            self.rate_and_eta(&speed, "  "),
             self.files_done.load(Ordering::Relaxed),
             self.files.len(),
             self.live.active_streams(),
-            self.retries.load(Ordering::Relaxed),
+            self.retries_total(),
         )
     }
 
@@ -374,7 +429,7 @@ impl Progress {
             "bytes_per_sec": match speed { Speed::Rate(r) => r as u64, _ => 0 },
             "stalled_secs": match speed { Speed::Stalled(d) => Some(d.as_secs()), _ => None },
             "connections": self.live.active_streams(),
-            "retries": self.retries.load(Ordering::Relaxed),
+            "retries": self.retries_total(),
             "elapsed_secs": elapsed,
         }));
     }
@@ -390,6 +445,7 @@ impl Progress {
             bar.finish_and_clear();
         }
         if let Some(multi) = &self.multi {
+            crate::output::draw_logs_above(None);
             let _ = multi.clear();
         }
     }
@@ -411,10 +467,7 @@ impl Reporter for Progress {
                         .unwrap_or_else(|_| ProgressStyle::default_bar())
                         .progress_chars("=> "),
                     );
-                    bar.set_message(elide_middle(
-                        &hfd_types::shown_path(self.path(key)),
-                        FILE_NAME_WIDTH,
-                    ));
+                    bar.set_message(elide_middle(&self.shown(key), FILE_NAME_WIDTH));
                     bars.insert(key, bar);
                 }
             }
@@ -423,20 +476,62 @@ impl Reporter for Progress {
     }
 
     fn on_bytes(&self, key: FileKey, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(bar) = &self.total_bar {
-            bar.inc(bytes);
-            if let Ok(bars) = self.file_bars.lock()
-                && let Some(file_bar) = bars.get(&key)
-            {
-                file_bar.inc(bytes);
-            }
-        }
+        self.received.fetch_add(bytes, Ordering::Relaxed);
+        self.count_in_place(key, bytes);
     }
 
     fn on_file_resumed(&self, key: FileKey, bytes: u64) {
-        self.resumed.fetch_add(bytes, Ordering::Relaxed);
-        self.on_bytes(key, bytes);
+        self.count_in_place(key, bytes);
+    }
+
+    fn on_file_restart(&self, key: FileKey, attempt: u32, cause: &hfd::hfd_engine::Error) {
+        // Its bytes so far failed their check: they no longer count.
+        let dropped = self
+            .slot(key)
+            .map_or(0, |counted| counted.swap(0, Ordering::Relaxed));
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(dropped))
+            });
+        if let Some(bar) = &self.total_bar {
+            bar.set_position(self.bytes.load(Ordering::Relaxed));
+            if let Ok(bars) = self.file_bars.lock()
+                && let Some(file_bar) = bars.get(&key)
+            {
+                file_bar.set_position(0);
+            }
+        }
+        let chain = crate::exit::chain(cause);
+        let reason = without_wrappers(&chain);
+        let line = || {
+            labelled(
+                Label::Warning,
+                &format!(
+                    "{}: {reason}; {} discarded, downloading it again (attempt {attempt} of {})",
+                    self.shown(key),
+                    ByteSize::new(dropped),
+                    hfd::hfd_engine::INTEGRITY_ATTEMPTS
+                ),
+            )
+        };
+        match (self.mode, &self.multi) {
+            (Mode::Terminal, Some(multi)) => {
+                let _ = multi.println(line());
+            }
+            (Mode::Plain, _) => {
+                let _ = writeln!(std::io::stderr().lock(), "{}", line());
+            }
+            (Mode::Json, _) => emit(&json!({
+                "event": "restart",
+                "path": self.path(key),
+                "attempt": attempt,
+                "bytes_discarded": dropped,
+                "reason": reason,
+            })),
+            _ => {}
+        }
+        self.refresh_message();
     }
 
     fn on_retry(&self, key: FileKey, event: &RetryEvent<'_>) {
@@ -448,7 +543,7 @@ impl Reporter for Progress {
                 Label::Warning,
                 &format!(
                     "{}: {reason}; retry {} of {} in {:.1} s",
-                    self.path(key),
+                    self.shown(key),
                     event.attempt,
                     self.max_retries,
                     event.wait.as_secs_f64()
@@ -485,11 +580,11 @@ impl Reporter for Progress {
             (Mode::Terminal, Some(multi)) => {
                 let _ = multi.println(labelled(
                     Label::Warning,
-                    &format!("{}: {reason}", self.path(key)),
+                    &format!("{}: {reason}", self.shown(key)),
                 ));
             }
             (Mode::Plain, _) => {
-                let line = labelled(Label::Warning, &format!("{}: {reason}", self.path(key)));
+                let line = labelled(Label::Warning, &format!("{}: {reason}", self.shown(key)));
                 let _ = writeln!(std::io::stderr().lock(), "{line}");
             }
             _ => {}
@@ -537,6 +632,23 @@ impl Reporter for Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_bytes_in_with_files_unfinished_reads_verifying() {
+        let files = vec![FileLabel {
+            path: "a.bin".to_owned(),
+            size: 10,
+        }];
+        let progress = Progress::new(Mode::Plain, files, Arc::default(), 5, Vec::new());
+        progress.on_bytes(FileKey(0), 4);
+        assert!(!progress.status_line().contains("verifying"));
+        progress.on_bytes(FileKey(0), 6);
+        let line = progress.status_line();
+        assert!(line.contains("verifying"), "{line}");
+        assert!(!line.contains("ETA"), "{line}");
+        progress.on_file_done(FileKey(0), None);
+        assert!(!progress.status_line().contains("verifying"));
+    }
 
     #[test]
     fn names_are_elided_in_the_middle() {

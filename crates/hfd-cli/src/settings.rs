@@ -465,7 +465,12 @@ pub(crate) struct VerifySettings {
 }
 
 pub(crate) fn resolve_verify(args: &VerifyArgs) -> Result<VerifySettings> {
-    let repo = match &args.repo_id {
+    // With --cache-dir the positional argument is the repository id.
+    let id = args
+        .repo_id
+        .as_deref()
+        .or_else(|| args.cache_dir.as_ref().and_then(|_| args.dir.to_str()));
+    let repo = match id {
         Some(id) => Some(RepoRef::new(
             RepoId::new(id)?,
             repo_type(args.hub.dataset, args.hub.repo_type),

@@ -2,6 +2,7 @@
 //! backoff gate and the rate board used to spot slow connections.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -18,18 +19,24 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `max_connections` numbered slots; a request holds one while it runs.
+/// A rate-limited run gives some up for good ([`Self::halve`]).
 #[derive(Debug)]
 pub(crate) struct ConnectionSlots {
     permits: Arc<Semaphore>,
     free: Arc<Mutex<VecDeque<usize>>>,
+    /// Slots the run may use now.
+    capacity: AtomicUsize,
+    /// Slots given up while held: the next ones returned are dropped.
+    owed: Arc<AtomicUsize>,
 }
 
-/// A held slot; returned on drop.
+/// A held slot; returned on drop (or dropped, when one is owed).
 #[derive(Debug)]
 pub(crate) struct SlotGuard {
     id: usize,
     free: Arc<Mutex<VecDeque<usize>>>,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    owed: Arc<AtomicUsize>,
 }
 
 impl SlotGuard {
@@ -40,6 +47,13 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
+        let owed = self
+            .owed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if owed && let Some(permit) = self.permit.take() {
+            permit.forget();
+        }
         lock(&self.free).push_back(self.id);
     }
 }
@@ -49,7 +63,27 @@ impl ConnectionSlots {
         Self {
             permits: Arc::new(Semaphore::new(n)),
             free: Arc::new(Mutex::new((0..n).collect())),
+            capacity: AtomicUsize::new(n),
+            owed: Arc::default(),
         }
+    }
+
+    /// Gives up half of the slots (rounded down, one kept at least) for the
+    /// rest of the run: the server asked to slow down, and the same number
+    /// of connections coming back after the pause would hammer it again.
+    /// Held slots are given up as their requests end. Returns the slots left.
+    pub(crate) fn halve(&self) -> usize {
+        let mut shed = 0;
+        let left = self
+            .capacity
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                shed = n / 2;
+                Some(n - n / 2)
+            })
+            .map_or(1, |n| n - n / 2);
+        let forgotten = self.permits.forget_permits(shed);
+        self.owed.fetch_add(shed - forgotten, Ordering::Relaxed);
+        left
     }
 
     /// Waits for a free slot. Cancel safe.
@@ -64,7 +98,8 @@ impl ConnectionSlots {
         SlotGuard {
             id,
             free: Arc::clone(&self.free),
-            _permit: permit,
+            permit: Some(permit),
+            owed: Arc::clone(&self.owed),
         }
     }
 }
@@ -77,12 +112,17 @@ pub(crate) struct PoolGate {
 
 impl PoolGate {
     /// No request starts before `now + wait` (extends, never shortens).
-    pub(crate) fn pause(&self, wait: Duration) {
-        let deadline = Instant::now() + wait;
+    /// Returns whether this starts a pause (the pool was not paused): the
+    /// other answers of the same burst arrive while it is.
+    pub(crate) fn pause(&self, wait: Duration) -> bool {
+        let now = Instant::now();
+        let deadline = now + wait;
         let mut until = lock(&self.until);
+        let starts = until.is_none_or(|u| u <= now);
         if until.is_none_or(|u| u < deadline) {
             *until = Some(deadline);
         }
+        starts
     }
 
     /// Waits until the pool may send requests; `false` if cancelled first.

@@ -23,6 +23,11 @@ pub struct TransferRetry {
     pub base_delay: Duration,
     /// Cap of the backoff delay. Default: 8 s (as huggingface_hub).
     pub max_delay: Duration,
+    /// Longest server-told wait (`Retry-After`, `RateLimit` `t=`) honoured
+    /// in one go: a longer window (the Hub's are 300 s) is waited this long,
+    /// then asked again, each time counting against `max_retries`.
+    /// Default: 60 s.
+    pub max_wait: Duration,
 }
 
 impl Default for TransferRetry {
@@ -31,6 +36,7 @@ impl Default for TransferRetry {
             max_retries: 5,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(8),
+            max_wait: Duration::from_mins(1),
         }
     }
 }
@@ -86,7 +92,8 @@ impl TransferRetry {
                 slow_pool,
                 ..
             }) => RetryStep::Wait {
-                delay: retry_after.unwrap_or_else(|| self.backoff(failures)),
+                delay: retry_after
+                    .map_or_else(|| self.backoff(failures), |told| told.min(self.max_wait)),
                 scope: if *slow_pool {
                     WaitScope::Pool
                 } else {
@@ -107,6 +114,39 @@ impl TransferRetry {
 mod tests {
     use super::TransferRetry;
     use std::time::Duration;
+
+    #[test]
+    fn a_told_wait_is_honoured_up_to_max_wait_for_the_whole_pool() {
+        use super::{RetryStep, WaitScope};
+        use crate::error::TransferError;
+        use crate::source::SourceError;
+        let p = TransferRetry::default();
+        let limited = |secs| {
+            TransferError::Source(SourceError::rate_limited(
+                "429",
+                Some(Duration::from_secs(secs)),
+            ))
+        };
+        assert_eq!(
+            p.next_step(&limited(7), 1),
+            RetryStep::Wait {
+                delay: Duration::from_secs(7),
+                scope: WaitScope::Pool
+            }
+        );
+        // The Hub's 300 s window: waited in 60 s steps, each a retry.
+        assert_eq!(
+            p.next_step(&limited(300), 1),
+            RetryStep::Wait {
+                delay: Duration::from_mins(1),
+                scope: WaitScope::Pool
+            }
+        );
+        assert_eq!(
+            p.next_step(&limited(300), p.max_retries + 1),
+            RetryStep::GiveUp
+        );
+    }
 
     #[test]
     fn backoff_doubles_caps_and_jitters() {

@@ -173,8 +173,14 @@ impl<S: RangeSource> Worker<S> {
                 .dropped_slow
                 .fetch_add(1, Ordering::Relaxed);
         }
-        if scope == WaitScope::Pool {
-            self.engine.gate.pause(wait);
+        if scope == WaitScope::Pool && self.engine.gate.pause(wait) {
+            // Told to slow down: fewer connections after the pause too.
+            let left = self.engine.slots.halve();
+            tracing::info!(
+                connections = left,
+                ?wait,
+                "rate limited: pausing, then fewer connections"
+            );
         }
         self.engine.counters.retries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range, attempt = failures, ?wait, error = %cause, "retry");

@@ -81,6 +81,8 @@ impl UrlOrigin {
 pub struct Endpoint {
     base: String,
     origin: UrlOrigin,
+    /// The path prefix (`/repository/hf`), empty when mounted at the root.
+    prefix: String,
 }
 
 impl Endpoint {
@@ -106,7 +108,12 @@ impl Endpoint {
         }
         let origin = UrlOrigin::of(&url).ok_or_else(|| invalid("the endpoint has no host"))?;
         let base = url.as_str().trim_end_matches('/').to_owned();
-        Ok(Self { base, origin })
+        let prefix = url.path().trim_end_matches('/').to_owned();
+        Ok(Self {
+            base,
+            origin,
+            prefix,
+        })
     }
 
     /// The endpoint URL without a trailing `/`.
@@ -128,6 +135,26 @@ impl Endpoint {
     /// official Hub host over https:443. CDN and storage hosts are not.
     pub(crate) fn is_hub_url(&self, url: &Url) -> bool {
         UrlOrigin::of(url).is_some_and(|o| o == self.origin || o.is_official_hub())
+    }
+
+    /// `url` with the endpoint's path prefix put back: a URL on the
+    /// endpoint's own origin whose path is a Hub API path (`/api/…`) outside
+    /// the prefix. A proxy that mounts the Hub under a path (nginx's
+    /// `location /hf/ { proxy_pass …; }`, a worker) passes the Hub's own
+    /// absolute-path redirects (`/api/resolve-cache/…`) and links through
+    /// unchanged; asked as they are, they miss the mount. Anything else is
+    /// returned as it is.
+    pub(crate) fn keep_prefix(&self, url: Url) -> Url {
+        if self.prefix.is_empty()
+            || UrlOrigin::of(&url).as_ref() != Some(&self.origin)
+            || url.path().starts_with(&format!("{}/", self.prefix))
+            || !url.path().starts_with("/api/")
+        {
+            return url;
+        }
+        let mut inside = url.clone();
+        inside.set_path(&format!("{}{}", self.prefix, url.path()));
+        inside
     }
 
     /// `E/api/{types}/{repo}/revision/{enc_rev}`.
@@ -269,6 +296,29 @@ mod tests {
         );
         let local = Endpoint::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!(local.as_str(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn hub_api_paths_outside_the_prefix_are_put_back_under_it() {
+        let e = Endpoint::parse("http://127.0.0.1:8080/hf/").unwrap();
+        let keep = |u: &str| e.keep_prefix(Url::parse(u).unwrap()).to_string();
+        assert_eq!(
+            keep("http://127.0.0.1:8080/api/resolve-cache/models/o/m/c/a.txt?etag=%22x%22"),
+            "http://127.0.0.1:8080/hf/api/resolve-cache/models/o/m/c/a.txt?etag=%22x%22"
+        );
+        // Already inside, another origin, not a Hub API path: unchanged.
+        for same in [
+            "http://127.0.0.1:8080/hf/api/models/o/m/tree/c?cursor=x",
+            "http://127.0.0.1:8081/api/resolve-cache/x",
+            "https://huggingface.co/api/models/o/m",
+            "http://127.0.0.1:8080/cdn/x",
+            "http://127.0.0.1:8080/hfx/api/y",
+        ] {
+            assert_eq!(keep(same), same);
+        }
+        let root = Endpoint::parse("http://127.0.0.1:8080").unwrap();
+        let url = "http://127.0.0.1:8080/api/resolve-cache/x";
+        assert_eq!(root.keep_prefix(Url::parse(url).unwrap()).as_str(), url);
     }
 
     #[test]

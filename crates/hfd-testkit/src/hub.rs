@@ -44,8 +44,13 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) tokens_full: Vec<String>,
     pub(crate) tokens_limited: Vec<String>,
+    /// The hub's base URL, its path prefix included.
     pub(crate) hub_base: String,
+    /// Where the hub is mounted (`/hf`), or empty.
+    pub(crate) prefix: String,
     pub(crate) cdn_base: String,
+    /// The CDN is named by another host (`cdn_host`): a Xet bridge.
+    pub(crate) bridge: bool,
     pub(crate) secret: String,
     pub(crate) tree_page_size: usize,
     pub(crate) latency: Duration,
@@ -66,6 +71,8 @@ pub struct FakeHubBuilder {
     strict_cdn: bool,
     hub_port: u16,
     cdn_port: u16,
+    prefix: String,
+    cdn_host: Option<String>,
 }
 
 impl std::fmt::Debug for FakeHubBuilder {
@@ -111,6 +118,27 @@ impl FakeHubBuilder {
         chooser: impl Fn(Origin, u64) -> Option<u64> + Send + Sync + 'static,
     ) -> Self {
         self.rate = Some(Arc::new(chooser));
+        self
+    }
+
+    /// Serves the hub under a path prefix (`/hf`), as a reverse proxy or a
+    /// worker that mounts the Hub below a path does: requests outside it are
+    /// 404; links name the prefixed URL; redirects keep the Hub's own
+    /// absolute paths (`/api/resolve-cache/…`), as such proxies pass them
+    /// through. The CDN is not prefixed. Default: none.
+    #[must_use]
+    pub fn mount_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = format!("/{}", prefix.trim_matches('/'));
+        self
+    }
+
+    /// Names the CDN by `host` (e.g. `localhost`) in LFS redirects instead of
+    /// the hub's `127.0.0.1`: a bridge host on another domain, as the Hub's
+    /// `cas-bridge.xethub.hf.co` is to `huggingface.co`. The redirect then
+    /// also carries `X-Xet-Hash`. `host` must resolve to loopback.
+    #[must_use]
+    pub fn cdn_host(mut self, host: &str) -> Self {
+        self.cdn_host = Some(host.to_owned());
         self
     }
 
@@ -215,8 +243,13 @@ impl FakeHubBuilder {
             faults: Faults::new(self.cdn_url_ttl),
             tokens_full: self.tokens_full,
             tokens_limited: self.tokens_limited,
-            hub_base: format!("{scheme}://{hub_addr}"),
-            cdn_base: format!("{scheme}://{cdn_addr}"),
+            hub_base: format!("{scheme}://{hub_addr}{}", self.prefix),
+            prefix: self.prefix,
+            cdn_base: match &self.cdn_host {
+                Some(host) => format!("{scheme}://{host}:{}", cdn_addr.port()),
+                None => format!("{scheme}://{cdn_addr}"),
+            },
+            bridge: self.cdn_host.is_some(),
             secret: hex::encode(secret),
             tree_page_size: self.tree_page_size,
             latency: self.latency,
@@ -390,6 +423,8 @@ impl FakeHub {
             cdn_url_ttl: Duration::from_hours(1),
             strict_cdn: false,
             hub_port: 0,
+            prefix: String::new(),
+            cdn_host: None,
             cdn_port: 0,
         }
     }

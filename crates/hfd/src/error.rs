@@ -147,7 +147,10 @@ pub(crate) fn describe(error: &hfd_engine::Error) -> String {
         // after …`); the caller names the file already.
         let text = match e.downcast_ref::<hfd_engine::Error>() {
             Some(hfd_engine::Error::RetriesExhausted { attempts, .. }) => {
-                format!("gave up after {attempts} retries")
+                format!(
+                    "gave up after {attempts} {}",
+                    if *attempts == 1 { "retry" } else { "retries" }
+                )
             }
             _ => e.to_string(),
         };

@@ -8,8 +8,15 @@ use hfd_types::ByteRange;
 
 /// Something done to each body stream (throttle it, count it, ...).
 pub(crate) trait BodyLayer: Send + Sync + 'static {
+    /// What the layer keeps from a request's start (before its answer)
+    /// until its body ends, or until the request fails.
+    type Ticket: Send + 'static;
+
+    /// A request is about to be sent.
+    fn begin(&self) -> Self::Ticket;
+
     /// The stream to hand to the engine instead of `stream`.
-    fn wrap(&self, stream: BodyStream) -> BodyStream;
+    fn wrap(&self, ticket: Self::Ticket, stream: BodyStream) -> BodyStream;
 }
 
 /// `inner`, with `layer` applied to every body it returns.
@@ -32,13 +39,15 @@ impl<S: RangeSource, L: BodyLayer> RangeSource for Layered<S, L> {
         range: ByteRange,
         slot: SlotId,
     ) -> Result<BodyStream, SourceError> {
+        let ticket = self.layer.begin();
         let stream = self.inner.fetch_range(key, range, slot).await?;
-        Ok(self.layer.wrap(stream))
+        Ok(self.layer.wrap(ticket, stream))
     }
 
     async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
+        let ticket = self.layer.begin();
         let stream = self.inner.fetch_whole(key, slot).await?;
-        Ok(self.layer.wrap(stream))
+        Ok(self.layer.wrap(ticket, stream))
     }
 
     async fn reset_file(&self, key: FileKey) {

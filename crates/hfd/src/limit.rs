@@ -65,7 +65,11 @@ impl RateLimit {
 }
 
 impl BodyLayer for RateLimit {
-    fn wrap(&self, stream: BodyStream) -> BodyStream {
+    type Ticket = ();
+
+    fn begin(&self) {}
+
+    fn wrap(&self, (): (), stream: BodyStream) -> BodyStream {
         let bucket = Arc::clone(&self.0);
         stream
             .then(move |chunk| {

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layout::LocalDir;
 
+pub mod cache;
+
 /// Which repository a local folder was downloaded from, written by hfd-rs
 /// at `DIR/.cache/huggingface/hfd-rs-source.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +191,7 @@ fn state_files(local_dir: &Path, to_path: impl Fn(&str) -> Option<String>) -> Ve
 }
 
 /// The hub's (digest, size) per path at `commit`.
-async fn hub_listing(
+pub(crate) async fn hub_listing(
     hub: &HubClient,
     repo: &RepoRef,
     commit: &str,
@@ -206,7 +208,8 @@ async fn hub_listing(
         .collect())
 }
 
-/// Checks one file; returns the verdict and the bytes hashed.
+/// Checks one file of a local-dir download; returns the verdict and the
+/// bytes hashed.
 async fn check_file(
     local: &LocalDir,
     local_dir: &Path,
@@ -214,7 +217,24 @@ async fn check_file(
     expected: ContentDigest,
     size: Option<u64>,
 ) -> Result<(FileCheck, u64)> {
-    let file = local.final_path(path)?;
+    check_path(
+        local.final_path(path)?,
+        local_dir.join(path),
+        expected,
+        size,
+    )
+    .await
+}
+
+/// Checks the file at `file` (links followed: a cache snapshot entry is a
+/// link to its blob) against `expected` and `size`; `shown` names it in
+/// errors. Returns the verdict and the bytes hashed.
+pub(crate) async fn check_path(
+    file: PathBuf,
+    shown: PathBuf,
+    expected: ContentDigest,
+    size: Option<u64>,
+) -> Result<(FileCheck, u64)> {
     let Ok(meta) = fs::metadata(&file) else {
         return Ok((FileCheck::Missing, 0));
     };
@@ -230,17 +250,18 @@ async fn check_file(
             0,
         ));
     }
+    let shown_too = shown.clone();
     let hashed =
         tokio::task::spawn_blocking(move || ContentHasher::file_digest_like(&expected, &file, len))
             .await
             .map_err(|e| Error::Io {
                 action: "hashing task failed for",
-                path: local_dir.join(path),
+                path: shown_too,
                 source: std::io::Error::other(e),
             })?
             .map_err(|source| Error::Io {
                 action: "cannot read",
-                path: local_dir.join(path),
+                path: shown,
                 source,
             })?;
     let check = if hashed == expected {

@@ -317,6 +317,49 @@ async fn rate_limit_pauses_the_whole_pool() {
     }
 }
 
+/// After a rate limit the pool comes back with half its connections, not
+/// all of them at once (which would hammer the server into the next 429),
+/// and the pause is the told wait capped at `max_wait`.
+#[tokio::test(start_paused = true)]
+async fn rate_limit_halves_the_connections_and_caps_the_wait() {
+    let setup = Setup::new(&[20 * KIB; 60]);
+    let source = Arc::new(setup.source(4 * KIB).script(|r| {
+        if r.index == 12 {
+            // A 300 s window, as the Hub's `RateLimit` says.
+            Answer::Refuse(SourceError::rate_limited(
+                "429",
+                Some(Duration::from_mins(5)),
+            ))
+        } else {
+            Answer::Throttle(Duration::from_millis(20))
+        }
+    }));
+    let mut c = config(1, MIB);
+    c.files_in_flight = nz(8);
+    c.max_connections = nz(8);
+    c.retry.max_wait = Duration::from_secs(7);
+    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    let requests = source.requests();
+    let before = requests[..12].iter().map(|r| r.concurrent).max().unwrap();
+    assert_eq!(before, 8, "all eight connections were busy before");
+    let limited = requests[12].at;
+    let after: Vec<_> = requests
+        .iter()
+        .filter(|r| r.at >= limited + Duration::from_secs(7))
+        .collect();
+    assert!(after.len() > 30, "{}", after.len());
+    let most = after.iter().map(|r| r.concurrent).max().unwrap();
+    assert!(most <= 4, "{most} bodies open at once after the 429");
+    // Capped: nothing waited the whole 300 s.
+    let last = requests.iter().map(|r| r.at).max().unwrap();
+    assert!(
+        last < limited + Duration::from_mins(1),
+        "{:?}",
+        last - limited
+    );
+}
+
 /// Runs one 8 MiB file over 8 connections where slot 0 delivers at 1 % of
 /// the others' rate; returns (summary, bytes slot 0 delivered).
 async fn run_with_one_slow_connection(hedging: bool, slow_ratio: f64) -> (Summary, u64) {

@@ -55,6 +55,17 @@ pub(crate) struct Request {
     /// `reset_file` calls for this file before the request (0 on the first
     /// attempt).
     pub(crate) resets: usize,
+    /// Bodies open when this request was answered, itself included.
+    pub(crate) concurrent: usize,
+}
+
+/// Counts an open body; uncounted when the body is dropped.
+struct OpenBody(Arc<AtomicUsize>);
+
+impl Drop for OpenBody {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What to do with one request.
@@ -96,6 +107,7 @@ pub(crate) struct MemSource {
     count: AtomicUsize,
     log: Mutex<Vec<Request>>,
     resets: Mutex<HashMap<FileKey, usize>>,
+    open_bodies: Arc<AtomicUsize>,
 }
 
 impl MemSource {
@@ -111,6 +123,7 @@ impl MemSource {
             count: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             resets: Mutex::new(HashMap::new()),
+            open_bodies: Arc::default(),
         }
     }
 
@@ -152,6 +165,7 @@ impl MemSource {
             at: Instant::now(),
             delivered: Arc::new(AtomicU64::new(0)),
             resets: self.resets(key),
+            concurrent: self.open_bodies.load(Ordering::SeqCst) + 1,
         };
         self.log.lock().unwrap().push(request.clone());
         let answer = (self.script)(&request);
@@ -179,6 +193,8 @@ impl MemSource {
         }
         let chunk = self.chunk;
         let delivered = request.delivered;
+        self.open_bodies.fetch_add(1, Ordering::SeqCst);
+        let open = OpenBody(Arc::clone(&self.open_bodies));
         let state = State {
             pos: start,
             end,
@@ -186,6 +202,7 @@ impl MemSource {
             fail,
         };
         Ok(futures::stream::unfold(state, move |mut st| {
+            let _open = &open;
             let delivered = Arc::clone(&delivered);
             async move {
                 if stall_at.is_some_and(|s| st.pos >= s) {

@@ -264,11 +264,11 @@ impl HubClient {
             return Ok(None);
         };
         let shown = RedactedUrl::new(current.as_str());
-        let next = current.join(&raw).map_err(|e| Error::Malformed {
+        let endpoint = self.endpoint();
+        let next = endpoint.keep_prefix(current.join(&raw).map_err(|e| Error::Malformed {
             url: shown.clone(),
             reason: format!("unreadable next-page link: {e}"),
-        })?;
-        let endpoint = self.endpoint();
+        })?);
         let origin = UrlOrigin::of(&next);
         if origin.as_ref() == Some(endpoint.origin()) {
             return Ok(Some(next));

@@ -57,7 +57,9 @@ impl HubClient {
                     location: None,
                 });
             }
-            let target = redirect_target(&url, response.headers())?;
+            let target = self
+                .endpoint()
+                .keep_prefix(redirect_target(&url, response.headers())?);
             if may_follow(self.endpoint(), &url, &target) {
                 debug!(
                     from = %RedactedUrl::new(url.as_str()),

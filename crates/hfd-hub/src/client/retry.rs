@@ -4,6 +4,8 @@
 //! errors are retryable at all is [`Error::is_retryable`].
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hfd_types::{Backoff, Jitter};
@@ -26,6 +28,9 @@ pub struct MetadataRetry {
     /// sleeping; a longer one is returned as [`Error::RateLimited`] at once.
     /// Default: 60 s.
     pub max_wait: Duration,
+    /// Retries made so far under this policy, by every client holding a
+    /// clone of it: a progress display counts them with the transfers'.
+    pub retries_made: Arc<AtomicU64>,
 }
 
 impl Default for MetadataRetry {
@@ -35,6 +40,7 @@ impl Default for MetadataRetry {
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(8),
             max_wait: Duration::from_mins(1),
+            retries_made: Arc::default(),
         }
     }
 }
@@ -98,6 +104,7 @@ where
             RetryStep::Wait(delay) => delay,
         };
         attempt += 1;
+        policy.retries_made.fetch_add(1, Ordering::Relaxed);
         warn!(
             "{error}; retry {attempt} of {} in {:.1} s",
             policy.max_retries,

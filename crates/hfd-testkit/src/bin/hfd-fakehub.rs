@@ -55,6 +55,10 @@ struct Args {
     /// Tree entries per page.
     #[arg(long, default_value_t = 1000)]
     page_size: usize,
+    /// Serve the hub under this path prefix (e.g. `/hf`), as a worker or
+    /// reverse proxy mounts it; the endpoint is then `http://127.0.0.1:PORT/hf`.
+    #[arg(long, value_name = "PATH")]
+    mount_prefix: Option<String>,
     /// Also serve `fake/gated`, a gated model only --token values may read.
     #[arg(long)]
     gated: bool,
@@ -189,6 +193,9 @@ async fn main() -> anyhow::Result<()> {
         } else {
             Transport::Http1
         });
+    if let Some(prefix) = &args.mount_prefix {
+        builder = builder.mount_prefix(prefix);
+    }
     for token in &args.token {
         builder = builder.token(token);
     }

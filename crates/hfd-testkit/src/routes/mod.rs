@@ -58,8 +58,21 @@ pub(crate) async fn handle(
 ) -> Result<Response<ResBody>, Infallible> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_owned();
+    // Mounted under a prefix: what is outside it is not the hub.
+    let (path, outside) = if conn.origin == Origin::Cdn || shared.prefix.is_empty() {
+        (path, false)
+    } else {
+        match path.strip_prefix(shared.prefix.as_str()) {
+            Some(rest) if rest.starts_with('/') => (rest.to_owned(), false),
+            _ => (path, true),
+        }
+    };
     let query = parts.uri.query().map(str::to_owned);
-    let route = classify(conn.origin, &path);
+    let route = if outside {
+        Route::Other
+    } else {
+        classify(conn.origin, &path)
+    };
     let cell = shared.log.record(LogEntry {
         seq: 0,
         origin: conn.origin,
