@@ -28,7 +28,8 @@ fn wine_path(path: &Path) -> String {
 
 /// `wine hfd-rs.exe args` with only what wine needs: its prefix (never a
 /// fresh one per run: creating one takes many seconds), no wine debug
-/// output, `USERPROFILE` in `home`.
+/// output, `USERPROFILE` in `home` (wine replaces it with its prefix's
+/// profile folder; other variables reach the program).
 fn wine(
     exe: &Path,
     prefix: Option<&OsString>,
@@ -270,7 +271,8 @@ async fn the_windows_build_refuses_a_name_windows_cannot_store() {
     assert_eq!(hub.log().resolve_count(), 0);
 }
 
-/// `--cache` from the Windows build: where symlinks do not work (wine's
+/// `--cache` from the Windows build, into the cache below `HF_HOME`:
+/// where symlinks do not work (wine's
 /// `CreateSymbolicLinkW` returns success without making a link, a Windows
 /// user without Developer Mode gets an error), snapshot entries are copies
 /// of the blobs, as huggingface_hub makes them; a second run finds
@@ -297,17 +299,20 @@ async fn the_windows_build_fills_the_hub_cache_without_symlinks_under_wine() {
     let commit = hub.commit(repo, "main").unwrap();
     let work = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
+    // `--cache` alone: `%HF_HOME%\hub` (wine sets `USERPROFILE` itself, to
+    // its prefix's profile, so the default below it is left to the unit
+    // tests of settings.rs).
     let hf_home = work.path().join("hf");
     let cache = hf_home.join("hub");
-    let args = [
-        repo,
-        "--cache-dir",
-        &wine_path(&cache),
-        "--endpoint",
-        hub.endpoint(),
-    ];
+    let args = [repo, "--cache", "--endpoint", hub.endpoint()];
+    let cached = |what| {
+        let mut cmd = wine(&exe, prefix.as_ref(), home.path(), &args);
+        cmd.env("HF_HOME", wine_path(&hf_home));
+        (cmd, what)
+    };
     // Not --quiet: the warning says which kind of entries were made.
-    let out = finish(&mut wine(&exe, prefix.as_ref(), home.path(), &args), "run").await;
+    let (mut cmd, what) = cached("run");
+    let out = finish(&mut cmd, what).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -341,11 +346,8 @@ async fn the_windows_build_fills_the_hub_cache_without_symlinks_under_wine() {
 
     // Again: every file is up to date, no content byte is fetched.
     let served_before = content_bytes(&hub.log().entries());
-    let out = finish(
-        &mut wine(&exe, prefix.as_ref(), home.path(), &args),
-        "second run",
-    )
-    .await;
+    let (mut cmd, what) = cached("second run");
+    let out = finish(&mut cmd, what).await;
     assert!(
         out.status.success(),
         "second run failed ({}): {}",
