@@ -28,7 +28,8 @@ fn wine_path(path: &Path) -> String {
 
 /// `wine hfd-rs.exe args` with only what wine needs: its prefix (never a
 /// fresh one per run: creating one takes many seconds), no wine debug
-/// output, `USERPROFILE` in `home`.
+/// output, `USERPROFILE` in `home` (wine replaces it with its prefix's
+/// profile folder; other variables reach the program).
 fn wine(
     exe: &Path,
     prefix: Option<&OsString>,
@@ -268,4 +269,129 @@ async fn the_windows_build_refuses_a_name_windows_cannot_store() {
     );
     assert!(!dir.exists(), "nothing is written before the refusal");
     assert_eq!(hub.log().resolve_count(), 0);
+}
+
+/// `--cache` from the Windows build, into the cache below `HF_HOME`:
+/// where symlinks do not work (wine's
+/// `CreateSymbolicLinkW` returns success without making a link, a Windows
+/// user without Developer Mode gets an error), snapshot entries are copies
+/// of the blobs, as huggingface_hub makes them; a second run finds
+/// everything up to date, and the real huggingface_hub reads the cache
+/// offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_windows_build_fills_the_hub_cache_without_symlinks_under_wine() {
+    let Some((exe, prefix)) = windows_exe() else {
+        eprintln!("HFD_RS_WINDOWS_EXE is not set: skipping the wine run (.ci/windows runs it)");
+        return;
+    };
+    let repo = "org/cached";
+    let hub = FakeHub::builder()
+        .repo(
+            RepoFixture::model(repo)
+                .regular_file("config.json", "{\"model_type\": \"fake\"}\n")
+                // Same bytes, same blob: one entry gets the blob, one a copy.
+                .regular_file("deep/er/config.json", "{\"model_type\": \"fake\"}\n")
+                .lfs_file("model.safetensors", 3 * MIB, 22),
+        )
+        .start()
+        .await
+        .unwrap();
+    let commit = hub.commit(repo, "main").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // `--cache` alone: `%HF_HOME%\hub` (wine sets `USERPROFILE` itself, to
+    // its prefix's profile, so the default below it is left to the unit
+    // tests of settings.rs).
+    let hf_home = work.path().join("hf");
+    let cache = hf_home.join("hub");
+    let args = [repo, "--cache", "--endpoint", hub.endpoint()];
+    let cached = |what| {
+        let mut cmd = wine(&exe, prefix.as_ref(), home.path(), &args);
+        cmd.env("HF_HOME", wine_path(&hf_home));
+        (cmd, what)
+    };
+    // Not --quiet: the warning says which kind of entries were made.
+    let (mut cmd, what) = cached("run");
+    let out = finish(&mut cmd, what).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "run failed ({}): {stderr}",
+        out.status
+    );
+    let copies = stderr.contains("symlinks are not supported here");
+    let folder = cache.join("models--org--cached");
+    let snapshot = folder.join("snapshots").join(&commit);
+    for file in hub.files(repo) {
+        let entry = snapshot.join(&file.path);
+        let kind = std::fs::symlink_metadata(&entry)
+            .unwrap_or_else(|e| panic!("{} missing: {e}", file.path))
+            .file_type();
+        if copies {
+            assert!(kind.is_file(), "{} is not a copy: {kind:?}", file.path);
+        } else {
+            assert!(kind.is_symlink(), "{} is not a link: {kind:?}", file.path);
+        }
+        let want = hub.file_bytes(repo, &file.path).unwrap();
+        assert!(
+            std::fs::read(&entry).unwrap() == want,
+            "{} differs from the hub's bytes",
+            file.path
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(folder.join("refs/main")).unwrap(),
+        commit
+    );
+
+    // Again: every file is up to date, no content byte is fetched.
+    let served_before = content_bytes(&hub.log().entries());
+    let (mut cmd, what) = cached("second run");
+    let out = finish(&mut cmd, what).await;
+    assert!(
+        out.status.success(),
+        "second run failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(content_bytes(&hub.log().entries()), served_before);
+
+    // huggingface_hub finds every file in the cache without the network.
+    if hfd_testkit::support::python_client_version().is_none() {
+        return;
+    }
+    let script = work.path().join("read_cache.py");
+    let result = work.path().join("read_cache.json");
+    std::fs::write(
+        &script,
+        "import json, sys\n\
+         from huggingface_hub import hf_hub_download\n\
+         repo, out, names = sys.argv[1], sys.argv[2], sys.argv[3:]\n\
+         found = {n: open(hf_hub_download(repo, n, local_files_only=True), 'rb').read().hex() for n in names}\n\
+         json.dump(found, open(out, 'w'))\n",
+    )
+    .unwrap();
+    let mut cmd = hfd_testkit::support::python_command(&hub, &script, &hf_home);
+    cmd.arg(repo).arg(&result).env("HF_HUB_OFFLINE", "1");
+    for file in hub.files(repo) {
+        cmd.arg(&file.path);
+    }
+    let found = hfd_testkit::support::run_python_json(cmd, &result, String::new).await;
+    for file in hub.files(repo) {
+        let want = hub.file_bytes(repo, &file.path).unwrap();
+        let got = found[&file.path].as_str().unwrap_or_default();
+        assert!(
+            got.len() == want.len() * 2 && got == hex(&want),
+            "huggingface_hub read other bytes for {}",
+            file.path
+        );
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

@@ -93,6 +93,34 @@ mod tests {
         }
     }
 
+    /// A resumed partial is preallocated again: its bytes stay, its length
+    /// stays, and nothing more is reserved (on macOS, `F_PREALLOCATE` would
+    /// reserve `size` past the physical end; `platform/macos.rs` skips it).
+    #[test]
+    fn preallocating_an_allocated_file_again_keeps_its_bytes() {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        let mut file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        preallocate(&file, &path, 1 << 20).unwrap();
+        file.seek(SeekFrom::Start(1000)).unwrap();
+        file.write_all(b"resumed").unwrap();
+        let before = allocated_bytes(&file.metadata().unwrap());
+        preallocate(&file, &path, 1 << 20).unwrap();
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), 1 << 20);
+        assert_eq!(allocated_bytes(&meta), before);
+        let mut back = [0; 7];
+        file.seek(SeekFrom::Start(1000)).unwrap();
+        file.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"resumed");
+    }
+
     #[test]
     fn full_disk_fails_up_front_naming_file_and_size() {
         let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,9 @@ mod api;
 mod clients;
 mod pull;
 mod read;
+// Symbolic links planted in the served folders: Unix only (Windows needs a
+// privilege to create them).
+#[cfg(unix)]
 mod safety;
 
 use std::num::NonZeroUsize;

@@ -14,6 +14,17 @@ pub(crate) fn allocate(file: &File, size: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes available to an unprivileged user on the filesystem of `path`.
+pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statvfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// Makes a folder's entries durable.
+pub(crate) fn sync_fd(fd: impl AsFd) -> io::Result<()> {
+    Ok(rustix::fs::fsync(fd)?)
+}
+
 /// Whether `err` says the filesystem cannot preallocate.
 pub(crate) fn is_unsupported(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Unsupported

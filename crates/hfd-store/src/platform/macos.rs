@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rustix::fs::{FallocateFlags, Mode, OFlags};
@@ -10,9 +11,37 @@ use rustix::io::Errno;
 
 /// Reserves the blocks of `[0, size)` and sets the length to `size`:
 /// rustix does `fcntl(F_PREALLOCATE, F_ALLOCATEALL)` then `ftruncate` here.
+///
+/// `F_PREALLOCATE` (in rustix's `F_PEOFPOSMODE`) reserves `size` bytes
+/// *past the physical end of the file*, not up to `size`: asked again for
+/// a resumed partial that already holds its blocks, it would reserve as
+/// much again and fail on a disk with less free. A file that has its
+/// blocks is only given its length.
 pub(crate) fn allocate(file: &File, size: u64) -> io::Result<()> {
+    if file.metadata()?.blocks().saturating_mul(512) >= size {
+        return file.set_len(size);
+    }
     rustix::fs::fallocate(file, FallocateFlags::empty(), 0, size)?;
     Ok(())
+}
+
+/// Bytes available to an unprivileged user on the filesystem of `path`.
+/// `statfs`, not `statvfs`: Darwin's `statvfs` counts blocks in 32 bits
+/// (`fsblkcnt_t` is `unsigned int`), `statfs` in 64.
+pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
+    let stat = rustix::fs::statfs(path)?;
+    Ok(stat.f_bavail.saturating_mul(u64::from(stat.f_bsize)))
+}
+
+/// Makes a folder's entries durable: `F_FULLFSYNC`, because `fsync` on
+/// macOS leaves them in the drive's cache (std's `sync_all` and
+/// `sync_data` already use `F_FULLFSYNC`). Filesystems without it
+/// (network shares) get `fsync`.
+pub(crate) fn sync_fd(fd: impl AsFd) -> io::Result<()> {
+    match rustix::fs::fcntl_fullfsync(&fd) {
+        Ok(()) => Ok(()),
+        Err(_) => Ok(rustix::fs::fsync(fd)?),
+    }
 }
 
 /// Whether `err` says the filesystem cannot preallocate (macOS has both

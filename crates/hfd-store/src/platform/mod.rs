@@ -4,13 +4,13 @@
 //!
 //! | seam | Linux | macOS | Windows |
 //! |---|---|---|---|
-//! | [`allocate`] | `fallocate` | `F_PREALLOCATE` + `ftruncate` | `set_len` (NTFS allocates non-sparse files) |
-//! | [`allocated_bytes`] | `st_blocks * 512` | same | `FILE_STANDARD_INFO.AllocationSize` |
-//! | [`free_space`] | `statvfs` | same | `GetDiskFreeSpaceExW` |
+//! | [`allocate`] | `fallocate` | `F_PREALLOCATE` + `ftruncate`, skipped for a file that has its blocks | `set_len` (NTFS allocates non-sparse files) |
+//! | [`allocated_bytes`] | `st_blocks * 512` | same | the length (files hfd-rs makes are never sparse) |
+//! | [`free_space`] | `statvfs` | `statfs` (64-bit block counts) | `GetDiskFreeSpaceExW` |
 //! | [`device_id`] | `st_dev` | same | volume serial number |
 //! | [`try_lock`] | `flock` | same | `LockFileEx` |
 //! | [`try_lock_shared_fs`] (claims shared across machines) | OFD lock `F_OFD_SETLK` (NFS, Lustre), `flock` on old kernels | `flock` | `LockFileEx` |
-//! | `sync_dir` | `fsync` on the folder | same | nothing (NTFS journals metadata) |
+//! | `sync_dir` | `fsync` on the folder | `F_FULLFSYNC` on the folder (`fsync` where unsupported) | nothing (NTFS journals metadata) |
 //! | [`rename_durable`] | `rename` + `fsync` of the folders | same | `MoveFileExW` with `WRITE_THROUGH` |
 //! | [`DirHandle`] (no-follow opens) | `openat2(RESOLVE_BENEATH \| RESOLVE_NO_SYMLINKS)`, else `openat(O_NOFOLLOW)` per component | `openat(O_NOFOLLOW)` per component | reparse-point check of each component, then open with `FILE_FLAG_OPEN_REPARSE_POINT` |
 //! | [`read_exact_at`], [`write_all_at`] | `pread`/`pwrite` | same | `seek_read`/`seek_write` loops |

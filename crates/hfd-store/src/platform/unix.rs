@@ -15,18 +15,12 @@ use rustix::io::Errno;
 use super::{FsError, Open, os};
 use crate::target_dir::EntryKind;
 
-pub(crate) use super::os::{allocate, is_unsupported, try_lock_shared_fs};
+pub(crate) use super::os::{allocate, free_space, is_unsupported, try_lock_shared_fs};
 
 /// Bytes the filesystem has allocated to a file (`st_blocks` are 512-byte
 /// units on every Unix).
 pub(crate) fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {
     meta.blocks().saturating_mul(512)
-}
-
-/// Bytes available to an unprivileged user on the filesystem of `path`.
-pub(crate) fn free_space(path: &Path) -> io::Result<u64> {
-    let stat = rustix::fs::statvfs(path)?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// An id shared by all paths on one filesystem.
@@ -36,7 +30,7 @@ pub(crate) fn device_id(path: &Path) -> io::Result<u64> {
 
 /// Makes the entries of the folder `dir` (creations, renames) durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    os::sync_fd(File::open(dir)?)
 }
 
 /// Renames `from` to `to` (replacing it) and syncs the folders involved.
@@ -225,8 +219,7 @@ impl DirHandle {
 
     /// Makes this folder's entries durable.
     pub(crate) fn sync(&self) -> io::Result<()> {
-        rustix::fs::fsync(&*self.fd)?;
-        Ok(())
+        os::sync_fd(&*self.fd)
     }
 }
 

@@ -231,21 +231,38 @@ impl CacheRepo {
         write_if_missing(&target, Path::new("CACHEDIR.TAG"), CACHEDIR_TAG.as_bytes())
     }
 
-    /// Whether a relative symlink can be created in `blobs/` (what
-    /// huggingface_hub's `are_symlinks_supported` probes). Call after
-    /// [`Self::prepare`].
+    /// Whether relative symlinks work in `blobs/` the way [`Self::publish`]
+    /// uses them: one is created at a temporary name, renamed, read back
+    /// and read through. huggingface_hub's `are_symlinks_supported` only
+    /// creates one; that is not enough where creation "succeeds" without a
+    /// link (wine's `CreateSymbolicLinkW` is a stub that returns success).
+    /// Call after [`Self::prepare`].
     pub fn probe_symlinks(&self) -> bool {
         let Ok(target) = self.target() else {
             return false;
         };
-        let probe = self
-            .rel("blobs")
-            .join(format!(".hfd-symlink-probe-{}", std::process::id()));
-        let _ = target.remove_file(&probe);
-        let ok = target
-            .symlink(Path::new("hfd-probe-target"), &probe)
-            .is_ok();
-        let _ = target.remove_file(&probe);
+        let name = |what: &str| {
+            self.rel("blobs")
+                .join(format!(".hfd-symlink-probe-{}.{what}", std::process::id()))
+        };
+        let (file, made, renamed) = (name("file"), name("made"), name("link"));
+        let file_name = file.file_name().map(PathBuf::from).unwrap_or_default();
+        let clean = || {
+            for rel in [&made, &renamed, &file] {
+                let _ = target.remove_file(rel);
+            }
+        };
+        clean();
+        let works = || -> Option<()> {
+            write_atomic(&target, &file, b"probe").ok()?;
+            target.symlink(&file_name, &made).ok()?;
+            target.rename(&made, &renamed).ok()?;
+            (target.read_link(&renamed).ok()?? == file_name).then_some(())?;
+            // Read through, as every program reading the snapshot will.
+            (std::fs::read(self.root.join(&renamed)).ok()? == b"probe").then_some(())
+        };
+        let ok = works().is_some();
+        clean();
         ok
     }
 
@@ -703,6 +720,20 @@ mod tests {
             fs::read(repo.snapshot_path(&c2, "a.txt").unwrap()).unwrap(),
             content
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_symlink_probe_uses_links_as_publish_does_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("org/m").unwrap()));
+        repo.prepare().unwrap();
+        let blobs = repo.dir().join("blobs");
+        // A stale link of a crashed probe is no reason to give up links.
+        let stale = blobs.join(format!(".hfd-symlink-probe-{}.made", std::process::id()));
+        make_symlink(Path::new("gone"), &stale).unwrap();
+        assert!(repo.probe_symlinks());
+        assert_eq!(fs::read_dir(&blobs).unwrap().count(), 0);
     }
 
     #[test]

@@ -16,10 +16,11 @@
 )]
 
 mod answers;
+// Planted symbolic links: Unix only (Windows needs a privilege to create them).
+#[cfg(unix)]
 mod links;
 mod listing;
 mod memory;
-// Planted symbolic links: Unix only (Windows needs a privilege to create them).
 #[cfg(unix)]
 mod target;
 mod token;
