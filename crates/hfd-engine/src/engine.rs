@@ -1,6 +1,8 @@
 //! [`Engine`]: runs file jobs, at most `files_in_flight` at once, after the
 //! free-space preflight, and collects one outcome per file.
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -89,10 +91,11 @@ impl<S: RangeSource> Engine<S> {
                 // A partial from an earlier run already holds its blocks
                 // (reused whether it is resumed or restarted): only the rest
                 // is needed, so a nearly done download still fits.
+                let mut partials = PartialsOnDisk::default();
                 let needed: Vec<(PathBuf, u64)> = plan
                     .into_iter()
                     .map(|(p, n)| {
-                        let held = allocated_bytes(&p).min(n);
+                        let held = partials.allocated_bytes(&p).min(n);
                         (p, n - held)
                     })
                     .collect();
@@ -235,7 +238,38 @@ fn outcome_name(o: &FileOutcome) -> &'static str {
     }
 }
 
-/// Bytes held on disk by `path` (0 when it does not exist).
-fn allocated_bytes(path: &Path) -> u64 {
+/// Which partials exist, read once per folder: a first run of a dataset
+/// has none, and one `getdents` per folder replaces a failing `statx` per
+/// file.
+#[derive(Default)]
+struct PartialsOnDisk {
+    /// Folder → names in it (`None`: unreadable, every file is asked).
+    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
+}
+
+impl PartialsOnDisk {
+    /// Bytes held on disk by `path` (0 when it does not exist).
+    fn allocated_bytes(&mut self, path: &Path) -> u64 {
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            return stat_allocated(path);
+        };
+        let names =
+            self.names.entry(folder.to_path_buf()).or_insert_with(|| {
+                match std::fs::read_dir(folder) {
+                    Ok(entries) => {
+                        Some(entries.filter_map(|e| Some(e.ok()?.file_name())).collect())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(HashSet::new()),
+                    Err(_) => None,
+                }
+            });
+        match names {
+            Some(names) if !names.contains(name) => 0,
+            _ => stat_allocated(path),
+        }
+    }
+}
+
+fn stat_allocated(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| hfd_store::allocated_bytes(&m))
 }
