@@ -19,8 +19,12 @@ def resolve_urls(endpoint, r):
 
 
 def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None):
-    cmd = [ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out,
-           "-x", str(x), "-j", str(j), "--quiet"]
+    """`x=None, j=None`: hfd-rs's own defaults (no tuning flags)."""
+    cmd = [ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out, "--quiet"]
+    if x is not None:
+        cmd += ["-x", str(x)]
+    if j is not None:
+        cmd += ["-j", str(j)]
     if max_conns is not None:
         cmd += ["--max-connections", str(max_conns)]
     if r["type"] == "datasets":
@@ -108,6 +112,8 @@ TOOLS = {
     # multiplexing needs to hide latency (over HTTP/1.1 the extra requests queue)
     "hfd-rs -j128": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=16, j=128,
                                                          max_conns=16),
+    # no tuning flags at all: what a user gets (issue #16's 50 ms target)
+    "hfd-rs default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None),
     "aria2c": aria2c,
     "curl": curl,
     "snapshot_download": snapshot_download,

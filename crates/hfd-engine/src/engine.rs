@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::job::FileJob;
 use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
 use crate::progress::{FileOutcome, Reporter, Summary};
+use crate::small_files::SmallFileWindow;
 use crate::source::{FileKey, RangeSource};
 use crate::state::{Counters, EngineState};
 use crate::transfer::transfer;
@@ -50,6 +51,7 @@ impl<S: RangeSource> Engine<S> {
         Ok(Self {
             shared: Arc::new(EngineState {
                 slots: ConnectionSlots::new(config.max_connections.get()),
+                small_slots: ConnectionSlots::new(config.small_files_max.get()),
                 config,
                 source,
                 reporter,
@@ -110,20 +112,61 @@ impl<S: RangeSource> Engine<S> {
         let mut outcomes: Vec<(FileKey, Option<FileOutcome>)> =
             jobs.iter().map(|j| (j.key, None)).collect();
         let mut tasks = JoinSet::new();
-        let limit = self.shared.config.files_in_flight.get();
-        for (index, job) in jobs.into_iter().enumerate() {
-            while tasks.len() >= limit {
-                collect(&mut tasks, &mut outcomes).await;
-            }
+        let config = &self.shared.config;
+        let limit = config.files_in_flight.get();
+        // Small files (one request each) and the others are admitted
+        // separately, each queue in the given order: a large file waiting
+        // for a slot does not hold back the small ones behind it.
+        let small_max = config.min_split_size.bytes();
+        let (small, large): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .enumerate()
+            .partition(|(_, job)| job.size <= small_max);
+        let mean_small =
+            small.iter().map(|(_, j)| j.size).sum::<u64>() / (small.len().max(1) as u64);
+        let mut window = SmallFileWindow::new(limit, SmallFileWindow::cap_for(config, mean_small));
+        let mut small = small.into_iter().peekable();
+        let mut large = large.into_iter().peekable();
+        let (mut small_running, mut large_running) = (0_usize, 0_usize);
+        let mut small_tasks = HashSet::new();
+        loop {
             if cancel.is_cancelled() {
                 break;
             }
-            let shared = Arc::clone(&self.shared);
-            let cancel = cancel.child_token();
-            tasks.spawn(async move { (index, run_file(shared, job, cancel).await) });
+            let next = if small.peek().is_some() && small_running < window.limit() {
+                small_running += 1;
+                window.on_start(std::time::Instant::now());
+                small.next().map(|job| (job, true))
+            } else if large.peek().is_some() && large_running < limit {
+                large_running += 1;
+                large.next().map(|job| (job, false))
+            } else {
+                None
+            };
+            if let Some(((index, job), is_small)) = next {
+                let shared = Arc::clone(&self.shared);
+                let cancel = cancel.child_token();
+                let task = tasks
+                    .spawn(async move { (index, is_small, run_file(shared, job, cancel).await) });
+                if is_small {
+                    small_tasks.insert(task.id());
+                }
+                continue;
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            if let Some(is_small) = collect(&mut tasks, &mut outcomes, &mut small_tasks).await {
+                if is_small {
+                    small_running -= 1;
+                    window.on_done(std::time::Instant::now());
+                } else {
+                    large_running -= 1;
+                }
+            }
         }
         while !tasks.is_empty() {
-            collect(&mut tasks, &mut outcomes).await;
+            collect(&mut tasks, &mut outcomes, &mut small_tasks).await;
         }
         let c = &self.shared.counters;
         let cancelled = cancel.is_cancelled();
@@ -144,21 +187,30 @@ impl<S: RangeSource> Engine<S> {
     }
 }
 
+/// Waits for one file task; returns whether it was a small file (`None`
+/// when none was running).
 async fn collect(
-    tasks: &mut JoinSet<(usize, FileOutcome)>,
+    tasks: &mut JoinSet<(usize, bool, FileOutcome)>,
     outcomes: &mut [(FileKey, Option<FileOutcome>)],
-) {
-    match tasks.join_next().await {
-        Some(Ok((index, outcome))) => outcomes[index].1 = Some(outcome),
+    small_tasks: &mut HashSet<tokio::task::Id>,
+) -> Option<bool> {
+    match tasks.join_next_with_id().await {
+        Some(Ok((id, (index, is_small, outcome)))) => {
+            small_tasks.remove(&id);
+            outcomes[index].1 = Some(outcome);
+            Some(is_small)
+        }
         Some(Err(source)) => {
+            let is_small = small_tasks.remove(&source.id());
             // A file task panicked: report it on the first file without an
             // outcome that is not running any more (best effort).
             tracing::error!(error = %source, "file task failed");
             if let Some(slot) = outcomes.iter_mut().find(|(_, o)| o.is_none()) {
                 slot.1 = Some(FileOutcome::Failed(Error::Task { source }));
             }
+            Some(is_small)
         }
-        None => {}
+        None => None,
     }
 }
 
