@@ -437,7 +437,7 @@ async fn kill_nine_during_small_file_batches_leaves_only_complete_files() {
         let before = finished(&dir);
         let mut child = dataset_command().spawn().unwrap();
         // Kill once a few more files have their final name (bounded wait).
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         let mut exited = false;
         while finished(&dir) < before + 20 {
             assert!(Instant::now() < deadline, "no file finished within 60 s");
