@@ -159,7 +159,15 @@ impl<S: RangeSource> Engine<S> {
             if let Some(is_small) = collect(&mut tasks, &mut outcomes, &mut small_tasks).await {
                 if is_small {
                     small_running -= 1;
+                    let before = window.limit();
                     window.on_done(std::time::Instant::now());
+                    if window.limit() != before {
+                        tracing::debug!(
+                            from = before,
+                            to = window.limit(),
+                            "small files in flight"
+                        );
+                    }
                 } else {
                     large_running -= 1;
                 }
