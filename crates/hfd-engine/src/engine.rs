@@ -85,29 +85,7 @@ impl<S: RangeSource> Engine<S> {
     /// instead detaches running file tasks (they keep running).
     pub async fn run(&self, jobs: Vec<FileJob>, cancel: CancellationToken) -> Result<Summary> {
         if self.shared.config.preflight && !jobs.is_empty() {
-            let plan: Vec<(PathBuf, u64)> = jobs
-                .iter()
-                .map(|j| (j.partial_path.clone(), j.size))
-                .collect();
-            tokio::task::spawn_blocking(move || {
-                // A partial from an earlier run already holds its blocks
-                // (reused whether it is resumed or restarted): only the rest
-                // is needed, so a nearly done download still fits.
-                let mut partials = PartialsOnDisk::default();
-                let needed: Vec<(PathBuf, u64)> = plan
-                    .into_iter()
-                    .map(|(p, n)| {
-                        let held = partials.allocated_bytes(&p).min(n);
-                        (p, n - held)
-                    })
-                    .collect();
-                preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
-            })
-            .await
-            .map_err(|source| Error::Task { source })?
-            .map_err(|source| Error::Preflight {
-                source: Box::new(source),
-            })?;
+            check_free_space(&jobs).await?;
         }
         let mut outcomes: Vec<(FileKey, Option<FileOutcome>)> =
             jobs.iter().map(|j| (j.key, None)).collect();
@@ -193,6 +171,33 @@ impl<S: RangeSource> Engine<S> {
             cancelled,
         })
     }
+}
+
+/// The free-space preflight of the whole plan.
+async fn check_free_space(jobs: &[FileJob]) -> Result<()> {
+    let plan: Vec<(PathBuf, u64)> = jobs
+        .iter()
+        .map(|j| (j.partial_path.clone(), j.size))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        // A partial from an earlier run already holds its blocks
+        // (reused whether it is resumed or restarted): only the rest
+        // is needed, so a nearly done download still fits.
+        let mut partials = PartialsOnDisk::default();
+        let needed: Vec<(PathBuf, u64)> = plan
+            .into_iter()
+            .map(|(p, n)| {
+                let held = partials.allocated_bytes(&p).min(n);
+                (p, n - held)
+            })
+            .collect();
+        preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
+    })
+    .await
+    .map_err(|source| Error::Task { source })?
+    .map_err(|source| Error::Preflight {
+        source: Box::new(source),
+    })
 }
 
 /// Waits for one file task; returns whether it was a small file (`None`
