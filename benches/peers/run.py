@@ -45,11 +45,17 @@ SCENARIOS = {
                     "unthrottled loopback, HTTP/1.1"),
     "loopback-h2tls": ("models/fake/model", "lo", "tls", ALL_TOOLS + ["curl-limit"],
                        "unthrottled loopback, TLS (ALPN h2 offered)"),
-    "small-files": ("datasets/fake/dataset", "lo", "h1", ALL_TOOLS,
+    "small-files": ("datasets/fake/dataset", "lo", "h1", ALL_TOOLS + ["hfd-rs default", "baseline default"],
                     "many small files, unthrottled loopback, HTTP/1.1, -j16 for hfd-rs/aria2c"),
-    "latency-h1": ("datasets/fake/dataset:data/test/*", "lo", "dh1", ["hfd-rs", "aria2c", "hfd-rs -j128"],
+    "small-files-h2tls": ("datasets/fake/dataset", "lo", "tls",
+                          ["hfd-rs", "hfd-rs default", "baseline default", "aria2c", "curl",
+                           "snapshot_download"],
+                          "many small files, unthrottled loopback, TLS (ALPN h2 offered), -j16 for hfd-rs/aria2c"),
+    "latency-h1": ("datasets/fake/dataset:data/test/*", "lo", "dh1",
+                   ["hfd-rs", "hfd-rs default", "baseline default", "aria2c", "hfd-rs -j128"],
                    "50 ms RTT (25 ms each way through benches/peers/delayproxy.py), HTTP/1.1"),
-    "latency-h2": ("datasets/fake/dataset:data/test/*", "lo", "dtls", ["hfd-rs", "aria2c", "hfd-rs -j128"],
+    "latency-h2": ("datasets/fake/dataset:data/test/*", "lo", "dtls",
+                   ["hfd-rs", "hfd-rs default", "baseline default", "aria2c", "hfd-rs -j128"],
                    "50 ms RTT (25 ms each way through benches/peers/delayproxy.py), TLS, ALPN h2"),
     "large-file": ("models/fake/large", "lo", "h1", ["hfd-rs", "aria2c", "curl", "hf_transfer"],
                    "one large LFS file, unthrottled loopback, HTTP/1.1 (memory)"),
@@ -70,6 +76,7 @@ class Ctx:
         self.work = os.path.abspath(args.work)
         self.hfd_bin = os.path.abspath(args.hfd_rs)
         self.fakehub_bin = os.path.abspath(args.fakehub)
+        self.baseline_bin = os.path.abspath(args.baseline) if args.baseline else None
         self.ca = os.path.join(self.work, "tls", "ca.pem")
         self.hf_home = os.path.join(self.work, "hf_home")
         self.cdn = {}
@@ -354,6 +361,8 @@ def main():
     ap.add_argument("--work", default="/tmp/hfd-peers")
     ap.add_argument("--hfd-rs", default="target/release/hfd-rs")
     ap.add_argument("--fakehub", default="target/release/hfd-fakehub")
+    ap.add_argument("--baseline", default=None,
+                    help="an hfd-rs built from an earlier commit: adds the tool 'baseline default'")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big", action="store_true", help="2×512 MiB model shards, 8 GiB large file")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -378,6 +387,8 @@ def main():
     nginx.write_maps(meta, maps)
     scen_names = [s for s in args.scenarios.split(",") if s]
     want_tools = set(args.tools.split(",")) if args.tools else set(tools.TOOLS)
+    if not args.baseline:
+        want_tools.discard("baseline default")
     if subprocess.run([sys.executable, "-c", "import hf_transfer"],
                       stderr=subprocess.DEVNULL).returncode != 0:
         log("hf_transfer is not installed: skipping it")

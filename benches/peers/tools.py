@@ -18,9 +18,13 @@ def resolve_urls(endpoint, r):
         yield f, f"{endpoint}/{prefix}{r['repo']}/resolve/main/{urllib.parse.quote(f['path'], safe='/')}"
 
 
-def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None):
-    cmd = [ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out,
-           "-x", str(x), "-j", str(j), "--quiet"]
+def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None, binary=None):
+    """`x=None, j=None`: hfd-rs's own defaults (no tuning flags). `binary`: another build."""
+    cmd = [binary or ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out, "--quiet"]
+    if x is not None:
+        cmd += ["-x", str(x)]
+    if j is not None:
+        cmd += ["-j", str(j)]
     if max_conns is not None:
         cmd += ["--max-connections", str(max_conns)]
     if r["type"] == "datasets":
@@ -108,6 +112,11 @@ TOOLS = {
     # multiplexing needs to hide latency (over HTTP/1.1 the extra requests queue)
     "hfd-rs -j128": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=16, j=128,
                                                          max_conns=16),
+    # no tuning flags at all: what a user gets (issue #16's 50 ms target)
+    "hfd-rs default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None),
+    # the same, built from an earlier commit (--baseline): before/after in one run
+    "baseline default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None,
+                                                             binary=ctx.baseline_bin),
     "aria2c": aria2c,
     "curl": curl,
     "snapshot_download": snapshot_download,

@@ -319,7 +319,9 @@ async fn ctrl_c_then_full_disk_then_resume_after_space_is_freed() {
         .repo(
             RepoFixture::model(repo)
                 .lfs_file("a.bin", 5 * MIB, 21)
-                .lfs_file("b.bin", MIB, 22),
+                // Above `-k` (1 MiB): with `-j 1` it waits for a.bin (small
+                // files, one request each, are not held to `-j`).
+                .lfs_file("b.bin", 2 * MIB, 22),
         )
         .rate_per_connection(MIB)
         .start()
@@ -396,8 +398,96 @@ async fn ctrl_c_then_full_disk_then_resume_after_space_is_freed() {
     let slack = THREADS * SEGMENT;
     println!("after freeing space: served {served} bytes, {journaled} were journaled");
     assert!(
-        served <= 6 * MIB - journaled + slack,
+        served <= 7 * MIB - journaled + slack,
         "rerun fetched {served} bytes; {journaled} of a.bin were already journaled"
     );
     drop(tmpfs);
+}
+
+/// Small files are made durable in batches (one folder sync for many
+/// renames, `TargetDir::rename_batched`): `kill -9` three times while a
+/// dataset downloads, and every file already under its final name is the
+/// hub's complete file at each kill; then a rerun finishes the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_small_file_batches_leaves_only_complete_files() {
+    const FILES: usize = 240;
+    let repo = "org/small-kill";
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::synthetic_dataset(repo, FILES, 7))
+        // Slow enough that kills land while files are still arriving.
+        .rate_per_connection(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let dir = work.path().join("out");
+    let files = hub.files(repo);
+    let finished = |dir: &Path| files.iter().filter(|f| dir.join(&f.path).exists()).count();
+    let dataset_command = || {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.arg(repo)
+            .arg("--dataset")
+            .arg("--local-dir")
+            .arg(&dir)
+            .args(["--endpoint", hub.endpoint(), "--quiet"]);
+        clean_env(&mut cmd, home.path());
+        cmd
+    };
+    let mut kills = 0;
+    for round in 1..=3 {
+        let before = finished(&dir);
+        let mut child = dataset_command().spawn().unwrap();
+        // Kill once a few more files have their final name (bounded wait).
+        let deadline = Instant::now() + Duration::from_mins(1);
+        let mut exited = false;
+        while finished(&dir) < before + 20 {
+            assert!(Instant::now() < deadline, "no file finished within 60 s");
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if exited {
+            break;
+        }
+        child.start_kill().unwrap(); // SIGKILL
+        tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .expect("killed child exits")
+            .unwrap();
+        kills += 1;
+        // Every file under its final name is complete and correct.
+        let mut seen = 0;
+        for file in &files {
+            let Ok(got) = std::fs::read(dir.join(&file.path)) else {
+                continue;
+            };
+            let mut expected = Vec::new();
+            hub.file_reader(repo, &file.path)
+                .unwrap()
+                .read_to_end(&mut expected)
+                .unwrap();
+            assert!(
+                got == expected,
+                "kill {round}: {} is under its final name but not the hub's file",
+                file.path
+            );
+            seen += 1;
+        }
+        println!("kill {round}: {seen} of {FILES} files complete, none partial");
+    }
+    assert!(kills >= 2, "too few kills landed mid-download ({kills})");
+    let output = tokio::time::timeout(Duration::from_mins(2), dataset_command().output())
+        .await
+        .expect("final run finishes within 2 min")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "final run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_identical(&hub, repo, &dir);
+    assert!(files_ending(&dir, ".part").is_empty(), "partials left");
 }

@@ -268,7 +268,8 @@ pub(crate) struct DownloadArgs {
     pub(crate) threads: Option<usize>,
 
     /// Files downloaded at the same time (aria2c -j; `hf download
-    /// --max-workers`). Default: 4.
+    /// --max-workers`). Default: 4. Small files (up to -k, one request
+    /// each) start at this many and grow while it pays, up to 256.
     #[arg(short = 'j', long, visible_alias = "max-workers", value_name = "N")]
     pub(crate) jobs: Option<usize>,
 

@@ -19,6 +19,15 @@ pub struct EngineConfig {
     pub files_in_flight: NonZeroUsize,
     /// Connections across all files (global per-host cap). Default: 16.
     pub max_connections: NonZeroUsize,
+    /// Small files (up to `min_split_size`, one request each) in flight at
+    /// most; their window starts at `files_in_flight` and grows while the
+    /// measured files/s follows it (see `small_files.rs`). Their requests
+    /// do not count against `max_connections`: over HTTP/2 they are streams.
+    /// Default: 256.
+    pub small_files_max: NonZeroUsize,
+    /// Memory small files in flight may hold in write buffers: the window
+    /// stays under this divided by the mean small file. Default: 64 MiB.
+    pub small_files_memory: ByteSize,
     /// Smallest segment the scheduler creates by splitting
     /// (`-k/--min-split-size`); files up to this size are one request.
     /// Default: 1 MiB (hfd.sh's `-k 1M`).
@@ -66,6 +75,8 @@ impl Default for EngineConfig {
             connections_per_file: NonZeroUsize::new(8).expect("8 > 0"),
             files_in_flight: NonZeroUsize::new(4).expect("4 > 0"),
             max_connections: NonZeroUsize::new(16).expect("16 > 0"),
+            small_files_max: NonZeroUsize::new(256).expect("256 > 0"),
+            small_files_memory: ByteSize::mib(64),
             min_split_size: ByteSize::mib(1),
             retry: TransferRetry::default(),
             stall_timeout: Duration::from_secs(20),

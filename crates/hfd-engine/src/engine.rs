@@ -1,6 +1,8 @@
 //! [`Engine`]: runs file jobs, at most `files_in_flight` at once, after the
 //! free-space preflight, and collects one outcome per file.
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::job::FileJob;
 use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
 use crate::progress::{FileOutcome, Reporter, Summary};
+use crate::small_files::SmallFileWindow;
 use crate::source::{FileKey, RangeSource};
 use crate::state::{Counters, EngineState};
 use crate::transfer::transfer;
@@ -48,6 +51,7 @@ impl<S: RangeSource> Engine<S> {
         Ok(Self {
             shared: Arc::new(EngineState {
                 slots: ConnectionSlots::new(config.max_connections.get()),
+                small_slots: ConnectionSlots::new(config.small_files_max.get()),
                 config,
                 source,
                 reporter,
@@ -81,46 +85,74 @@ impl<S: RangeSource> Engine<S> {
     /// instead detaches running file tasks (they keep running).
     pub async fn run(&self, jobs: Vec<FileJob>, cancel: CancellationToken) -> Result<Summary> {
         if self.shared.config.preflight && !jobs.is_empty() {
-            let plan: Vec<(PathBuf, u64)> = jobs
-                .iter()
-                .map(|j| (j.partial_path.clone(), j.size))
-                .collect();
-            tokio::task::spawn_blocking(move || {
-                // A partial from an earlier run already holds its blocks
-                // (reused whether it is resumed or restarted): only the rest
-                // is needed, so a nearly done download still fits.
-                let needed: Vec<(PathBuf, u64)> = plan
-                    .into_iter()
-                    .map(|(p, n)| {
-                        let held = allocated_bytes(&p).min(n);
-                        (p, n - held)
-                    })
-                    .collect();
-                preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
-            })
-            .await
-            .map_err(|source| Error::Task { source })?
-            .map_err(|source| Error::Preflight {
-                source: Box::new(source),
-            })?;
+            check_free_space(&jobs).await?;
         }
         let mut outcomes: Vec<(FileKey, Option<FileOutcome>)> =
             jobs.iter().map(|j| (j.key, None)).collect();
         let mut tasks = JoinSet::new();
-        let limit = self.shared.config.files_in_flight.get();
-        for (index, job) in jobs.into_iter().enumerate() {
-            while tasks.len() >= limit {
-                collect(&mut tasks, &mut outcomes).await;
-            }
+        let config = &self.shared.config;
+        let limit = config.files_in_flight.get();
+        // Small files (one request each) and the others are admitted
+        // separately, each queue in the given order: a large file waiting
+        // for a slot does not hold back the small ones behind it.
+        let small_max = config.min_split_size.bytes();
+        let (small, large): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .enumerate()
+            .partition(|(_, job)| job.size <= small_max);
+        let mean_small =
+            small.iter().map(|(_, j)| j.size).sum::<u64>() / (small.len().max(1) as u64);
+        let mut window = SmallFileWindow::new(limit, SmallFileWindow::cap_for(config, mean_small));
+        let mut small = small.into_iter().peekable();
+        let mut large = large.into_iter().peekable();
+        let (mut small_running, mut large_running) = (0_usize, 0_usize);
+        let mut small_tasks = HashSet::new();
+        loop {
             if cancel.is_cancelled() {
                 break;
             }
-            let shared = Arc::clone(&self.shared);
-            let cancel = cancel.child_token();
-            tasks.spawn(async move { (index, run_file(shared, job, cancel).await) });
+            let next = if small.peek().is_some() && small_running < window.limit() {
+                small_running += 1;
+                window.on_start(std::time::Instant::now());
+                small.next().map(|job| (job, true))
+            } else if large.peek().is_some() && large_running < limit {
+                large_running += 1;
+                large.next().map(|job| (job, false))
+            } else {
+                None
+            };
+            if let Some(((index, job), is_small)) = next {
+                let shared = Arc::clone(&self.shared);
+                let cancel = cancel.child_token();
+                let task = tasks
+                    .spawn(async move { (index, is_small, run_file(shared, job, cancel).await) });
+                if is_small {
+                    small_tasks.insert(task.id());
+                }
+                continue;
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            if let Some(is_small) = collect(&mut tasks, &mut outcomes, &mut small_tasks).await {
+                if is_small {
+                    small_running -= 1;
+                    let before = window.limit();
+                    window.on_done(std::time::Instant::now());
+                    if window.limit() != before {
+                        tracing::debug!(
+                            from = before,
+                            to = window.limit(),
+                            "small files in flight"
+                        );
+                    }
+                } else {
+                    large_running -= 1;
+                }
+            }
         }
         while !tasks.is_empty() {
-            collect(&mut tasks, &mut outcomes).await;
+            collect(&mut tasks, &mut outcomes, &mut small_tasks).await;
         }
         let c = &self.shared.counters;
         let cancelled = cancel.is_cancelled();
@@ -141,21 +173,57 @@ impl<S: RangeSource> Engine<S> {
     }
 }
 
+/// The free-space preflight of the whole plan.
+async fn check_free_space(jobs: &[FileJob]) -> Result<()> {
+    let plan: Vec<(PathBuf, u64)> = jobs
+        .iter()
+        .map(|j| (j.partial_path.clone(), j.size))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        // A partial from an earlier run already holds its blocks
+        // (reused whether it is resumed or restarted): only the rest
+        // is needed, so a nearly done download still fits.
+        let mut partials = PartialsOnDisk::default();
+        let needed: Vec<(PathBuf, u64)> = plan
+            .into_iter()
+            .map(|(p, n)| {
+                let held = partials.allocated_bytes(&p).min(n);
+                (p, n - held)
+            })
+            .collect();
+        preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
+    })
+    .await
+    .map_err(|source| Error::Task { source })?
+    .map_err(|source| Error::Preflight {
+        source: Box::new(source),
+    })
+}
+
+/// Waits for one file task; returns whether it was a small file (`None`
+/// when none was running).
 async fn collect(
-    tasks: &mut JoinSet<(usize, FileOutcome)>,
+    tasks: &mut JoinSet<(usize, bool, FileOutcome)>,
     outcomes: &mut [(FileKey, Option<FileOutcome>)],
-) {
-    match tasks.join_next().await {
-        Some(Ok((index, outcome))) => outcomes[index].1 = Some(outcome),
+    small_tasks: &mut HashSet<tokio::task::Id>,
+) -> Option<bool> {
+    match tasks.join_next_with_id().await {
+        Some(Ok((id, (index, is_small, outcome)))) => {
+            small_tasks.remove(&id);
+            outcomes[index].1 = Some(outcome);
+            Some(is_small)
+        }
         Some(Err(source)) => {
+            let is_small = small_tasks.remove(&source.id());
             // A file task panicked: report it on the first file without an
             // outcome that is not running any more (best effort).
             tracing::error!(error = %source, "file task failed");
             if let Some(slot) = outcomes.iter_mut().find(|(_, o)| o.is_none()) {
                 slot.1 = Some(FileOutcome::Failed(Error::Task { source }));
             }
+            Some(is_small)
         }
-        None => {}
+        None => None,
     }
 }
 
@@ -235,7 +303,38 @@ fn outcome_name(o: &FileOutcome) -> &'static str {
     }
 }
 
-/// Bytes held on disk by `path` (0 when it does not exist).
-fn allocated_bytes(path: &Path) -> u64 {
+/// Which partials exist, read once per folder: a first run of a dataset
+/// has none, and one `getdents` per folder replaces a failing `statx` per
+/// file.
+#[derive(Default)]
+struct PartialsOnDisk {
+    /// Folder → names in it (`None`: unreadable, every file is asked).
+    names: HashMap<PathBuf, Option<HashSet<OsString>>>,
+}
+
+impl PartialsOnDisk {
+    /// Bytes held on disk by `path` (0 when it does not exist).
+    fn allocated_bytes(&mut self, path: &Path) -> u64 {
+        let (Some(folder), Some(name)) = (path.parent(), path.file_name()) else {
+            return stat_allocated(path);
+        };
+        let names =
+            self.names.entry(folder.to_path_buf()).or_insert_with(|| {
+                match std::fs::read_dir(folder) {
+                    Ok(entries) => {
+                        Some(entries.filter_map(|e| Some(e.ok()?.file_name())).collect())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(HashSet::new()),
+                    Err(_) => None,
+                }
+            });
+        match names {
+            Some(names) if !names.contains(name) => 0,
+            _ => stat_allocated(path),
+        }
+    }
+}
+
+fn stat_allocated(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| hfd_store::allocated_bytes(&m))
 }

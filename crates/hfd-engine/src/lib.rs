@@ -77,6 +77,7 @@ mod plan;
 mod pool;
 mod progress;
 mod retry;
+mod small_files;
 mod source;
 mod state;
 mod transfer;

@@ -28,6 +28,9 @@ pub(crate) struct EngineState<S> {
     pub(crate) source: Arc<S>,
     pub(crate) reporter: Arc<dyn Reporter>,
     pub(crate) slots: ConnectionSlots,
+    /// Request slots of small files (one request each), apart from
+    /// `slots`: the small-file window bounds them.
+    pub(crate) small_slots: ConnectionSlots,
     pub(crate) gate: PoolGate,
     pub(crate) rates: RateBoard,
     pub(crate) counters: Counters,

@@ -163,9 +163,13 @@ pub(crate) async fn transfer<S: RangeSource>(
     };
     // Whatever happened (done, cancelled, failed), what was written is made
     // durable and, with a journal, recorded: a rerun resumes from here.
-    let last_flush = {
+    // Without a journal (small files) nothing is ever resumed, and the
+    // finalize below syncs the whole file once: one sync per file, not two.
+    let last_flush = if job.identity.is_some() {
         let partial = partial.clone();
         blocking(move || partial.flush()).await?
+    } else {
+        Ok(hfd_store::Flushed::default())
     };
     let last_flush = last_flush.map_err(store_err(&job.partial_path));
     commit_result.map_err(store_err(&job.partial_path))?;

@@ -82,6 +82,16 @@ pub(crate) struct Worker<S> {
 }
 
 impl<S: RangeSource> Worker<S> {
+    /// The slots this file's requests take: a small file (one request) is
+    /// already bounded by the small-file window.
+    fn slots(&self) -> &crate::pool::ConnectionSlots {
+        if self.file.size <= self.engine.config.min_split_size.bytes() {
+            &self.engine.small_slots
+        } else {
+            &self.engine.slots
+        }
+    }
+
     pub(crate) async fn run(mut self) -> WorkerExit {
         let mut failures = 0u32;
         loop {
@@ -211,7 +221,7 @@ impl<S: RangeSource> Worker<S> {
         let slot = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
-            slot = self.engine.slots.acquire() => slot,
+            slot = self.slots().acquire() => slot,
         };
         self.engine
             .counters

@@ -439,7 +439,9 @@ impl PartialFile {
     pub fn finalize_in(self, final_rel: &Path) -> Result<Finalized> {
         let digest = self.verify_and_sync()?;
         let inner = &self.inner;
-        inner.dir.rename(&inner.rel, final_rel)?;
+        // The bytes were synced above: the folder's sync can wait for the
+        // batch (a crash before it leaves the file under its partial name).
+        inner.dir.rename_batched(&inner.rel, final_rel)?;
         self.drop_journal();
         let path = inner.dir.display_path(final_rel);
         tracing::debug!(file = %path.display(), "finalized");

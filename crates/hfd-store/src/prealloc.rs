@@ -8,6 +8,9 @@ use hfd_types::ByteSize;
 
 use crate::{Error, Result, platform, space};
 
+/// Up to this many bytes, no free-space query before the allocation.
+const SMALL_FILE: u64 = 1 << 20;
+
 /// How a file's space was reserved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preallocation {
@@ -31,14 +34,19 @@ pub fn preallocate(file: &File, path: &Path, size: u64) -> Result<Preallocation>
         return Ok(Preallocation::Allocated);
     }
     let already = file.metadata().map_or(0, |m| allocated_bytes(&m));
-    let available = space::free_space(path)?;
     let needed = size.saturating_sub(already);
-    if needed > available {
-        return Err(Error::DiskFull {
-            path: path.to_path_buf(),
-            needed: ByteSize::new(needed),
-            available: ByteSize::new(available),
-        });
+    // A small file is not worth a `statfs` of its own (a dataset has
+    // thousands): the plan's preflight counted it, and `fallocate` failing
+    // with ENOSPC is still reported as a full disk below.
+    if needed > SMALL_FILE {
+        let available = space::free_space(path)?;
+        if needed > available {
+            return Err(Error::DiskFull {
+                path: path.to_path_buf(),
+                needed: ByteSize::new(needed),
+                available: ByteSize::new(available),
+            });
+        }
     }
     match platform::allocate(file, size) {
         Ok(()) => Ok(Preallocation::Allocated),

@@ -29,12 +29,23 @@ pub fn preflight<'a>(plan: impl IntoIterator<Item = (&'a Path, u64)>) -> Result<
     // device -> (first path seen, bytes needed)
     let mut per_device: HashMap<u64, (PathBuf, u64)> = HashMap::new();
     let mut order = Vec::new();
+    // A dataset puts thousands of files in a few folders: the device is
+    // asked once per folder, not twice per file (a file lies on its
+    // folder's filesystem).
+    let mut device_of_folder: HashMap<PathBuf, u64> = HashMap::new();
     for (path, bytes) in plan {
-        let existing = nearest_existing(path);
-        let device = platform::device_id(&existing).map_err(|source| Error::FreeSpace {
-            path: existing.clone(),
-            source,
-        })?;
+        let folder = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let device = if let Some(&device) = device_of_folder.get(&folder) {
+            device
+        } else {
+            let existing = nearest_existing(path);
+            let device = platform::device_id(&existing).map_err(|source| Error::FreeSpace {
+                path: existing.clone(),
+                source,
+            })?;
+            device_of_folder.insert(folder, device);
+            device
+        };
         let entry = per_device.entry(device).or_insert_with(|| {
             order.push(device);
             (path.to_path_buf(), 0)

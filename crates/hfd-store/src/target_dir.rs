@@ -16,10 +16,13 @@
 //! at a time elsewhere on Unix, a reparse-point check then
 //! `FILE_FLAG_OPEN_REPARSE_POINT` on Windows.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::platform::{DirHandle, FsError};
 use crate::{Error, Result};
@@ -67,7 +70,26 @@ pub enum EntryKind {
 pub struct TargetDir {
     root: PathBuf,
     handle: DirHandle,
+    /// Folders whose renames are not durable yet ([`TargetDir::rename_batched`]),
+    /// shared by every clone and every folder opened from this one.
+    batch: Arc<Mutex<SyncBatch>>,
 }
+
+/// Renames since the last folder sync, and the folders they touched.
+#[derive(Debug, Default)]
+struct SyncBatch {
+    /// Folder (display path) → its handle, each synced once per batch.
+    folders: HashMap<PathBuf, DirHandle>,
+    renames: usize,
+    since: Option<Instant>,
+}
+
+/// A batch of renames is made durable when it holds this many renames...
+const BATCH_RENAMES: usize = 512;
+/// ...or its oldest rename is this old: a crash loses at most this much
+/// finished work (those files stay under their staged name and are fetched
+/// again), never a file's correctness.
+const BATCH_AGE: Duration = Duration::from_secs(1);
 
 /// A relative path cut into its plain names.
 struct Names<'a> {
@@ -103,6 +125,7 @@ impl TargetDir {
         Ok(Self {
             root: root.to_path_buf(),
             handle,
+            batch: Arc::default(),
         })
     }
 
@@ -148,6 +171,7 @@ impl TargetDir {
         Ok(Self {
             root: self.root.join(rel),
             handle,
+            batch: Arc::clone(&self.batch),
         })
     }
 
@@ -161,6 +185,7 @@ impl TargetDir {
         Ok(Self {
             root: self.root.join(rel),
             handle,
+            batch: Arc::clone(&self.batch),
         })
     }
 
@@ -189,6 +214,61 @@ impl TargetDir {
         to_dir.sync().map_err(rename_err)?;
         if from_names.dirs() != to_names.dirs() {
             from_dir.sync().map_err(rename_err)?;
+        }
+        Ok(())
+    }
+
+    /// Renames `from` to `to` like [`rename`](Self::rename), but leaves
+    /// the folders' sync to the batch: they are synced once for many renames
+    /// (when [`BATCH_RENAMES`] renames or [`BATCH_AGE`] have gathered, and by
+    /// [`sync_batch`](Self::sync_batch)). For files whose data is already
+    /// durable: after a crash the rename is either there, naming complete
+    /// bytes, or not, leaving the file under its old name.
+    pub fn rename_batched(&self, from: &Path, to: &Path) -> Result<()> {
+        let (from_dir, from_names) = self.parent(from, "cannot rename")?;
+        let (to_dir, to_names) = self.parent(to, "cannot rename")?;
+        from_dir
+            .rename(from_names.leaf(), &to_dir, to_names.leaf())
+            .map_err(|source| Error::Rename {
+                from: self.display_path(from),
+                to: self.display_path(to),
+                source,
+            })?;
+        let due = {
+            let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+            let to_key = self.root.join(to_names.dirs().iter().collect::<PathBuf>());
+            batch.folders.entry(to_key).or_insert(to_dir);
+            if from_names.dirs() != to_names.dirs() {
+                let from_key = self
+                    .root
+                    .join(from_names.dirs().iter().collect::<PathBuf>());
+                batch.folders.entry(from_key).or_insert(from_dir);
+            }
+            batch.renames += 1;
+            let since = *batch.since.get_or_insert_with(Instant::now);
+            batch.renames >= BATCH_RENAMES || since.elapsed() >= BATCH_AGE
+        };
+        if due {
+            self.sync_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Makes every [`rename_batched`](Self::rename_batched) so far durable:
+    /// one sync per folder they touched. Call it before reporting a run done.
+    pub fn sync_batch(&self) -> Result<()> {
+        let folders = {
+            let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
+            batch.renames = 0;
+            batch.since = None;
+            std::mem::take(&mut batch.folders)
+        };
+        for (path, dir) in folders {
+            dir.sync().map_err(|source| Error::Dir {
+                path,
+                action: "cannot sync folder",
+                source,
+            })?;
         }
         Ok(())
     }

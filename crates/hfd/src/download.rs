@@ -323,6 +323,7 @@ impl Downloader {
         // Publishes what the engine finished (waiting for locks other
         // processes hold); reported after the engine's own failures.
         let layout = publication.layout();
+        let targets = publication.targets();
         let published = publication.finish(&cancel).await;
         let mut report = DownloadReport {
             files_skipped: plan.files.len() - fetch.len() + done_elsewhere,
@@ -375,6 +376,8 @@ impl Downloader {
         report.files_done += published?;
         let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
         blocking(move || layout.finish(&revision, &commit)).await?;
+        // The layout's last writes (the cache's ref) are batched renames too.
+        crate::publisher::sync_batches(targets).await?;
         if let Some(pin) = &plan.shard_pin
             && plan.listing_complete
         {

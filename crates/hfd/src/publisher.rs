@@ -51,6 +51,9 @@ pub(crate) struct Publication {
     /// Up-to-date files whose lock was busy before the run, and files
     /// another process finished (their links and metadata are refreshed).
     waiting: Vec<(Option<u64>, PublishItem)>,
+    /// The target folders the jobs write into: their batched renames are
+    /// made durable when the run ends.
+    targets: Vec<hfd_store::TargetDir>,
 }
 
 /// What the publisher thread needs (it holds no sender, so it ends when the
@@ -91,6 +94,12 @@ impl Publication {
         inner: Arc<dyn Reporter>,
     ) -> Result<(Self, Vec<FileJob>, Arc<dyn Reporter>)> {
         let prepared = blocking(move || prepare(input)).await?;
+        let mut targets: Vec<hfd_store::TargetDir> = Vec::new();
+        for target in prepared.jobs.iter().filter_map(|job| job.target.as_ref()) {
+            if !targets.iter().any(|t| t.root() == target.root()) {
+                targets.push(target.clone());
+            }
+        }
         let claims = Arc::new(Claims::new(
             Arc::clone(&prepared.layout),
             prepared.commit.clone(),
@@ -141,6 +150,7 @@ impl Publication {
                 reporter,
                 worker,
                 waiting: prepared.waiting,
+                targets,
             },
             prepared.jobs,
             engine_reporter,
@@ -152,6 +162,23 @@ impl Publication {
     /// jobs were completed (paths sharing a download), or the first
     /// publishing error.
     pub(crate) async fn finish(self, cancel: &CancellationToken) -> Result<usize> {
+        let targets = self.targets.clone();
+        let published = self.publish_rest(cancel).await;
+        // Whatever happened, what was published is made durable before the
+        // run reports it (one sync per folder, not one per file).
+        let synced = sync_batches(targets).await;
+        let published = published?;
+        synced?;
+        Ok(published)
+    }
+
+    /// The target folders, to make later batched renames durable with
+    /// [`sync_batches`].
+    pub(crate) fn targets(&self) -> Vec<hfd_store::TargetDir> {
+        self.targets.clone()
+    }
+
+    async fn publish_rest(self, cancel: &CancellationToken) -> Result<usize> {
         drop(self.reporter.tx.lock().expect("sender lock").take());
         let mut outcome = match self.worker.await {
             Ok(outcome) => outcome,
@@ -393,6 +420,17 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
         followers,
         waiting,
     })
+}
+
+/// Syncs the folders of every batched rename in `targets`.
+pub(crate) async fn sync_batches(targets: Vec<hfd_store::TargetDir>) -> Result<()> {
+    blocking(move || {
+        for target in &targets {
+            target.sync_batch()?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -88,8 +88,9 @@ impl DirHandle {
     /// Opens the folder `dirs` below this one, one component at a time,
     /// creating missing ones when `create`.
     pub(crate) fn walk(&self, dirs: &[&OsStr], create: bool) -> Result<Self, FsError> {
-        if !create
-            && dirs.len() > 1
+        // Folders usually exist already (every file of a dataset after the
+        // first in its folder): one call, and the walk only when that fails.
+        if dirs.len() > 1
             && let Some(Ok(fd)) = os::open_beneath(&self.fd, &join(dirs), DIR_FLAGS, Mode::empty())
         {
             return Ok(Self { fd: Arc::new(fd) });
@@ -138,7 +139,8 @@ impl DirHandle {
         // One call where the kernel resolves the whole path beneath us (Linux
         // openat2); anything unusual is redone step by step, which also
         // names the link that stopped us.
-        if let Some(Ok(fd)) = os::open_beneath(&self.fd, &join(path), open_flags(how), file_mode())
+        if let Some(Ok(fd)) =
+            os::open_beneath(&self.fd, &join(path), open_flags(how), file_mode(how))
         {
             return regular(fd);
         }
@@ -158,7 +160,7 @@ impl DirHandle {
                 FsError::Io(e) => FsError::Io(e),
             })?;
         }
-        match rustix::fs::openat(&*dir.fd, *leaf, open_flags(how), file_mode()) {
+        match rustix::fs::openat(&*dir.fd, *leaf, open_flags(how), file_mode(how)) {
             Ok(fd) => regular(fd),
             Err(e) => Err(match dir.refusal(leaf, e) {
                 FsError::Link(_) => FsError::Link(dirs.len()),
@@ -227,8 +229,14 @@ fn join(parts: &[&OsStr]) -> PathBuf {
     parts.iter().collect()
 }
 
-fn file_mode() -> Mode {
-    Mode::from_raw_mode(0o666)
+/// The new file's permissions; none unless the open may create (`openat2`
+/// refuses a mode without `O_CREAT` with `EINVAL`, which sent every read-only
+/// open down the slow step-by-step path).
+fn file_mode(how: Open) -> Mode {
+    match how {
+        Open::Read | Open::ReadWrite => Mode::empty(),
+        Open::CreateOrOpen | Open::CreateNew | Open::Truncate => Mode::from_raw_mode(0o666),
+    }
 }
 
 fn open_flags(how: Open) -> OFlags {

@@ -78,17 +78,35 @@ pub(crate) fn write_tree_listing(
 /// destination); whatever sits at the temporary name (a stale one of ours,
 /// a planted link) is removed first, and the temporary file is created
 /// exclusively without following links.
+///
+/// Written for every file of a dataset: the temporary name is removed only
+/// when something is in the way (no failing `unlink` per file), and the
+/// folder's sync is batched ([`TargetDir::rename_batched`]): these files are
+/// hints that a rerun rebuilds (metadata, listings, refs), so a crash may
+/// lose one but never leaves a half-written one under its name.
 pub(crate) fn write_atomic(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
     let tmp = sibling_name(rel, &format!(".hfd-tmp-{}", std::process::id()), 0);
-    target.remove_file(&tmp)?;
-    let mut file = target.open_file(&tmp, OpenMode::CreateNew)?;
+    let mut file = match target.open_file(&tmp, OpenMode::CreateNew) {
+        // A stale one of ours, or a link planted there.
+        Err(hfd_store::Error::Symlink { .. }) => {
+            target.remove_file(&tmp)?;
+            target.open_file(&tmp, OpenMode::CreateNew)?
+        }
+        Err(hfd_store::Error::Dir { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        {
+            target.remove_file(&tmp)?;
+            target.open_file(&tmp, OpenMode::CreateNew)?
+        }
+        other => other?,
+    };
     file.write_all(content).map_err(|source| Error::Io {
         action: "cannot write",
         path: target.display_path(rel),
         source,
     })?;
     drop(file);
-    target.rename(&tmp, rel).inspect_err(|_| {
+    target.rename_batched(&tmp, rel).inspect_err(|_| {
         let _ = target.remove_file(&tmp);
     })?;
     Ok(())
@@ -182,7 +200,7 @@ pub(crate) fn copy_within(target: &TargetDir, from: &Path, to: &Path) -> Result<
     std::io::copy(&mut src, &mut dst).map_err(io)?;
     dst.sync_all().map_err(io)?;
     drop(dst);
-    target.rename(&tmp, to)?;
+    target.rename_batched(&tmp, to)?;
     Ok(())
 }
 

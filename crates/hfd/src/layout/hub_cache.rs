@@ -387,7 +387,7 @@ impl CacheRepo {
             } else {
                 // Replaces whatever is at `blobs/<etag>` (a planted link
                 // included), never writes through it.
-                target.rename(&staged, &blob)?;
+                target.rename_batched(&staged, &blob)?;
                 fresh = true;
             }
         }
@@ -402,7 +402,7 @@ impl CacheRepo {
             } else if fresh && i == last {
                 // No symlinks: a new blob moves into the snapshot, as
                 // huggingface_hub does; earlier entries got copies.
-                target.rename(&blob, &entry)?;
+                target.rename_batched(&blob, &entry)?;
             } else {
                 copy_within(&target, &blob, &entry)?;
             }
@@ -430,7 +430,7 @@ impl CacheRepo {
         let tmp = sibling_name(entry, &format!(".hfd-link-{}", std::process::id()), 0);
         target.remove_file(&tmp)?;
         match target.symlink(&link, &tmp) {
-            Ok(()) => Ok(target.rename(&tmp, entry)?),
+            Ok(()) => Ok(target.rename_batched(&tmp, entry)?),
             Err(e) => {
                 tracing::warn!(entry = %target.display_path(entry).display(), error = %e, "cannot create a symlink; copying the blob instead");
                 copy_within(target, blob, entry)

@@ -296,7 +296,8 @@ impl LocalDir {
                 path: staged.display().to_string(),
                 root: self.root.clone(),
             })?;
-        target.rename(staged_rel, &final_rel)?;
+        // The staged file is synced: its folder's sync is batched.
+        target.rename_batched(staged_rel, &final_rel)?;
         self.write_metadata(&file.path, commit.as_str(), &file.etag())?;
         Ok(Publish::Done)
     }
