@@ -1,51 +1,36 @@
-//! Group commit of a journaled file: [`JournalTrigger`] counts the bytes
-//! written since the last journal commit and [`flush_loop`] flushes (which
-//! journals the newly durable ranges) on time or on volume.
+//! Group commit of a journaled file by time: [`flush_loop`] flushes (which
+//! journals the newly durable ranges) once per interval while bytes were
+//! written, however fast they arrive. Writers start writeback as they write
+//! (`PartialFile::start_writeback`), so each commit's `fdatasync` finds
+//! little left to do even when the kernel's dirty-page limits are reached.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hfd_store::PartialFile;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EngineConfig;
+/// Whether bytes were written since the last journal commit.
+#[derive(Debug, Default)]
+pub(crate) struct Unjournaled(AtomicBool);
 
-/// Counts bytes written since the last journal commit and wakes the
-/// flusher when they reach the threshold.
-#[derive(Debug)]
-pub(crate) struct JournalTrigger {
-    unjournaled: AtomicU64,
-    threshold: u64,
-    wake: Notify,
-}
-
-impl JournalTrigger {
-    pub(crate) fn new(config: &EngineConfig) -> Arc<Self> {
-        Arc::new(Self {
-            unjournaled: AtomicU64::new(0),
-            threshold: config.journal_threshold(),
-            wake: Notify::new(),
-        })
+impl Unjournaled {
+    /// Bytes were written.
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Release);
     }
 
-    /// `bytes` more were written.
-    pub(crate) fn written(&self, bytes: u64) {
-        let total = self.unjournaled.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        if total >= self.threshold {
-            self.wake.notify_one();
-        }
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
     }
 }
 
-/// Group commit of a journaled file: flushes (which journals the newly
-/// durable ranges) every `interval` while bytes were written, and as soon
-/// as the trigger's threshold is reached. A failed commit cancels `work`
-/// and is returned.
+/// Commits a journaled file every `interval` while bytes were written. A
+/// failed commit cancels `work` and is returned. The last commit, when the
+/// file ends, fails or is cancelled, is the caller's.
 pub(crate) async fn flush_loop(
     partial: PartialFile,
-    trigger: Arc<JournalTrigger>,
+    unjournaled: std::sync::Arc<Unjournaled>,
     interval: Duration,
     stop: CancellationToken,
     work: CancellationToken,
@@ -54,10 +39,9 @@ pub(crate) async fn flush_loop(
         tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
-            () = trigger.wake.notified() => {}
             () = tokio::time::sleep(interval) => {}
         }
-        if trigger.unjournaled.swap(0, Ordering::AcqRel) == 0 {
+        if !unjournaled.take() {
             continue;
         }
         let p = partial.clone();
