@@ -356,7 +356,6 @@ impl<S: RangeSource> Worker<S> {
         let items = std::mem::take(&mut batch.items);
         let bytes = std::mem::take(&mut batch.bytes);
         batch.since = None;
-        let partial = self.file.partial.clone();
         let mut writer = self
             .writer
             .take()
@@ -368,12 +367,6 @@ impl<S: RangeSource> Worker<S> {
                 if result.is_err() {
                     break;
                 }
-            }
-            if result.is_ok()
-                && let (Some((first, _)), Some((last, data))) = (items.first(), items.last())
-            {
-                // Within one request the frames are in order: one span.
-                partial.start_writeback(*first, last + data.len() as u64 - first);
             }
             (writer, result)
         })

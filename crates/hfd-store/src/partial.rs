@@ -358,13 +358,14 @@ impl PartialFile {
         self.inner.size - lock(&self.inner.tracker).written.total()
     }
 
-    /// Starts writing `len` bytes from `offset` back to disk without waiting
-    /// (Linux `sync_file_range`; nothing elsewhere), so the next
+    /// Starts writing the file's dirty pages back to disk without waiting
+    /// for them (Linux `sync_file_range`; nothing elsewhere), so the next
     /// [`flush`](Self::flush) finds few dirty pages: commits stay cheap
     /// when the kernel's dirty-page limits would otherwise turn each one into
     /// a burst of synchronous writeback. A hint; durability is `flush`'s.
-    pub fn start_writeback(&self, offset: u64, len: u64) {
-        platform::start_writeback(&self.inner.file, offset, len);
+    /// Blocking (it may wait for the device queue): keep it off the writers.
+    pub fn start_writeback(&self) {
+        platform::start_writeback(&self.inner.file, 0, self.inner.size);
     }
 
     /// Makes every completed write durable (`fdatasync`, which on Linux also

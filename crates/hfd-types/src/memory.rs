@@ -33,8 +33,10 @@ impl MemoryBudget {
     /// Windows beyond this buy nothing even at 300 ms × 50 MB/s.
     const MAX_WINDOW: u64 = 16 << 20;
     const MIN_BATCH: u64 = 64 << 10;
-    /// Larger batches only delay the writes without saving system calls.
-    const MAX_BATCH: u64 = 4 << 20;
+    /// A connection reads nothing while its batch is written: larger
+    /// batches made a TLS download 1.5× slower in wall time on a busy disk
+    /// (`docs/decisions/0010-engine-floor.md`).
+    const MAX_BATCH: u64 = 256 << 10;
 
     /// A budget of `size`; `None` when it does not cover the fixed part
     /// plus the smallest share of one connection.
@@ -87,12 +89,12 @@ mod tests {
                 + connections as u64 * (u64::from(s.receive_window) + s.write_batch);
             assert!(used <= b.size().bytes(), "{connections}: {used}");
         }
-        // 48 MiB over 16 connections: 3 MiB each.
-        let s = b.share(16);
-        assert_eq!(s.receive_window, 3 << 19);
-        assert_eq!(s.write_batch, 3 << 18);
+        // 48 MiB over 64 connections: 768 KiB each.
+        let s = b.share(64);
+        assert_eq!(s.receive_window, 384 << 10);
+        assert_eq!(s.write_batch, 192 << 10);
         // One connection: capped.
-        assert_eq!(b.share(1).write_batch, 4 << 20);
+        assert_eq!(b.share(1).write_batch, 256 << 10);
         assert_eq!(b.share(1).receive_window, 16 << 20);
         // Very many: floors.
         assert_eq!(b.share(10_000).receive_window, 65_535);
