@@ -250,10 +250,13 @@ def run_once(ctx, server, tool, endpoint, r, scen, timeout):
     peak = server.peak_streams_since(offset[1]) if throttled else None
     peak_cdn = server.peak_streams_since(offset[1], ctx.cdn_port) if throttled else None
     bad = 0 if tool == "curl-limit" else verify(out, r)
+    hash_cpu = hash_wall = None
+    if tool == "curl" and rc == 0:
+        hash_wall, hash_cpu = sha256_cost(out)
     res = {"tool": tool, "rc": rc, "wall": wall, "cpu": (usr or 0) + (sys_ or 0),
            "rss_kib": rss, "requests": reqs, "connections": conns, "http_errors": errors,
            "peak_connections": peak, "peak_cdn_connections": peak_cdn,
-           "bad_files": bad}
+           "bad_files": bad, "hash_cpu": hash_cpu, "hash_wall": hash_wall}
     if rc != 0 or bad:
         res["output_tail"] = output[-2000:]
     if len(r["files"]) > 100:
@@ -264,6 +267,23 @@ def run_once(ctx, server, tool, endpoint, r, scen, timeout):
     else:
         shutil.rmtree(base, ignore_errors=True)
     return res
+
+
+def sha256_cost(out):
+    """(wall, CPU) seconds of `openssl dgst -sha256` over every file under `out`: the hashing half
+    of the floor of a verified download (curl to disk + this)."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(out) for f in fs]
+    timefile = os.path.join(os.path.dirname(out), "hash-time.txt")
+    subprocess.run(["/usr/bin/time", "-f", "%e %U %S", "-o", timefile, "openssl", "dgst", "-sha256",
+                    *files], stdout=subprocess.DEVNULL, check=True)
+    with open(timefile) as f:
+        wall, usr, sys_ = (float(v) for v in f.read().split()[-3:])
+    return wall, usr + sys_
+
+
+# Connections per file each tool opens (for the ideal time of throttled scenarios).
+CONNS_PER_FILE = {"hfd-rs": 16, "hfd-rs -x64": 64, "aria2c": 16, "curl": 1,
+                  "snapshot_download": 1, "hf_transfer": 8}
 
 
 def summarize(scen, r, runs, per_conn_rate):
@@ -290,6 +310,23 @@ def summarize(scen, r, runs, per_conn_rate):
                 row["rate_share"] = (total / med("wall")
                                      / (row["peak_cdn_connections"] * per_conn_rate))
         rows[tool] = row
+    # The floor: curl (one HTTP/1.1 stream per file, --http1.1 over TLS too) writing to disk, plus
+    # hashing the same bytes with openssl; its wall is curl's (a verified download hashes inline).
+    floor_runs = [x for x in runs if x["tool"] == "curl" and x.get("hash_cpu") is not None]
+    floor_cpu = statistics.median(x["cpu"] + x["hash_cpu"] for x in floor_runs) if floor_runs else None
+    floor_wall = statistics.median(x["wall"] for x in floor_runs) if floor_runs else None
+    largest = max(f["size"] for f in r["files"])
+    for tool, row in rows.items():
+        if "wall" not in row:
+            continue
+        cpu = row["cpu_per_gib"] * total / GiB
+        if floor_cpu:
+            row["cpu_x_floor"] = cpu / floor_cpu
+            row["wall_x_floor"] = row["wall"] / floor_wall
+        if per_conn_rate and tool in CONNS_PER_FILE:
+            # ideal: the largest file over all of its connections at the per-connection rate
+            row["ideal_wall"] = largest / (CONNS_PER_FILE[tool] * per_conn_rate)
+            row["wall_x_ideal"] = row["wall"] / row["ideal_wall"]
     ref = rows.get("hfd-rs")
     for row in rows.values():
         if ref and "wall" in ref and "wall" in row:
@@ -311,15 +348,16 @@ def markdown(results, meta_info):
         lines.append(f"{s['files']} files, {s['bytes'] / MiB:.1f} MiB.")
         lines.append("")
         lines.append("| tool | ok/runs | wall s | ×hfd-rs | MB/s | CPU s/GiB | ×hfd-rs | peak RSS MiB "
-                     "| requests | connections |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+                     "| requests | connections | CPU ×floor | wall ×floor | wall ×ideal |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for row in s["rows"]:
             lines.append(
                 f"| {row['tool']} | {row['ok']}/{row['runs']} | {fmt(row.get('wall'))} | "
                 f"{fmt(row.get('wall_vs_hfd'))} | {fmt(row.get('mb_per_s'), 1)} | "
                 f"{fmt(row.get('cpu_per_gib'))} | {fmt(row.get('cpu_vs_hfd'))} | "
                 f"{fmt(row.get('rss_mib'), 1)} | {fmt(row.get('requests'), 0)} | "
-                f"{fmt(row.get('connections'), 0)} |")
+                f"{fmt(row.get('connections'), 0)} | {fmt(row.get('cpu_x_floor'))} | "
+                f"{fmt(row.get('wall_x_floor'))} | {fmt(row.get('wall_x_ideal'))} |")
         peaks = [f"{row['tool']} {row['peak_connections']:.0f} ({row.get('peak_cdn_connections', 0):.0f})"
                  for row in s["rows"] if row.get("peak_connections")]
         if peaks:
@@ -434,7 +472,8 @@ def main():
                         f"cpu={fmt(res['cpu'])}s rss={res['rss_kib']}KiB req={res['requests']} "
                         f"conn={res['connections']} bad={res['bad_files']}"
                         + (f"\n{res['output_tail']}" if "output_tail" in res else ""))
-            rate = {"t5": 5 * MiB}.get(listener)  # nginx "5m" = 5 MiB/s
+            # nginx "5m" = 5 MiB/s; uneven: the fast connections' 10m (the ideal assumes none slow)
+            rate = {"t5": 5 * MiB, "uneven": 10 * MiB}.get(listener)
             s = summarize(scen, r, runs, rate)
             s["note"] = note + (f"; files matching {include}" if include else "")
             results.append(s)

@@ -282,6 +282,12 @@ pub(crate) struct DownloadArgs {
     #[arg(short = 'k', long, value_name = "SIZE")]
     pub(crate) min_split_size: Option<ByteSize>,
 
+    /// Memory for bytes in flight, e.g. 256M. HTTP/2 windows, read buffers
+    /// and write batches are shares of it, one per connection (threads x
+    /// jobs): a larger budget helps long round trips. Default: 64M.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) memory_budget: Option<ByteSize>,
+
     /// Cap the total download rate, e.g. 10M (bytes per second).
     #[arg(long, value_name = "SIZE")]
     pub(crate) limit_rate: Option<ByteSize>,

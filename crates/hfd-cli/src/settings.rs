@@ -14,7 +14,7 @@ use hfd::hfd_hub::{
     TokenSource, find_token,
 };
 use hfd::{DownloadRequest, FetchPolicy, OutputLayout, SnapshotEntries};
-use hfd_types::ByteSize;
+use hfd_types::{ByteSize, MemoryBudget};
 
 use crate::args::{BenchArgs, DownloadArgs, HubArgs, RepoTypeArg, VerifyArgs};
 
@@ -402,6 +402,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     } else {
         engine.min_split_size = ByteSize::mib(1);
     }
+    share_memory_budget(args.memory_budget, &mut engine, &mut http)?;
     let limit_rate = match args.limit_rate {
         Some(rate) if rate.bytes() == 0 => bail!("--limit-rate must be at least 1 byte per second"),
         Some(rate) => Some(rate.bytes()),
@@ -417,6 +418,32 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
         notes,
         tokens,
     })
+}
+
+/// Derives the receive windows and write batches from `--memory-budget`:
+/// one share per request in flight or TCP connection, whichever is more.
+fn share_memory_budget(
+    budget: Option<ByteSize>,
+    engine: &mut EngineConfig,
+    http: &mut HttpConfig,
+) -> Result<()> {
+    let budget = match budget {
+        None => MemoryBudget::DEFAULT,
+        Some(size) => MemoryBudget::new(size).with_context(|| {
+            format!(
+                "--memory-budget {size} is too small: at least {} is needed",
+                MemoryBudget::minimum(1)
+            )
+        })?,
+    };
+    let connections = engine
+        .max_connections
+        .get()
+        .max(http.max_connections_per_host.get());
+    let share = budget.share(connections);
+    http.receive_window = share.receive_window;
+    engine.write_batch = ByteSize::new(share.write_batch);
+    Ok(())
 }
 
 pub(crate) fn resolve_bench(args: &BenchArgs) -> Result<BenchSettings> {
@@ -625,6 +652,23 @@ mod tests {
         // HOME alone does not count on Windows (as in Python).
         assert_eq!(home_from(vars(&all[..1]), true), None);
         assert_eq!(home_from(vars(&[("USERPROFILE", "")]), true), None);
+    }
+
+    #[test]
+    fn the_memory_budget_sets_windows_and_batches_and_refuses_too_little() {
+        let (mut engine, mut http) = (EngineConfig::default(), HttpConfig::default());
+        engine.max_connections = NonZeroUsize::new(64).unwrap();
+        http.max_connections_per_host = NonZeroUsize::new(4).unwrap();
+        share_memory_budget(None, &mut engine, &mut http).unwrap();
+        // 48 MiB beyond the fixed part over 64 connections: 768 KiB each.
+        assert_eq!(http.receive_window, 384 << 10);
+        assert_eq!(engine.write_batch, ByteSize::kib(192));
+        share_memory_budget(Some(ByteSize::mib(528)), &mut engine, &mut http).unwrap();
+        assert_eq!(http.receive_window, 4 << 20);
+        let err = share_memory_budget(Some(ByteSize::mib(1)), &mut engine, &mut http)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("--memory-budget 1"), "{err}");
     }
 
     #[test]

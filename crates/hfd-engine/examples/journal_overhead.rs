@@ -5,10 +5,10 @@
 //! Runs alternate off/on and the median of each is reported.
 //!
 //! ```text
-//! cargo run --release -p hfd-engine --example journal_overhead -- [MiB] [runs] [dir] [commit KiB]
+//! cargo run --release -p hfd-engine --example journal_overhead -- [MiB] [runs] [dir] [commit ms]
 //! ```
 //! Defaults: 512 MiB, 3 runs each, a temporary folder under `$TMPDIR`, the
-//! default commit threshold (`EngineConfig::journal_bytes`).
+//! default commit interval (`EngineConfig::journal_interval`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -120,14 +120,13 @@ async fn main() {
         pattern: Bytes::from(pattern),
     });
     let mut config = EngineConfig::default();
-    if let Some(kib) = args.get(4).and_then(|a| a.parse::<u64>().ok()) {
-        config.journal_bytes = Some(hfd_types::ByteSize::kib(kib));
+    if let Some(ms) = args.get(4).and_then(|a| a.parse::<u64>().ok()) {
+        config.journal_interval = Duration::from_millis(ms);
     }
     println!(
-        "{mib} MiB, {} connections, min split {}, journal commit every {} or {:?}, {runs} runs each, in {}",
+        "{mib} MiB, {} connections, min split {}, journal commit every {:?}, {runs} runs each, in {}",
         config.connections_per_file,
         config.min_split_size,
-        hfd_types::ByteSize::new(config.journal_threshold()),
         config.journal_interval,
         tmp.path().display()
     );

@@ -40,27 +40,26 @@ pub struct EngineConfig {
     /// A request whose rate stays below this fraction of the pool's median
     /// is dropped and its range re-queued. `0.0` disables. Default: 0.1.
     pub slow_ratio: f64,
-    /// Time a request runs before it can be judged slow. Default: 3 s
-    /// (long enough for TCP slow start; at 10 s the uneven-mirror benchmark
-    /// spent its whole tail waiting on 0.5 MB/s connections).
+    /// A request is judged slow once it ran this long or received its
+    /// first MiB, whichever comes first. Default: 0.5 s (at 3 s the
+    /// uneven-mirror benchmark reached 78 % of its ideal time; a request
+    /// still in TCP slow start is well above a tenth of the median).
     pub slow_grace: Duration,
     /// In the tail (nothing left to split), idle connections duplicate the
     /// slowest in-flight range; the first to finish wins. Default: true.
     pub hedging: bool,
     /// Bytes a connection collects before one blocking write. Bounds the
-    /// memory per connection. Default: 1 MiB.
+    /// memory per connection; the CLI derives it from `--memory-budget`.
+    /// Default: 256 KiB (the connection reads nothing while its batch is
+    /// written; larger batches cost wall time, decision 0010).
     pub write_batch: ByteSize,
     /// A file with a journal (see `FileJob::identity`) is flushed and its
-    /// newly durable ranges journaled at least this often while it has
-    /// unjournaled bytes. Default: 1 s.
+    /// newly durable ranges journaled once per interval while bytes arrive
+    /// (group commit by time, however fast the link), and when it ends,
+    /// fails or is cancelled. A `kill -9` loses at most about
+    /// `1.25 × journal_interval` plus one commit's duration of each
+    /// connection's transfer (`docs/journal-format.md`). Default: 1 s.
     pub journal_interval: Duration,
-    /// ... and as soon as this many bytes were written since the last
-    /// journal commit. `None` (the default) means a quarter segment per
-    /// connection: `connections_per_file × min_split_size / 4`. With the
-    /// write batch of journaled files capped at an eighth of a segment, the
-    /// bytes a `kill -9` loses (unjournaled + unwritten batches + bytes in
-    /// flight) stay under one segment per connection.
-    pub journal_bytes: Option<ByteSize>,
     /// Check free space of the whole plan before starting. Default: true.
     pub preflight: bool,
     /// Verify each file's digest (when the job has one). Default: true.
@@ -81,11 +80,10 @@ impl Default for EngineConfig {
             retry: TransferRetry::default(),
             stall_timeout: Duration::from_secs(20),
             slow_ratio: 0.1,
-            slow_grace: Duration::from_secs(3),
+            slow_grace: Duration::from_millis(500),
             hedging: true,
-            write_batch: ByteSize::mib(1),
+            write_batch: ByteSize::kib(256),
             journal_interval: Duration::from_secs(1),
-            journal_bytes: None,
             preflight: true,
             verify: true,
             store: StoreConfig::default(),
@@ -94,24 +92,11 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Bytes written since the last journal commit that trigger the next
-    /// one (see [`journal_bytes`](Self::journal_bytes)).
-    pub fn journal_threshold(&self) -> u64 {
-        self.journal_bytes.map_or_else(
-            || {
-                let per_connection = (self.min_split_size.bytes() / 4).max(1);
-                per_connection.saturating_mul(self.connections_per_file.get() as u64)
-            },
-            ByteSize::bytes,
-        )
-    }
-
-    /// The write batch for a journaled file: at most an eighth of a segment
-    /// (never below 16 KiB), so a connection's unwritten batch stays small
-    /// next to a segment.
-    pub(crate) fn journaled_write_batch(&self) -> u64 {
-        let eighth = (self.min_split_size.bytes() / 8).max(16 * 1024);
-        self.write_batch.bytes().min(eighth)
+    /// Age at which a connection writes its batch however small it is: a
+    /// quarter of the journal interval, so received bytes wait at most that
+    /// long before they are written and can be journaled.
+    pub(crate) fn batch_age(&self) -> Duration {
+        self.journal_interval / 4
     }
 
     /// Checks the settings once, before a run.
@@ -132,9 +117,6 @@ impl EngineConfig {
         if self.journal_interval.is_zero() {
             return invalid("journal_interval must be positive");
         }
-        if self.journal_bytes.is_some_and(|b| b.bytes() == 0) {
-            return invalid("journal_bytes must be at least 1 byte");
-        }
         if self.retry.max_retries == 0 {
             return invalid("retry.max_retries must be at least 1");
         }
@@ -147,18 +129,12 @@ mod tests {
     use super::EngineConfig;
 
     #[test]
-    fn journal_commit_threshold_and_batch_follow_the_segment() {
-        let c = EngineConfig::default();
-        // 8 connections x 1 MiB / 4.
-        assert_eq!(c.journal_threshold(), 2 << 20);
-        assert_eq!(c.journaled_write_batch(), 128 << 10);
+    fn batches_are_written_within_a_quarter_journal_interval() {
         let c = EngineConfig {
-            journal_bytes: Some(hfd_types::ByteSize::kib(100)),
-            min_split_size: hfd_types::ByteSize::kib(64),
+            journal_interval: std::time::Duration::from_millis(200),
             ..EngineConfig::default()
         };
-        assert_eq!(c.journal_threshold(), 100 << 10);
-        assert_eq!(c.journaled_write_batch(), 16 << 10);
+        assert_eq!(c.batch_age(), std::time::Duration::from_millis(50));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) async fn single_stream<S: RangeSource>(
         changed: Notify::new(),
         journal: ranged.journal.clone(),
         write_batch: ranged.write_batch,
+        batch_age: ranged.batch_age,
     });
     run_connections(engine, &whole, 1, StreamMode::WholeFile, work).await
 }

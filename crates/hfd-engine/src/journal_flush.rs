@@ -1,63 +1,60 @@
-//! Group commit of a journaled file: [`JournalTrigger`] counts the bytes
-//! written since the last journal commit and [`flush_loop`] flushes (which
-//! journals the newly durable ranges) on time or on volume.
+//! Group commit of a journaled file by time: [`flush_loop`] flushes (which
+//! journals the newly durable ranges) once per interval while bytes were
+//! written, however fast they arrive. Between commits it starts the
+//! writeback of what was written (`PartialFile::start_writeback`) four times
+//! per interval, off the writers' path, so each commit's `fdatasync` finds
+//! little left to do even when the kernel's dirty-page limits are reached.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hfd_store::PartialFile;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::EngineConfig;
+/// Whether bytes were written since the last journal commit.
+#[derive(Debug, Default)]
+pub(crate) struct Unjournaled(AtomicBool);
 
-/// Counts bytes written since the last journal commit and wakes the
-/// flusher when they reach the threshold.
-#[derive(Debug)]
-pub(crate) struct JournalTrigger {
-    unjournaled: AtomicU64,
-    threshold: u64,
-    wake: Notify,
-}
-
-impl JournalTrigger {
-    pub(crate) fn new(config: &EngineConfig) -> Arc<Self> {
-        Arc::new(Self {
-            unjournaled: AtomicU64::new(0),
-            threshold: config.journal_threshold(),
-            wake: Notify::new(),
-        })
+impl Unjournaled {
+    /// Bytes were written.
+    pub(crate) fn mark(&self) {
+        self.0.store(true, Ordering::Release);
     }
 
-    /// `bytes` more were written.
-    pub(crate) fn written(&self, bytes: u64) {
-        let total = self.unjournaled.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        if total >= self.threshold {
-            self.wake.notify_one();
-        }
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
     }
 }
 
-/// Group commit of a journaled file: flushes (which journals the newly
-/// durable ranges) every `interval` while bytes were written, and as soon
-/// as the trigger's threshold is reached. A failed commit cancels `work`
-/// and is returned.
+/// Writeback starts per commit interval.
+const WRITEBACKS_PER_COMMIT: u32 = 4;
+
+/// Commits a journaled file every `interval` while bytes were written, and
+/// starts writeback in between. A failed commit cancels `work` and is
+/// returned. The last commit, when the file ends, fails or is cancelled, is
+/// the caller's.
 pub(crate) async fn flush_loop(
     partial: PartialFile,
-    trigger: Arc<JournalTrigger>,
+    unjournaled: Arc<Unjournaled>,
     interval: Duration,
     stop: CancellationToken,
     work: CancellationToken,
 ) -> std::result::Result<(), hfd_store::Error> {
+    let mut tick = 0u32;
     loop {
         tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(()),
-            () = trigger.wake.notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(interval / WRITEBACKS_PER_COMMIT) => {}
         }
-        if trigger.unjournaled.swap(0, Ordering::AcqRel) == 0 {
+        tick = (tick + 1) % WRITEBACKS_PER_COMMIT;
+        if tick != 0 {
+            let p = partial.clone();
+            let _ = tokio::task::spawn_blocking(move || p.start_writeback()).await;
+            continue;
+        }
+        if !unjournaled.take() {
             continue;
         }
         let p = partial.clone();

@@ -55,9 +55,9 @@
 //! `hfd-store`). A matching journal from an earlier run is resumed: its
 //! ranges are never requested again ([`Reporter::on_file_resumed`],
 //! [`Summary::bytes_resumed`]). While the file downloads, a committer task
-//! flushes and journals it every [`EngineConfig::journal_interval`] or
-//! [`EngineConfig::journal_bytes`] (default a quarter segment per
-//! connection), and always when the file ends, fails or is cancelled.
+//! flushes and journals it every [`EngineConfig::journal_interval`] while
+//! bytes arrive (group commit by time, writeback started as batches are
+//! written), and always when the file ends, fails or is cancelled.
 //!
 //! What this crate does not do: HTTP, URLs, repo ids, retries of metadata
 //! requests, choosing file names, the journal's byte format (`hfd-store`).

@@ -110,7 +110,7 @@ const MAX_REQUESTS_PER_LANE: usize = 3;
 
 /// How long a hedged lane's requests run before the lane may be hedged
 /// again.
-const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Whether idle connections in the tail duplicate the slowest lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -430,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hedge_that_is_slow_too_gets_another_after_a_second() {
+    fn a_hedge_that_is_slow_too_gets_another_after_half_a_second() {
         let t0 = Instant::now();
         let mut plan = FilePlan::new(40, 10, 2, Hedging::On);
         let slow = plan.assign(0, t0).unwrap();
@@ -443,9 +443,10 @@ mod tests {
         assert_eq!((h1.kind, h1.lane), (GrantKind::Hedge, slow.lane));
         // Not again before the hedge has shown its rate.
         assert!(plan.assign(2, t1).is_none());
-        // The hedge is slow too (one byte in a second): a second hedge.
+        // The hedge is slow too (one byte in half a second): a second hedge.
         assert_eq!(plan.claim(slow.lane, 1, 2, 1).take, 1);
-        let t2 = t1 + Duration::from_secs(1);
+        assert!(plan.assign(2, t1 + Duration::from_millis(400)).is_none());
+        let t2 = t1 + Duration::from_millis(500);
         let h2 = plan.assign(2, t2).unwrap();
         assert_eq!(
             (h2.kind, h2.lane, h2.range),

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::fallback::single_stream;
 use crate::file_ctx::FileCtx;
 use crate::job::FileJob;
-use crate::journal_flush::{JournalTrigger, flush_loop};
+use crate::journal_flush::{Unjournaled, flush_loop};
 use crate::plan::{FilePlan, Hedging};
 use crate::source::RangeSource;
 use crate::state::EngineState;
@@ -118,12 +118,10 @@ pub(crate) async fn transfer<S: RangeSource>(
     }
     let missing = job.size - done.total();
     let connections = FilePlan::useful_connections(missing, min_split, per_file);
-    let trigger = job.identity.as_ref().map(|_| JournalTrigger::new(config));
-    let write_batch = if trigger.is_some() {
-        config.journaled_write_batch()
-    } else {
-        config.write_batch.bytes()
-    };
+    let trigger = job
+        .identity
+        .as_ref()
+        .map(|_| Arc::new(Unjournaled::default()));
     let file = Arc::new(FileCtx {
         key: job.key,
         size: job.size,
@@ -137,7 +135,8 @@ pub(crate) async fn transfer<S: RangeSource>(
         )),
         changed: Notify::new(),
         journal: trigger.clone(),
-        write_batch,
+        write_batch: config.write_batch.bytes(),
+        batch_age: config.batch_age(),
     });
     // Workers run under `work`: cancelled by the caller, or by the flusher
     // when a journal commit fails.

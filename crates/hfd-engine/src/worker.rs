@@ -28,7 +28,9 @@ const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 /// Minimum peers for a median to mean anything.
 const SLOW_MIN_PEERS: usize = 2;
 /// How often a request compares its rate with the pool.
-const SLOW_CHECK_EVERY: Duration = Duration::from_millis(500);
+const SLOW_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// A request that received this much may be judged before `slow_grace`.
+const SLOW_JUDGE_AFTER_BYTES: u64 = 1 << 20;
 
 /// How a worker asks the source for bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +71,8 @@ enum RequestEnd {
 struct Batch {
     items: Vec<(u64, Bytes)>,
     bytes: u64,
+    /// When its first frame arrived.
+    since: Option<Instant>,
 }
 
 pub(crate) struct Worker<S> {
@@ -279,7 +283,9 @@ impl<S: RangeSource> Worker<S> {
             let len = bytes.len() as u64;
             let within = len.min(req_end - pos);
             let claim = lock(&self.file.plan).claim(grant.lane, self.id, pos, within);
+            let now = Instant::now();
             if claim.take > 0 {
+                batch.since.get_or_insert(now);
                 let from = claim.skip as usize;
                 batch
                     .items
@@ -295,7 +301,11 @@ impl<S: RangeSource> Worker<S> {
                     .long_bodies
                     .fetch_add(1, Ordering::Relaxed);
             }
-            if batch.bytes >= write_batch {
+            if batch.bytes >= write_batch
+                || batch
+                    .since
+                    .is_some_and(|since| now.duration_since(since) >= self.file.batch_age)
+            {
                 if let Err(e) = self.write(&mut batch).await {
                     break RequestEnd::Stop(WorkerExit::Failed(e));
                 }
@@ -304,7 +314,6 @@ impl<S: RangeSource> Worker<S> {
             if claim.lane_done || within < len {
                 break RequestEnd::Finished;
             }
-            let now = Instant::now();
             if self.engine.config.slow_ratio > 0.0
                 && now.duration_since(last_check) >= SLOW_CHECK_EVERY
             {
@@ -314,7 +323,8 @@ impl<S: RangeSource> Worker<S> {
                 let median = self.engine.rates.update(rate_id, rate, SLOW_MIN_PEERS);
                 let ratio = self.engine.config.slow_ratio;
                 if let Some(median) = median
-                    && now.duration_since(opened_at) >= self.engine.config.slow_grace
+                    && (now.duration_since(opened_at) >= self.engine.config.slow_grace
+                        || pos - start >= SLOW_JUDGE_AFTER_BYTES)
                     && rate < ratio * median
                 {
                     break retry(TransferError::Slow {
@@ -366,6 +376,7 @@ impl<S: RangeSource> Worker<S> {
             .iter()
             .filter_map(|(offset, data)| ByteRange::with_len(*offset, data.len() as u64))
             .collect();
+        batch.since = None;
         let mut writer = self
             .writer
             .take()
@@ -393,7 +404,7 @@ impl<S: RangeSource> Worker<S> {
             .bytes_written
             .fetch_add(bytes, Ordering::Relaxed);
         if let Some(journal) = &self.file.journal {
-            journal.written(bytes);
+            journal.mark();
         }
         for piece in pieces {
             self.engine.reporter.on_written(self.file.key, piece);

@@ -17,7 +17,7 @@ use crate::proxy::ProxyConfig;
 use crate::request_body::RequestBody;
 use crate::stats::HttpStats;
 use crate::tls;
-use hfd_types::{ByteRange, RedactedUrl};
+use hfd_types::{ByteRange, MemoryBudget, RedactedUrl};
 
 /// Transport settings. Start from [`HttpConfig::default`] and set fields.
 #[derive(Debug, Clone)]
@@ -49,6 +49,12 @@ pub struct HttpConfig {
     pub pool_idle_timeout: Duration,
     /// Proxy settings. Default: none (direct connections).
     pub proxy: Option<ProxyConfig>,
+    /// Bytes one connection may hold received but not yet read: its HTTP/2
+    /// stream and connection windows (fixed, never adaptive) and its
+    /// HTTP/1.1 read buffer. The CLI derives it from `--memory-budget`
+    /// (`hfd_types::MemoryBudget`). Default: the default budget's share of
+    /// 16 connections (1.5 MiB).
+    pub receive_window: u32,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +70,7 @@ impl Default for HttpConfig {
             max_connections_per_host: NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN),
             pool_idle_timeout: Duration::from_secs(90),
             proxy: None,
+            receive_window: MemoryBudget::DEFAULT.share(16).receive_window,
         }
     }
 }
@@ -113,6 +120,7 @@ impl HttpClient {
             idle_timeout: config.pool_idle_timeout,
             connect_timeout: config.connect_timeout,
             h2_keep_alive: config.stall_timeout,
+            receive_window: config.receive_window,
         };
         Ok(Self {
             pool: Arc::new(Pool::new(connector, settings)),

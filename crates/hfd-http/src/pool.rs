@@ -80,6 +80,9 @@ pub(crate) struct PoolSettings {
     pub(crate) connect_timeout: Duration,
     /// HTTP/2 keep-alive ping interval and timeout (detects dead sockets).
     pub(crate) h2_keep_alive: Duration,
+    /// Bytes one connection may hold received but unread: its HTTP/2 stream
+    /// and connection windows, its HTTP/1.1 read buffer.
+    pub(crate) receive_window: u32,
 }
 
 /// All origins' pools.
@@ -213,6 +216,18 @@ impl Pool {
         }
     }
 
+    /// HTTP/1.1 with its read buffer capped at the receive window when that
+    /// is below hyper's own cap (which also bounds a response head, so it is
+    /// never raised); 8 KiB is hyper's floor.
+    fn http1_builder(&self) -> http1::Builder {
+        /// hyper's default `max_buf_size`: 8 KiB + 100 × 4 KiB.
+        const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
+        let mut builder = http1::Builder::new();
+        let window = usize::try_from(self.settings.receive_window).unwrap_or(usize::MAX);
+        builder.max_buf_size(window.clamp(8192, HYPER_MAX_BUF));
+        builder
+    }
+
     async fn dial(&self, op: &Arc<OriginPool>, reservation: Reservation) -> Result<Lease> {
         let established = self.connector.connect(&op.origin).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -231,7 +246,7 @@ impl Pool {
         let (h2, sender, task) = match established.protocol {
             Protocol::Http1 => {
                 let (sender, conn) =
-                    tokio::time::timeout(timeout, http1::Builder::new().handshake(io))
+                    tokio::time::timeout(timeout, self.http1_builder().handshake(io))
                         .await
                         .map_err(|_| timed_out())?
                         .map_err(handshake_error)?;
@@ -243,9 +258,14 @@ impl Pool {
             }
             Protocol::Http2 => {
                 let mut builder = http2::Builder::new(TokioExecutor::new());
+                // Fixed windows, not hyper's adaptive ones (which grow to
+                // 16 MiB per stream): what a connection buffers is bounded
+                // by the memory budget, whoever reads slowly.
+                let window = self.settings.receive_window;
                 builder
                     .timer(TokioTimer::new())
-                    .adaptive_window(true)
+                    .initial_stream_window_size(window)
+                    .initial_connection_window_size(window)
                     .keep_alive_interval(self.settings.h2_keep_alive)
                     .keep_alive_timeout(self.settings.h2_keep_alive)
                     .keep_alive_while_idle(false);

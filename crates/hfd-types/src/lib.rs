@@ -13,6 +13,7 @@
 
 mod backoff;
 mod digest;
+mod memory;
 mod range;
 mod redact;
 mod shown;
@@ -20,6 +21,7 @@ mod size;
 
 pub use backoff::{Backoff, Jitter};
 pub use digest::{ContentDigest, DigestParseError};
+pub use memory::{ConnectionShare, MemoryBudget};
 pub use range::ByteRange;
 pub use redact::RedactedUrl;
 pub use shown::{is_deceptive, shown_path};

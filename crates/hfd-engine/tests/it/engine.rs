@@ -363,6 +363,14 @@ async fn rate_limit_halves_the_connections_and_caps_the_wait() {
 /// Runs one 8 MiB file over 8 connections where slot 0 delivers at 1 % of
 /// the others' rate; returns (summary, bytes slot 0 delivered).
 async fn run_with_one_slow_connection(hedging: bool, slow_ratio: f64) -> (Summary, u64) {
+    run_with_one_slow_connection_judged_after(hedging, slow_ratio, Duration::from_secs(1)).await
+}
+
+async fn run_with_one_slow_connection_judged_after(
+    hedging: bool,
+    slow_ratio: f64,
+    slow_grace: Duration,
+) -> (Summary, u64) {
     let setup = Setup::new(&[8 * MIB]);
     let source = Arc::new(setup.source(16 * KIB).script(|r| {
         if r.slot.0 == 0 {
@@ -374,7 +382,7 @@ async fn run_with_one_slow_connection(hedging: bool, slow_ratio: f64) -> (Summar
     let mut c = config(8, 256 * KIB);
     c.hedging = hedging;
     c.slow_ratio = slow_ratio;
-    c.slow_grace = Duration::from_secs(1);
+    c.slow_grace = slow_grace;
     let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
     setup.assert_identical(&summary);
     (summary, source.delivered_on(0))
@@ -408,6 +416,16 @@ async fn slow_connection_is_dropped_and_its_range_requeued() {
     // Dropped after the 1 s grace (about 160 KiB at its rate) instead of
     // finishing its last segment (at least 256 KiB, previous test).
     assert!(slow < 200 * KIB, "slow connection delivered {slow} bytes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_slow_connection_is_judged_after_half_a_second() {
+    let grace = EngineConfig::default().slow_grace;
+    let (summary, slow) = run_with_one_slow_connection_judged_after(false, 0.1, grace).await;
+    assert!(summary.dropped_slow >= 1, "{summary:?}");
+    // At 160 KiB/s: dropped after about 80 KiB (0.5 s), where the 3 s grace
+    // this replaced let it finish its segment (at least 256 KiB).
+    assert!(slow < 128 * KIB, "slow connection delivered {slow} bytes");
 }
 
 #[tokio::test(start_paused = true)]

@@ -187,6 +187,44 @@ async fn journal_is_committed_while_the_file_downloads() {
     assert_eq!(std::fs::read(&p.out).unwrap(), content(SEED, SIZE));
 }
 
+/// Group commit is by time, not by bytes: with an interval longer than the
+/// run, megabytes (many segments per connection) land without a single
+/// commit, and the one commit at the cancel records all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_commits_by_time_not_by_bytes() {
+    let p = paths();
+    let mut c = config();
+    c.journal_interval = Duration::from_mins(10);
+    let reporter = Arc::new(Counting::default());
+    let engine = Engine::new(c, Arc::new(throttled()), reporter.clone()).unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let partial = p.partial.clone();
+    let watcher = tokio::spawn(async move {
+        let mut journaled_mid_run = 0;
+        for _ in 0..4000 {
+            journaled_mid_run = journaled_mid_run.max(journaled(&partial).total());
+            if reporter.bytes.load(Ordering::Relaxed) >= SIZE * 3 / 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        trigger.cancel();
+        journaled_mid_run
+    });
+    let summary = engine.run(vec![job(&p, "etag-t")], cancel).await.unwrap();
+    let journaled_mid_run = watcher.await.unwrap();
+    assert!(summary.cancelled);
+    assert_eq!(
+        journaled_mid_run, 0,
+        "a commit happened before the interval"
+    );
+    // 3 MiB written = 12 segments of 256 KiB: the byte trigger this
+    // replaced committed every 256 KiB.
+    assert!(summary.bytes_written >= SIZE * 3 / 4);
+    assert_eq!(journaled(&p.partial).total(), summary.bytes_written);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_content_starts_over() {
     let p = paths();

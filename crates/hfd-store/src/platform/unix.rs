@@ -15,7 +15,9 @@ use rustix::io::Errno;
 use super::{FsError, Open, os};
 use crate::target_dir::EntryKind;
 
-pub(crate) use super::os::{allocate, free_space, is_unsupported, try_lock_shared_fs};
+pub(crate) use super::os::{
+    allocate, free_space, is_unsupported, start_writeback, try_lock_shared_fs,
+};
 
 /// Bytes the filesystem has allocated to a file (`st_blocks` are 512-byte
 /// units on every Unix).

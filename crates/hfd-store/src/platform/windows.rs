@@ -121,6 +121,10 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Early writeback is a Linux hint; NTFS's lazy writer flushes on its own
+/// and `FlushFileBuffers` has no asynchronous form.
+pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
 pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match file.seek_read(buf, offset) {
