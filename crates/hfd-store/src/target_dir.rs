@@ -220,7 +220,7 @@ impl TargetDir {
 
     /// Renames `from` to `to` like [`rename`](Self::rename), but leaves
     /// the folders' sync to the batch: they are synced once for many renames
-    /// (when [`BATCH_RENAMES`] renames or [`BATCH_AGE`] have gathered, and by
+    /// (when 512 renames or a second have gathered, and by
     /// [`sync_batch`](Self::sync_batch)). For files whose data is already
     /// durable: after a crash the rename is either there, naming complete
     /// bytes, or not, leaving the file under its old name.
