@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hfd_store::preflight;
 use tokio::task::JoinSet;
@@ -52,6 +52,7 @@ impl<S: RangeSource> Engine<S> {
             shared: Arc::new(EngineState {
                 slots: ConnectionSlots::new(config.max_connections.get()),
                 small_slots: ConnectionSlots::new(config.small_files_max.get()),
+                rate_limits: AtomicUsize::new(0),
                 config,
                 source,
                 reporter,
@@ -107,9 +108,16 @@ impl<S: RangeSource> Engine<S> {
         let mut large = large.into_iter().peekable();
         let (mut small_running, mut large_running) = (0_usize, 0_usize);
         let mut small_tasks = HashSet::new();
+        let mut rate_limits_seen = 0;
         loop {
             if cancel.is_cancelled() {
                 break;
+            }
+            // Told to slow down: fewer small files in flight, for good.
+            let rate_limits = self.shared.rate_limits.load(Ordering::Relaxed);
+            while rate_limits_seen < rate_limits {
+                window.halve();
+                rate_limits_seen += 1;
             }
             let next = if small.peek().is_some() && small_running < window.limit() {
                 small_running += 1;

@@ -86,6 +86,29 @@ impl ConnectionSlots {
         left
     }
 
+    /// Like [`Self::halve`], but half of the slots in use now, not of the
+    /// capacity: for slots whose capacity is a ceiling far above use (small
+    /// files, bounded by their window). Returns the slots left.
+    pub(crate) fn halve_in_use(&self) -> usize {
+        let target = self
+            .capacity
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.permits.available_permits())
+            .div_ceil(2)
+            .max(1);
+        let mut shed = 0;
+        let left = self
+            .capacity
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                shed = n.saturating_sub(target);
+                Some(n.min(target))
+            })
+            .map_or(target, |n| n.min(target));
+        let forgotten = self.permits.forget_permits(shed);
+        self.owed.fetch_add(shed - forgotten, Ordering::Relaxed);
+        left
+    }
+
     /// Waits for a free slot. Cancel safe.
     pub(crate) async fn acquire(&self) -> SlotGuard {
         let permit = Arc::clone(&self.permits)

@@ -66,6 +66,12 @@ impl SmallFileWindow {
         self.limit
     }
 
+    /// Halves the window and stops its growth (a rate limit).
+    pub(crate) fn halve(&mut self) {
+        self.limit = (self.limit / 2).max(1);
+        self.growing = false;
+    }
+
     /// A small file started (the first one starts the first epoch).
     pub(crate) fn on_start(&mut self, now: Instant) {
         self.epoch_start.get_or_insert(now);

@@ -2,7 +2,7 @@
 //! and counters shared by every file and connection of one engine.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use crate::claim::ClaimGate;
 use crate::config::EngineConfig;
@@ -31,6 +31,9 @@ pub(crate) struct EngineState<S> {
     /// Request slots of small files (one request each), apart from
     /// `slots`: the small-file window bounds them.
     pub(crate) small_slots: ConnectionSlots,
+    /// Rate limits that halved the slots so far; the small-file window
+    /// halves as many times.
+    pub(crate) rate_limits: AtomicUsize,
     pub(crate) gate: PoolGate,
     pub(crate) rates: RateBoard,
     pub(crate) counters: Counters,

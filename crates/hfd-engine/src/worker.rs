@@ -190,6 +190,8 @@ impl<S: RangeSource> Worker<S> {
         if scope == WaitScope::Pool && self.engine.gate.pause(wait) {
             // Told to slow down: fewer connections after the pause too.
             let left = self.engine.slots.halve();
+            self.engine.small_slots.halve_in_use();
+            self.engine.rate_limits.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 connections = left,
                 ?wait,

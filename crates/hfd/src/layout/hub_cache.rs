@@ -37,6 +37,12 @@ use super::fs::{
 use super::lock::TargetLock;
 use crate::error::Result;
 
+/// Symlink probes made by this process: probe names are unique per probe,
+/// not only per process (`hfd-rs serve` pulls several files into one cache
+/// at once, and probes sharing names removed each other's files and fell
+/// back to copies).
+static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How the cache's snapshot folder holds its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SnapshotEntries {
@@ -241,9 +247,12 @@ impl CacheRepo {
         let Ok(target) = self.target() else {
             return false;
         };
+        let probe = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = |what: &str| {
-            self.rel("blobs")
-                .join(format!(".hfd-symlink-probe-{}.{what}", std::process::id()))
+            self.rel("blobs").join(format!(
+                ".hfd-symlink-probe-{}-{probe}.{what}",
+                std::process::id()
+            ))
         };
         let (file, made, renamed) = (name("file"), name("made"), name("link"));
         let file_name = file.file_name().map(PathBuf::from).unwrap_or_default();
