@@ -65,6 +65,9 @@ pub struct PlannedFile {
     pub remote: RemoteFile,
     /// What the run does with it.
     pub action: FileAction,
+    /// Up to date and already recorded at the pinned commit: publication
+    /// skips it (a no-op resync of 10^5 files reads each metadata once).
+    settled: bool,
 }
 
 /// A resolved plan: the pinned commit, the selected files and what each
@@ -199,10 +202,12 @@ impl Downloader {
                 .map(|remote| {
                     // Fails early, before any byte moves, on a path that
                     // would escape the target.
-                    let action = layout.classify(&pinned.commit, remote, fetch_policy)?;
+                    let (action, settled) =
+                        layout.classify_settled(&pinned.commit, remote, fetch_policy)?;
                     Ok(PlannedFile {
                         remote: remote.clone(),
                         action,
+                        settled,
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -609,7 +614,7 @@ fn publication_input(plan: &DownloadPlan, files: &[RemoteFile]) -> PublicationIn
         up_to_date: plan
             .files
             .iter()
-            .filter(|f| f.action == FileAction::UpToDate)
+            .filter(|f| f.action == FileAction::UpToDate && !f.settled)
             .map(|f| f.remote.clone())
             .collect(),
         listing: plan.listing_complete.then(|| plan.pinned.files.clone()),
