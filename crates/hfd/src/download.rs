@@ -74,8 +74,10 @@ pub struct PlannedFile {
 /// needs. Building it costs the revision and listing requests only.
 #[derive(Debug, Clone)]
 pub struct DownloadPlan {
-    /// The revision pinned to its commit, and the listed files (what the
-    /// hub answered).
+    /// The revision pinned to its commit. Its `files` hold the listing only
+    /// with `--shard` (the whole listing, the shard's files are in
+    /// `files`); otherwise `files` below took them over (one copy of 10^5
+    /// listed files, not two).
     pub pinned: RepoPlan,
     /// Per-file actions, in listing order.
     pub files: Vec<PlannedFile>,
@@ -194,18 +196,22 @@ impl Downloader {
             .check(pinned.files.iter().map(|f| f.path.as_str()))?;
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
+        let listing_complete =
+            request.selection.is_all() && pinned.files.len() == pinned.listed_files;
         let (files, pinned, layout) = blocking(move || {
-            let files = shard_files
-                .as_ref()
-                .unwrap_or(&pinned.files)
-                .iter()
+            let mut pinned = pinned;
+            // One copy of a listing of 10^5 files: without a shard the plan
+            // takes the listed files over.
+            let remotes = shard_files.unwrap_or_else(|| std::mem::take(&mut pinned.files));
+            let files = remotes
+                .into_iter()
                 .map(|remote| {
                     // Fails early, before any byte moves, on a path that
                     // would escape the target.
                     let (action, settled) =
-                        layout.classify_settled(&pinned.commit, remote, fetch_policy)?;
+                        layout.classify_settled(&pinned.commit, &remote, fetch_policy)?;
                     Ok(PlannedFile {
-                        remote: remote.clone(),
+                        remote,
                         action,
                         settled,
                     })
@@ -214,8 +220,6 @@ impl Downloader {
             Ok((files, pinned, layout))
         })
         .await?;
-        let listing_complete =
-            request.selection.is_all() && pinned.files.len() == pinned.listed_files;
         Ok(DownloadPlan {
             local_dir: layout.files_dir(&pinned.commit),
             pinned,
@@ -617,6 +621,14 @@ fn publication_input(plan: &DownloadPlan, files: &[RemoteFile]) -> PublicationIn
             .filter(|f| f.action == FileAction::UpToDate && !f.settled)
             .map(|f| f.remote.clone())
             .collect(),
-        listing: plan.listing_complete.then(|| plan.pinned.files.clone()),
+        // Cloned only when the layout has no record of it yet (a resync
+        // of 10^5 files would copy them all for nothing).
+        listing: (plan.listing_complete && !plan.layout.has_tree(&plan.pinned.commit)).then(|| {
+            if plan.pinned.files.is_empty() {
+                plan.files.iter().map(|f| f.remote.clone()).collect()
+            } else {
+                plan.pinned.files.clone()
+            }
+        }),
     }
 }

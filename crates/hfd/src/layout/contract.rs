@@ -109,6 +109,12 @@ pub trait Layout: fmt::Debug + Send + Sync {
     /// for unfiltered runs).
     fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()>;
 
+    /// Whether the listing of `commit` is already recorded (then
+    /// [`write_tree`](Self::write_tree) would do nothing). By default: no.
+    fn has_tree(&self, _commit: &Commit) -> bool {
+        false
+    }
+
     /// Where the engine writes `file`, parent folders created.
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths>;
 

@@ -454,6 +454,14 @@ impl Layout for LocalDir {
         LocalDir::write_tree(self, commit, listing)
     }
 
+    fn has_tree(&self, commit: &Commit) -> bool {
+        let rel = state_rel().join("trees").join(format!("{commit}.json"));
+        matches!(
+            self.existing().map(|t| t.map(|t| t.entry(&rel))),
+            Ok(Some(Ok(Some(EntryKind::File { .. }))))
+        )
+    }
+
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
         self.prepare_file(&file.path, &file.etag())
     }
