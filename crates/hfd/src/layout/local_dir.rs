@@ -212,16 +212,16 @@ impl LocalDir {
         file: &RemoteFile,
         fetch: FetchPolicy,
     ) -> Result<(FileAction, bool)> {
-        // The common case of a resync first, in one open of the file and one
-        // of its metadata: the open refuses links and `..` on the way
-        // (below the target's handle), so a current file needs none of the
-        // path checks below (they cost 6 calls per file, 10^5 files).
+        // Fails early, before any byte moves, on a path that would escape
+        // the target.
+        self.final_path(&file.path)?;
+        let exists = self.entry(&file.path)?.is_some();
         if fetch == FetchPolicy::SkipUpToDate
             && let Some(recorded) = self.current_metadata(&file.path, &file.etag(), file.size)
         {
             return Ok((FileAction::UpToDate, recorded.commit == commit.as_str()));
         }
-        self.classify_unsettled(commit, file, fetch)
+        self.classify_unsettled(commit, file, fetch, exists)
             .map(|action| (action, false))
     }
 
@@ -230,11 +230,8 @@ impl LocalDir {
         commit: &Commit,
         file: &RemoteFile,
         fetch: FetchPolicy,
+        exists: bool,
     ) -> Result<FileAction> {
-        // Fails early, before any byte moves, on a path that would escape
-        // the target.
-        self.final_path(&file.path)?;
-        let exists = self.entry(&file.path)?.is_some();
         if fetch == FetchPolicy::RefetchAll {
             return Ok(if exists {
                 FileAction::Changed
