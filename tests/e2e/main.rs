@@ -6,6 +6,7 @@
     reason = "tests read PATH and poll child processes"
 )]
 
+mod bulk;
 mod cli;
 mod failover;
 mod heal;

@@ -161,7 +161,7 @@ fn for_each_chunk(source: &Source, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     match source {
         Source::Bytes(b) => f(b),
         Source::Seeded { seed, len } => {
-            let mut buf = vec![0u8; 1 << 20];
+            let mut buf = vec![0u8; (*len).min(1 << 20) as usize];
             let mut off = 0u64;
             while off < *len {
                 let n = ((*len - off) as usize).min(buf.len());

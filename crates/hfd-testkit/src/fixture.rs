@@ -136,6 +136,16 @@ impl RepoFixture {
     /// non-ASCII); every tenth file is an LFS `.parquet` file; the rest are regular
     /// `.jsonl` shards under `data/<split>/`.
     pub fn synthetic_dataset(id: &str, n_files: usize, seed: u64) -> Self {
+        Self::dataset_of(id, n_files, seed, None)
+    }
+
+    /// The same names as [`Self::synthetic_dataset`], every file 1 KiB to `max_len` bytes of
+    /// generated content that is never held in memory: for datasets of 10^5 files.
+    pub fn synthetic_dataset_generated(id: &str, n_files: usize, max_len: u64, seed: u64) -> Self {
+        Self::dataset_of(id, n_files, seed, Some(max_len.max(1025)))
+    }
+
+    fn dataset_of(id: &str, n_files: usize, seed: u64, generated_max: Option<u64>) -> Self {
         const SPECIAL: [&str; 6] = [
             "README.md",
             "odd names/my file+1#?.txt",
@@ -145,19 +155,38 @@ impl RepoFixture {
             "nested/deeper/still/x.txt",
         ];
         let mut fixture = Self::dataset(id);
+        let max_len = generated_max.unwrap_or(64 * 1024);
+        fixture.files.reserve(n_files);
         for i in 0..n_files {
             let file_seed = seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-            let len = 1024 + (seeded_word_for(file_seed) % (63 * 1024)) as usize;
-            if let Some(name) = SPECIAL.get(i) {
-                fixture = fixture.regular_file(name, seeded_text(file_seed, len.min(8192)));
+            let len = 1024 + seeded_word_for(file_seed) % (max_len - 1024);
+            let (path, is_lfs) = if let Some(name) = SPECIAL.get(i) {
+                ((*name).to_owned(), false)
             } else if i % 10 == 9 {
-                let path = format!("data/parquet/part-{i:05}.parquet");
-                fixture = fixture.lfs_file(&path, len as u64, file_seed);
+                (format!("data/parquet/part-{i:05}.parquet"), true)
             } else {
                 let split = ["train", "test", "validation"][i % 3];
-                let path = format!("data/{split}/shard-{i:05}.jsonl");
-                fixture = fixture.regular_file(&path, seeded_text(file_seed, len));
-            }
+                (format!("data/{split}/shard-{i:05}.jsonl"), false)
+            };
+            let len = if SPECIAL.get(i).is_some() {
+                len.min(8192)
+            } else {
+                len
+            };
+            let source = match generated_max {
+                Some(_) => Source::Seeded {
+                    seed: file_seed,
+                    len,
+                },
+                None if is_lfs => Source::Seeded {
+                    seed: file_seed,
+                    len,
+                },
+                None => Source::Bytes(seeded_text(file_seed, len as usize).into()),
+            };
+            // Names are unique by construction: no search of the files added so far
+            // (`push` is quadratic over 10^5 files).
+            fixture.files.push((path, FileSpec { source, is_lfs }));
         }
         fixture
     }

@@ -20,6 +20,10 @@ pub(crate) struct Commit {
     pub(crate) title: String,
     pub(crate) date_secs: u64,
     pub(crate) files: BTreeMap<String, Arc<Blob>>,
+    /// Files and folders in path order (folders as `None`), built on the first tree
+    /// request: rebuilding it per page made the hub, not the client, the cost of listing
+    /// 10^5 files.
+    pub(crate) entries: std::sync::OnceLock<Vec<(String, Option<Arc<Blob>>)>>,
 }
 
 #[derive(Debug)]
@@ -231,6 +235,7 @@ fn make_commit(
         title: title.to_owned(),
         date_secs: EPOCH_SECS + index * 3600,
         files,
+        entries: std::sync::OnceLock::new(),
     }
 }
 

@@ -46,6 +46,10 @@ struct Args {
     /// Number of small files of the synthetic dataset `fake/dataset`.
     #[arg(long, default_value_t = 200)]
     dataset_files: usize,
+    /// Largest file of `fake/dataset` (at least 1K). When given, every file's content is
+    /// generated on demand instead of held in memory: for datasets of 10^5 files.
+    #[arg(long, value_name = "SIZE")]
+    dataset_max_file_size: Option<String>,
     /// Delay added before every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -176,13 +180,18 @@ async fn main() -> anyhow::Result<()> {
             args.seed + u64::from(i),
         );
     }
-    let mut builder = FakeHub::builder()
-        .repo(model)
-        .repo(RepoFixture::synthetic_dataset(
+    let dataset = match &args.dataset_max_file_size {
+        Some(size) => RepoFixture::synthetic_dataset_generated(
             "fake/dataset",
             args.dataset_files,
+            parse_size(size)?,
             args.seed,
-        ))
+        ),
+        None => RepoFixture::synthetic_dataset("fake/dataset", args.dataset_files, args.seed),
+    };
+    let mut builder = FakeHub::builder()
+        .repo(model)
+        .repo(dataset)
         .ports(args.port, args.cdn_port)
         .latency(Duration::from_millis(args.latency_ms))
         .tree_page_size(args.page_size)

@@ -69,8 +69,21 @@ pub(super) fn tree(
     if synthetic > 0 {
         return synthetic_tree(ctx, synthetic, query);
     }
-    let dirs = all_dirs(commit);
-    if !sub.is_empty() && !dirs.contains(sub) {
+    let entries = commit.entries.get_or_init(|| {
+        let mut entries: Vec<(String, Option<Arc<Blob>>)> = commit
+            .files
+            .iter()
+            .map(|(p, b)| (p.clone(), Some(Arc::clone(b))))
+            .chain(all_dirs(commit).into_iter().map(|d| (d, None)))
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    });
+    if !sub.is_empty()
+        && entries
+            .binary_search_by(|(p, _)| p.as_str().cmp(sub))
+            .map_or(true, |i| entries[i].1.is_some())
+    {
         return entry_not_found(ctx, sub, rev, &commit.sha);
     }
     let prefix = if sub.is_empty() {
@@ -82,15 +95,11 @@ pub(super) fn tree(
         p.strip_prefix(prefix.as_str())
             .is_some_and(|rest| recursive || !rest.contains('/'))
     };
-    // Merge files and directories in path order.
-    let mut items: Vec<(&str, Option<&Arc<Blob>>)> = commit
-        .files
+    let items: Vec<(&str, Option<&Arc<Blob>>)> = entries
         .iter()
         .filter(|(p, _)| keep(p))
-        .map(|(p, b)| (p.as_str(), Some(b)))
-        .chain(dirs.iter().filter(|d| keep(d)).map(|d| (d.as_str(), None)))
+        .map(|(p, b)| (p.as_str(), b.as_ref()))
         .collect();
-    items.sort_by(|a, b| a.0.cmp(b.0));
 
     let page_size = if expand {
         ctx.shared.tree_page_size.min(50)

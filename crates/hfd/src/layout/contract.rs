@@ -88,6 +88,18 @@ pub trait Layout: fmt::Debug + Send + Sync {
         fetch: FetchPolicy,
     ) -> Result<FileAction>;
 
+    /// [`classify`](Self::classify), and for an up-to-date file whether it
+    /// is already settled at `commit` (nothing to refresh at publication:
+    /// the run then touches it no more). By default nothing is settled.
+    fn classify_settled(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<(FileAction, bool)> {
+        Ok((self.classify(commit, file, fetch)?, false))
+    }
+
     /// Creates the target's folders and tags. Returns the layout as the run
     /// uses it (a layout may adapt to the filesystem, as the cache does
     /// when symlinks are refused).
@@ -96,6 +108,12 @@ pub trait Layout: fmt::Debug + Send + Sync {
     /// Records the complete, unfiltered listing of `commit` (only called
     /// for unfiltered runs).
     fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()>;
+
+    /// Whether the listing of `commit` is already recorded (then
+    /// [`write_tree`](Self::write_tree) would do nothing). By default: no.
+    fn has_tree(&self, _commit: &Commit) -> bool {
+        false
+    }
 
     /// Where the engine writes `file`, parent folders created.
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths>;

@@ -159,9 +159,18 @@ fn replace_warning(target: &TargetDir, rel: &Path) {
 /// there or cannot be read.
 pub(crate) fn read_file(target: &TargetDir, rel: &Path) -> Option<Vec<u8>> {
     let mut file = target.open_file(rel, OpenMode::Read).ok()?;
+    // Plain reads: `read_to_end` on a `File` first asks for its size and
+    // position (`statx` + `lseek`), two calls per metadata file of a resync.
     let mut out = Vec::new();
-    file.read_to_end(&mut out).ok()?;
-    Some(out)
+    let mut buf = [0u8; 4096];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Hashes the regular file `rel` of `len` bytes like `digest` (no link

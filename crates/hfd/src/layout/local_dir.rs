@@ -199,19 +199,45 @@ impl LocalDir {
         file: &RemoteFile,
         fetch: FetchPolicy,
     ) -> Result<FileAction> {
+        self.classify_settled(commit, file, fetch)
+            .map(|(action, _)| action)
+    }
+
+    /// [`classify`](Self::classify), and whether an up-to-date file's
+    /// metadata already names `commit` (then [`refresh`](Self::refresh) has
+    /// nothing to do).
+    pub fn classify_settled(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<(FileAction, bool)> {
         // Fails early, before any byte moves, on a path that would escape
         // the target.
         self.final_path(&file.path)?;
         let exists = self.entry(&file.path)?.is_some();
+        if fetch == FetchPolicy::SkipUpToDate
+            && let Some(recorded) = self.current_metadata(&file.path, &file.etag(), file.size)
+        {
+            return Ok((FileAction::UpToDate, recorded.commit == commit.as_str()));
+        }
+        self.classify_unsettled(commit, file, fetch, exists)
+            .map(|action| (action, false))
+    }
+
+    fn classify_unsettled(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+        exists: bool,
+    ) -> Result<FileAction> {
         if fetch == FetchPolicy::RefetchAll {
             return Ok(if exists {
                 FileAction::Changed
             } else {
                 FileAction::New
             });
-        }
-        if self.is_current(&file.path, &file.etag(), file.size) {
-            return Ok(FileAction::UpToDate);
         }
         if exists && self.read_metadata(&file.path).is_none() && self.adopt(commit, file)? {
             return Ok(FileAction::UpToDate);
@@ -350,30 +376,26 @@ impl LocalDir {
     /// `size`, by the rule huggingface_hub uses (metadata etag matches, and
     /// the metadata is not older than the file). A link is never current.
     pub fn is_current(&self, repo_path: &str, etag: &str, size: u64) -> bool {
-        let Ok(Some(target)) = self.existing() else {
-            return false;
-        };
-        let Ok(rel) = self.final_rel(repo_path) else {
-            return false;
-        };
-        let Ok(file) = target.open_file(&rel, OpenMode::Read) else {
-            return false;
-        };
-        let Ok(meta) = file.metadata() else {
-            return false;
-        };
+        self.current_metadata(repo_path, etag, size).is_some()
+    }
+
+    /// The metadata of the file at `repo_path` when it is current (see
+    /// [`is_current`](Self::is_current)).
+    fn current_metadata(&self, repo_path: &str, etag: &str, size: u64) -> Option<LocalMetadata> {
+        let target = self.existing().ok()??;
+        let rel = self.final_rel(repo_path).ok()?;
+        let file = target.open_file(&rel, OpenMode::Read).ok()?;
+        let meta = file.metadata().ok()?;
         if !meta.is_file() || meta.len() != size {
-            return false;
+            return None;
         }
-        let Some(recorded) = self.read_metadata(repo_path) else {
-            return false;
-        };
+        let recorded = self.read_metadata(repo_path)?;
         let mtime = meta
             .modified()
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        recorded.etag == etag && mtime - 1.0 <= recorded.timestamp
+        (recorded.etag == etag && mtime - 1.0 <= recorded.timestamp).then_some(recorded)
     }
 
     /// Writes `<path>.metadata` for a file now in its final place. Call it
@@ -411,6 +433,15 @@ impl Layout for LocalDir {
         LocalDir::classify(self, commit, file, fetch)
     }
 
+    fn classify_settled(
+        &self,
+        commit: &Commit,
+        file: &RemoteFile,
+        fetch: FetchPolicy,
+    ) -> Result<(FileAction, bool)> {
+        LocalDir::classify_settled(self, commit, file, fetch)
+    }
+
     fn prepare(&self) -> Result<Arc<dyn Layout>> {
         LocalDir::prepare(self)?;
         Ok(Arc::new(self.clone()))
@@ -418,6 +449,14 @@ impl Layout for LocalDir {
 
     fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
         LocalDir::write_tree(self, commit, listing)
+    }
+
+    fn has_tree(&self, commit: &Commit) -> bool {
+        let rel = state_rel().join("trees").join(format!("{commit}.json"));
+        matches!(
+            self.existing().map(|t| t.map(|t| t.entry(&rel))),
+            Ok(Some(Ok(Some(EntryKind::File { .. }))))
+        )
     }
 
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
