@@ -160,27 +160,38 @@ fn state_files(local_dir: &Path, to_path: impl Fn(&str) -> Option<String>) -> Ve
         .join(".cache")
         .join("huggingface")
         .join("download");
+    let mut out: Vec<String> = entries_below(&root, fs::FileType::is_file)
+        .iter()
+        .filter_map(|p| to_path(p))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every entry below `root` that is not a folder and passes `keep`, as a
+/// `/`-separated path relative to `root`, sorted. Links are entries, never
+/// followed as folders.
+fn entries_below(root: &Path, keep: impl Fn(&fs::FileType) -> bool) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    // Bounded by the folder's contents; symlinks are not followed.
+    let mut stack = vec![root.to_path_buf()];
+    // Bounded by the folder's contents; no link is descended into.
     while let Some(dir) = stack.pop() {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
-            let path = entry.path();
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
+            let path = entry.path();
             if kind.is_dir() {
                 stack.push(path);
-            } else if kind.is_file()
+            } else if keep(&kind)
                 && let Some(rel) = path
-                    .strip_prefix(&root)
+                    .strip_prefix(root)
                     .ok()
                     .and_then(Path::to_str)
                     .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"))
-                    .and_then(|p| to_path(&p))
             {
                 out.push(rel);
             }

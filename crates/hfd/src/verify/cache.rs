@@ -41,7 +41,8 @@ pub async fn verify_cache_snapshot(
             ),
         });
     }
-    let entries = snapshot_entries(&snapshot);
+    // Files and links alike: a snapshot entry is a link to its blob or a copy.
+    let entries = super::entries_below(&snapshot, |_| true);
     let listing = match hub {
         Some(hub) => Some(hub_listing(hub, repo, commit.as_str()).await?),
         None => read_tree_file(cache, commit),
@@ -83,37 +84,6 @@ pub async fn verify_cache_snapshot(
     }
     report.files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(report)
-}
-
-/// Every file or link below `snapshot` as a `/`-separated repo path, sorted.
-/// Links are entries, never followed as folders.
-fn snapshot_entries(snapshot: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![snapshot.to_path_buf()];
-    // Bounded by the folder's contents; no link is descended into.
-    while let Some(dir) = stack.pop() {
-        let Ok(list) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in list.flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let path = entry.path();
-            if kind.is_dir() {
-                stack.push(path);
-            } else if let Some(rel) = path
-                .strip_prefix(snapshot)
-                .ok()
-                .and_then(Path::to_str)
-                .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"))
-            {
-                out.push(rel);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The digest a snapshot link names: its blob's file name (the etag).
