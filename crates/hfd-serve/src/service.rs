@@ -307,6 +307,10 @@ impl Service {
             Ok(v) => v,
             Err(resp) => return resp,
         };
+        let range = asked
+            .headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok());
         let mut located = self.open(view.store.clone(), &view.commit, path).await;
         if let (Some(up), Some(remote)) = (&self.upstream, &view.remote) {
             // Pull-through: the client must be allowed to read this repo's
@@ -327,10 +331,6 @@ impl Service {
                 // before its first byte (then the client gets its error).
                 flight.arrival.started().await;
                 if !flight.arrival.is_over() {
-                    let range = asked
-                        .headers
-                        .get(header::RANGE)
-                        .and_then(|v| v.to_str().ok());
                     let content = Content::Arriving(Arc::clone(&flight.arrival));
                     return answer::file_response(method, range, &view.commit, listed, content);
                 }
@@ -344,10 +344,6 @@ impl Service {
         let Some(found) = located else {
             return answer::entry_not_found(method, path, revision.as_str(), &view.commit);
         };
-        let range = asked
-            .headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok());
         let file_path = found.file.clone();
         let size = found.entry.size;
         // The size promised must be the size of what is opened.
