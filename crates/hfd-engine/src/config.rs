@@ -92,6 +92,12 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// Whether a file of `size` bytes is small: fetched in one request,
+    /// admitted by the small-file window and its own request slots.
+    pub(crate) fn is_small_file(&self, size: u64) -> bool {
+        size <= self.min_split_size.bytes()
+    }
+
     /// Age at which a connection writes its batch however small it is: a
     /// quarter of the journal interval, so received bytes wait at most that
     /// long before they are written and can be journaled.

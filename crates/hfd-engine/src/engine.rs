@@ -96,11 +96,10 @@ impl<S: RangeSource> Engine<S> {
         // Small files (one request each) and the others are admitted
         // separately, each queue in the given order: a large file waiting
         // for a slot does not hold back the small ones behind it.
-        let small_max = config.min_split_size.bytes();
         let (small, large): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .enumerate()
-            .partition(|(_, job)| job.size <= small_max);
+            .partition(|(_, job)| config.is_small_file(job.size));
         let mean_small =
             small.iter().map(|(_, j)| j.size).sum::<u64>() / (small.len().max(1) as u64);
         let mut window = SmallFileWindow::new(limit, SmallFileWindow::cap_for(config, mean_small));

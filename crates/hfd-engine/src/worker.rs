@@ -89,7 +89,7 @@ impl<S: RangeSource> Worker<S> {
     /// The slots this file's requests take: a small file (one request) is
     /// already bounded by the small-file window.
     fn slots(&self) -> &crate::pool::ConnectionSlots {
-        if self.file.size <= self.engine.config.min_split_size.bytes() {
+        if self.engine.config.is_small_file(self.file.size) {
             &self.engine.small_slots
         } else {
             &self.engine.slots
