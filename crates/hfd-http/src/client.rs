@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::content_range::parse_content_range;
 use crate::error::{Error, Result};
-use crate::pool::{ConnectionId, Pool, PoolSettings};
+use crate::pool::{ConnectionChoice, ConnectionId, Pool, PoolSettings};
 use crate::proxy::ProxyConfig;
 use crate::request_body::RequestBody;
 use crate::stats::HttpStats;
@@ -82,6 +82,8 @@ impl Default for HttpConfig {
 pub struct HttpClient {
     pool: Arc<Pool>,
     config: HttpConfig,
+    /// How this handle's requests choose HTTP/2 connections.
+    choice: ConnectionChoice,
 }
 
 /// A validated `206` answer to a range request.
@@ -125,7 +127,22 @@ impl HttpClient {
         Ok(Self {
             pool: Arc::new(Pool::new(connector, settings)),
             config,
+            choice: ConnectionChoice::Spread,
         })
+    }
+
+    /// A handle on the same pool whose requests choose HTTP/2 connections
+    /// as `choice` says ([`ConnectionChoice::Spread`] for a client from
+    /// [`HttpClient::new`]).
+    #[must_use]
+    pub fn with_connection_choice(mut self, choice: ConnectionChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// How this handle's requests choose HTTP/2 connections.
+    pub fn connection_choice(&self) -> ConnectionChoice {
+        self.choice
     }
 
     /// The configuration this client was built with.
@@ -180,7 +197,7 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut lease = self.pool.acquire(&origin).await?;
+            let mut lease = self.pool.acquire(&origin, self.choice).await?;
             let info = lease.info().clone();
             prepare(&mut request, &absolute, &origin, info.protocol);
             tracing::trace!(url = %url, connection = %info.id, protocol = %info.protocol,

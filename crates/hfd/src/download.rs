@@ -318,6 +318,7 @@ impl Downloader {
             plan.pinned.repo.clone(),
             plan.pinned.commit.clone(),
             files,
+            self.engine.min_split_size.bytes(),
         ));
         let started = Instant::now();
         let claims = publication.claims();

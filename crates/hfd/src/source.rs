@@ -25,7 +25,7 @@ use http::header;
 use tokio::sync::Mutex;
 
 use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_http::{Body, ConnectionId, HttpClient};
+use hfd_http::{Body, ConnectionChoice, ConnectionId, HttpClient};
 use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
 use hfd_types::ByteRange;
 
@@ -82,7 +82,13 @@ const MAX_REMEMBERED_CONNECTIONS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct HubSource {
     hub: HubClient,
+    /// For ranges of large files: a connection each while the cap allows.
     http: HttpClient,
+    /// For small files (one request each): streams on shared HTTP/2
+    /// connections.
+    small_http: HttpClient,
+    /// Files up to this size are small.
+    small_file_max: u64,
     repo: RepoRef,
     commit: Commit,
     files: Vec<RemoteFile>,
@@ -98,12 +104,15 @@ pub(crate) struct HubSource {
 struct Message(String);
 
 impl HubSource {
+    /// A source of `files` at `commit`; files up to `small_file_max` bytes
+    /// (fetched in one request) share HTTP/2 connections as streams.
     pub(crate) fn new(
         hub: HubClient,
         http: HttpClient,
         repo: RepoRef,
         commit: Commit,
         files: Vec<RemoteFile>,
+        small_file_max: u64,
     ) -> Self {
         let file_urls = files
             .iter()
@@ -120,7 +129,9 @@ impl HubSource {
             .collect();
         Self {
             hub,
+            small_http: http.clone().with_connection_choice(ConnectionChoice::Share),
             http,
+            small_file_max,
             repo,
             commit,
             files,
@@ -291,6 +302,11 @@ impl HubSource {
         }
         let headers = self.hub.download_headers(&resolved);
         let url = resolved.url.expose();
+        let http = if file.size <= self.small_file_max {
+            &self.small_http
+        } else {
+            &self.http
+        };
         let outcome = match range {
             // A partial range from an origin whose range support is not
             // known yet: ask it alone, and remember the answer.
@@ -306,10 +322,7 @@ impl HubSource {
                         file.path
                     ))));
                 }
-                let outcome = self
-                    .http
-                    .get_range(url, range, Some(file.size), &headers)
-                    .await;
+                let outcome = http.get_range(url, range, Some(file.size), &headers).await;
                 match &outcome {
                     Ok(_) => origin.set(true),
                     Err(hfd_http::Error::RangeIgnored { .. }) => origin.set(false),
@@ -318,14 +331,13 @@ impl HubSource {
                 drop(probing);
                 outcome.map(|r| (r.headers, r.body))
             }
-            Some(range) => self
-                .http
+            Some(range) => http
                 .get_range(url, range, Some(file.size), &headers)
                 .await
                 .map(|r| (r.headers, r.body)),
             // Checks 200, no Content-Encoding, Content-Length == size, and
             // caps the body at the file size (an endless body cannot grow it).
-            None => self.http.get_whole(url, file.size, &headers).await,
+            None => http.get_whole(url, file.size, &headers).await,
         };
         match outcome {
             Ok((response_headers, body)) => {

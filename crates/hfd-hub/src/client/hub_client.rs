@@ -12,7 +12,7 @@ use url::Url;
 use super::config::HubConfig;
 use crate::endpoint::{Endpoint, UrlOrigin};
 use crate::error::{Error, Result};
-use hfd_http::{Body, HttpClient, RequestBody};
+use hfd_http::{Body, ConnectionChoice, HttpClient, RequestBody};
 use hfd_types::RedactedUrl;
 
 /// A Hub client. Cheap to clone; clones share the counters and the
@@ -41,12 +41,15 @@ pub(super) struct Sent {
 }
 
 impl HubClient {
-    /// A client for `config.endpoint`, sending requests through `http`.
+    /// A client for `config.endpoint`, sending requests through `http`'s
+    /// pool. Its requests (metadata, resolves, regular files the hub serves
+    /// itself) cost round trips, not bandwidth: over HTTP/2 they ride as
+    /// streams on open connections ([`ConnectionChoice::Share`]).
     pub fn new(config: HubConfig, http: HttpClient) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
-                http,
+                http: http.with_connection_choice(ConnectionChoice::Share),
                 requests: AtomicU64::new(0),
                 answered: AtomicBool::new(false),
             }),
