@@ -1,8 +1,9 @@
 //! Datasets (issue #16): a resync of an unchanged dataset costs the revision
 //! and the tree pages, never a request per file; a first download rides
-//! small files as HTTP/2 streams on few connections.
+//! small files as HTTP/2 streams on few connections and follows a regular
+//! file's redirect on the connection that asked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hfd_testkit::{FakeHub, Origin, RepoFixture, Route, Transport};
@@ -125,4 +126,58 @@ async fn a_dataset_over_tls_rides_streams_on_few_connections() {
         cdn_connections <= 2,
         "{cdn_connections} connections to the CDN"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regular_files_redirect_is_followed_on_the_connection_that_asked() {
+    const SMALL: usize = 300;
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::synthetic_dataset_generated(
+            REPO, SMALL, 4096, 6,
+        ))
+        .start()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("out");
+    let args = [
+        REPO,
+        "--dataset",
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().unwrap(),
+        "-q",
+    ];
+    run(&args).await.expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    let entries = hub.log().entries();
+    // Where each redirect was asked for, by its target.
+    let asked_on: HashMap<String, u64> = entries
+        .iter()
+        .filter(|e| e.route == Route::Resolve && e.status == 307)
+        .filter_map(|e| Some((e.location.clone()?, e.connection_id)))
+        .collect();
+    let followed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.route == Route::ResolveCache)
+        .collect();
+    assert!(
+        followed.len() >= SMALL / 2,
+        "{} redirects followed",
+        followed.len()
+    );
+    // Over HTTP/1.1 with many files in flight, a redirect sent back to the
+    // pool lands on whichever connection is free first (or waits for one
+    // behind other files' first requests); kept, it goes out on the
+    // connection that just read the 307.
+    for entry in followed {
+        let asked = asked_on.get(&entry.path_and_query());
+        assert_eq!(
+            asked,
+            Some(&entry.connection_id),
+            "{} followed on another connection",
+            entry.path
+        );
+    }
 }

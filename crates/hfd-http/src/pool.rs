@@ -231,6 +231,11 @@ enum Step {
 }
 
 impl Pool {
+    /// The time an idle connection gets to show it still takes requests.
+    pub(crate) fn ready_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
     pub(crate) fn new(connector: Connector, settings: PoolSettings) -> Self {
         Self {
             connector,
@@ -271,9 +276,7 @@ impl Pool {
             match op.next_step(&self.settings, choice, known) {
                 Step::Ready(lease) => return Ok(lease),
                 Step::Check(mut lease) => {
-                    let ready =
-                        tokio::time::timeout(self.settings.connect_timeout, lease.ready()).await;
-                    if matches!(ready, Ok(Ok(()))) {
+                    if lease.wait_ready(self.settings.connect_timeout).await {
                         return Ok(lease);
                     }
                     tracing::debug!(origin = %op.origin, connection = %lease.info.id,
@@ -672,6 +675,31 @@ impl Lease {
 
     pub(crate) fn origin_pool(&self) -> Arc<OriginPool> {
         Arc::clone(&self.pool)
+    }
+
+    /// Whether this lease's connection goes to `origin`.
+    pub(crate) fn serves(&self, origin: &ServerOrigin) -> bool {
+        self.pool.origin == *origin
+    }
+
+    /// Waits until the connection takes a request (an HTTP/1.1 connection
+    /// kept from an exchange that just ended); `false` if it never will
+    /// within `timeout`.
+    pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.ready()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Counts the next request on this lease's connection (a lease kept
+    /// from an exchange that ended carries one more).
+    pub(crate) fn reuse(&mut self) {
+        self.info.reused = true;
+        let mut state = lock(&self.pool.state);
+        if let Some(slot) = state.slots.iter_mut().find(|s| s.id == self.info.id) {
+            slot.served += 1;
+        }
     }
 
     async fn ready(&mut self) -> hyper::Result<()> {

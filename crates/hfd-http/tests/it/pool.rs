@@ -222,6 +222,35 @@ async fn h1_shared_requests_still_take_a_connection_each() {
 }
 
 #[tokio::test]
+async fn a_redirect_follows_on_the_connection_that_read_it() {
+    let server = TestServer::start(Tls::None).await;
+    let client = client(config(2));
+    let request = |path: &str| {
+        http::Request::get(server.url(path))
+            .body(RequestBody::default())
+            .unwrap()
+    };
+    // Two idle keep-alive connections.
+    let warm = parallel_gets(&client, vec![server.url("/data/10?gate=2"); 2]).await;
+    assert_eq!(distinct(&warm), 2);
+    let first = client.send(request("/data/100")).await.unwrap();
+    let second = client.send(request("/data/100")).await.unwrap();
+    let answered_on = second.body().connection().id;
+    assert_ne!(first.body().connection().id, answered_on);
+    // The pool hands out the first idle connection: the one `first` frees.
+    assert_eq!(crate::read_all(first.into_body()).await.len(), 100);
+    let next = client
+        .send_after(second.into_body(), request("/data/20"))
+        .await
+        .unwrap();
+    assert_eq!(next.body().connection().id, answered_on);
+    assert!(next.body().connection().reused);
+    assert_eq!(crate::read_all(next.into_body()).await.len(), 20);
+    assert_eq!(server.state.accepted(), 2);
+    assert_eq!(client.stats().requests_sent, 5);
+}
+
+#[tokio::test]
 async fn h2_dropped_body_keeps_the_connection() {
     let server = TestServer::start(Tls::None).await;
     let mut cfg = config(4);
