@@ -70,6 +70,13 @@ pub enum ConnectionChoice {
     Share,
 }
 
+/// Receive shares an HTTP/2 connection opened for shared streams may hold
+/// at the connection level (each stream still holds at most one share).
+/// Its streams together are the small files in flight, whose bytes the
+/// engine bounds by their own budget; with one share for a hundred streams
+/// a 50 ms round trip capped the whole dataset at 768 KiB per round trip.
+const SHARED_CONNECTION_SHARES: u32 = 8;
+
 /// Streams an HTTP/2 connection is assumed to allow until its server's
 /// SETTINGS say otherwise (hyper's default; RFC 9113 §6.5.2 asks servers
 /// for at least 100).
@@ -286,7 +293,9 @@ impl Pool {
                 Step::Dial {
                     reservation,
                     initial_streams,
-                } => return self.dial(&op, reservation, initial_streams).await,
+                } => {
+                    return self.dial(&op, reservation, initial_streams, choice).await;
+                }
                 Step::Wait => notified.await,
             }
         }
@@ -309,6 +318,7 @@ impl Pool {
         op: &Arc<OriginPool>,
         reservation: Reservation,
         initial_streams: usize,
+        choice: ConnectionChoice,
     ) -> Result<Lease> {
         let established = self.connector.connect(&op.origin).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -344,10 +354,14 @@ impl Pool {
                 // 16 MiB per stream): what a connection buffers is bounded
                 // by the memory budget, whoever reads slowly.
                 let window = self.settings.receive_window;
+                let connection_window = match choice {
+                    ConnectionChoice::Spread => window,
+                    ConnectionChoice::Share => window.saturating_mul(SHARED_CONNECTION_SHARES),
+                };
                 builder
                     .timer(TokioTimer::new())
                     .initial_stream_window_size(window)
-                    .initial_connection_window_size(window)
+                    .initial_connection_window_size(connection_window)
                     .keep_alive_interval(self.settings.h2_keep_alive)
                     .keep_alive_timeout(self.settings.h2_keep_alive)
                     .keep_alive_while_idle(false)

@@ -92,7 +92,10 @@ pub(crate) struct HubSource {
     repo: RepoRef,
     commit: Commit,
     files: Vec<RemoteFile>,
-    file_urls: Vec<Mutex<FileUrl>>,
+    /// Per-file URL state of the files started and not finished yet (a
+    /// failed file's stays, for its error message): bounded by the files in
+    /// flight, not by the listing.
+    file_urls: std::sync::Mutex<HashMap<u64, Arc<Mutex<FileUrl>>>>,
     resolves: AtomicU64,
     /// Range support per `scheme://authority` of the download URLs.
     origins: std::sync::Mutex<HashMap<String, Arc<OriginRanges>>>,
@@ -114,19 +117,6 @@ impl HubSource {
         files: Vec<RemoteFile>,
         small_file_max: u64,
     ) -> Self {
-        let file_urls = files
-            .iter()
-            .map(|_| {
-                Mutex::new(FileUrl {
-                    resolved: None,
-                    resolutions: 0,
-                    proven: false,
-                    seen_etag: None,
-                    connections: Vec::new(),
-                    bad_hosts: Vec::new(),
-                })
-            })
-            .collect();
         Self {
             hub,
             small_http: http.clone().with_connection_choice(ConnectionChoice::Share),
@@ -135,7 +125,7 @@ impl HubSource {
             repo,
             commit,
             files,
-            file_urls,
+            file_urls: std::sync::Mutex::default(),
             resolves: AtomicU64::new(0),
             origins: std::sync::Mutex::default(),
         }
@@ -171,12 +161,27 @@ impl HubSource {
         }
     }
 
-    fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<FileUrl>), SourceError> {
+    /// The file `key` and its URL state (created on its first request).
+    fn file(&self, key: FileKey) -> Result<(&RemoteFile, Arc<Mutex<FileUrl>>), SourceError> {
         let index = usize::try_from(key.0).unwrap_or(usize::MAX);
-        match (self.files.get(index), self.file_urls.get(index)) {
-            (Some(f), Some(s)) => Ok((f, s)),
-            _ => Err(SourceError::fatal(Message(format!("unknown {key}")))),
-        }
+        let Some(file) = self.files.get(index) else {
+            return Err(SourceError::fatal(Message(format!("unknown {key}"))));
+        };
+        let mut urls = self
+            .file_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = urls.entry(key.0).or_insert_with(|| {
+            Arc::new(Mutex::new(FileUrl {
+                resolved: None,
+                resolutions: 0,
+                proven: false,
+                seen_etag: None,
+                connections: Vec::new(),
+                bad_hosts: Vec::new(),
+            }))
+        });
+        Ok((file, Arc::clone(state)))
     }
 
     /// The file's URL, resolving it if needed. With [`Resolve::Open`], a
@@ -396,6 +401,13 @@ impl RangeSource for HubSource {
 
     async fn fetch_whole(&self, key: FileKey, _slot: SlotId) -> Result<BodyStream, SourceError> {
         self.fetch(key, None).await
+    }
+
+    async fn finish_file(&self, key: FileKey) {
+        self.file_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key.0);
     }
 
     async fn reset_file(&self, key: FileKey) {
