@@ -88,7 +88,7 @@ impl<S: RangeSource> Engine<S> {
         if self.shared.config.preflight && !jobs.is_empty() {
             check_free_space(&jobs).await?;
         }
-        let mut outcomes: Vec<(FileKey, Option<FileOutcome>)> =
+        let mut outcomes: Vec<(FileKey, Option<Ran>)> =
             jobs.iter().map(|j| (j.key, None)).collect();
         let mut tasks = JoinSet::new();
         let config = &self.shared.config;
@@ -96,12 +96,7 @@ impl<S: RangeSource> Engine<S> {
         // Small files (one request each) and the others are admitted
         // separately, each queue in the given order: a large file waiting
         // for a slot does not hold back the small ones behind it.
-        let (small, large): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .enumerate()
-            .partition(|(_, job)| config.is_small_file(job.size));
-        let mean_small =
-            small.iter().map(|(_, j)| j.size).sum::<u64>() / (small.len().max(1) as u64);
+        let (mut waiting, small, large, mean_small) = queues(config, jobs);
         let mut window = SmallFileWindow::new(limit, SmallFileWindow::cap_for(config, mean_small));
         let mut small = small.into_iter().peekable();
         let mut large = large.into_iter().peekable();
@@ -121,14 +116,16 @@ impl<S: RangeSource> Engine<S> {
             let next = if small.peek().is_some() && small_running < window.limit() {
                 small_running += 1;
                 window.on_start(std::time::Instant::now());
-                small.next().map(|job| (job, true))
+                small.next().map(|index| (index, true))
             } else if large.peek().is_some() && large_running < limit {
                 large_running += 1;
-                large.next().map(|job| (job, false))
+                large.next().map(|index| (index, false))
             } else {
                 None
             };
-            if let Some(((index, job), is_small)) = next {
+            if let Some((index, is_small)) = next
+                && let Some(job) = waiting[index].take()
+            {
                 let shared = Arc::clone(&self.shared);
                 let cancel = cancel.child_token();
                 let task = tasks
@@ -161,13 +158,23 @@ impl<S: RangeSource> Engine<S> {
         while !tasks.is_empty() {
             collect(&mut tasks, &mut outcomes, &mut small_tasks).await;
         }
+        let mut busy = Vec::new();
+        let files = outcomes
+            .into_iter()
+            .map(|(k, o)| match o {
+                Some(Ran::Outcome(outcome)) => (k, outcome),
+                Some(Ran::Busy(job)) => {
+                    busy.push(*job);
+                    (k, FileOutcome::Busy)
+                }
+                None => (k, FileOutcome::Cancelled),
+            })
+            .collect();
         let c = &self.shared.counters;
         let cancelled = cancel.is_cancelled();
         Ok(Summary {
-            files: outcomes
-                .into_iter()
-                .map(|(k, o)| (k, o.unwrap_or(FileOutcome::Cancelled)))
-                .collect(),
+            files,
+            busy,
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             bytes_resumed: c.bytes_resumed.load(Ordering::Relaxed),
             requests: c.requests.load(Ordering::Relaxed),
@@ -178,6 +185,27 @@ impl<S: RangeSource> Engine<S> {
             cancelled,
         })
     }
+}
+
+/// The jobs, kept where they are (a job's paths are freed when it starts),
+/// and the indexes of the small and the other ones, in order; the mean
+/// small file's size.
+fn queues(
+    config: &EngineConfig,
+    jobs: Vec<FileJob>,
+) -> (Vec<Option<FileJob>>, Vec<usize>, Vec<usize>, u64) {
+    let waiting: Vec<Option<FileJob>> = jobs.into_iter().map(Some).collect();
+    let (small, large): (Vec<usize>, Vec<usize>) = (0..waiting.len()).partition(|&i| {
+        waiting[i]
+            .as_ref()
+            .is_some_and(|j| config.is_small_file(j.size))
+    });
+    let small_bytes: u64 = small
+        .iter()
+        .filter_map(|&i| waiting[i].as_ref().map(|j| j.size))
+        .sum();
+    let mean_small = small_bytes / (small.len().max(1) as u64);
+    (waiting, small, large, mean_small)
 }
 
 /// The free-space preflight of the whole plan.
@@ -207,11 +235,18 @@ async fn check_free_space(jobs: &[FileJob]) -> Result<()> {
     })
 }
 
+/// How a file task ended: an outcome, or its job handed back because
+/// another process holds its claim.
+enum Ran {
+    Outcome(FileOutcome),
+    Busy(Box<FileJob>),
+}
+
 /// Waits for one file task; returns whether it was a small file (`None`
 /// when none was running).
 async fn collect(
-    tasks: &mut JoinSet<(usize, bool, FileOutcome)>,
-    outcomes: &mut [(FileKey, Option<FileOutcome>)],
+    tasks: &mut JoinSet<(usize, bool, Ran)>,
+    outcomes: &mut [(FileKey, Option<Ran>)],
     small_tasks: &mut HashSet<tokio::task::Id>,
 ) -> Option<bool> {
     match tasks.join_next_with_id().await {
@@ -226,7 +261,7 @@ async fn collect(
             // outcome that is not running any more (best effort).
             tracing::error!(error = %source, "file task failed");
             if let Some(slot) = outcomes.iter_mut().find(|(_, o)| o.is_none()) {
-                slot.1 = Some(FileOutcome::Failed(Error::Task { source }));
+                slot.1 = Some(Ran::Outcome(FileOutcome::Failed(Error::Task { source })));
             }
             Some(is_small)
         }
@@ -238,19 +273,20 @@ async fn run_file<S: RangeSource>(
     shared: Arc<EngineState<S>>,
     job: FileJob,
     cancel: CancellationToken,
-) -> FileOutcome {
+) -> Ran {
     let key = job.key;
     if let Some(claims) = shared.claims.clone() {
         match tokio::task::spawn_blocking(move || claims.claim(key)).await {
             Ok(Claim::Mine) => {}
-            Ok(Claim::Busy) => return FileOutcome::Busy,
-            Ok(Claim::DoneElsewhere) => return FileOutcome::DoneElsewhere,
-            Err(source) => return FileOutcome::Failed(Error::Task { source }),
+            Ok(Claim::Busy) => return Ran::Busy(Box::new(job)),
+            Ok(Claim::DoneElsewhere) => return Ran::Outcome(FileOutcome::DoneElsewhere),
+            Err(source) => return Ran::Outcome(FileOutcome::Failed(Error::Task { source })),
         }
     }
     let reporter = Arc::clone(&shared.reporter);
     let outcome = match heal_loop(&shared, job, &cancel).await {
         Ok(digest) => {
+            shared.source.finish_file(key).await;
             reporter.on_file_done(key, digest);
             FileOutcome::Done { digest }
         }
@@ -265,7 +301,7 @@ async fn run_file<S: RangeSource>(
         }
     };
     tracing::info!(file = %key, outcome = ?outcome_name(&outcome), "file finished");
-    outcome
+    Ran::Outcome(outcome)
 }
 
 /// Transfers a file, starting it over (partial discarded, fresh resolve)

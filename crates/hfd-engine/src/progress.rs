@@ -111,6 +111,10 @@ pub enum FileOutcome {
 pub struct Summary {
     /// Each job's outcome, in job order.
     pub files: Vec<(FileKey, FileOutcome)>,
+    /// The jobs of the [`FileOutcome::Busy`] files (another process held
+    /// their claim), to run again later: the caller keeps no copy of every
+    /// job for the few that may come back.
+    pub busy: Vec<crate::FileJob>,
     /// Bytes written to disk.
     pub bytes_written: u64,
     /// Bytes not fetched because a journal showed them durable already.

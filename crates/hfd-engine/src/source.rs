@@ -65,6 +65,15 @@ pub trait RangeSource: Send + Sync + 'static {
         let _ = key;
         async {}
     }
+
+    /// `key` is done (complete, verified, under its final name): nothing
+    /// more will be asked for it in this run, so what the source holds for
+    /// it (its resolved URL) can go. Keeps the source's memory bounded by
+    /// the files in flight, not by the listing. Default: nothing to forget.
+    fn finish_file(&self, key: FileKey) -> impl Future<Output = ()> + Send {
+        let _ = key;
+        async {}
+    }
 }
 
 /// Why a source request failed, classified by what the engine does next.

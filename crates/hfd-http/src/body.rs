@@ -32,6 +32,9 @@ pub struct Body {
     done: bool,
     /// Most body bytes accepted ([`Body::expect_len`]).
     limit: Option<u64>,
+    /// Keep the connection's lease at the end instead of giving it back
+    /// ([`Body::finish_keeping_connection`]).
+    keep_lease: bool,
     /// Body bytes handed out so far.
     received: u64,
 }
@@ -63,6 +66,7 @@ impl Body {
             info,
             done: false,
             limit: None,
+            keep_lease: false,
             received: 0,
         }
     }
@@ -119,7 +123,9 @@ impl Body {
                 }
                 Ok(None) => {
                     self.done = true;
-                    if let Some(lease) = self.lease.take() {
+                    if !self.keep_lease
+                        && let Some(lease) = self.lease.take()
+                    {
                         lease.release();
                     }
                     return None;
@@ -163,6 +169,22 @@ impl Body {
                 return Some(Ok(data));
             }
         }
+    }
+
+    /// Reads the body to its end and keeps its connection for the next
+    /// request (a redirect's target on the same origin); `None` when the
+    /// body fails or runs past `limit` bytes (its connection is then given
+    /// up as for any such body).
+    pub(crate) async fn finish_keeping_connection(mut self, limit: u64) -> Option<Lease> {
+        self.keep_lease = true;
+        let mut read = 0;
+        while let Some(chunk) = self.next_chunk().await {
+            read += chunk.ok()?.len() as u64;
+            if read > limit {
+                return None;
+            }
+        }
+        self.lease.take()
     }
 
     /// Reads the whole body, failing once it exceeds `limit` bytes.

@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::connect::{Connector, Protocol, ServerOrigin};
 use crate::content_range::parse_content_range;
 use crate::error::{Error, Result};
-use crate::pool::{ConnectionId, Pool, PoolSettings};
+use crate::pool::{ConnectionChoice, ConnectionId, Lease, Pool, PoolSettings};
 use crate::proxy::ProxyConfig;
 use crate::request_body::RequestBody;
 use crate::stats::HttpStats;
@@ -82,6 +82,8 @@ impl Default for HttpConfig {
 pub struct HttpClient {
     pool: Arc<Pool>,
     config: HttpConfig,
+    /// How this handle's requests choose HTTP/2 connections.
+    choice: ConnectionChoice,
 }
 
 /// A validated `206` answer to a range request.
@@ -125,7 +127,22 @@ impl HttpClient {
         Ok(Self {
             pool: Arc::new(Pool::new(connector, settings)),
             config,
+            choice: ConnectionChoice::Spread,
         })
+    }
+
+    /// A handle on the same pool whose requests choose HTTP/2 connections
+    /// as `choice` says ([`ConnectionChoice::Spread`] for a client from
+    /// [`HttpClient::new`]).
+    #[must_use]
+    pub fn with_connection_choice(mut self, choice: ConnectionChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// How this handle's requests choose HTTP/2 connections.
+    pub fn connection_choice(&self) -> ConnectionChoice {
+        self.choice
     }
 
     /// The configuration this client was built with.
@@ -163,7 +180,33 @@ impl HttpClient {
     ///
     /// Cancel safe: dropping the future abandons the request; an HTTP/1.1
     /// connection it was using is closed, never reused.
-    pub async fn send(&self, mut request: Request<RequestBody>) -> Result<Response<Body>> {
+    pub async fn send(&self, request: Request<RequestBody>) -> Result<Response<Body>> {
+        self.send_on(request, None).await
+    }
+
+    /// Like [`HttpClient::send`], on the connection that carried `previous`
+    /// once its body is read to the end: a redirect followed to the same
+    /// origin goes out at once instead of waiting in the pool behind other
+    /// requests for a free connection. A `previous` body that fails or runs
+    /// past 64 KiB, or a `request` for another origin, takes any connection.
+    pub async fn send_after(
+        &self,
+        previous: Body,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Body>> {
+        /// More than any redirect's text; a larger body is not read.
+        const MAX_READ: u64 = 64 * 1024;
+        let kept = previous.finish_keeping_connection(MAX_READ).await;
+        self.send_on(request, kept).await
+    }
+
+    /// Sends `request` on `kept` when it goes to the request's origin and
+    /// still takes requests, else on a connection from the pool.
+    async fn send_on(
+        &self,
+        mut request: Request<RequestBody>,
+        mut kept: Option<Lease>,
+    ) -> Result<Response<Body>> {
         let url = RedactedUrl::new(request.uri().to_string());
         let Some(origin) = ServerOrigin::from_uri(request.uri()) else {
             return Err(Error::InvalidUrl {
@@ -188,7 +231,22 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut lease = self.pool.acquire(&origin).await?;
+            let mut lease = match kept.take() {
+                Some(mut lease) if lease.serves(&origin) => {
+                    if lease.wait_ready(self.pool.ready_timeout()).await {
+                        lease.reuse();
+                        lease
+                    } else {
+                        lease.discard();
+                        self.pool.acquire(&origin, self.choice).await?
+                    }
+                }
+                Some(lease) => {
+                    lease.release();
+                    self.pool.acquire(&origin, self.choice).await?
+                }
+                None => self.pool.acquire(&origin, self.choice).await?,
+            };
             let info = lease.info().clone();
             prepare(&mut request, &absolute, &origin, info.protocol);
             tracing::trace!(url = %url, connection = %info.id, protocol = %info.protocol,

@@ -153,6 +153,17 @@ impl fmt::Debug for Connector {
 }
 
 impl Connector {
+    /// The protocol a connection to `origin` will speak, when no handshake
+    /// decides it: plain `http://` is HTTP/1.1, or h2c by prior knowledge;
+    /// `https://` is whatever ALPN settles (`None`), unless h2 is not offered.
+    pub(crate) fn protocol_without_handshake(&self, origin: &ServerOrigin) -> Option<Protocol> {
+        match origin.scheme {
+            Scheme::Http if self.h2_prior_knowledge => Some(Protocol::Http2),
+            Scheme::Https if self.tls.alpn_protocols.iter().any(|p| p == b"h2") => None,
+            Scheme::Http | Scheme::Https => Some(Protocol::Http1),
+        }
+    }
+
     /// TCP, proxy handshake and TLS within the connect timeout.
     pub(crate) async fn connect(&self, origin: &ServerOrigin) -> Result<Established> {
         let proxy = self

@@ -22,8 +22,12 @@
 //! Connections: at most [`HttpConfig::max_connections_per_host`] TCP
 //! connections per origin. HTTP/1.1 (keep-alive) carries one request at a
 //! time per connection; HTTP/2 (ALPN `h2` over TLS, or h2c by prior
-//! knowledge) multiplexes, but new connections are opened up to the cap
-//! before streams share one, because mirrors throttle per connection.
+//! knowledge) multiplexes. How a request picks among HTTP/2 connections is
+//! its handle's [`ConnectionChoice`]: by default new connections are opened
+//! up to the cap before streams share one (mirrors throttle per connection);
+//! a handle from [`HttpClient::with_connection_choice`] with
+//! [`ConnectionChoice::Share`] rides streams on open connections up to the
+//! server's `SETTINGS_MAX_CONCURRENT_STREAMS` first (small files, metadata).
 //!
 //! This crate does not know what a repository, a revision or a file on disk
 //! is, does not retry (callers decide, see [`Error::is_retryable`]), and
@@ -50,7 +54,7 @@ pub use client::{HttpClient, HttpConfig, RangeResponse};
 pub use connect::Protocol;
 pub use content_range::{ContentRange, parse_content_range};
 pub use error::{Error, Result};
-pub use pool::{ConnectionId, ConnectionInfo};
+pub use pool::{ConnectionChoice, ConnectionId, ConnectionInfo};
 pub use proxy::{NoProxy, ProxyConfig, ProxyKind, ProxyUrl};
 pub use request_body::RequestBody;
 pub use stats::{HttpStats, OriginStats};

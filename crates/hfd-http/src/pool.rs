@@ -3,10 +3,15 @@
 //! Each origin gets at most `max_per_origin` TCP connections (retired ones
 //! not counted). HTTP/1.1 connections carry one request at a time and are
 //! reused when their response body was read to the end. HTTP/2 connections
-//! carry many streams: a new request goes to the least-loaded connection,
-//! unless every connection is busy and the cap allows another, in which case
-//! a new connection is opened (so parallel big ranges spread over sockets,
-//! while a burst of small requests multiplexes once the cap is reached).
+//! carry many streams, and a request says how it wants them
+//! ([`ConnectionChoice`]): a [`Spread`](ConnectionChoice::Spread) request
+//! (a byte range of a large file) goes to an idle connection, or a new one
+//! while the cap allows, and shares the least-loaded one only at the cap, so
+//! parallel ranges ride distinct sockets; a [`Share`](ConnectionChoice::Share)
+//! request (a small file, metadata) becomes one more stream on an open
+//! connection while one has room under the server's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`, and a new connection is opened only
+//! when all are full.
 //!
 //! A request holds a [`Lease`] on its connection until its response body
 //! ends or is dropped. A lease dropped before the end closes an HTTP/1.1
@@ -15,6 +20,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -26,7 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-use crate::connect::{Connector, Protocol, ServerOrigin};
+use crate::connect::{BoxIo, Connector, Protocol, ServerOrigin};
 use crate::error::{Error, Result};
 use crate::request_body::RequestBody;
 use crate::stats::{HttpStats, OriginStats};
@@ -47,6 +53,38 @@ impl fmt::Display for ConnectionId {
         write!(f, "#{}", self.0)
     }
 }
+
+/// How a request chooses among its origin's HTTP/2 connections (HTTP/1.1
+/// connections carry one request each either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConnectionChoice {
+    /// A connection of its own while the cap allows: the ranges of a large
+    /// file ride distinct TCP connections (mirrors throttle per connection,
+    /// and a slow one can be told apart and retired).
+    #[default]
+    Spread,
+    /// A stream on an open HTTP/2 connection while one has room under the
+    /// server's `SETTINGS_MAX_CONCURRENT_STREAMS`; a new connection only
+    /// when every one is full. For requests that cost round trips, not
+    /// bandwidth: small files, metadata.
+    Share,
+}
+
+/// Receive shares an HTTP/2 connection opened for shared streams may hold
+/// at the connection level (each stream still holds at most one share).
+/// Its streams together are the small files in flight, whose bytes the
+/// engine bounds by their own budget; with one share for a hundred streams
+/// a 50 ms round trip capped the whole dataset at 768 KiB per round trip.
+const SHARED_CONNECTION_SHARES: u32 = 8;
+
+/// A run of small files alone already gives each connection the largest
+/// share (`MemoryBudget::for_run`); eight of those would buy nothing.
+const MAX_SHARED_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// Streams an HTTP/2 connection is assumed to allow until its server's
+/// SETTINGS say otherwise (hyper's default; RFC 9113 §6.5.2 asks servers
+/// for at least 100).
+const DEFAULT_MAX_STREAMS: usize = 100;
 
 /// How the exchange on a returned lease ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +171,8 @@ struct OriginState {
     slots: Vec<Slot>,
     /// Connections being opened (each reserved by one waiting request).
     connecting: usize,
+    /// The protocol the origin's last new connection spoke.
+    protocol: Option<Protocol>,
 }
 
 struct Slot {
@@ -143,6 +183,9 @@ struct Slot {
     h1: Option<http1::SendRequest<RequestBody>>,
     /// HTTP/2: always `Some`.
     h2: Option<http2::SendRequest<RequestBody>>,
+    /// HTTP/2: the connection itself (its task polls it), asked for the
+    /// server's current `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    h2_conn: Option<SharedH2Connection>,
     in_flight: usize,
     served: u64,
     idle_since: Instant,
@@ -151,6 +194,27 @@ struct Slot {
 }
 
 impl Slot {
+    /// An HTTP/2 connection that takes new streams.
+    fn takes_streams(&self) -> bool {
+        self.protocol == Protocol::Http2
+            && !self.retired
+            && self.h2.as_ref().is_some_and(http2::SendRequest::is_ready)
+    }
+
+    /// Whether one more stream stays within the server's limit.
+    fn has_room(&self) -> bool {
+        self.in_flight < self.max_streams()
+    }
+
+    /// HTTP/2: streams the server allows at once (as far as known; the
+    /// value the connection started with until its SETTINGS arrive).
+    /// HTTP/1.1: one.
+    fn max_streams(&self) -> usize {
+        self.h2_conn
+            .as_ref()
+            .map_or(1, |c| lock(c).current_max_send_streams())
+    }
+
     fn is_dead(&self) -> bool {
         match self.protocol {
             Protocol::Http1 => self.h1.as_ref().is_some_and(http1::SendRequest::is_closed),
@@ -158,6 +222,13 @@ impl Slot {
         }
     }
 }
+
+/// An HTTP/2 connection polled by its task and asked by the pool for the
+/// server's stream limit (hyper answers that only on the connection; the
+/// frames that change it are read by a task of hyper's own, so a copy taken
+/// while polling would lag).
+type SharedH2Connection =
+    Arc<Mutex<Pin<Box<http2::Connection<TokioIo<BoxIo>, RequestBody, TokioExecutor>>>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -168,13 +239,22 @@ enum Step {
     Ready(Lease),
     /// An idle HTTP/1.1 connection; wait for it to be ready first.
     Check(Lease),
-    /// Open a new connection.
-    Dial(Reservation),
+    /// Open a new connection (HTTP/2: assuming `initial_streams` until the
+    /// server says).
+    Dial {
+        reservation: Reservation,
+        initial_streams: usize,
+    },
     /// Wait for a connection to become free.
     Wait,
 }
 
 impl Pool {
+    /// The time an idle connection gets to show it still takes requests.
+    pub(crate) fn ready_timeout(&self) -> Duration {
+        self.settings.connect_timeout
+    }
+
     pub(crate) fn new(connector: Connector, settings: PoolSettings) -> Self {
         Self {
             connector,
@@ -202,29 +282,38 @@ impl Pool {
         }))
     }
 
-    /// A connection to `origin` for one request: an idle or lightly loaded
-    /// one, a new one while under the cap, or the next one to become free.
+    /// A connection to `origin` for one request, chosen as `choice` says:
+    /// an idle or lightly loaded one, a new one while under the cap, or the
+    /// next one to become free.
     ///
     /// Cancel safe: dropping the future gives back anything reserved.
-    pub(crate) async fn acquire(&self, origin: &ServerOrigin) -> Result<Lease> {
+    pub(crate) async fn acquire(
+        &self,
+        origin: &ServerOrigin,
+        choice: ConnectionChoice,
+    ) -> Result<Lease> {
         let op = self.origin_pool(origin);
+        let known = self.connector.protocol_without_handshake(origin);
         loop {
             let notified = op.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            match op.next_step(&self.settings) {
+            match op.next_step(&self.settings, choice, known) {
                 Step::Ready(lease) => return Ok(lease),
                 Step::Check(mut lease) => {
-                    let ready =
-                        tokio::time::timeout(self.settings.connect_timeout, lease.ready()).await;
-                    if matches!(ready, Ok(Ok(()))) {
+                    if lease.wait_ready(self.settings.connect_timeout).await {
                         return Ok(lease);
                     }
                     tracing::debug!(origin = %op.origin, connection = %lease.info.id,
                         "idle connection no longer usable");
                     lease.discard();
                 }
-                Step::Dial(reservation) => return self.dial(&op, reservation).await,
+                Step::Dial {
+                    reservation,
+                    initial_streams,
+                } => {
+                    return self.dial(&op, reservation, initial_streams, choice).await;
+                }
                 Step::Wait => notified.await,
             }
         }
@@ -242,7 +331,13 @@ impl Pool {
         builder
     }
 
-    async fn dial(&self, op: &Arc<OriginPool>, reservation: Reservation) -> Result<Lease> {
+    async fn dial(
+        &self,
+        op: &Arc<OriginPool>,
+        reservation: Reservation,
+        initial_streams: usize,
+        choice: ConnectionChoice,
+    ) -> Result<Lease> {
         let established = self.connector.connect(&op.origin).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let io = TokioIo::new(established.io);
@@ -257,6 +352,7 @@ impl Pool {
             origin: op.origin.to_string(),
             timeout,
         };
+        let mut h2_conn = None;
         let (h2, sender, task) = match established.protocol {
             Protocol::Http1 => {
                 let (sender, conn) =
@@ -276,19 +372,30 @@ impl Pool {
                 // 16 MiB per stream): what a connection buffers is bounded
                 // by the memory budget, whoever reads slowly.
                 let window = self.settings.receive_window();
+                let connection_window = match choice {
+                    ConnectionChoice::Spread => window,
+                    ConnectionChoice::Share => window
+                        .saturating_mul(SHARED_CONNECTION_SHARES)
+                        .min(MAX_SHARED_CONNECTION_WINDOW.max(window)),
+                };
                 builder
                     .timer(TokioTimer::new())
                     .initial_stream_window_size(window)
-                    .initial_connection_window_size(window)
+                    .initial_connection_window_size(connection_window)
                     .keep_alive_interval(self.settings.h2_keep_alive)
                     .keep_alive_timeout(self.settings.h2_keep_alive)
-                    .keep_alive_while_idle(false);
+                    .keep_alive_while_idle(false)
+                    // Until the server's SETTINGS arrive: what its other
+                    // connections were told.
+                    .initial_max_send_streams(initial_streams);
                 let (sender, conn) = tokio::time::timeout(timeout, builder.handshake(io))
                     .await
                     .map_err(|_| timed_out())?
                     .map_err(handshake_error)?;
+                let conn: SharedH2Connection = Arc::new(Mutex::new(Box::pin(conn)));
+                h2_conn = Some(Arc::clone(&conn));
                 let task = tokio::spawn(async move {
-                    let result = conn.await;
+                    let result = std::future::poll_fn(|cx| lock(&conn).as_mut().poll(cx)).await;
                     connection_ended(&weak, id, result.err().as_ref());
                 });
                 (
@@ -320,13 +427,14 @@ impl Pool {
             via_proxy: established.via_proxy,
             h1: None,
             h2,
+            h2_conn,
             in_flight: 1,
             served: 1,
             idle_since: Instant::now(),
             retired: false,
             task,
         };
-        reservation.complete(slot);
+        reservation.complete(slot, established.protocol);
         Ok(Lease {
             pool: Arc::clone(op),
             info,
@@ -378,7 +486,14 @@ fn connection_ended(pool: &Weak<OriginPool>, id: ConnectionId, error: Option<&hy
 }
 
 impl OriginPool {
-    fn next_step(self: &Arc<Self>, settings: &PoolSettings) -> Step {
+    /// What a request with `choice` does now; `known` is the protocol the
+    /// origin speaks when that is known before any handshake.
+    fn next_step(
+        self: &Arc<Self>,
+        settings: &PoolSettings,
+        choice: ConnectionChoice,
+        known: Option<Protocol>,
+    ) -> Step {
         let mut state = lock(&self.state);
         let now = Instant::now();
         state.slots.retain(|s| {
@@ -391,30 +506,38 @@ impl OriginPool {
             !drop
         });
         let live = state.slots.iter().filter(|s| !s.retired).count() + state.connecting;
-        let best_h2 = state
+        if choice == ConnectionChoice::Share {
+            // The busiest connection with room: streams gather on as few
+            // connections as the server's limit allows.
+            let roomy = state
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.takes_streams() && s.has_room())
+                .max_by_key(|(_, s)| s.in_flight)
+                .map(|(i, _)| i);
+            if let Some(i) = roomy {
+                return Step::Ready(self.stream_on(&mut state.slots[i]));
+            }
+            // A connection on its way to an origin that speaks (or may
+            // speak) HTTP/2 brings room for many streams: wait for it
+            // instead of opening one per request.
+            let may_be_h2 = state.protocol.or(known) != Some(Protocol::Http1);
+            if state.connecting > 0 && may_be_h2 {
+                return Step::Wait;
+            }
+        }
+        let least_loaded = state
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| {
-                s.protocol == Protocol::Http2
-                    && !s.retired
-                    && s.h2.as_ref().is_some_and(http2::SendRequest::is_ready)
-            })
+            .filter(|(_, s)| s.takes_streams())
             .min_by_key(|(_, s)| s.in_flight)
             .map(|(i, s)| (i, s.in_flight));
-        if let Some((i, load)) = best_h2
+        if let Some((i, load)) = least_loaded
             && (load == 0 || live >= settings.max_per_origin)
         {
-            let slot = &mut state.slots[i];
-            slot.in_flight += 1;
-            let info = slot.info();
-            slot.served += 1;
-            let sender = slot.h2.clone().map(LeaseSender::H2);
-            return Step::Ready(Lease {
-                pool: Arc::clone(self),
-                info,
-                sender,
-            });
+            return Step::Ready(self.stream_on(&mut state.slots[i]));
         }
         if let Some(slot) = state.slots.iter_mut().find(|s| {
             s.protocol == Protocol::Http1 && !s.retired && s.in_flight == 0 && s.h1.is_some()
@@ -431,12 +554,38 @@ impl OriginPool {
         }
         if live < settings.max_per_origin {
             state.connecting += 1;
-            return Step::Dial(Reservation {
-                pool: Arc::clone(self),
-                done: false,
-            });
+            // A new HTTP/2 connection starts with the limit its siblings
+            // were given (learnt within a round trip either way).
+            let initial_streams = state
+                .slots
+                .iter()
+                .filter(|s| s.protocol == Protocol::Http2)
+                .map(Slot::max_streams)
+                .min()
+                .unwrap_or(DEFAULT_MAX_STREAMS)
+                .max(1);
+            return Step::Dial {
+                reservation: Reservation {
+                    pool: Arc::clone(self),
+                    done: false,
+                },
+                initial_streams,
+            };
         }
         Step::Wait
+    }
+
+    /// One more stream on the HTTP/2 connection `slot`.
+    fn stream_on(self: &Arc<Self>, slot: &mut Slot) -> Lease {
+        slot.in_flight += 1;
+        let info = slot.info();
+        slot.served += 1;
+        let sender = slot.h2.clone().map(LeaseSender::H2);
+        Lease {
+            pool: Arc::clone(self),
+            info,
+            sender,
+        }
     }
 
     fn retire(&self, id: ConnectionId) -> bool {
@@ -509,10 +658,11 @@ struct Reservation {
 }
 
 impl Reservation {
-    fn complete(mut self, slot: Slot) {
+    fn complete(mut self, slot: Slot, protocol: Protocol) {
         {
             let mut state = lock(&self.pool.state);
             state.connecting -= 1;
+            state.protocol = Some(protocol);
             state.slots.push(slot);
         }
         self.done = true;
@@ -559,6 +709,31 @@ impl Lease {
 
     pub(crate) fn origin_pool(&self) -> Arc<OriginPool> {
         Arc::clone(&self.pool)
+    }
+
+    /// Whether this lease's connection goes to `origin`.
+    pub(crate) fn serves(&self, origin: &ServerOrigin) -> bool {
+        self.pool.origin == *origin
+    }
+
+    /// Waits until the connection takes a request (an HTTP/1.1 connection
+    /// kept from an exchange that just ended); `false` if it never will
+    /// within `timeout`.
+    pub(crate) async fn wait_ready(&mut self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.ready()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Counts the next request on this lease's connection (a lease kept
+    /// from an exchange that ended carries one more).
+    pub(crate) fn reuse(&mut self) {
+        self.info.reused = true;
+        let mut state = lock(&self.pool.state);
+        if let Some(slot) = state.slots.iter_mut().find(|s| s.id == self.info.id) {
+            slot.served += 1;
+        }
     }
 
     async fn ready(&mut self) -> hyper::Result<()> {

@@ -319,6 +319,7 @@ impl Downloader {
             plan.pinned.repo.clone(),
             plan.pinned.commit.clone(),
             files,
+            self.engine.min_split_size.bytes(),
         ));
         let started = Instant::now();
         let claims = publication.claims();
@@ -534,9 +535,12 @@ async fn run_shared<S: hfd_engine::RangeSource>(
     cancel: &CancellationToken,
 ) -> Result<Rounds> {
     use hfd_engine::Claim;
-    let by_key: std::collections::HashMap<u64, FileJob> =
-        jobs.iter().map(|j| (j.key.0, j.clone())).collect();
     let mut summary = engine.run(jobs, cancel.clone()).await?;
+    // The jobs of files another process holds, for when they come free.
+    let mut busy_jobs: std::collections::HashMap<u64, FileJob> = std::mem::take(&mut summary.busy)
+        .into_iter()
+        .map(|j| (j.key.0, j))
+        .collect();
     let started = Instant::now();
     let mut next_note = WAIT_NOTE;
     let mut last_progress = Instant::now();
@@ -578,11 +582,9 @@ async fn run_shared<S: hfd_engine::RangeSource>(
                 files = rerun.len(),
                 "files another process left are free; downloading them here"
             );
-            let jobs: Vec<FileJob> = rerun
-                .iter()
-                .filter_map(|k| by_key.get(k).cloned())
-                .collect();
-            let round = engine.run(jobs, cancel.clone()).await?;
+            let jobs: Vec<FileJob> = rerun.iter().filter_map(|k| busy_jobs.remove(k)).collect();
+            let mut round = engine.run(jobs, cancel.clone()).await?;
+            busy_jobs.extend(round.busy.drain(..).map(|j| (j.key.0, j)));
             for (key, outcome) in round.files {
                 if let Some(slot) = summary.files.iter_mut().find(|(k, _)| *k == key) {
                     slot.1 = outcome;

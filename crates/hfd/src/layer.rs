@@ -53,4 +53,8 @@ impl<S: RangeSource, L: BodyLayer> RangeSource for Layered<S, L> {
     async fn reset_file(&self, key: FileKey) {
         self.inner.reset_file(key).await;
     }
+
+    async fn finish_file(&self, key: FileKey) {
+        self.inner.finish_file(key).await;
+    }
 }

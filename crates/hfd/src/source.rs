@@ -25,7 +25,7 @@ use http::header;
 use tokio::sync::Mutex;
 
 use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
-use hfd_http::{Body, ConnectionId, HttpClient};
+use hfd_http::{Body, ConnectionChoice, ConnectionId, HttpClient};
 use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
 use hfd_types::ByteRange;
 
@@ -82,11 +82,20 @@ const MAX_REMEMBERED_CONNECTIONS: usize = 64;
 #[derive(Debug)]
 pub(crate) struct HubSource {
     hub: HubClient,
+    /// For ranges of large files: a connection each while the cap allows.
     http: HttpClient,
+    /// For small files (one request each): streams on shared HTTP/2
+    /// connections.
+    small_http: HttpClient,
+    /// Files up to this size are small.
+    small_file_max: u64,
     repo: RepoRef,
     commit: Commit,
     files: Vec<RemoteFile>,
-    file_urls: Vec<Mutex<FileUrl>>,
+    /// Per-file URL state of the files started and not finished yet (a
+    /// failed file's stays, for its error message): bounded by the files in
+    /// flight, not by the listing.
+    file_urls: std::sync::Mutex<HashMap<u64, Arc<Mutex<FileUrl>>>>,
     resolves: AtomicU64,
     /// Range support per `scheme://authority` of the download URLs.
     origins: std::sync::Mutex<HashMap<String, Arc<OriginRanges>>>,
@@ -98,33 +107,25 @@ pub(crate) struct HubSource {
 struct Message(String);
 
 impl HubSource {
+    /// A source of `files` at `commit`; files up to `small_file_max` bytes
+    /// (fetched in one request) share HTTP/2 connections as streams.
     pub(crate) fn new(
         hub: HubClient,
         http: HttpClient,
         repo: RepoRef,
         commit: Commit,
         files: Vec<RemoteFile>,
+        small_file_max: u64,
     ) -> Self {
-        let file_urls = files
-            .iter()
-            .map(|_| {
-                Mutex::new(FileUrl {
-                    resolved: None,
-                    resolutions: 0,
-                    proven: false,
-                    seen_etag: None,
-                    connections: Vec::new(),
-                    bad_hosts: Vec::new(),
-                })
-            })
-            .collect();
         Self {
             hub,
+            small_http: http.clone().with_connection_choice(ConnectionChoice::Share),
             http,
+            small_file_max,
             repo,
             commit,
             files,
-            file_urls,
+            file_urls: std::sync::Mutex::default(),
             resolves: AtomicU64::new(0),
             origins: std::sync::Mutex::default(),
         }
@@ -160,12 +161,27 @@ impl HubSource {
         }
     }
 
-    fn file(&self, key: FileKey) -> Result<(&RemoteFile, &Mutex<FileUrl>), SourceError> {
+    /// The file `key` and its URL state (created on its first request).
+    fn file(&self, key: FileKey) -> Result<(&RemoteFile, Arc<Mutex<FileUrl>>), SourceError> {
         let index = usize::try_from(key.0).unwrap_or(usize::MAX);
-        match (self.files.get(index), self.file_urls.get(index)) {
-            (Some(f), Some(s)) => Ok((f, s)),
-            _ => Err(SourceError::fatal(Message(format!("unknown {key}")))),
-        }
+        let Some(file) = self.files.get(index) else {
+            return Err(SourceError::fatal(Message(format!("unknown {key}"))));
+        };
+        let mut urls = self
+            .file_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = urls.entry(key.0).or_insert_with(|| {
+            Arc::new(Mutex::new(FileUrl {
+                resolved: None,
+                resolutions: 0,
+                proven: false,
+                seen_etag: None,
+                connections: Vec::new(),
+                bad_hosts: Vec::new(),
+            }))
+        });
+        Ok((file, Arc::clone(state)))
     }
 
     /// The file's URL, resolving it if needed. With [`Resolve::Open`], a
@@ -291,6 +307,11 @@ impl HubSource {
         }
         let headers = self.hub.download_headers(&resolved);
         let url = resolved.url.expose();
+        let http = if file.size <= self.small_file_max {
+            &self.small_http
+        } else {
+            &self.http
+        };
         let outcome = match range {
             // A partial range from an origin whose range support is not
             // known yet: ask it alone, and remember the answer.
@@ -306,10 +327,7 @@ impl HubSource {
                         file.path
                     ))));
                 }
-                let outcome = self
-                    .http
-                    .get_range(url, range, Some(file.size), &headers)
-                    .await;
+                let outcome = http.get_range(url, range, Some(file.size), &headers).await;
                 match &outcome {
                     Ok(_) => origin.set(true),
                     Err(hfd_http::Error::RangeIgnored { .. }) => origin.set(false),
@@ -318,14 +336,13 @@ impl HubSource {
                 drop(probing);
                 outcome.map(|r| (r.headers, r.body))
             }
-            Some(range) => self
-                .http
+            Some(range) => http
                 .get_range(url, range, Some(file.size), &headers)
                 .await
                 .map(|r| (r.headers, r.body)),
             // Checks 200, no Content-Encoding, Content-Length == size, and
             // caps the body at the file size (an endless body cannot grow it).
-            None => self.http.get_whole(url, file.size, &headers).await,
+            None => http.get_whole(url, file.size, &headers).await,
         };
         match outcome {
             Ok((response_headers, body)) => {
@@ -384,6 +401,13 @@ impl RangeSource for HubSource {
 
     async fn fetch_whole(&self, key: FileKey, _slot: SlotId) -> Result<BodyStream, SourceError> {
         self.fetch(key, None).await
+    }
+
+    async fn finish_file(&self, key: FileKey) {
+        self.file_urls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key.0);
     }
 
     async fn reset_file(&self, key: FileKey) {

@@ -176,6 +176,11 @@ async fn many_small_files_are_one_request_each_and_zero_byte_files_work() {
         let (_, size, _) = setup.files[r.key.0 as usize];
         assert_eq!(r.range.unwrap().size(), size);
     }
+    // The source heard of every file's end once (it forgets its state).
+    let mut finished = source.finished();
+    finished.sort();
+    let all: Vec<FileKey> = setup.jobs().iter().map(|j| j.key).collect();
+    assert_eq!(finished, all);
 }
 
 #[tokio::test(start_paused = true)]
@@ -528,6 +533,8 @@ async fn bytes_that_keep_failing_their_hash_fail_after_bounded_attempts_and_leav
     assert!(err.to_string().contains("integrity"), "{err}");
     assert!(!err.to_string().contains("disk"), "{err}");
     assert_eq!(source.resets(FileKey(0)), INTEGRITY_ATTEMPTS as usize);
+    // A failed file's state stays with the source (for its error message).
+    assert!(!source.finished().contains(&FileKey(0)));
     // Every attempt fetched the whole file again: nothing was resumed.
     let fetched: u64 = source
         .requests()

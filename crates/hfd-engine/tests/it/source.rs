@@ -107,6 +107,7 @@ pub(crate) struct MemSource {
     count: AtomicUsize,
     log: Mutex<Vec<Request>>,
     resets: Mutex<HashMap<FileKey, usize>>,
+    finished: Mutex<Vec<FileKey>>,
     open_bodies: Arc<AtomicUsize>,
 }
 
@@ -123,6 +124,7 @@ impl MemSource {
             count: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
             resets: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
             open_bodies: Arc::default(),
         }
     }
@@ -139,6 +141,11 @@ impl MemSource {
     /// `reset_file` calls for `key` so far.
     pub(crate) fn resets(&self, key: FileKey) -> usize {
         self.resets.lock().unwrap().get(&key).copied().unwrap_or(0)
+    }
+
+    /// The files the engine said were done (`finish_file`), in order.
+    pub(crate) fn finished(&self) -> Vec<FileKey> {
+        self.finished.lock().unwrap().clone()
     }
 
     /// Bytes delivered (yielded by bodies) on requests that ran on `slot`.
@@ -261,5 +268,9 @@ impl RangeSource for MemSource {
 
     async fn reset_file(&self, key: FileKey) {
         *self.resets.lock().unwrap().entry(key).or_default() += 1;
+    }
+
+    async fn finish_file(&self, key: FileKey) {
+        self.finished.lock().unwrap().push(key);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::future::join_all;
-use hfd_http::{ConnectionInfo, Protocol, RequestBody};
+use hfd_http::{ConnectionChoice, ConnectionInfo, Protocol, RequestBody};
 use http::{StatusCode, Version};
 
 use crate::server::{TestServer, Tls, content};
@@ -152,6 +152,102 @@ async fn h2_small_requests_multiplex_at_the_cap() {
     let (_, _, info) = get(&client, &server.url("/data/64")).await;
     assert!(infos.iter().any(|i| i.id == info.id));
     assert!(server.state.accepted() <= 2);
+}
+
+/// `n` requests held by the server until all are in flight, sent through
+/// a handle that shares HTTP/2 connections.
+async fn shared_burst(
+    server: &TestServer,
+    client: &hfd_http::HttpClient,
+    n: usize,
+) -> Vec<ConnectionInfo> {
+    let sharing = client
+        .clone()
+        .with_connection_choice(ConnectionChoice::Share);
+    let urls = (0..n)
+        .map(|_| server.url(&format!("/data/64?gate={n}")))
+        .collect();
+    parallel_gets(&sharing, urls).await
+}
+
+#[tokio::test]
+async fn h2_shared_requests_ride_streams_on_one_connection_below_the_cap() {
+    let server = TestServer::start(Tls::None).await;
+    let mut cfg = config(16);
+    cfg.http2_prior_knowledge = true;
+    let client = client(cfg);
+    // 20 at once, far below the cap of 16 connections: one connection
+    // carries them all (the default choice would open 16).
+    let infos = shared_burst(&server, &client, 20).await;
+    assert!(infos.iter().all(|i| i.protocol == Protocol::Http2));
+    assert_eq!(distinct(&infos), 1);
+    assert_eq!(server.state.accepted(), 1);
+    assert_eq!(server.state.max_in_flight(), 20);
+    assert_eq!(client.stats().connections_opened, 1);
+}
+
+#[tokio::test]
+async fn h2_shared_requests_open_a_connection_when_the_servers_streams_run_out() {
+    let server = TestServer::start_with(Tls::None, Some(4)).await;
+    let mut cfg = config(16);
+    cfg.http2_prior_knowledge = true;
+    let client = client(cfg);
+    // One exchange first: the server's SETTINGS (4 streams) are known.
+    let (_, _, warm) = get(&client, &server.url("/data/10")).await;
+    // 10 held at once at 4 streams each: 3 connections, 4 + 4 + 2 (all
+    // 10 must be inside the server at once, so none waits in a queue).
+    let infos = shared_burst(&server, &client, 10).await;
+    assert_eq!(distinct(&infos), 3, "{infos:?}");
+    assert!(infos.iter().any(|i| i.id == warm.id));
+    assert_eq!(server.state.accepted(), 3);
+    assert_eq!(server.state.max_in_flight(), 10);
+    let mut per_connection = std::collections::HashMap::new();
+    for info in &infos {
+        *per_connection.entry(info.id).or_insert(0) += 1;
+    }
+    assert!(
+        per_connection.values().all(|&n| n <= 4),
+        "{per_connection:?}"
+    );
+}
+
+#[tokio::test]
+async fn h1_shared_requests_still_take_a_connection_each() {
+    let server = TestServer::start(Tls::None).await;
+    let client = client(config(4));
+    let infos = shared_burst(&server, &client, 4).await;
+    assert_eq!(distinct(&infos), 4);
+    assert!(infos.iter().all(|i| i.protocol == Protocol::Http1));
+    assert_eq!(server.state.accepted(), 4);
+}
+
+#[tokio::test]
+async fn a_redirect_follows_on_the_connection_that_read_it() {
+    let server = TestServer::start(Tls::None).await;
+    let client = client(config(2));
+    let request = |path: &str| {
+        http::Request::get(server.url(path))
+            .body(RequestBody::default())
+            .unwrap()
+    };
+    // Two idle keep-alive connections.
+    let warm = parallel_gets(&client, vec![server.url("/data/10?gate=2"); 2]).await;
+    assert_eq!(distinct(&warm), 2);
+    let first = client.send(request("/data/100")).await.unwrap();
+    let second = client.send(request("/data/100")).await.unwrap();
+    let answered_on = second.body().connection().id;
+    assert_ne!(first.body().connection().id, answered_on);
+    // The pool hands out the first idle connection: the one `first` frees.
+    assert_eq!(crate::read_all(first.into_body()).await.len(), 100);
+    let next = client
+        .send_after(second.into_body(), request("/data/20"))
+        .await
+        .unwrap();
+    assert_eq!(next.body().connection().id, answered_on);
+    assert!(next.body().connection().reused);
+    assert_eq!(crate::read_all(next.into_body()).await.len(), 20);
+    assert_eq!(server.state.accepted(), 2);
+    assert_eq!(client.stats().requests_sent, 5);
 }
 
 #[tokio::test]

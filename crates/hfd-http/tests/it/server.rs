@@ -126,6 +126,12 @@ impl TestServer {
     }
 
     pub(crate) async fn start(tls: Tls) -> Self {
+        Self::start_with(tls, None).await
+    }
+
+    /// Like [`Self::start`], announcing `max_streams` as its HTTP/2
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` (hyper's default when `None`).
+    pub(crate) async fn start_with(tls: Tls, max_streams: Option<u32>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(ServerState::default());
@@ -160,7 +166,10 @@ impl TestServer {
                         let st = Arc::clone(&service_state);
                         async move { Ok::<_, Infallible>(handle(req, &st, index).await) }
                     });
-                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    if let Some(n) = max_streams {
+                        builder.http2().max_concurrent_streams(n);
+                    }
                     match acceptor {
                         None => {
                             let _ = builder.serve_connection(TokioIo::new(tcp), service).await;

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use hfd_http::{Error, Protocol, RequestBody};
+use hfd_http::{ConnectionChoice, ConnectionId, Error, Protocol, RequestBody};
 use http::{Request, StatusCode, Version};
 
 use crate::server::{TestCerts, TestServer, Tls, content};
@@ -51,6 +51,41 @@ async fn h2_over_tls_spreads_parallel_requests() {
             .all(|(s, _, i)| *s == StatusCode::OK && i.protocol == Protocol::Http2)
     );
     assert_eq!(server.state.accepted(), 3);
+}
+
+/// `n` shared requests, held by the server until all are in flight, to a
+/// TLS server offering `protocols`; the connections they used.
+async fn shared_burst_over_tls(protocols: &[&[u8]], n: usize) -> (HashSet<ConnectionId>, usize) {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(protocols),
+    })
+    .await;
+    let mut cfg = config(16);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let client = client(cfg).with_connection_choice(ConnectionChoice::Share);
+    let url = server.https_url("localhost", &format!("/data/100?gate={n}"));
+    let results = futures::future::join_all((0..n).map(|_| get(&client, &url))).await;
+    assert!(results.iter().all(|(s, _, _)| *s == StatusCode::OK));
+    let ids = results.iter().map(|(_, _, i)| i.id).collect();
+    (ids, server.state.accepted())
+}
+
+#[tokio::test]
+async fn shared_requests_wait_for_alpn_then_multiplex_over_h2() {
+    // Before the first handshake nobody knows whether the server speaks
+    // h2: the burst waits for one connection instead of opening 12.
+    let (ids, accepted) = shared_burst_over_tls(&[b"h2", b"http/1.1"], 12).await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(accepted, 1);
+}
+
+#[tokio::test]
+async fn shared_requests_take_a_connection_each_when_alpn_says_http1() {
+    let (ids, accepted) = shared_burst_over_tls(&[b"http/1.1"], 4).await;
+    assert_eq!(ids.len(), 4);
+    assert_eq!(accepted, 4);
 }
 
 #[tokio::test]

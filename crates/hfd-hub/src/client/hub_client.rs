@@ -12,7 +12,7 @@ use url::Url;
 use super::config::HubConfig;
 use crate::endpoint::{Endpoint, UrlOrigin};
 use crate::error::{Error, Result};
-use hfd_http::{Body, HttpClient, RequestBody};
+use hfd_http::{Body, ConnectionChoice, HttpClient, RequestBody};
 use hfd_types::RedactedUrl;
 
 /// A Hub client. Cheap to clone; clones share the counters and the
@@ -41,12 +41,15 @@ pub(super) struct Sent {
 }
 
 impl HubClient {
-    /// A client for `config.endpoint`, sending requests through `http`.
+    /// A client for `config.endpoint`, sending requests through `http`'s
+    /// pool. Its requests (metadata, resolves, regular files the hub serves
+    /// itself) cost round trips, not bandwidth: over HTTP/2 they ride as
+    /// streams on open connections ([`ConnectionChoice::Share`]).
     pub fn new(config: HubConfig, http: HttpClient) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
-                http,
+                http: http.with_connection_choice(ConnectionChoice::Share),
                 requests: AtomicU64::new(0),
                 answered: AtomicBool::new(false),
             }),
@@ -75,8 +78,15 @@ impl HubClient {
         Url::parse(url).is_ok_and(|u| self.token_allowed(&u))
     }
 
-    /// One request, with the token when [`Self::token_allowed`] says so.
-    pub(super) async fn send_once(&self, method: &Method, url: &Url) -> Result<Sent> {
+    /// One request, with the token when [`Self::token_allowed`] says so;
+    /// on the connection of `after` (a same-origin redirect's body, read to
+    /// its end first) when one is given.
+    pub(super) async fn send_once(
+        &self,
+        method: &Method,
+        url: &Url,
+        after: Option<Body>,
+    ) -> Result<Sent> {
         let config = &self.inner.config;
         let shown = RedactedUrl::new(url.as_str());
         let authenticated = self.token_allowed(url);
@@ -98,34 +108,34 @@ impl HubClient {
             })?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         debug!(method = %method, url = %shown, auth = authenticated, "hub request");
-        let response = self
-            .answer(request, url, &shown)
-            .await
-            .map_err(|source| match source {
-                // The server answered, but not in HTTP: say so rather
-                // than "cannot reach".
-                hfd_http::Error::MalformedResponse { source, .. } => Error::Malformed {
-                    url: shown.clone(),
-                    reason: format!(
-                        "the response is not valid HTTP or its header exceeds the limits \
-                             ({source})"
-                    ),
-                },
-                // A plain-HTTP server answering a TLS handshake: retrying
-                // cannot help, the scheme is wrong.
-                source if url.scheme() == "https" && answered_plain_http(&source) => {
-                    Error::Malformed {
+        let response =
+            self.answer(request, url, &shown, after)
+                .await
+                .map_err(|source| match source {
+                    // The server answered, but not in HTTP: say so rather
+                    // than "cannot reach".
+                    hfd_http::Error::MalformedResponse { source, .. } => Error::Malformed {
                         url: shown.clone(),
-                        reason: "the server answered the TLS handshake in plain HTTP: \
+                        reason: format!(
+                            "the response is not valid HTTP or its header exceeds the limits \
+                             ({source})"
+                        ),
+                    },
+                    // A plain-HTTP server answering a TLS handshake: retrying
+                    // cannot help, the scheme is wrong.
+                    source if url.scheme() == "https" && answered_plain_http(&source) => {
+                        Error::Malformed {
+                            url: shown.clone(),
+                            reason: "the server answered the TLS handshake in plain HTTP: \
                                  this port speaks http://, not https://"
-                            .to_owned(),
+                                .to_owned(),
+                        }
                     }
-                }
-                source => Error::Unreachable {
-                    url: shown.clone(),
-                    source,
-                },
-            })?;
+                    source => Error::Unreachable {
+                        url: shown.clone(),
+                        source,
+                    },
+                })?;
         self.inner.answered.store(true, Ordering::Relaxed);
         // Nothing the server sent may carry the token further (headers here,
         // JSON bodies in `api_get`, error bodies in `error_answer`).
@@ -150,10 +160,17 @@ impl HubClient {
         request: Request<RequestBody>,
         url: &Url,
         shown: &RedactedUrl,
+        after: Option<Body>,
     ) -> std::result::Result<Response<Body>, hfd_http::Error> {
         let config = &self.inner.config;
         let started = tokio::time::Instant::now();
-        let answer = self.inner.http.send(request);
+        let http = &self.inner.http;
+        let answer = async move {
+            match after {
+                Some(previous) => http.send_after(previous, request).await,
+                None => http.send(request).await,
+            }
+        };
         tokio::pin!(answer);
         let far = Duration::from_hours(8760);
         let note_at = started + config.waiting_note_after.unwrap_or(far);

@@ -43,11 +43,13 @@ impl HubClient {
         let max = self.config().max_redirects;
         let first = RedactedUrl::new(start.as_str());
         let mut url = start;
+        // A same-origin redirect's body: its connection carries the next hop.
+        let mut previous = None;
         for _ in 0..=max {
             let Sent {
                 response,
                 authenticated,
-            } = self.send_once(method, &url).await?;
+            } = self.send_once(method, &url, previous.take()).await?;
             let status = response.status();
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(Answer {
@@ -67,7 +69,14 @@ impl HubClient {
                     status = status.as_u16(),
                     "following redirect"
                 );
-                drain(response).await;
+                if UrlOrigin::of(&url) == UrlOrigin::of(&target) {
+                    // The Hub's regular files: `resolve` → `resolve-cache` on
+                    // the same host. The next hop goes out on this
+                    // connection, not back through the pool.
+                    previous = Some(response.into_body());
+                } else {
+                    drain(response).await;
+                }
                 url = target;
                 continue;
             }
