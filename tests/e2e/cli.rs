@@ -390,3 +390,71 @@ async fn repeated_endpoints_fail_over_in_order() {
             .all(|e| !e.path.contains("missing"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protocol_switches_choose_h2c_or_http1_over_tls() {
+    // --http2-prior-knowledge: HTTP/2 to an http:// endpoint (h2c).
+    let h2c = FakeHub::builder()
+        .repo(RepoFixture::model("org/model").lfs_file("model.safetensors", 3 * MIB, 4))
+        .transport(Transport::H2c)
+        .start()
+        .await
+        .expect("h2c hub");
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("m");
+    let args = |hub: &FakeHub, extra: &'static str| {
+        vec![
+            "org/model".to_owned(),
+            "--endpoint".to_owned(),
+            hub.endpoint().to_owned(),
+            "--local-dir".to_owned(),
+            dir.to_str().unwrap().to_owned(),
+            extra.to_owned(),
+        ]
+    };
+    let a = args(&h2c, "--http2-prior-knowledge");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    run(&a).await.expect_code(0);
+    assert_same_files(&h2c, "org/model", &dir);
+    let versions = |hub: &FakeHub| {
+        let mut v: Vec<String> = hub.log().entries().into_iter().map(|e| e.version).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(versions(&h2c), ["HTTP/2.0"]);
+
+    // --http1.1 over TLS: ALPN offers http/1.1 only.
+    let tls = FakeHub::builder()
+        .repo(RepoFixture::model("org/model").lfs_file("model.safetensors", 3 * MIB, 4))
+        .transport(Transport::Tls)
+        .start()
+        .await
+        .expect("TLS hub");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let ca = tls
+        .ca_cert_path()
+        .expect("TLS hub")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let a = args(&tls, "--http1.1");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let home = tempfile::tempdir().unwrap();
+    crate::support::run_with(
+        &a,
+        &[("SSL_CERT_FILE", ca.as_str())],
+        home.path(),
+        std::time::Duration::from_mins(1),
+    )
+    .await
+    .expect_code(0);
+    assert_same_files(&tls, "org/model", &dir);
+    assert_eq!(versions(&tls), ["HTTP/1.1"]);
+
+    // The two cannot be combined.
+    let a = args(&h2c, "--http1.1");
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    a.push("--http2-prior-knowledge");
+    run(&a).await.expect_code(2);
+}

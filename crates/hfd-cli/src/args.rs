@@ -194,6 +194,16 @@ pub(crate) struct HubArgs {
     /// to this). Default: 15 for file transfers, 8 for hub metadata; sets both.
     #[arg(long, value_name = "SECONDS")]
     pub(crate) retry_wait: Option<f64>,
+
+    /// Speak HTTP/1.1 only, also over TLS (as curl --http1.1). Default:
+    /// HTTP/2 when a TLS server offers it.
+    #[arg(long = "http1.1", conflicts_with = "http2_prior_knowledge")]
+    pub(crate) http1_1: bool,
+
+    /// Speak HTTP/2 to http:// endpoints without asking first (h2c, as curl
+    /// --http2-prior-knowledge), for mirrors behind a proxy that serves it.
+    #[arg(long)]
+    pub(crate) http2_prior_knowledge: bool,
 }
 
 /// Repository type.
@@ -283,8 +293,9 @@ pub(crate) struct DownloadArgs {
     pub(crate) min_split_size: Option<ByteSize>,
 
     /// Memory for bytes in flight, e.g. 256M. HTTP/2 windows, read buffers
-    /// and write batches are shares of it, one per connection (threads x
-    /// jobs): a larger budget helps long round trips. Default: 64M.
+    /// and write batches are shares of it, one per connection the files can
+    /// use at once (at most threads x jobs), and small files in flight take
+    /// theirs: a larger budget helps long round trips. Default: 64M.
     #[arg(long, value_name = "SIZE")]
     pub(crate) memory_budget: Option<ByteSize>,
 

@@ -261,6 +261,8 @@ pub(crate) fn http_config(args: &HubArgs) -> Result<HttpConfig> {
     if let Some(ca) = env("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
         http.extra_ca_files.push(PathBuf::from(ca));
     }
+    http.http2 = !args.http1_1;
+    http.http2_prior_knowledge = args.http2_prior_knowledge;
     Ok(http)
 }
 
@@ -420,8 +422,10 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     })
 }
 
-/// Derives the receive windows and write batches from `--memory-budget`:
-/// one share per request in flight or TCP connection, whichever is more.
+/// Checks `--memory-budget` and gives it to the engine, which shares it per
+/// run by the connections the run's files can use. Until then (the
+/// listing's connections) each connection gets the share of the most
+/// connections the flags allow.
 fn share_memory_budget(
     budget: Option<ByteSize>,
     engine: &mut EngineConfig,
@@ -443,6 +447,7 @@ fn share_memory_budget(
     let share = budget.share(connections);
     http.receive_window = share.receive_window;
     engine.write_batch = ByteSize::new(share.write_batch);
+    engine.memory_budget = Some(budget);
     Ok(())
 }
 
@@ -663,6 +668,7 @@ mod tests {
         // 48 MiB beyond the fixed part over 64 connections: 768 KiB each.
         assert_eq!(http.receive_window, 384 << 10);
         assert_eq!(engine.write_batch, ByteSize::kib(192));
+        assert_eq!(engine.memory_budget, Some(MemoryBudget::DEFAULT));
         share_memory_budget(Some(ByteSize::mib(528)), &mut engine, &mut http).unwrap();
         assert_eq!(http.receive_window, 4 << 20);
         let err = share_memory_budget(Some(ByteSize::mib(1)), &mut engine, &mut http)

@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use hfd_store::StoreConfig;
-use hfd_types::ByteSize;
+use hfd_types::{ByteSize, MemoryBudget};
 
 use crate::error::{Error, Result};
 use crate::retry::TransferRetry;
@@ -53,6 +53,12 @@ pub struct EngineConfig {
     /// Default: 256 KiB (the connection reads nothing while its batch is
     /// written; larger batches cost wall time, decision 0010).
     pub write_batch: ByteSize,
+    /// The one memory budget (`--memory-budget`). When set, a run over
+    /// known files derives `write_batch`, `small_files_memory` and the
+    /// connections' receive window from it ([`share_budget`](Self::share_budget)),
+    /// sharing it by the connections those files can use. Default: none
+    /// (the fields as set).
+    pub memory_budget: Option<MemoryBudget>,
     /// A file with a journal (see `FileJob::identity`) is flushed and its
     /// newly durable ranges journaled once per interval while bytes arrive
     /// (group commit by time, however fast the link), and when it ends,
@@ -83,6 +89,7 @@ impl Default for EngineConfig {
             slow_grace: Duration::from_millis(500),
             hedging: true,
             write_batch: ByteSize::kib(256),
+            memory_budget: None,
             journal_interval: Duration::from_secs(1),
             preflight: true,
             verify: true,
@@ -96,6 +103,46 @@ impl EngineConfig {
     /// admitted by the small-file window and its own request slots.
     pub(crate) fn is_small_file(&self, size: u64) -> bool {
         size <= self.min_split_size.bytes()
+    }
+
+    /// Range requests files of `sizes` can have in flight at once: the
+    /// `files_in_flight` largest files split into at most
+    /// `connections_per_file` segments of at least `min_split_size` each,
+    /// `max_connections` in all. Small files are not counted (one request
+    /// each, bounded by `small_files_memory`).
+    pub fn range_requests_at_once(&self, sizes: &[u64]) -> usize {
+        let split = self.min_split_size.bytes().max(1);
+        let per_file = self.connections_per_file.get() as u64;
+        let mut large: Vec<u64> = sizes
+            .iter()
+            .filter(|&&size| !self.is_small_file(size))
+            .map(|&size| size.div_ceil(split).min(per_file))
+            .collect();
+        let first = self.files_in_flight.get().min(large.len());
+        if first < large.len() {
+            large.select_nth_unstable_by(first, |a, b| b.cmp(a));
+        }
+        let at_once: u64 = large[..first].iter().sum();
+        usize::try_from(at_once)
+            .unwrap_or(usize::MAX)
+            .min(self.max_connections.get())
+    }
+
+    /// Shares [`memory_budget`](Self::memory_budget), if set, for a run over
+    /// files of `sizes` whose range requests ride at most `tcp_cap` TCP
+    /// connections: sets `write_batch` and `small_files_memory` and returns
+    /// the receive window for the connections the run opens.
+    pub fn share_budget(&mut self, sizes: &[u64], tcp_cap: usize) -> Option<u32> {
+        let budget = self.memory_budget?;
+        let connections = self.range_requests_at_once(sizes).min(tcp_cap);
+        let small_bytes = sizes
+            .iter()
+            .filter(|&&size| self.is_small_file(size))
+            .fold(0u64, |sum, &size| sum.saturating_add(size));
+        let run = budget.for_run(connections, small_bytes);
+        self.write_batch = ByteSize::new(run.connection.write_batch);
+        self.small_files_memory = run.small_files.max(self.min_split_size);
+        Some(run.connection.receive_window)
     }
 
     /// Age at which a connection writes its batch however small it is: a
@@ -141,6 +188,70 @@ mod tests {
             ..EngineConfig::default()
         };
         assert_eq!(c.batch_age(), std::time::Duration::from_millis(50));
+    }
+
+    #[test]
+    fn range_requests_count_the_largest_files_in_flight_and_their_segments() {
+        use std::num::NonZeroUsize;
+        let mib = 1u64 << 20;
+        let c = EngineConfig {
+            connections_per_file: NonZeroUsize::new(64).unwrap(),
+            files_in_flight: NonZeroUsize::new(5).unwrap(),
+            max_connections: NonZeroUsize::new(320).unwrap(),
+            ..EngineConfig::default()
+        };
+        // Two 512 MiB files and small ones: 128 ranges, not 64 × 5.
+        assert_eq!(
+            c.range_requests_at_once(&[512 * mib, 512 * mib, 10, 2000]),
+            128
+        );
+        // A 3.5 MiB file makes 4 segments of 1 MiB at most.
+        assert_eq!(c.range_requests_at_once(&[7 * mib / 2, 512 * mib]), 68);
+        // Twenty shards: only five at once, and never beyond the cap.
+        assert_eq!(c.range_requests_at_once(&[mib << 10; 20]), 320);
+        let capped = EngineConfig {
+            max_connections: NonZeroUsize::new(100).unwrap(),
+            ..c.clone()
+        };
+        assert_eq!(capped.range_requests_at_once(&[mib << 10; 20]), 100);
+        // Small files only: none.
+        assert_eq!(c.range_requests_at_once(&[1, mib]), 0);
+    }
+
+    #[test]
+    fn the_budget_is_shared_by_the_connections_a_run_can_use() {
+        use hfd_types::{ByteSize, MemoryBudget};
+        use std::num::NonZeroUsize;
+        let mib = 1u64 << 20;
+        let mut c = EngineConfig {
+            connections_per_file: NonZeroUsize::new(64).unwrap(),
+            files_in_flight: NonZeroUsize::new(5).unwrap(),
+            max_connections: NonZeroUsize::new(320).unwrap(),
+            ..EngineConfig::default()
+        };
+        assert_eq!(
+            c.share_budget(&[512 * mib], 320),
+            None,
+            "no budget, no change"
+        );
+        c.memory_budget = Some(MemoryBudget::DEFAULT);
+        let sizes = [512 * mib, 512 * mib, 4096];
+        let window = c.share_budget(&sizes, 320).unwrap();
+        let run = MemoryBudget::DEFAULT.for_run(128, 4096);
+        assert_eq!(window, run.connection.receive_window);
+        assert_eq!(c.write_batch.bytes(), run.connection.write_batch);
+        assert!(window > MemoryBudget::DEFAULT.share(320).receive_window);
+        // Fewer TCP connections (--max-connections): larger shares.
+        let fewer = c.share_budget(&sizes, 16).unwrap();
+        assert_eq!(
+            fewer,
+            MemoryBudget::DEFAULT
+                .for_run(16, 4096)
+                .connection
+                .receive_window
+        );
+        // The small files' memory is at least one small file.
+        assert_eq!(c.small_files_memory, ByteSize::mib(1));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, Uri, header};
@@ -122,7 +122,7 @@ impl HttpClient {
             idle_timeout: config.pool_idle_timeout,
             connect_timeout: config.connect_timeout,
             h2_keep_alive: config.stall_timeout,
-            receive_window: config.receive_window,
+            receive_window: Arc::new(AtomicU32::new(config.receive_window)),
         };
         Ok(Self {
             pool: Arc::new(Pool::new(connector, settings)),
@@ -153,6 +153,14 @@ impl HttpClient {
     /// A snapshot of the counters (connections, requests, bytes).
     pub fn stats(&self) -> HttpStats {
         self.pool.stats()
+    }
+
+    /// Sets the receive window (see [`HttpConfig::receive_window`]) of the
+    /// connections opened from now on; open ones keep theirs. A download
+    /// sets it once it knows how many connections its files can use, so
+    /// the memory budget is shared by those, not by the most there could be.
+    pub fn set_receive_window(&self, window: u32) {
+        self.pool.set_receive_window(window);
     }
 
     /// Stops using connection `id` for new requests (e.g. because it is much

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -108,8 +108,16 @@ pub(crate) struct PoolSettings {
     /// HTTP/2 keep-alive ping interval and timeout (detects dead sockets).
     pub(crate) h2_keep_alive: Duration,
     /// Bytes one connection may hold received but unread: its HTTP/2 stream
-    /// and connection windows, its HTTP/1.1 read buffer.
-    pub(crate) receive_window: u32,
+    /// and connection windows, its HTTP/1.1 read buffer. Read when a
+    /// connection opens; a run sizes it for the connections it will open
+    /// ([`HttpClient::set_receive_window`](crate::HttpClient::set_receive_window)).
+    pub(crate) receive_window: Arc<AtomicU32>,
+}
+
+impl PoolSettings {
+    fn receive_window(&self) -> u32 {
+        self.receive_window.load(Ordering::Relaxed)
+    }
 }
 
 /// All origins' pools.
@@ -245,6 +253,12 @@ impl Pool {
         }
     }
 
+    pub(crate) fn set_receive_window(&self, window: u32) {
+        self.settings
+            .receive_window
+            .store(window, Ordering::Relaxed);
+    }
+
     fn origin_pool(&self, origin: &ServerOrigin) -> Arc<OriginPool> {
         let mut origins = lock(&self.origins);
         Arc::clone(origins.entry(origin.clone()).or_insert_with(|| {
@@ -299,7 +313,7 @@ impl Pool {
         /// hyper's default `max_buf_size`: 8 KiB + 100 × 4 KiB.
         const HYPER_MAX_BUF: usize = 8192 + 4096 * 100;
         let mut builder = http1::Builder::new();
-        let window = usize::try_from(self.settings.receive_window).unwrap_or(usize::MAX);
+        let window = usize::try_from(self.settings.receive_window()).unwrap_or(usize::MAX);
         builder.max_buf_size(window.clamp(8192, HYPER_MAX_BUF));
         builder
     }
@@ -343,7 +357,7 @@ impl Pool {
                 // Fixed windows, not hyper's adaptive ones (which grow to
                 // 16 MiB per stream): what a connection buffers is bounded
                 // by the memory budget, whoever reads slowly.
-                let window = self.settings.receive_window;
+                let window = self.settings.receive_window();
                 builder
                     .timer(TokioTimer::new())
                     .initial_stream_window_size(window)

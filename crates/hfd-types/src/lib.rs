@@ -21,7 +21,7 @@ mod size;
 
 pub use backoff::{Backoff, Jitter};
 pub use digest::{ContentDigest, DigestParseError};
-pub use memory::{ConnectionShare, MemoryBudget};
+pub use memory::{ConnectionShare, MemoryBudget, RunShares};
 pub use range::ByteRange;
 pub use redact::RedactedUrl;
 pub use shown::{is_deceptive, shown_path};

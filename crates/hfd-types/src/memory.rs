@@ -11,6 +11,16 @@ use crate::ByteSize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryBudget(ByteSize);
 
+/// How one run shares a [`MemoryBudget`]: between its range connections
+/// and the small files it fetches whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunShares {
+    /// Each range connection's share.
+    pub connection: ConnectionShare,
+    /// What the small files in flight may hold at once.
+    pub small_files: ByteSize,
+}
+
 /// One connection's share of a [`MemoryBudget`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionShare {
@@ -60,7 +70,38 @@ impl MemoryBudget {
     /// and frame slicing add. Clamped to sane limits, so a budget below
     /// [`minimum`](Self::minimum) for this many connections is exceeded.
     pub fn share(self, connections: usize) -> ConnectionShare {
-        let spare = self.0.bytes().saturating_sub(Self::FIXED.bytes());
+        Self::share_of(self.spare(), connections)
+    }
+
+    /// The shares of a run whose range requests can use `connections` TCP
+    /// connections at once and whose small files (fetched whole) total
+    /// `small_bytes`. Small files take what they total, at most a quarter
+    /// (all of it when there are no ranges); the connections share the rest.
+    /// A small file's body is no larger than its size, so the bytes small
+    /// files hold are bounded by their share whatever the windows; a run of
+    /// small files alone keeps large windows, which many streams on one
+    /// HTTP/2 connection need behind a long round trip.
+    pub fn for_run(self, connections: usize, small_bytes: u64) -> RunShares {
+        let spare = self.spare();
+        if connections == 0 {
+            return RunShares {
+                connection: Self::share_of(spare, 1),
+                small_files: ByteSize::new(spare),
+            };
+        }
+        let small = small_bytes.min(spare / 4);
+        RunShares {
+            connection: Self::share_of(spare - small, connections),
+            small_files: ByteSize::new(small),
+        }
+    }
+
+    /// What is left for connections and small files after the fixed part.
+    fn spare(self) -> u64 {
+        self.0.bytes().saturating_sub(Self::FIXED.bytes())
+    }
+
+    fn share_of(spare: u64, connections: usize) -> ConnectionShare {
         let each = spare / connections.max(1) as u64;
         let window = (each / 2).clamp(Self::MIN_WINDOW, Self::MAX_WINDOW);
         ConnectionShare {
@@ -98,6 +139,26 @@ mod tests {
         assert_eq!(b.share(1).receive_window, 16 << 20);
         // Very many: floors.
         assert_eq!(b.share(10_000).receive_window, 65_535);
+    }
+
+    #[test]
+    fn a_run_shares_the_budget_between_range_connections_and_small_files() {
+        let b = MemoryBudget::DEFAULT;
+        // Two 512 MiB files at -x 64: 128 connections, 100 KiB of small
+        // files: the connections get the rest, not a share of 320.
+        let run = b.for_run(128, 100 << 10);
+        assert_eq!(run.small_files, ByteSize::kib(100));
+        let used = MemoryBudget::FIXED.bytes()
+            + run.small_files.bytes()
+            + 128 * (u64::from(run.connection.receive_window) + run.connection.write_batch);
+        assert!(used <= b.size().bytes(), "{used}");
+        assert!(run.connection.receive_window > b.share(320).receive_window);
+        // Many small files: at most a quarter.
+        assert_eq!(b.for_run(16, 1 << 40).small_files, ByteSize::mib(12));
+        // Small files alone: all of it, and the largest windows.
+        let alone = b.for_run(0, 1 << 40);
+        assert_eq!(alone.small_files, ByteSize::mib(48));
+        assert_eq!(alone.connection.receive_window, 16 << 20);
     }
 
     #[test]

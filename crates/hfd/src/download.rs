@@ -307,6 +307,7 @@ impl Downloader {
         // would only add a file and its syncs (measured: 6 syncs per small
         // file). Only files the engine may split get one.
         let mut jobs = with_identities(jobs, plan, &files, self.engine.min_split_size.bytes());
+        let engine = self.engine_for(&files);
         if plan.fetch_policy == FetchPolicy::RefetchAll {
             // `--force` and repairs start over: a partial left by an earlier
             // run may hold the very bytes that made the file bad.
@@ -323,7 +324,14 @@ impl Downloader {
         let started = Instant::now();
         let claims = publication.claims();
         let rounds = self
-            .run_engine(Arc::clone(&source), reporter, jobs, &claims, &cancel)
+            .run_engine(
+                engine,
+                Arc::clone(&source),
+                reporter,
+                jobs,
+                &claims,
+                &cancel,
+            )
             .await?;
         let summary = rounds.summary;
         let mut done_elsewhere = 0;
@@ -400,10 +408,25 @@ impl Downloader {
 }
 
 impl Downloader {
+    /// The engine settings for a run over `files`: the memory budget is
+    /// shared by the connections these files can use, not by the most the
+    /// flags allow (`-x 64 -j 5` is 320); connections opened from now on
+    /// get the run's receive window.
+    fn engine_for(&self, files: &[RemoteFile]) -> EngineConfig {
+        let mut engine = self.engine.clone();
+        let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
+        let tcp_cap = self.http.config().max_connections_per_host.get();
+        if let Some(window) = engine.share_budget(&sizes, tcp_cap) {
+            self.http.set_receive_window(window);
+        }
+        engine
+    }
+
     /// Runs the engine over the metered (and rate-limited) source, sharing
     /// the target with other processes through `claims`.
     async fn run_engine(
         &self,
+        config: EngineConfig,
         source: Arc<HubSource>,
         reporter: Arc<dyn Reporter>,
         jobs: Vec<FileJob>,
@@ -413,12 +436,12 @@ impl Downloader {
         let metered = Arc::new(Layered::new(source, Meter(Arc::clone(&self.live))));
         if let Some(rate) = self.rate_limit {
             let limited = Arc::new(Layered::new(metered, RateLimit::new(rate)));
-            let engine = Engine::new(self.engine.clone(), limited, reporter)?
-                .with_claims(Arc::clone(claims) as _);
+            let engine =
+                Engine::new(config, limited, reporter)?.with_claims(Arc::clone(claims) as _);
             run_shared(&engine, jobs, claims, cancel).await
         } else {
-            let engine = Engine::new(self.engine.clone(), metered, reporter)?
-                .with_claims(Arc::clone(claims) as _);
+            let engine =
+                Engine::new(config, metered, reporter)?.with_claims(Arc::clone(claims) as _);
             run_shared(&engine, jobs, claims, cancel).await
         }
     }
