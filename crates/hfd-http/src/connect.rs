@@ -135,6 +135,8 @@ pub(crate) struct Established {
 pub(crate) struct Connector {
     /// For origins: ALPN h2 + http/1.1 (or http/1.1 only).
     pub(crate) tls: Arc<rustls::ClientConfig>,
+    /// For origins, when a connection must speak HTTP/1.1: ALPN http/1.1.
+    pub(crate) tls_http1: Arc<rustls::ClientConfig>,
     /// For `https://` proxies: ALPN http/1.1.
     pub(crate) proxy_tls: Arc<rustls::ClientConfig>,
     pub(crate) proxy: Option<ProxyConfig>,
@@ -164,13 +166,19 @@ impl Connector {
         }
     }
 
-    /// TCP, proxy handshake and TLS within the connect timeout.
-    pub(crate) async fn connect(&self, origin: &ServerOrigin) -> Result<Established> {
+    /// TCP, proxy handshake and TLS within the connect timeout; with
+    /// `http1_only` the TLS handshake offers HTTP/1.1 alone.
+    pub(crate) async fn connect(
+        &self,
+        origin: &ServerOrigin,
+        http1_only: bool,
+    ) -> Result<Established> {
         let proxy = self
             .proxy
             .as_ref()
             .and_then(|p| p.proxy_for(origin.scheme.as_str(), &origin.host, origin.port));
-        match tokio::time::timeout(self.connect_timeout, self.connect_inner(origin, proxy)).await {
+        let connecting = self.connect_inner(origin, proxy, http1_only);
+        match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(result) => result,
             Err(_) => Err(Error::ConnectTimeout {
                 origin: origin.to_string(),
@@ -183,6 +191,7 @@ impl Connector {
         &self,
         origin: &ServerOrigin,
         proxy: Option<&ProxyUrl>,
+        http1_only: bool,
     ) -> Result<Established> {
         let via = proxy.map(ToString::to_string);
         let connect_error = |source: io::Error| Error::Connect {
@@ -225,7 +234,12 @@ impl Connector {
             Scheme::Https => {
                 let name = ServerName::try_from(origin.host.clone())
                     .map_err(|e| connect_error(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-                let tls = TlsConnector::from(Arc::clone(&self.tls))
+                let config = if http1_only {
+                    &self.tls_http1
+                } else {
+                    &self.tls
+                };
+                let tls = TlsConnector::from(Arc::clone(config))
                     .connect(name, stream)
                     .await
                     .map_err(connect_error)?;

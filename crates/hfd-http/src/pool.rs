@@ -123,6 +123,9 @@ pub(crate) struct PoolSettings {
     /// connection opens; a run sizes it for the connections it will open
     /// ([`HttpClient::set_receive_window`](crate::HttpClient::set_receive_window)).
     pub(crate) receive_window: Arc<AtomicU32>,
+    /// Over TLS, [`Spread`](ConnectionChoice::Spread) requests dial
+    /// connections that offer HTTP/1.1 only (`HttpConfig::http1_for_ranges`).
+    pub(crate) spread_over_http1: bool,
 }
 
 impl PoolSettings {
@@ -244,6 +247,8 @@ enum Step {
     Dial {
         reservation: Reservation,
         initial_streams: usize,
+        /// Offer HTTP/1.1 only in the TLS handshake.
+        http1_only: bool,
     },
     /// Wait for a connection to become free.
     Wait,
@@ -311,8 +316,11 @@ impl Pool {
                 Step::Dial {
                     reservation,
                     initial_streams,
+                    http1_only,
                 } => {
-                    return self.dial(&op, reservation, initial_streams, choice).await;
+                    return self
+                        .dial(&op, reservation, initial_streams, choice, http1_only)
+                        .await;
                 }
                 Step::Wait => notified.await,
             }
@@ -337,8 +345,9 @@ impl Pool {
         reservation: Reservation,
         initial_streams: usize,
         choice: ConnectionChoice,
+        http1_only: bool,
     ) -> Result<Lease> {
-        let established = self.connector.connect(&op.origin).await?;
+        let established = self.connector.connect(&op.origin, http1_only).await?;
         let id = ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let io = TokioIo::new(established.io);
         let weak = Arc::downgrade(op);
@@ -434,7 +443,9 @@ impl Pool {
             retired: false,
             task,
         };
-        reservation.complete(slot, established.protocol);
+        // A connection that offered HTTP/1.1 only says nothing of what the
+        // origin would choose.
+        reservation.complete(slot, (!http1_only).then_some(established.protocol));
         Ok(Lease {
             pool: Arc::clone(op),
             info,
@@ -534,8 +545,12 @@ impl OriginPool {
             .filter(|(_, s)| s.takes_streams())
             .min_by_key(|(_, s)| s.in_flight)
             .map(|(i, s)| (i, s.in_flight));
+        // Over TLS a range of a large file rides HTTP/1.1 (decision 0016):
+        // it takes an HTTP/2 stream only at the cap.
+        let http1_only =
+            choice == ConnectionChoice::Spread && settings.spread_over_http1 && known.is_none();
         if let Some((i, load)) = least_loaded
-            && (load == 0 || live >= settings.max_per_origin)
+            && ((load == 0 && !http1_only) || live >= settings.max_per_origin)
         {
             return Step::Ready(self.stream_on(&mut state.slots[i]));
         }
@@ -570,6 +585,7 @@ impl OriginPool {
                     done: false,
                 },
                 initial_streams,
+                http1_only,
             };
         }
         Step::Wait
@@ -658,11 +674,11 @@ struct Reservation {
 }
 
 impl Reservation {
-    fn complete(mut self, slot: Slot, protocol: Protocol) {
+    fn complete(mut self, slot: Slot, protocol: Option<Protocol>) {
         {
             let mut state = lock(&self.pool.state);
             state.connecting -= 1;
-            state.protocol = Some(protocol);
+            state.protocol = protocol.or(state.protocol);
             state.slots.push(slot);
         }
         self.done = true;

@@ -54,7 +54,9 @@ fn proxied_client(proxy: &str, extra_ca: Option<&Path>) -> hfd_http::HttpClient 
     if let Some(ca) = extra_ca {
         cfg.extra_ca_files = vec![ca.to_path_buf()];
     }
-    client(cfg)
+    // Shared requests, so ALPN offers h2 through the tunnel (ranges would
+    // offer HTTP/1.1 only, `HttpConfig::http1_for_ranges`).
+    client(cfg).with_connection_choice(hfd_http::ConnectionChoice::Share)
 }
 
 #[tokio::test]
@@ -179,10 +181,15 @@ async fn socks5_carries_tls_and_h2() {
         alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
     })
     .await;
-    let client = proxied_client(
-        &format!("socks5h://127.0.0.1:{}", proxy.port),
-        Some(&certs.ca_file),
-    );
+    // Two parallel ranges over h2 (HTTP/1.1 for ranges turned off), each
+    // on a connection of its own through the proxy.
+    let mut cfg = config(4);
+    cfg.proxy = Some(ProxyConfig::all(
+        ProxyUrl::parse(&format!("socks5h://127.0.0.1:{}", proxy.port)).unwrap(),
+    ));
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    cfg.http1_for_ranges = false;
+    let client = client(cfg);
     let url = server.https_url("localhost", "/data/3000?gate=2");
     let results = futures::future::join_all((0..2).map(|_| get(&client, &url))).await;
     for (status, body, info) in &results {

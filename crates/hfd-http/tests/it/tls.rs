@@ -22,12 +22,52 @@ async fn h2_negotiated_by_alpn_with_an_ip_host() {
     .await;
     let mut cfg = config(4);
     cfg.extra_ca_files = vec![certs.ca_file.clone()];
-    let client = client(cfg);
+    let client = client(cfg).with_connection_choice(ConnectionChoice::Share);
     let (status, body, info) = get(&client, &server.https_url("127.0.0.1", "/data/2000")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.as_ref(), content(0, 2000).as_slice());
     assert_eq!(info.protocol, Protocol::Http2);
     assert_eq!(server.state.versions(), vec![Version::HTTP_2]);
+}
+
+#[tokio::test]
+async fn ranges_ride_http1_over_tls_while_shared_requests_ride_h2() {
+    let certs = TestCerts::new();
+    let server = TestServer::start(Tls::With {
+        certs: certs.clone(),
+        alpn: alpn(&[b"h2", b"http/1.1"]),
+    })
+    .await;
+    let mut cfg = config(4);
+    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let ranges = client(cfg.clone());
+    let shared = ranges
+        .clone()
+        .with_connection_choice(ConnectionChoice::Share);
+    let url = server.https_url("localhost", "/data/2000");
+    let (_, _, info) = get(&shared, &url).await;
+    assert_eq!(info.protocol, Protocol::Http2);
+    // The idle h2 connection is not taken: a range dials one offering
+    // HTTP/1.1 only.
+    let (_, body, info) = get(&ranges, &url).await;
+    assert_eq!(body.as_ref(), content(0, 2000).as_slice());
+    assert_eq!(
+        info.protocol,
+        Protocol::Http1,
+        "a range offers HTTP/1.1 only"
+    );
+    // That connection says nothing of what the origin prefers: shared
+    // requests stay on h2, the next range reuses the HTTP/1.1 one.
+    let (_, _, info) = get(&shared, &url).await;
+    assert_eq!(info.protocol, Protocol::Http2);
+    let (_, _, again) = get(&ranges, &url).await;
+    assert_eq!(again.protocol, Protocol::Http1);
+    assert!(again.reused);
+    assert_eq!(server.state.accepted(), 2);
+    // Turned off: ranges take HTTP/2 like the rest.
+    cfg.http1_for_ranges = false;
+    let (_, _, info) = get(&client(cfg), &url).await;
+    assert_eq!(info.protocol, Protocol::Http2);
 }
 
 #[tokio::test]
@@ -40,6 +80,7 @@ async fn h2_over_tls_spreads_parallel_requests() {
     .await;
     let mut cfg = config(3);
     cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    cfg.http1_for_ranges = false;
     let client = client(cfg);
     let url = server.https_url("localhost", "/data/50000?gate=3");
     let results = futures::future::join_all((0..3).map(|_| get(&client, &url))).await;
