@@ -8,6 +8,7 @@
 //! - `error_answer`: a non-success answer turned into an error;
 //! - `api`: JSON API GETs;
 //! - `listing`: pin, list, [`RepoPlan`];
+//! - `pages`: the listing page by page ([`TreePages`]);
 //! - `resolve`: [`ResolvedFile`] and [`OpenedFile`];
 //! - `scrub`: server text scrubbed of the token and of signed query parameters.
 
@@ -16,6 +17,7 @@ mod config;
 mod error_answer;
 mod hub_client;
 mod listing;
+mod pages;
 mod redirect;
 mod resolve;
 mod retry;
@@ -24,5 +26,6 @@ mod scrub;
 pub use config::HubConfig;
 pub use hub_client::HubClient;
 pub use listing::RepoPlan;
+pub use pages::TreePages;
 pub use resolve::{OpenedFile, ResolvedFile};
 pub use retry::MetadataRetry;

@@ -39,6 +39,7 @@
 
 pub mod bench;
 mod claims;
+mod classify;
 mod download;
 mod error;
 mod fail_over;
