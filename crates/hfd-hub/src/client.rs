@@ -9,10 +9,12 @@
 //! - `api`: JSON API GETs;
 //! - `listing`: pin, list, [`RepoPlan`];
 //! - `pages`: the listing page by page ([`TreePages`]);
+//! - `checkpoint`: a listing's progress kept between runs ([`ListingStore`]);
 //! - `resolve`: [`ResolvedFile`] and [`OpenedFile`];
 //! - `scrub`: server text scrubbed of the token and of signed query parameters.
 
 mod api;
+mod checkpoint;
 mod config;
 mod error_answer;
 mod hub_client;
@@ -23,6 +25,7 @@ mod resolve;
 mod retry;
 mod scrub;
 
+pub use checkpoint::ListingStore;
 pub use config::HubConfig;
 pub use hub_client::HubClient;
 pub use listing::RepoPlan;

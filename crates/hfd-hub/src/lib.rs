@@ -66,7 +66,8 @@ mod selection;
 
 pub use auth::{FoundToken, Token, TokenSource, find_token, token_file_path};
 pub use client::{
-    HubClient, HubConfig, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile, TreePages,
+    HubClient, HubConfig, ListingStore, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile,
+    TreePages,
 };
 pub use endpoint::{DEFAULT_ENDPOINT, Endpoint, OFFICIAL_HUB_HOSTS, encode_path, encode_revision};
 pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::layer::Layered;
 use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
+use crate::listing_file::ListingFile;
 use crate::meter::{LiveStats, Meter};
 use crate::names::NameRules;
 use crate::publisher::{Publication, PublicationInput, blocking};
@@ -41,6 +42,10 @@ pub struct DownloadRequest {
     pub shard: Option<Shard>,
     /// Which names the target filesystem can store (the host's by default).
     pub names: NameRules,
+    /// Whether the listing's progress is kept in the target, so that an
+    /// interrupted listing resumes at its last page (decision 0027). On by
+    /// default; a dry run turns it off to leave the target alone.
+    pub resume_listing: bool,
 }
 
 impl DownloadRequest {
@@ -55,6 +60,7 @@ impl DownloadRequest {
             fetch_policy: FetchPolicy::SkipUpToDate,
             shard: None,
             names: NameRules::host(),
+            resume_listing: true,
         }
     }
 }
@@ -246,6 +252,12 @@ impl Downloader {
         let mut pages = self
             .hub
             .tree_pages(&request.repo, &commit, &request.selection)?;
+        if request.resume_listing
+            && let Some((root, rel)) = layout.listing_state()
+        {
+            let store = Arc::new(ListingFile::new(root, rel));
+            pages = blocking(move || Ok(pages.resume_from(store))).await?;
+        }
         let mut classifier = PagedClassifier::new(layout, commit.clone(), request.fetch_policy);
         while let Some(page) = pages.next_page().await? {
             // Before anything is downloaded: a name this filesystem cannot

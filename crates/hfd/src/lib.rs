@@ -46,6 +46,7 @@ mod fail_over;
 mod layer;
 pub mod layout;
 mod limit;
+mod listing_file;
 mod meter;
 pub mod names;
 mod publisher;

@@ -10,6 +10,7 @@
 //! <dir>/.cache/huggingface/download/<path>.hfd-<etag>.part      our partial file
 //! <dir>/.cache/huggingface/download/<path>.hfd-<etag>.verified  complete, verified, not yet published
 //! <dir>/.cache/huggingface/trees/<commit>.json         complete listing (unfiltered runs only)
+//! <dir>/.cache/huggingface/hfd-listing                 a listing in progress (decision 0027)
 //! ```
 //!
 //! Our own names (partial, journal, verified) that would exceed 255 bytes
@@ -462,6 +463,10 @@ impl Layout for LocalDir {
             self.existing().map(|t| t.map(|t| t.entry(&rel))),
             Ok(Some(Ok(Some(EntryKind::File { .. }))))
         )
+    }
+
+    fn listing_state(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((self.root.clone(), state_rel().join("hfd-listing")))
     }
 
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
