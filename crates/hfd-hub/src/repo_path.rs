@@ -241,5 +241,11 @@ mod tests {
         );
         // The same path twice is not a collision (duplicates are found elsewhere).
         assert_eq!(find_path_collision(["a", "a"]), None);
+        // ASCII paths take the short fold; it agrees with the Unicode one.
+        for path in ["README.md", "a/B c#+1.BIN", "x", "100%/Q.json", "ALL_CAPS/"] {
+            use unicode_normalization::UnicodeNormalization;
+            let slow: String = path.nfc().flat_map(char::to_lowercase).nfc().collect();
+            assert_eq!(super::fold(path), slow, "{path:?}");
+        }
     }
 }

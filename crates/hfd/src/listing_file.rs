@@ -84,3 +84,44 @@ impl hfd_hub::ListingStore for ListingFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hfd_hub::ListingStore;
+
+    #[test]
+    fn written_appended_read_back_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = PathBuf::from(".cache/huggingface/hfd-listing");
+        let file = ListingFile::new(dir.path().join("target"), rel.clone());
+        assert_eq!(file.load(), None);
+        assert!(file.append(b"x").is_err(), "nothing to append to yet");
+        file.start(b"head\n").unwrap();
+        file.append(b"page 1\n").unwrap();
+        let again = ListingFile::new(dir.path().join("target"), rel);
+        assert_eq!(again.load().as_deref(), Some(&b"head\npage 1\n"[..]));
+        // A new start replaces what was there.
+        again.start(b"other\n").unwrap();
+        assert_eq!(file.load().as_deref(), Some(&b"other\n"[..]));
+        file.remove();
+        assert_eq!(again.load(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_name_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let root = dir.path().join("target");
+        std::fs::create_dir_all(root.join(".cache/huggingface")).unwrap();
+        let rel = PathBuf::from(".cache/huggingface/hfd-listing");
+        std::os::unix::fs::symlink(&victim, root.join(&rel)).unwrap();
+        let file = ListingFile::new(root.clone(), rel.clone());
+        assert_eq!(file.load(), None, "a link is not read through");
+        file.start(b"head\n").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(std::fs::read(root.join(&rel)).unwrap(), b"head\n");
+    }
+}
