@@ -349,6 +349,8 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     });
     let mut request = DownloadRequest::new(repo, revision, local_dir);
     request.selection = selection;
+    // A dry run leaves the target alone: no listing progress kept there.
+    request.resume_listing = !args.dry_run;
     if args.force {
         request.fetch_policy = FetchPolicy::RefetchAll;
     }

@@ -65,13 +65,16 @@ mod repo_path;
 mod selection;
 
 pub use auth::{FoundToken, Token, TokenSource, find_token, token_file_path};
-pub use client::{HubClient, HubConfig, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile};
+pub use client::{
+    HubClient, HubConfig, ListingStore, MetadataRetry, OpenedFile, RepoPlan, ResolvedFile,
+    TreePages,
+};
 pub use endpoint::{DEFAULT_ENDPOINT, Endpoint, OFFICIAL_HUB_HOSTS, encode_path, encode_revision};
 pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};
 pub use file::RemoteFile;
 pub use headers::normalize_etag;
 pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
-pub use repo_path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem};
+pub use repo_path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, find_path_collision};
 pub use selection::{Glob, Selection};
 
 /// The parsers `crates/hfd-fuzz` drives, public only in fuzz builds

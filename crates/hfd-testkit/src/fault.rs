@@ -255,6 +255,7 @@ pub struct Fault {
     kind: FaultKind,
     target: FaultTarget,
     path_contains: Option<String>,
+    query_contains: Option<String>,
     ranged_only: bool,
     times: Option<u64>,
 }
@@ -270,6 +271,7 @@ impl Fault {
             kind,
             target: FaultTarget::Any,
             path_contains: None,
+            query_contains: None,
             ranged_only: false,
             times: Some(1),
         }
@@ -286,6 +288,14 @@ impl Fault {
     #[must_use]
     pub fn path_contains(mut self, needle: &str) -> Self {
         self.path_contains = Some(needle.to_owned());
+        self
+    }
+
+    /// Restricts the fault to requests whose raw query contains `needle`
+    /// (one tree page: `cursor=` and [`crate::tree_cursor`]).
+    #[must_use]
+    pub fn query_contains(mut self, needle: &str) -> Self {
+        self.query_contains = Some(needle.to_owned());
         self
     }
 
@@ -321,6 +331,7 @@ pub(crate) struct RequestFacts<'a> {
     pub(crate) origin: Origin,
     pub(crate) route: Route,
     pub(crate) path: &'a str,
+    pub(crate) query: &'a str,
     pub(crate) has_range: bool,
     pub(crate) has_content: bool,
 }
@@ -405,6 +416,9 @@ impl Faults {
                 && f.path_contains
                     .as_deref()
                     .is_none_or(|n| facts.path.contains(n))
+                && f.query_contains
+                    .as_deref()
+                    .is_none_or(|n| facts.query.contains(n))
         })?;
         let kind = rules[idx].kind.clone();
         match &mut rules[idx].times {

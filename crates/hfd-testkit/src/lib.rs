@@ -78,6 +78,7 @@ pub use fault::{EchoChannel, Fault, FaultKind, FaultTarget, Faults};
 pub use fixture::{Access, CommitChange, FileInfo, RepoFixture, RepoType};
 pub use hub::{FakeHub, FakeHubBuilder, FileReader, RateChooser, Transport};
 pub use log::{ConnectionStats, LogEntry, Origin, RequestLog, Route};
+pub use routes::tree_cursor;
 
 /// 1024 bytes.
 pub const KIB: u64 = 1024;

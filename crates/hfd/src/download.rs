@@ -10,10 +10,12 @@ use hfd_engine::{Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutco
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
+use crate::classify::{PagedClassifier, classify_all};
 use crate::error::{Error, Result};
 use crate::layer::Layered;
 use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
+use crate::listing_file::ListingFile;
 use crate::meter::{LiveStats, Meter};
 use crate::names::NameRules;
 use crate::publisher::{Publication, PublicationInput, blocking};
@@ -40,6 +42,10 @@ pub struct DownloadRequest {
     pub shard: Option<Shard>,
     /// Which names the target filesystem can store (the host's by default).
     pub names: NameRules,
+    /// Whether the listing's progress is kept in the target, so that an
+    /// interrupted listing resumes at its last page (decision 0027). On by
+    /// default; a dry run turns it off to leave the target alone.
+    pub resume_listing: bool,
 }
 
 impl DownloadRequest {
@@ -54,6 +60,7 @@ impl DownloadRequest {
             fetch_policy: FetchPolicy::SkipUpToDate,
             shard: None,
             names: NameRules::host(),
+            resume_listing: true,
         }
     }
 }
@@ -68,6 +75,16 @@ pub struct PlannedFile {
     /// Up to date and already recorded at the pinned commit: publication
     /// skips it (a no-op resync of 10^5 files reads each metadata once).
     settled: bool,
+}
+
+impl PlannedFile {
+    pub(crate) fn new(remote: RemoteFile, action: FileAction, settled: bool) -> Self {
+        Self {
+            remote,
+            action,
+            settled,
+        }
+    }
 }
 
 /// A resolved plan: the pinned commit, the selected files and what each
@@ -188,38 +205,21 @@ impl Downloader {
     /// shard, the sharded sync's commit is recorded in the target when no
     /// shard recorded it yet (see [`crate::shard`]).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
-        let (pinned, share, shard_files) = self.pin_and_select(request).await?;
-        // Before anything is downloaded: a name this filesystem cannot store
-        // stops the run here, not halfway through.
-        request
-            .names
-            .check(pinned.files.iter().map(|f| f.path.as_str()))?;
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
-        let listing_complete =
-            request.selection.is_all() && pinned.files.len() == pinned.listed_files;
-        let (files, pinned, layout) = blocking(move || {
-            let mut pinned = pinned;
-            // One copy of a listing of 10^5 files: without a shard the plan
-            // takes the listed files over.
-            let remotes = shard_files.unwrap_or_else(|| std::mem::take(&mut pinned.files));
-            let files = remotes
-                .into_iter()
-                .map(|remote| {
-                    // Fails early, before any byte moves, on a path that
-                    // would escape the target.
-                    let (action, settled) =
-                        layout.classify_settled(&pinned.commit, &remote, fetch_policy)?;
-                    Ok(PlannedFile {
-                        remote,
-                        action,
-                        settled,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok((files, pinned, layout))
-        })
-        .await?;
+        let (pinned, files, share) = if request.shard.is_some() {
+            self.plan_shard(request, Arc::clone(&layout)).await?
+        } else {
+            let (pinned, files) = self.plan_paged(request, Arc::clone(&layout)).await?;
+            (pinned, files, None)
+        };
+        // With a shard, `pinned.files` holds the whole listing.
+        let selected = if request.shard.is_some() {
+            pinned.files.len()
+        } else {
+            files.len()
+        };
+        let listing_complete = request.selection.is_all() && selected == pinned.listed_files;
         Ok(DownloadPlan {
             local_dir: layout.files_dir(&pinned.commit),
             pinned,
@@ -233,6 +233,79 @@ impl Downloader {
                 .is_none()
                 .then(|| shard::pin_path(&request.layout, &request.repo)),
         })
+    }
+
+    /// Pins the revision, then lists it page by page, each page's files
+    /// classified against the target while the next page is fetched
+    /// (decision 0026). The plan takes the listed files over: its
+    /// `pinned.files` stays empty (one copy of 10^5 listed files, not two).
+    async fn plan_paged(
+        &self,
+        request: &DownloadRequest,
+        layout: Arc<dyn Layout>,
+    ) -> Result<(RepoPlan, Vec<PlannedFile>)> {
+        let before = self.hub.requests_sent();
+        let commit = self
+            .hub
+            .pin_revision(&request.repo, &request.revision)
+            .await?;
+        let mut pages = self
+            .hub
+            .tree_pages(&request.repo, &commit, &request.selection)?;
+        if request.resume_listing
+            && let Some((root, rel)) = layout.listing_state()
+        {
+            let store = Arc::new(ListingFile::new(root, rel));
+            pages = blocking(move || Ok(pages.resume_from(store))).await?;
+        }
+        let mut classifier = PagedClassifier::new(layout, commit.clone(), request.fetch_policy);
+        while let Some(page) = pages.next_page().await? {
+            // Before anything is downloaded: a name this filesystem cannot
+            // store stops the run here, not halfway through.
+            request.names.check(page.iter().map(|f| f.path.as_str()))?;
+            classifier.push(page);
+        }
+        let listed_files = pages.finish()?;
+        let files = classifier.finish().await?;
+        if let Some((first, second)) =
+            hfd_hub::find_path_collision(files.iter().map(|f| f.remote.path.as_str()))
+        {
+            return Err(hfd_hub::Error::PathCollision {
+                first: first.to_owned(),
+                second: second.to_owned(),
+            }
+            .into());
+        }
+        let pinned = RepoPlan {
+            repo: request.repo.clone(),
+            revision: request.revision.clone(),
+            commit,
+            files: Vec::new(),
+            listed_files,
+            total_bytes: files.iter().map(|f| f.remote.size).sum(),
+            requests: self.hub.requests_sent() - before,
+        };
+        Ok((pinned, files))
+    }
+
+    /// [`Self::plan`] for one shard: the whole listing first (the shards
+    /// split it), then this shard's files classified.
+    async fn plan_shard(
+        &self,
+        request: &DownloadRequest,
+        layout: Arc<dyn Layout>,
+    ) -> Result<(RepoPlan, Vec<PlannedFile>, Option<ShardShare>)> {
+        let (pinned, share, shard_files) = self.pin_and_select(request).await?;
+        // Before anything is downloaded: a name this filesystem cannot store
+        // stops the run here, not halfway through.
+        request
+            .names
+            .check(pinned.files.iter().map(|f| f.path.as_str()))?;
+        let (commit, fetch) = (pinned.commit.clone(), request.fetch_policy);
+        let remotes = shard_files.unwrap_or_default();
+        let files =
+            blocking(move || classify_all(layout.as_ref(), &commit, remotes, fetch)).await?;
+        Ok((pinned, files, share))
     }
 
     /// Pins the revision and lists the files; with a shard, pins the commit

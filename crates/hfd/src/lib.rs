@@ -39,12 +39,14 @@
 
 pub mod bench;
 mod claims;
+mod classify;
 mod download;
 mod error;
 mod fail_over;
 mod layer;
 pub mod layout;
 mod limit;
+mod listing_file;
 mod meter;
 pub mod names;
 mod publisher;

@@ -1,9 +1,6 @@
 //! Pinning a revision, listing a commit's files page by page, and the
 //! [`RepoPlan`] of pin + list + select.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
-
 use http::HeaderMap;
 use serde::Deserialize;
 use tracing::{debug, warn};
@@ -13,7 +10,7 @@ use super::error_answer::Purpose;
 use super::hub_client::HubClient;
 use crate::endpoint::UrlOrigin;
 use crate::error::{Error, Result};
-use crate::file::{RemoteFile, parse_page};
+use crate::file::RemoteFile;
 use crate::headers;
 use crate::repo::{Commit, RepoRef, Revision};
 use crate::repo_path::find_path_collision;
@@ -126,101 +123,22 @@ impl HubClient {
     }
 
     /// [`Self::list_files`], keeping only the files `selection` picks while
-    /// the pages stream in, so memory grows with the selection, not with the
-    /// listing: one page (at most `max_json_bytes`) is held at a time, plus
-    /// 8 bytes per listed path for duplicate detection. Returns the selected
-    /// files and the number of files listed. Fails with
-    /// [`Error::PathNotInListing`] when an explicit path of the selection
-    /// names no listed file.
+    /// the pages stream in ([`Self::tree_pages`]), so memory grows with the
+    /// selection, not with the listing. Returns the selected files and the
+    /// number of files listed. Fails with [`Error::PathNotInListing`] when
+    /// an explicit path of the selection names no listed file.
     pub async fn list_selected(
         &self,
         repo: &RepoRef,
         commit: &Commit,
         selection: &Selection,
     ) -> Result<(Vec<RemoteFile>, usize)> {
-        let config = self.config();
-        let mut next = Some(Self::parse_url(
-            &self.endpoint().tree_url(repo, commit.as_str()),
-        )?);
+        let mut pages = self.tree_pages(repo, commit, selection)?;
         let mut files: Vec<RemoteFile> = Vec::new();
-        // Hashes (keyed at random, so a server cannot aim collisions) of
-        // every listed path: 8 bytes each instead of the path. A collision
-        // (odds about n²/2⁶⁵) reports a duplicate that is none; it never
-        // lets a duplicate through.
-        let path_keys = RandomState::new();
-        let mut seen_paths: HashSet<u64> = HashSet::new();
-        let mut seen_pages: HashSet<u64> = HashSet::new();
-        let mut explicit_found = vec![false; selection.explicit_paths().len()];
-        let mut entries_total = 0usize;
-        let mut listed_files = 0usize;
-        let mut page_number = 0u64;
-        while let Some(url) = next.take() {
-            page_number += 1;
-            let (final_url, page_headers, body) = self
-                .api_get(&url, repo, commit.as_str(), Purpose::Tree)
-                .await?;
-            let shown = RedactedUrl::new(final_url.as_str());
-            let incomplete = |reason: String| Error::IncompleteListing {
-                url: shown.clone(),
-                reason,
-            };
-            let mut hasher = DefaultHasher::new();
-            body.hash(&mut hasher);
-            if !seen_pages.insert(hasher.finish()) {
-                return Err(incomplete(format!(
-                    "page {page_number} repeats an earlier page (a mirror that ignores the \
-                     pagination cursor?)"
-                )));
-            }
-            let (page_files, entry_count) = parse_page(&body, &shown)?;
-            drop(body);
-            let next_url = self.next_page_url(&final_url, &page_headers)?;
-            if entry_count == 0 && next_url.is_some() {
-                return Err(incomplete(format!(
-                    "page {page_number} is empty but links to a next page"
-                )));
-            }
-            entries_total = entries_total.saturating_add(entry_count);
-            if entries_total > config.max_files {
-                return Err(Error::TooManyFiles {
-                    limit: config.max_files,
-                });
-            }
-            for mut file in page_files {
-                // A path may spell the token with JSON escapes the byte
-                // scrub of the body did not see.
-                file.path = self.scrub_text(&file.path);
-                if !seen_paths.insert(path_keys.hash_one(file.path.as_str())) {
-                    return Err(incomplete(format!(
-                        "{:?} is listed twice (page {page_number})",
-                        file.path
-                    )));
-                }
-                listed_files += 1;
-                for (found, wanted) in explicit_found.iter_mut().zip(selection.explicit_paths()) {
-                    *found = *found || crate::selection::names(wanted, &file.path);
-                }
-                if selection.matches(&file.path) {
-                    files.push(file);
-                }
-            }
-            debug!(
-                page = page_number,
-                listed = listed_files,
-                selected = files.len(),
-                "tree page"
-            );
-            next = next_url;
+        while let Some(page) = pages.next_page().await? {
+            files.extend(page);
         }
-        if let Some(missing) = explicit_found
-            .iter()
-            .zip(selection.explicit_paths())
-            .find_map(|(found, wanted)| (!found).then_some(wanted))
-        {
-            return Err(Error::PathNotInListing {
-                path: missing.clone(),
-            });
-        }
+        let listed_files = pages.finish()?;
         Ok((files, listed_files))
     }
 
@@ -259,7 +177,11 @@ impl HubClient {
     /// The next tree page, if any. A link to the endpoint is used verbatim;
     /// a link to an official Hub host from a mirror is asked from the
     /// endpoint (same path and query); anything else is refused.
-    fn next_page_url(&self, current: &Url, page_headers: &HeaderMap) -> Result<Option<Url>> {
+    pub(super) fn next_page_url(
+        &self,
+        current: &Url,
+        page_headers: &HeaderMap,
+    ) -> Result<Option<Url>> {
         let Some(raw) = headers::link_next(page_headers) else {
             return Ok(None);
         };

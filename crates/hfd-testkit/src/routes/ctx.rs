@@ -37,6 +37,7 @@ impl Ctx {
             origin: self.conn.origin,
             route: self.route,
             path: &self.path,
+            query: self.query.as_deref().unwrap_or(""),
             has_range: self.headers.contains_key(header::RANGE),
             has_content,
         }

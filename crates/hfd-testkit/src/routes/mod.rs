@@ -33,6 +33,7 @@ use cdn::cdn;
 use ctx::Ctx;
 use faults::{post_fault, pre_fault};
 use resolve::{resolve, resolve_cache};
+pub use tree::tree_cursor;
 use url::decode_segments;
 pub(crate) use url::{encode_component, encode_path};
 

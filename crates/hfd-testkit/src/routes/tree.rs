@@ -205,6 +205,14 @@ pub(super) fn synthetic_tree(
     resp
 }
 
+/// The `cursor` query value of the tree page that starts at entry `offset`
+/// (files and folders, sorted by path), as the fake hub's next-page links
+/// carry it: a fault can aim at one page with
+/// [`Fault::query_contains`](crate::Fault::query_contains).
+pub fn tree_cursor(offset: usize) -> String {
+    encode_cursor(offset)
+}
+
 /// Opaque-looking cursor: base16 of `"p:<offset>"`.
 pub(super) fn encode_cursor(offset: usize) -> String {
     hex::encode(format!("p:{offset}"))

@@ -115,6 +115,13 @@ pub trait Layout: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Where a listing in progress is kept between runs (decision 0027):
+    /// the target folder and the file's path below it, in the layout's own
+    /// metadata folder. By default: not kept.
+    fn listing_state(&self) -> Option<(PathBuf, PathBuf)> {
+        None
+    }
+
     /// Where the engine writes `file`, parent folders created.
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths>;
 

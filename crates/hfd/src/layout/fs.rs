@@ -72,6 +72,14 @@ pub(crate) fn write_tree_listing(
     write_atomic(target, &rel, &text)
 }
 
+/// Serialises this process's atomic writes. Their temporary names are per
+/// process (`<name>.hfd-tmp-<pid>`), and `hfd-rs serve` pulls several files
+/// into one cache at once: two writes of one name (the cache's
+/// `CACHEDIR.TAG`) renamed their shared temporary file from under each other
+/// (`rename: No such file or directory`, answered 507). The publisher writes
+/// from one thread, so this costs a run nothing.
+static ATOMIC_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Writes `content` to `rel` inside `target` through a temporary file in
 /// the same folder and a rename, so readers see the old or the new content,
 /// never a part. A link at `rel` is replaced (the rename never follows its
@@ -85,6 +93,9 @@ pub(crate) fn write_tree_listing(
 /// hints that a rerun rebuilds (metadata, listings, refs), so a crash may
 /// lose one but never leaves a half-written one under its name.
 pub(crate) fn write_atomic(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
+    let _one_at_a_time = ATOMIC_WRITES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let tmp = sibling_name(rel, &format!(".hfd-tmp-{}", std::process::id()), 0);
     let mut file = match target.open_file(&tmp, OpenMode::CreateNew) {
         // A stale one of ours, or a link planted there.

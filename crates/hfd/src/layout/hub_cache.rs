@@ -12,6 +12,7 @@
 //! <root>/<folder>/snapshots/<commit>/<path>   relative symlink to ../../blobs/<etag> (copy without symlinks)
 //! <root>/<folder>/refs/<revision>             the bare 40-hex commit, no newline
 //! <root>/<folder>/trees/<commit>.json         complete listing (unfiltered runs only)
+//! <root>/<folder>/hfd-listing                 a listing in progress (decision 0027)
 //! ```
 //!
 //! `<folder>` is `models--org--name`, `datasets--org--name` or
@@ -484,6 +485,13 @@ impl Layout for CacheRepo {
 
     fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
         CacheRepo::write_tree(self, commit, listing)
+    }
+
+    fn listing_state(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((
+            self.root.clone(),
+            Path::new(&self.folder).join("hfd-listing"),
+        ))
     }
 
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths> {
