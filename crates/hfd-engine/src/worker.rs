@@ -31,6 +31,9 @@ const SLOW_MIN_PEERS: usize = 2;
 const SLOW_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A request that received this much may be judged before `slow_grace`.
 const SLOW_JUDGE_AFTER_BYTES: u64 = 1 << 20;
+/// A connection asks for enough bytes at once that waiting for an answer's
+/// first byte takes at most this share of the request's time.
+const FIRST_BYTE_SHARE: f64 = 0.05;
 
 /// How a worker asks the source for bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,15 @@ pub(crate) struct Worker<S> {
     pub(crate) mode: StreamMode,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
+    /// Bytes this connection asks for at least, from its last complete
+    /// request's rate and its shortest wait for a first byte (0 before one).
+    pub(crate) want: u64,
+    /// The shortest wait for a first byte of this connection's requests
+    /// after its first (which also waited for a connection and maybe a
+    /// resolve): its round trip.
+    pub(crate) first_byte: Option<Duration>,
+    /// Requests made so far.
+    pub(crate) requests: u64,
 }
 
 impl<S: RangeSource> Worker<S> {
@@ -117,7 +129,7 @@ impl<S: RangeSource> Worker<S> {
             let lane_done = lock(&self.file.plan).leave(grant.lane, self.id);
             self.file.changed.notify_waiters();
             if lane_done {
-                self.advance_hash().await;
+                self.file.follow_hash();
             }
             match end {
                 RequestEnd::Finished => failures = 0,
@@ -144,7 +156,7 @@ impl<S: RangeSource> Worker<S> {
             notified.as_mut().enable();
             {
                 let mut plan = lock(&self.file.plan);
-                if let Some(grant) = plan.assign(self.id, Instant::now()) {
+                if let Some(grant) = plan.assign(self.id, Instant::now(), self.want) {
                     return Some(grant);
                 }
                 if plan.is_done() {
@@ -235,6 +247,7 @@ impl<S: RangeSource> Worker<S> {
             .fetch_add(1, Ordering::Relaxed);
         let source = &self.engine.source;
         let key = self.file.key;
+        let sent_at = Instant::now();
         let opened = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
@@ -340,7 +353,28 @@ impl<S: RangeSource> Worker<S> {
         drop(stream);
         let elapsed = opened_at.elapsed().as_secs_f64();
         let final_rate = (elapsed > 0.0 && pos > start).then(|| (pos - start) as f64 / elapsed);
+        tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range,
+            kind = ?grant.kind, received = pos - start, secs = elapsed,
+            end = request_end_name(&end), "request ended");
+        self.requests += 1;
+        if self.requests > 1 {
+            let waited = opened_at.duration_since(sent_at);
+            self.first_byte = Some(self.first_byte.map_or(waited, |w| w.min(waited)));
+        }
+        if pos == req_end
+            && let (Some(rate), Some(first_byte)) = (final_rate, self.first_byte)
+        {
+            self.want = (rate * first_byte.as_secs_f64() / FIRST_BYTE_SHARE) as u64;
+        }
         self.engine.rates.finish(rate_id, final_rate);
+        if let RequestEnd::Retry {
+            cause: TransferError::Slow { .. } | TransferError::Stalled { .. },
+            ..
+        } = &end
+        {
+            // The retry must not land on the same slow socket.
+            self.engine.source.retire_slow(key, slot.id()).await;
+        }
         drop(slot);
         // Claimed bytes are always written before the lane is left.
         if batch.bytes > 0 {
@@ -414,12 +448,18 @@ impl<S: RangeSource> Worker<S> {
         self.engine.reporter.on_bytes(self.file.key, bytes);
         Ok(())
     }
+}
 
-    /// Extends the inline hash over bytes written out of order (reads back
-    /// only those). Errors surface again at finalize.
-    async fn advance_hash(&self) {
-        let partial = self.file.partial.clone();
-        let _ = tokio::task::spawn_blocking(move || partial.advance_hash()).await;
+/// A short name of how a request ended, for the debug log.
+fn request_end_name(end: &RequestEnd) -> &'static str {
+    match end {
+        RequestEnd::Finished => "finished",
+        RequestEnd::Retry {
+            cause: TransferError::Slow { .. },
+            ..
+        } => "slow",
+        RequestEnd::Retry { .. } => "retry",
+        RequestEnd::Stop(_) => "stop",
     }
 }
 
