@@ -42,6 +42,7 @@ pub(crate) async fn run_connections<S: RangeSource>(
             want: 0,
             first_byte: None,
             requests: 0,
+            connections: n,
         };
         set.spawn(worker.run());
     }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, TransferError};
 use crate::file_ctx::FileCtx;
-use crate::plan::{Grant, GrantKind, WorkerId};
+use crate::plan::{Grant, GrantKind, PIECES_PER_CONNECTION, WorkerId};
 use crate::pool::lock;
 use crate::progress::RetryEvent;
 use crate::retry::{RetryStep, WaitScope};
@@ -95,6 +95,8 @@ pub(crate) struct Worker<S> {
     pub(crate) first_byte: Option<Duration>,
     /// Requests made so far.
     pub(crate) requests: u64,
+    /// Connections of this file (the pieces it was cut into follow from it).
+    pub(crate) connections: usize,
 }
 
 impl<S: RangeSource> Worker<S> {
@@ -364,7 +366,11 @@ impl<S: RangeSource> Worker<S> {
         if pos == req_end
             && let (Some(rate), Some(first_byte)) = (final_rate, self.first_byte)
         {
-            self.want = (rate * first_byte.as_secs_f64() / FIRST_BYTE_SHARE) as u64;
+            // Never more than two pieces' worth of the file per connection:
+            // on a busy machine the first byte waits on the scheduler, and
+            // a few huge requests would bring back the hash at the end.
+            let cap = self.file.size / (2 * PIECES_PER_CONNECTION * self.connections as u64).max(1);
+            self.want = ((rate * first_byte.as_secs_f64() / FIRST_BYTE_SHARE) as u64).min(cap);
         }
         self.engine.rates.finish(rate_id, final_rate);
         if let RequestEnd::Retry {
