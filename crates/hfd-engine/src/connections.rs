@@ -39,10 +39,6 @@ pub(crate) async fn run_connections<S: RangeSource>(
             mode,
             cancel: phase.clone(),
             writer: Some(file.partial.writer()),
-            want: 0,
-            first_byte: None,
-            requests: 0,
-            connections: n,
         };
         set.spawn(worker.run());
     }

@@ -15,8 +15,7 @@
 //!
 //! How a file is scheduled: it is cut into eight pieces per connection of at
 //! least `min_split_size`; a free connection takes the pending piece with the
-//! lowest offset (several adjacent ones when its round trip is long), so the
-//! hash follows the download, else splits the in-flight
+//! lowest offset, so the hash follows the download, else splits the in-flight
 //! segment with the most bytes left at its midpoint (never below
 //! `min_split_size`), else — the tail — hedges the segment expected to finish
 //! last: it requests the same bytes from the segment's frontier and the first

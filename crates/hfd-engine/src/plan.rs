@@ -9,10 +9,9 @@
 //! simply moves the frontier ahead of the slower one (first finisher wins).
 //!
 //! A free connection asks [`FilePlan::assign`]:
-//! 1. the pending range with the lowest offset, merged with the pending
-//!    ranges right after it up to the size the connection asks for
-//!    (initially the file is cut into [`PIECES_PER_CONNECTION`] pieces per
-//!    connection, never smaller than `min_split`: handed out in order, the
+//! 1. the pending range with the lowest offset (initially the file is cut
+//!    into [`PIECES_PER_CONNECTION`] pieces per connection, never smaller
+//!    than `min_split`: handed out in order, the
 //!    pieces in flight stay close to the hashed prefix, so the hash follows
 //!    the download instead of reading most of the file back at its end);
 //! 2. else the lane with the most unclaimed bytes, split at the midpoint of
@@ -120,8 +119,7 @@ const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250
 /// Pieces a file is cut into per connection. More pieces keep the bytes in
 /// flight closer to the hashed prefix (at most about `connections` pieces
 /// ahead of it, an eighth of the file, is left to hash when the last byte
-/// arrives) but cost one request each; a connection whose round trip is
-/// long asks for several pieces at once ([`FilePlan::assign`]).
+/// arrives) but cost one request, so one round trip, each.
 pub(crate) const PIECES_PER_CONNECTION: u64 = 8;
 
 /// Whether idle connections in the tail duplicate the slowest lane.
@@ -230,25 +228,16 @@ impl FilePlan {
     }
 
     /// Work for a free connection, or `None` when there is nothing useful
-    /// for it to do. A pending range shorter than `want` bytes is merged
-    /// with the pending ranges that follow it, up to `want`: a connection
-    /// whose round trip is long relative to its rate asks for more at once.
-    pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant, want: u64) -> Option<Grant> {
-        // 1. The lowest pending range, with the pending ranges after it.
+    /// for it to do.
+    pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+        // 1. The pending range with the lowest offset.
         if let Some((i, _)) = self
             .pending
             .iter()
             .enumerate()
             .min_by_key(|(_, r)| r.start())
         {
-            let mut range = self.pending.swap_remove(i);
-            while range.size() < want {
-                let Some(next) = self.pending.iter().position(|r| r.start() == range.end()) else {
-                    break;
-                };
-                let next = self.pending.swap_remove(next);
-                range = ByteRange::new(range.start(), next.end()).expect("adjacent ranges");
-            }
+            let range = self.pending.swap_remove(i);
             return Some(self.new_lane(range, worker, now, GrantKind::Fresh));
         }
         // 2. Split the lane with the most unclaimed bytes at its midpoint.
@@ -415,39 +404,35 @@ mod tests {
     }
 
     #[test]
-    fn pieces_go_out_lowest_first_and_merge_up_to_what_is_wanted() {
+    fn pieces_go_out_lowest_first() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 10, 2, Hedging::Off);
         assert_eq!(plan.pending.len(), 10);
-        assert_eq!(plan.assign(0, now, 0).unwrap().range, r(0, 10));
-        assert_eq!(plan.assign(1, now, 0).unwrap().range, r(10, 20));
-        // A connection with a long round trip asks for 25 bytes: three
-        // adjacent pieces.
-        assert_eq!(plan.assign(2, now, 25).unwrap().range, r(20, 50));
+        assert_eq!(plan.assign(0, now).unwrap().range, r(0, 10));
+        assert_eq!(plan.assign(1, now).unwrap().range, r(10, 20));
         // A failed request's rest is re-queued and is the lowest again.
-        let lane = plan.assign(3, now, 0).unwrap();
-        assert_eq!(lane.range, r(50, 60));
-        plan.claim(lane.lane, 3, 50, 4);
+        let lane = plan.assign(3, now).unwrap();
+        assert_eq!(lane.range, r(20, 30));
+        plan.claim(lane.lane, 3, 20, 4);
         assert!(!plan.leave(lane.lane, 3));
-        assert_eq!(plan.assign(3, now, 0).unwrap().range, r(54, 60));
-        // Merging stops at a gap in the pending ranges.
-        assert_eq!(plan.assign(4, now, 1000).unwrap().range, r(60, 100));
+        assert_eq!(plan.assign(3, now).unwrap().range, r(24, 30));
+        assert_eq!(plan.assign(4, now).unwrap().range, r(30, 40));
     }
 
     #[test]
     fn free_connection_takes_pending_then_splits_largest_lane() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 50, 2, Hedging::Off);
-        let a = plan.assign(0, now, 0).unwrap();
+        let a = plan.assign(0, now).unwrap();
         assert_eq!((a.range, a.kind), (r(0, 50), GrantKind::Fresh));
-        let b = plan.assign(1, now, 0).unwrap();
+        let b = plan.assign(1, now).unwrap();
         assert_eq!(b.range, r(50, 100));
         plan.min_split = 10;
         // Worker 0 claims 10 bytes; lane b claims 30: the largest unclaimed
         // run is a's [10, 50), split at its midpoint 30.
         assert_eq!(plan.claim(a.lane, 0, 0, 10).take, 10);
         assert_eq!(plan.claim(b.lane, 1, 50, 30).take, 30);
-        let c = plan.assign(2, now, 0).unwrap();
+        let c = plan.assign(2, now).unwrap();
         assert_eq!((c.range, c.kind), (r(30, 50), GrantKind::Split));
         // Worker 0's lane now ends at 30: a chunk crossing it is cut.
         let claim = plan.claim(a.lane, 0, 10, 40);
@@ -461,42 +446,42 @@ mod tests {
         let now = Instant::now();
         let mut plan = FilePlan::new(39, 20, 4, Hedging::Off);
         // 39 bytes, min 20: one request only.
-        let a = plan.assign(0, now, 0).unwrap();
+        let a = plan.assign(0, now).unwrap();
         assert_eq!(a.range, r(0, 39));
-        assert!(plan.assign(1, now, 0).is_none());
+        assert!(plan.assign(1, now).is_none());
         let mut plan = FilePlan::new(40, 40, 1, Hedging::Off);
         plan.min_split = 20;
-        let a = plan.assign(0, now, 0).unwrap();
-        let b = plan.assign(1, now, 0).unwrap();
+        let a = plan.assign(0, now).unwrap();
+        let b = plan.assign(1, now).unwrap();
         assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
-        assert!(plan.assign(2, now, 0).is_none());
+        assert!(plan.assign(2, now).is_none());
     }
 
     #[test]
     fn a_hedge_that_is_slow_too_gets_another_after_a_quarter_second() {
         let t0 = Instant::now();
         let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
-        let slow = plan.assign(0, t0, 0).unwrap();
-        let fast = plan.assign(1, t0, 0).unwrap();
+        let slow = plan.assign(0, t0).unwrap();
+        let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
         assert!(plan.claim(fast.lane, 1, 20, 20).lane_done);
         assert!(plan.leave(fast.lane, 1));
         let t1 = t0 + Duration::from_secs(1);
-        let h1 = plan.assign(1, t1, 0).unwrap();
+        let h1 = plan.assign(1, t1).unwrap();
         assert_eq!((h1.kind, h1.lane), (GrantKind::Hedge, slow.lane));
         // Not again before the hedge has shown its rate.
-        assert!(plan.assign(2, t1, 0).is_none());
+        assert!(plan.assign(2, t1).is_none());
         // The hedge is slow too (one byte in a quarter second): a second hedge.
         assert_eq!(plan.claim(slow.lane, 1, 2, 1).take, 1);
-        assert!(plan.assign(2, t1 + Duration::from_millis(200), 0).is_none());
+        assert!(plan.assign(2, t1 + Duration::from_millis(200)).is_none());
         let t2 = t1 + Duration::from_millis(250);
-        let h2 = plan.assign(2, t2, 0).unwrap();
+        let h2 = plan.assign(2, t2).unwrap();
         assert_eq!(
             (h2.kind, h2.lane, h2.range),
             (GrantKind::Hedge, slow.lane, r(3, 20))
         );
         // Three requests feed the lane: no fourth, however long it takes.
-        assert!(plan.assign(3, t2 + Duration::from_secs(5), 0).is_none());
+        assert!(plan.assign(3, t2 + Duration::from_secs(5)).is_none());
     }
 
     #[test]
@@ -504,22 +489,22 @@ mod tests {
         let t0 = Instant::now();
         let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
         plan.min_split = 10;
-        let slow = plan.assign(0, t0, 0).unwrap();
-        let fast = plan.assign(1, t0, 0).unwrap();
+        let slow = plan.assign(0, t0).unwrap();
+        let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
         plan.claim(fast.lane, 1, 20, 15);
         let t1 = t0 + Duration::from_secs(1);
         // Unclaimed: slow 18, fast 5: nothing splits (min 10 per half).
         // Worker 2 hedges the lane expected to finish last (slow).
-        let hedge = plan.assign(2, t1, 0).unwrap();
+        let hedge = plan.assign(2, t1).unwrap();
         assert_eq!(
             (hedge.kind, hedge.lane, hedge.range),
             (GrantKind::Hedge, slow.lane, r(2, 20))
         );
         // The fast lane is still hedgeable; the slow one is not twice.
-        let h2 = plan.assign(3, t1, 0).unwrap();
+        let h2 = plan.assign(3, t1).unwrap();
         assert_eq!(h2.lane, fast.lane);
-        assert!(plan.assign(4, t1, 0).is_none());
+        assert!(plan.assign(4, t1).is_none());
         // The hedge streams from 2 and overtakes the primary.
         assert_eq!(plan.claim(slow.lane, 2, 2, 10).take, 10);
         // The primary's next chunk [2, 4) is already claimed: skipped.
@@ -541,10 +526,10 @@ mod tests {
     fn failed_request_requeues_from_last_claimed_byte() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 100, 1, Hedging::On);
-        let a = plan.assign(0, now, 0).unwrap();
+        let a = plan.assign(0, now).unwrap();
         plan.claim(a.lane, 0, 0, 37);
         assert!(!plan.leave(a.lane, 0));
-        let b = plan.assign(0, now, 0).unwrap();
+        let b = plan.assign(0, now).unwrap();
         assert_eq!((b.range, b.kind), (r(37, 100), GrantKind::Fresh));
         plan.claim(b.lane, 0, 37, 63);
         assert!(plan.leave(b.lane, 0));
@@ -555,14 +540,14 @@ mod tests {
     fn hedged_lane_survives_one_failed_request() {
         let now = Instant::now();
         let mut plan = FilePlan::new(10, 10, 1, Hedging::On);
-        let a = plan.assign(0, now, 0).unwrap();
-        let h = plan.assign(1, now, 0).unwrap();
+        let a = plan.assign(0, now).unwrap();
+        let h = plan.assign(1, now).unwrap();
         assert_eq!(h.kind, GrantKind::Hedge);
         plan.claim(a.lane, 0, 0, 4);
         // The hedge fails: the primary keeps the lane, nothing is re-queued.
         assert!(!plan.leave(a.lane, 1));
         assert!(
-            plan.assign(2, now, 0)
+            plan.assign(2, now)
                 .is_some_and(|g| g.kind == GrantKind::Hedge)
         );
     }
@@ -579,7 +564,7 @@ mod tests {
         assert_eq!(plan.unclaimed(), 50);
         let mut granted = Vec::new();
         for w in 0..5 {
-            let g = plan.assign(w, now, 0).unwrap();
+            let g = plan.assign(w, now).unwrap();
             assert_eq!(g.kind, GrantKind::Fresh);
             granted.push(g.range);
         }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, TransferError};
 use crate::file_ctx::FileCtx;
-use crate::plan::{Grant, GrantKind, PIECES_PER_CONNECTION, WorkerId};
+use crate::plan::{Grant, GrantKind, WorkerId};
 use crate::pool::lock;
 use crate::progress::RetryEvent;
 use crate::retry::{RetryStep, WaitScope};
@@ -31,9 +31,6 @@ const SLOW_MIN_PEERS: usize = 2;
 const SLOW_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// A request that received this much may be judged before `slow_grace`.
 const SLOW_JUDGE_AFTER_BYTES: u64 = 1 << 20;
-/// A connection asks for enough bytes at once that waiting for an answer's
-/// first byte takes at most this share of the request's time.
-const FIRST_BYTE_SHARE: f64 = 0.05;
 
 /// How a worker asks the source for bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,17 +83,6 @@ pub(crate) struct Worker<S> {
     pub(crate) mode: StreamMode,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
-    /// Bytes this connection asks for at least, from its last complete
-    /// request's rate and its shortest wait for a first byte (0 before one).
-    pub(crate) want: u64,
-    /// The shortest wait for a first byte of this connection's requests
-    /// after its first (which also waited for a connection and maybe a
-    /// resolve): its round trip.
-    pub(crate) first_byte: Option<Duration>,
-    /// Requests made so far.
-    pub(crate) requests: u64,
-    /// Connections of this file (the pieces it was cut into follow from it).
-    pub(crate) connections: usize,
 }
 
 impl<S: RangeSource> Worker<S> {
@@ -158,7 +144,7 @@ impl<S: RangeSource> Worker<S> {
             notified.as_mut().enable();
             {
                 let mut plan = lock(&self.file.plan);
-                if let Some(grant) = plan.assign(self.id, Instant::now(), self.want) {
+                if let Some(grant) = plan.assign(self.id, Instant::now()) {
                     return Some(grant);
                 }
                 if plan.is_done() {
@@ -249,7 +235,6 @@ impl<S: RangeSource> Worker<S> {
             .fetch_add(1, Ordering::Relaxed);
         let source = &self.engine.source;
         let key = self.file.key;
-        let sent_at = Instant::now();
         let opened = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
@@ -358,20 +343,6 @@ impl<S: RangeSource> Worker<S> {
         tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range,
             kind = ?grant.kind, received = pos - start, secs = elapsed,
             end = request_end_name(&end), "request ended");
-        self.requests += 1;
-        if self.requests > 1 {
-            let waited = opened_at.duration_since(sent_at);
-            self.first_byte = Some(self.first_byte.map_or(waited, |w| w.min(waited)));
-        }
-        if pos == req_end
-            && let (Some(rate), Some(first_byte)) = (final_rate, self.first_byte)
-        {
-            // Never more than two pieces' worth of the file per connection:
-            // on a busy machine the first byte waits on the scheduler, and
-            // a few huge requests would bring back the hash at the end.
-            let cap = self.file.size / (2 * PIECES_PER_CONNECTION * self.connections as u64).max(1);
-            self.want = ((rate * first_byte.as_secs_f64() / FIRST_BYTE_SHARE) as u64).min(cap);
-        }
         self.engine.rates.finish(rate_id, final_rate);
         if let RequestEnd::Retry {
             cause: TransferError::Slow { .. } | TransferError::Stalled { .. },
