@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::{ConnectionsEnd, run_connections};
 use crate::error::Result;
-use crate::file_ctx::FileCtx;
+use crate::file_ctx::{FileCtx, HashFollower};
 use crate::plan::{FilePlan, Hedging};
 use crate::source::RangeSource;
 use crate::state::EngineState;
@@ -32,6 +32,9 @@ pub(crate) async fn single_stream<S: RangeSource>(
         journal: ranged.journal.clone(),
         write_batch: ranged.write_batch,
         batch_age: ranged.batch_age,
+        hash_follower: HashFollower::default(),
     });
-    run_connections(engine, &whole, 1, StreamMode::WholeFile, work).await
+    let end = run_connections(engine, &whole, 1, StreamMode::WholeFile, work).await;
+    whole.hash_settled().await;
+    end
 }

@@ -13,15 +13,16 @@
 //! - [`Reporter`]: progress events (file start, bytes written, retries,
 //!   fallback, done with digest, failed, cancelled).
 //!
-//! How a file is scheduled: it is cut into up to
-//! `connections_per_file` equal segments of at least `min_split_size`; a free
-//! connection takes the largest pending segment, else splits the in-flight
+//! How a file is scheduled: it is cut into eight pieces per connection of at
+//! least `min_split_size`; a free connection takes the pending piece with the
+//! lowest offset, so the hash follows the download, else splits the in-flight
 //! segment with the most bytes left at its midpoint (never below
 //! `min_split_size`), else — the tail — hedges the segment expected to finish
 //! last: it requests the same bytes from the segment's frontier and the first
 //! request to get there wins (the other is cancelled). Requests that stall
 //! (`stall_timeout`) or run far below the pool's median (`slow_ratio`) are
-//! dropped and their range re-queued from the last byte received. Bodies are
+//! dropped, their range re-queued from the last byte received and their
+//! connection retired (`RangeSource::retire_slow`). Bodies are
 //! counted against the range requested: a short body re-queues the rest, a
 //! long one is cut at the range end. A rate-limited answer (`slow_pool`)
 //! pauses every connection. Frames are collected per connection up to

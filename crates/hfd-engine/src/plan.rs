@@ -9,8 +9,11 @@
 //! simply moves the frontier ahead of the slower one (first finisher wins).
 //!
 //! A free connection asks [`FilePlan::assign`]:
-//! 1. the largest pending range, whole (initially the file is cut into
-//!    `connections` equal parts, never smaller than `min_split`);
+//! 1. the pending range with the lowest offset (initially the file is cut
+//!    into [`PIECES_PER_CONNECTION`] pieces per connection, never smaller
+//!    than `min_split`: handed out in order, the
+//!    pieces in flight stay close to the hashed prefix, so the hash follows
+//!    the download instead of reading most of the file back at its end);
 //! 2. else the lane with the most unclaimed bytes, split at the midpoint of
 //!    its unclaimed part if both halves keep at least `min_split` bytes
 //!    (aria2's rule): the lane's end shrinks, the upper half is a new lane;
@@ -109,8 +112,15 @@ impl Lane {
 const MAX_REQUESTS_PER_LANE: usize = 3;
 
 /// How long a hedged lane's requests run before the lane may be hedged
-/// again.
-const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+/// again (at 0.5 s a hedge that landed on a slow connection too held the
+/// last lane of a 96 MiB file for a quarter of its ideal time).
+const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Pieces a file is cut into per connection. More pieces keep the bytes in
+/// flight closer to the hashed prefix (at most about `connections` pieces
+/// ahead of it, an eighth of the file, is left to hash when the last byte
+/// arrives) but cost one request, so one round trip, each.
+pub(crate) const PIECES_PER_CONNECTION: u64 = 8;
 
 /// Whether idle connections in the tail duplicate the slowest lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,8 +164,7 @@ impl FilePlan {
 
     /// A plan for the bytes of `[0, size)` not in `done` (durable from an
     /// earlier run): those bytes are never handed out. The missing runs are
-    /// the pending ranges; the largest is cut at its midpoint until there
-    /// are `connections` of them or a cut would go below `min_split`.
+    /// cut into pieces as a fresh file is ([`pieces`]).
     pub(crate) fn resumed(
         size: u64,
         min_split: u64,
@@ -164,27 +173,7 @@ impl FilePlan {
         done: &RangeSet,
     ) -> Self {
         let mut plan = Self::new(0, min_split, connections, hedging);
-        let min_split = plan.min_split;
-        plan.pending = done.gaps(size);
-        while plan.pending.len() < connections {
-            let Some((i, largest)) = plan
-                .pending
-                .iter()
-                .copied()
-                .enumerate()
-                .max_by_key(|(i, r)| (r.size(), std::cmp::Reverse(*i)))
-            else {
-                break;
-            };
-            if largest.size() < 2 * min_split {
-                break;
-            }
-            let (low, high) = largest
-                .split_at(largest.start() + largest.size() / 2)
-                .expect("a range of at least 2 bytes splits inside");
-            plan.pending[i] = low;
-            plan.pending.insert(i + 1, high);
-        }
+        plan.pending = pieces(&done.gaps(size), plan.min_split, connections);
         plan
     }
 
@@ -241,14 +230,14 @@ impl FilePlan {
     /// Work for a free connection, or `None` when there is nothing useful
     /// for it to do.
     pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
-        // 1. The largest pending range.
+        // 1. The pending range with the lowest offset.
         if let Some((i, _)) = self
             .pending
             .iter()
             .enumerate()
-            .max_by_key(|(i, r)| (r.size(), std::cmp::Reverse(*i)))
+            .min_by_key(|(_, r)| r.start())
         {
-            let range = self.pending.remove(i);
+            let range = self.pending.swap_remove(i);
             return Some(self.new_lane(range, worker, now, GrantKind::Fresh));
         }
         // 2. Split the lane with the most unclaimed bytes at its midpoint.
@@ -357,12 +346,31 @@ impl FilePlan {
     }
 }
 
-/// Cuts `[0, size)` into at most `connections` equal parts of at least
-/// `min_split` bytes (one part for a small file).
+/// Cuts `[0, size)` into [`PIECES_PER_CONNECTION`] pieces per connection
+/// of at least `min_split` bytes (one piece for a small file).
 pub(crate) fn initial_segments(size: u64, min_split: u64, connections: usize) -> Vec<ByteRange> {
-    let parts = FilePlan::useful_connections(size, min_split, connections) as u64;
-    (0..parts)
-        .filter_map(|i| ByteRange::new(size * i / parts, size * (i + 1) / parts))
+    ByteRange::new(0, size).map_or_else(Vec::new, |all| pieces(&[all], min_split, connections))
+}
+
+/// Cuts each of `gaps` into equal pieces of about the same size, chosen
+/// from their total: [`PIECES_PER_CONNECTION`] per connection, none below
+/// `min_split` (a gap shorter than that stays whole).
+pub(crate) fn pieces(gaps: &[ByteRange], min_split: u64, connections: usize) -> Vec<ByteRange> {
+    let total: u64 = gaps.iter().map(|g| g.size()).sum();
+    let count = (connections as u64)
+        .max(1)
+        .saturating_mul(PIECES_PER_CONNECTION);
+    let piece = (total / count).max(min_split.max(1));
+    gaps.iter()
+        .flat_map(|gap| {
+            let parts = (gap.size() / piece).max(1);
+            (0..parts).filter_map(move |i| {
+                ByteRange::new(
+                    gap.start() + gap.size() * i / parts,
+                    gap.start() + gap.size() * (i + 1) / parts,
+                )
+            })
+        })
         .collect()
 }
 
@@ -379,11 +387,13 @@ mod tests {
     }
 
     #[test]
-    fn initial_split_respects_connections_and_min_size() {
-        assert_eq!(
-            initial_segments(100, 10, 4),
-            vec![r(0, 25), r(25, 50), r(50, 75), r(75, 100)]
-        );
+    fn initial_split_cuts_pieces_per_connection_never_below_min_size() {
+        // 1000 bytes, 4 connections: 8 pieces each (32 of 31-32 bytes).
+        let cut = initial_segments(1000, 10, 4);
+        assert_eq!(cut.len(), 32);
+        assert_eq!((cut[0], cut[31]), (r(0, 31), r(968, 1000)));
+        // 100 bytes with min 10: ten pieces, not 32 below the minimum.
+        assert_eq!(initial_segments(100, 10, 4).len(), 10);
         // 25 bytes with min 10: 2 parts (3 would be below the minimum).
         assert_eq!(initial_segments(25, 10, 8), vec![r(0, 12), r(12, 25)]);
         // Small files are one request.
@@ -394,13 +404,30 @@ mod tests {
     }
 
     #[test]
-    fn free_connection_takes_largest_pending_then_splits_largest_lane() {
+    fn pieces_go_out_lowest_first() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 10, 2, Hedging::Off);
+        assert_eq!(plan.pending.len(), 10);
+        assert_eq!(plan.assign(0, now).unwrap().range, r(0, 10));
+        assert_eq!(plan.assign(1, now).unwrap().range, r(10, 20));
+        // A failed request's rest is re-queued and is the lowest again.
+        let lane = plan.assign(3, now).unwrap();
+        assert_eq!(lane.range, r(20, 30));
+        plan.claim(lane.lane, 3, 20, 4);
+        assert!(!plan.leave(lane.lane, 3));
+        assert_eq!(plan.assign(3, now).unwrap().range, r(24, 30));
+        assert_eq!(plan.assign(4, now).unwrap().range, r(30, 40));
+    }
+
+    #[test]
+    fn free_connection_takes_pending_then_splits_largest_lane() {
+        let now = Instant::now();
+        let mut plan = FilePlan::new(100, 50, 2, Hedging::Off);
         let a = plan.assign(0, now).unwrap();
         assert_eq!((a.range, a.kind), (r(0, 50), GrantKind::Fresh));
         let b = plan.assign(1, now).unwrap();
         assert_eq!(b.range, r(50, 100));
+        plan.min_split = 10;
         // Worker 0 claims 10 bytes; lane b claims 30: the largest unclaimed
         // run is a's [10, 50), split at its midpoint 30.
         assert_eq!(plan.claim(a.lane, 0, 0, 10).take, 10);
@@ -422,7 +449,8 @@ mod tests {
         let a = plan.assign(0, now).unwrap();
         assert_eq!(a.range, r(0, 39));
         assert!(plan.assign(1, now).is_none());
-        let mut plan = FilePlan::new(40, 20, 1, Hedging::Off);
+        let mut plan = FilePlan::new(40, 40, 1, Hedging::Off);
+        plan.min_split = 20;
         let a = plan.assign(0, now).unwrap();
         let b = plan.assign(1, now).unwrap();
         assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
@@ -430,9 +458,9 @@ mod tests {
     }
 
     #[test]
-    fn a_hedge_that_is_slow_too_gets_another_after_half_a_second() {
+    fn a_hedge_that_is_slow_too_gets_another_after_a_quarter_second() {
         let t0 = Instant::now();
-        let mut plan = FilePlan::new(40, 10, 2, Hedging::On);
+        let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
         let slow = plan.assign(0, t0).unwrap();
         let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
@@ -443,10 +471,10 @@ mod tests {
         assert_eq!((h1.kind, h1.lane), (GrantKind::Hedge, slow.lane));
         // Not again before the hedge has shown its rate.
         assert!(plan.assign(2, t1).is_none());
-        // The hedge is slow too (one byte in half a second): a second hedge.
+        // The hedge is slow too (one byte in a quarter second): a second hedge.
         assert_eq!(plan.claim(slow.lane, 1, 2, 1).take, 1);
-        assert!(plan.assign(2, t1 + Duration::from_millis(400)).is_none());
-        let t2 = t1 + Duration::from_millis(500);
+        assert!(plan.assign(2, t1 + Duration::from_millis(200)).is_none());
+        let t2 = t1 + Duration::from_millis(250);
         let h2 = plan.assign(2, t2).unwrap();
         assert_eq!(
             (h2.kind, h2.lane, h2.range),
@@ -459,7 +487,8 @@ mod tests {
     #[test]
     fn tail_hedges_the_slowest_lane_and_first_finisher_wins() {
         let t0 = Instant::now();
-        let mut plan = FilePlan::new(40, 10, 2, Hedging::On);
+        let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
+        plan.min_split = 10;
         let slow = plan.assign(0, t0).unwrap();
         let fast = plan.assign(1, t0).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
@@ -530,17 +559,19 @@ mod tests {
         done.insert(r(0, 40));
         done.insert(r(50, 60));
         // Missing: [40, 50) and [60, 100); three connections, min 10: the
-        // 40-byte run is cut into [60, 80) and [80, 100).
+        // 40-byte run is cut into four pieces.
         let mut plan = FilePlan::resumed(100, 10, 3, Hedging::On, &done);
         assert_eq!(plan.unclaimed(), 50);
         let mut granted = Vec::new();
-        for w in 0..3 {
+        for w in 0..5 {
             let g = plan.assign(w, now).unwrap();
             assert_eq!(g.kind, GrantKind::Fresh);
             granted.push(g.range);
         }
-        granted.sort();
-        assert_eq!(granted, vec![r(40, 50), r(60, 80), r(80, 100)]);
+        assert_eq!(
+            granted,
+            vec![r(40, 50), r(60, 70), r(70, 80), r(80, 90), r(90, 100)]
+        );
         for g in &granted {
             assert!(!done.overlaps(*g), "{g} was already durable");
         }

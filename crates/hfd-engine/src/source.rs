@@ -55,6 +55,17 @@ pub trait RangeSource: Send + Sync + 'static {
         slot: SlotId,
     ) -> impl Future<Output = Result<BodyStream, SourceError>> + Send;
 
+    /// The request of `key` on `slot` was dropped for being far slower
+    /// than its peers (or for stalling): the connection that carried it
+    /// should carry no further request. Over HTTP/1.1 the dropped request
+    /// already closed it; over HTTP/2 a dropped stream leaves its
+    /// connection open, and the retry would land on the same slow socket.
+    /// Called after the request's stream was dropped. Default: nothing.
+    fn retire_slow(&self, key: FileKey, slot: SlotId) -> impl Future<Output = ()> + Send {
+        let _ = (key, slot);
+        async {}
+    }
+
     /// The bytes of `key` failed their check (a digest mismatch, or an
     /// answer that contradicts the file): forget what the source holds for
     /// it (its resolved URL, the connections that served it), so the next

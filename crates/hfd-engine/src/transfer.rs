@@ -15,7 +15,7 @@ use crate::config::EngineConfig;
 use crate::connections::{ConnectionsEnd, run_connections};
 use crate::error::{Error, Result};
 use crate::fallback::single_stream;
-use crate::file_ctx::FileCtx;
+use crate::file_ctx::{FileCtx, HashFollower};
 use crate::job::FileJob;
 use crate::journal_flush::{Unjournaled, flush_loop};
 use crate::plan::{FilePlan, Hedging};
@@ -137,6 +137,7 @@ pub(crate) async fn transfer<S: RangeSource>(
         journal: trigger.clone(),
         write_batch: config.write_batch.bytes(),
         batch_age: config.batch_age(),
+        hash_follower: HashFollower::default(),
     });
     // Workers run under `work`: cancelled by the caller, or by the flusher
     // when a journal commit fails.
@@ -155,6 +156,9 @@ pub(crate) async fn transfer<S: RangeSource>(
     if matches!(exit, Ok(ConnectionsEnd::RangeUnsupported)) {
         exit = single_stream(shared, &file, &work).await;
     }
+    tracing::debug!(file = %job.key, "connections done");
+    // No pass over the partial outlives the file's transfer.
+    file.hash_settled().await;
     stop_flusher.cancel();
     let commit_result = match committer {
         Some(handle) => handle.await.map_err(|source| Error::Task { source })?,

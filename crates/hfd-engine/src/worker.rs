@@ -117,7 +117,7 @@ impl<S: RangeSource> Worker<S> {
             let lane_done = lock(&self.file.plan).leave(grant.lane, self.id);
             self.file.changed.notify_waiters();
             if lane_done {
-                self.advance_hash().await;
+                self.file.follow_hash();
             }
             match end {
                 RequestEnd::Finished => failures = 0,
@@ -340,7 +340,18 @@ impl<S: RangeSource> Worker<S> {
         drop(stream);
         let elapsed = opened_at.elapsed().as_secs_f64();
         let final_rate = (elapsed > 0.0 && pos > start).then(|| (pos - start) as f64 / elapsed);
+        tracing::debug!(file = %self.file.key, worker = self.id, range = %grant.range,
+            kind = ?grant.kind, received = pos - start, secs = elapsed,
+            end = request_end_name(&end), "request ended");
         self.engine.rates.finish(rate_id, final_rate);
+        if let RequestEnd::Retry {
+            cause: TransferError::Slow { .. } | TransferError::Stalled { .. },
+            ..
+        } = &end
+        {
+            // The retry must not land on the same slow socket.
+            self.engine.source.retire_slow(key, slot.id()).await;
+        }
         drop(slot);
         // Claimed bytes are always written before the lane is left.
         if batch.bytes > 0 {
@@ -414,12 +425,18 @@ impl<S: RangeSource> Worker<S> {
         self.engine.reporter.on_bytes(self.file.key, bytes);
         Ok(())
     }
+}
 
-    /// Extends the inline hash over bytes written out of order (reads back
-    /// only those). Errors surface again at finalize.
-    async fn advance_hash(&self) {
-        let partial = self.file.partial.clone();
-        let _ = tokio::task::spawn_blocking(move || partial.advance_hash()).await;
+/// A short name of how a request ended, for the debug log.
+fn request_end_name(end: &RequestEnd) -> &'static str {
+    match end {
+        RequestEnd::Finished => "finished",
+        RequestEnd::Retry {
+            cause: TransferError::Slow { .. },
+            ..
+        } => "slow",
+        RequestEnd::Retry { .. } => "retry",
+        RequestEnd::Stop(_) => "stop",
     }
 }
 

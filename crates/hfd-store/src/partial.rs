@@ -599,6 +599,12 @@ impl Inner {
     /// Records a completed write and hashes it inline when it extends the
     /// hashed prefix.
     pub(crate) fn end_write(&self, range: ByteRange, data: &[u8]) {
+        let hint = self.hashed_to_hint.load(Ordering::Acquire);
+        // A write that may extend the hashed prefix is recorded under the
+        // hash lock: otherwise an `advance_hash` running meanwhile could read
+        // it back and move the prefix past it, and it would then look like
+        // a rewrite of hashed bytes (and start the hash over).
+        let state = (hint != u64::MAX && range.start() <= hint).then(|| lock(&self.hash));
         {
             let mut tracker = lock(&self.tracker);
             tracker.in_progress.retain(|r| *r != range);
@@ -606,11 +612,9 @@ impl Inner {
             tracker.unflushed.insert(range);
             self.probe.data_write(range);
         }
-        let hint = self.hashed_to_hint.load(Ordering::Acquire);
-        if hint == u64::MAX || range.start() > hint {
+        let Some(mut state) = state else {
             return;
-        }
-        let mut state = lock(&self.hash);
+        };
         let hashed_to = state.stats.hashed_to;
         if range.start() < hashed_to {
             // Bytes inside the hashed prefix changed: start over (rare: a

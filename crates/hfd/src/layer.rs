@@ -50,6 +50,10 @@ impl<S: RangeSource, L: BodyLayer> RangeSource for Layered<S, L> {
         Ok(self.layer.wrap(ticket, stream))
     }
 
+    async fn retire_slow(&self, key: FileKey, slot: SlotId) {
+        self.inner.retire_slow(key, slot).await;
+    }
+
     async fn reset_file(&self, key: FileKey) {
         self.inner.reset_file(key).await;
     }

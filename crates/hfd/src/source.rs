@@ -43,6 +43,9 @@ struct FileUrl {
     /// Connections that carried bytes of the current attempt (retired when
     /// the bytes fail their check).
     connections: Vec<ConnectionId>,
+    /// The connection of the latest request on each engine slot (retired
+    /// when the engine drops that request as slow).
+    by_slot: Vec<(SlotId, ConnectionId)>,
     /// Hosts whose bytes failed the file's check, in order, without repeats.
     bad_hosts: Vec<String>,
 }
@@ -148,8 +151,9 @@ impl HubSource {
         }
     }
 
-    /// Remembers that `body` carries bytes of `key`.
-    async fn note_connection(&self, key: FileKey, body: &Body) {
+    /// Remembers that `body` carries bytes of `key`, for the request on
+    /// `slot`.
+    async fn note_connection(&self, key: FileKey, slot: SlotId, body: &Body) {
         if let Ok((_, url_state)) = self.file(key) {
             let id = body.connection().id;
             let mut url_state = url_state.lock().await;
@@ -157,6 +161,10 @@ impl HubSource {
                 && url_state.connections.len() < MAX_REMEMBERED_CONNECTIONS
             {
                 url_state.connections.push(id);
+            }
+            match url_state.by_slot.iter_mut().find(|(s, _)| *s == slot) {
+                Some(entry) => entry.1 = id,
+                None => url_state.by_slot.push((slot, id)),
             }
         }
     }
@@ -178,6 +186,7 @@ impl HubSource {
                 proven: false,
                 seen_etag: None,
                 connections: Vec::new(),
+                by_slot: Vec::new(),
                 bad_hosts: Vec::new(),
             }))
         });
@@ -287,6 +296,7 @@ impl HubSource {
         &self,
         key: FileKey,
         range: Option<ByteRange>,
+        slot: SlotId,
     ) -> Result<BodyStream, SourceError> {
         let (file, _) = self.file(key)?;
         let whole = range.is_none_or(|r| r.start() == 0 && r.end() == file.size);
@@ -302,7 +312,7 @@ impl HubSource {
         let (resolved, body) = self.location(key, how).await?;
         if let Some(body) = body {
             // The hub answered the GET with the whole file (200).
-            self.note_connection(key, &body).await;
+            self.note_connection(key, slot, &body).await;
             return Ok(stream(body));
         }
         let headers = self.hub.download_headers(&resolved);
@@ -347,7 +357,7 @@ impl HubSource {
         match outcome {
             Ok((response_headers, body)) => {
                 self.accept(key, &resolved, &response_headers).await?;
-                self.note_connection(key, &body).await;
+                self.note_connection(key, slot, &body).await;
                 Ok(stream(body))
             }
             Err(e) => {
@@ -394,13 +404,29 @@ impl RangeSource for HubSource {
         &self,
         key: FileKey,
         range: ByteRange,
-        _slot: SlotId,
+        slot: SlotId,
     ) -> Result<BodyStream, SourceError> {
-        self.fetch(key, Some(range)).await
+        self.fetch(key, Some(range), slot).await
     }
 
-    async fn fetch_whole(&self, key: FileKey, _slot: SlotId) -> Result<BodyStream, SourceError> {
-        self.fetch(key, None).await
+    async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
+        self.fetch(key, None, slot).await
+    }
+
+    async fn retire_slow(&self, key: FileKey, slot: SlotId) {
+        let Ok((file, url_state)) = self.file(key) else {
+            return;
+        };
+        let mut url_state = url_state.lock().await;
+        let Some(i) = url_state.by_slot.iter().position(|(s, _)| *s == slot) else {
+            return;
+        };
+        let (_, id) = url_state.by_slot.swap_remove(i);
+        // An HTTP/1.1 connection is already closed by the dropped body.
+        if self.http.retire_connection(id) {
+            tracing::debug!(file = %file.path, connection = %id,
+                "slow connection retired; the retry opens another");
+        }
     }
 
     async fn finish_file(&self, key: FileKey) {
@@ -424,6 +450,7 @@ impl RangeSource for HubSource {
         for id in url_state.connections.drain(..) {
             self.http.retire_connection(id);
         }
+        url_state.by_slot.clear();
         url_state.resolutions = 0;
         url_state.proven = false;
         url_state.seen_etag = None;

@@ -194,7 +194,9 @@ async fn errors_mid_stream_resume_from_last_byte() {
         }
     }));
     let reporter = Arc::new(Recorder::default());
-    let mut c = config(4, 256 * KIB);
+    // Pieces of 1 MiB: every resumed rest is longer than the 100 KiB after
+    // which the first six requests fail.
+    let mut c = config(4, MIB);
     c.hedging = false; // hedges fetch bytes twice on purpose
     let summary = run(c, &source, reporter.clone(), setup.jobs()).await;
     setup.assert_identical(&summary);

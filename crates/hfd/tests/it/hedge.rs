@@ -72,3 +72,56 @@ async fn tail_hedge_does_not_wait_for_a_throttled_connection(transport: Transpor
 }
 
 per_transport!(tail_hedge_does_not_wait_for_a_throttled_connection);
+
+/// The first CDN connection is throttled to 1 % of the others and the
+/// slow-request judge is on (hedging off, so only the judge can rescue the
+/// file). The request on it is dropped as slow, and the retry must not land
+/// on the same socket: over HTTP/2 a dropped stream leaves its connection
+/// open and idle, the first the pool would pick again, unless the source
+/// retires it.
+async fn a_request_dropped_as_slow_is_retried_on_another_connection(transport: Transport) {
+    const SIZE: u64 = 4 * MIB;
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("weights.bin", SIZE, 6))
+        .transport(transport)
+        .token(TOKEN)
+        .rate_chooser(|origin, index| match origin {
+            Origin::Cdn if index == 0 => Some(SLOW),
+            Origin::Cdn => Some(FAST),
+            Origin::Hub => None,
+        })
+        .start()
+        .await
+        .expect("fake hub starts");
+    let mut setup = Setup::fast();
+    setup.engine.connections_per_file = crate::nz(4);
+    setup.engine.min_split_size = ByteSize::new(SIZE / 4);
+    setup.engine.slow_ratio = 0.1;
+    setup.engine.slow_grace = std::time::Duration::from_millis(300);
+    setup.engine.stall_timeout = std::time::Duration::from_secs(30);
+    setup.engine.hedging = false;
+    let repo = RepoRef::model(RepoId::new(REPO).expect("repo id"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = download(&hub, &repo, dir.path(), &setup, None).await;
+    let report = run.result.expect("download succeeds");
+    assert_files_match(&hub, REPO, dir.path());
+    assert!(report.retries >= 1, "the slow request was not dropped");
+
+    let slow: Vec<u64> = hub
+        .log()
+        .connections()
+        .iter()
+        .filter(|c| c.origin == Origin::Cdn && c.rate_limit == Some(SLOW))
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(slow.len(), 1);
+    let on_slow = hub
+        .log()
+        .count(|e| e.connection_id == slow[0] && e.range.is_some());
+    assert_eq!(
+        on_slow, 1,
+        "{on_slow} range requests on the slow connection: a retry reused it"
+    );
+}
+
+per_transport!(a_request_dropped_as_slow_is_retried_on_another_connection);
