@@ -34,16 +34,17 @@ SRV_IP, CLI_IP = "10.200.0.1", "10.200.0.2"
 # name: (repo key, server, listener, tools, note); server "lo" = loopback nginx, "ns" = netns
 ALL_TOOLS = ["hfd-rs", "aria2c", "curl", "snapshot_download", "hf_transfer"]
 SCENARIOS = {
-    "throttled-5M": ("models/fake/model", "lo", "t5", ALL_TOOLS + ["hfd-rs -x64"],
+    "throttled-5M": ("models/fake/model", "lo", "t5", ALL_TOOLS + ["hfd-rs -x64", "baseline"],
                      "5 MB/s per TCP connection (nginx stream proxy_download_rate), HTTP/1.1"),
     "capped-20M": ("models/fake/model", "ns:cap", "t20", ALL_TOOLS,
                    "20 MB/s per connection, 400 Mbit/s total (tbf on the server veth), HTTP/1.1"),
     "uneven": ("models/fake/model", "lo", "uneven",
-               ["hfd-rs", "aria2c", "hf_transfer", "hfd-rs -x64"],
+               ["hfd-rs", "aria2c", "hf_transfer", "hfd-rs -x64", "baseline"],
                "one connection in four at 0.5 MB/s, the rest at 10 MB/s, HTTP/1.1"),
-    "loopback-h1": ("models/fake/model", "lo", "h1", ALL_TOOLS + ["curl-limit"],
+    "loopback-h1": ("models/fake/model", "lo", "h1", ALL_TOOLS + ["curl-limit", "baseline"],
                     "unthrottled loopback, HTTP/1.1"),
-    "loopback-h2tls": ("models/fake/model", "lo", "tls", ALL_TOOLS + ["curl-limit"],
+    "loopback-h2tls": ("models/fake/model", "lo", "tls",
+                       ALL_TOOLS + ["curl-limit", "hfd-rs --http1.1", "baseline"],
                        "unthrottled loopback, TLS (ALPN h2 offered)"),
     "small-files": ("datasets/fake/dataset", "lo", "h1", ALL_TOOLS + ["hfd-rs default", "baseline default"],
                     "many small files, unthrottled loopback, HTTP/1.1, -j16 for hfd-rs/aria2c"),
@@ -57,7 +58,8 @@ SCENARIOS = {
     "latency-h2": ("datasets/fake/dataset:data/test/*", "lo", "dtls",
                    ["hfd-rs", "hfd-rs default", "baseline default", "aria2c", "hfd-rs -j128"],
                    "50 ms RTT (25 ms each way through benches/peers/delayproxy.py), TLS, ALPN h2"),
-    "large-file": ("models/fake/large", "lo", "h1", ["hfd-rs", "aria2c", "curl", "hf_transfer"],
+    "large-file": ("models/fake/large", "lo", "h1",
+                   ["hfd-rs", "aria2c", "curl", "hf_transfer", "baseline"],
                    "one large LFS file, unthrottled loopback, HTTP/1.1 (memory)"),
 }
 SMALL_FILE_FLAGS = {"hfd-rs": {"x": 16, "j": 16}, "aria2c": {"x": 16, "j": 16}, "curl": {"j": 16}}
@@ -282,8 +284,8 @@ def sha256_cost(out):
 
 
 # Connections per file each tool opens (for the ideal time of throttled scenarios).
-CONNS_PER_FILE = {"hfd-rs": 16, "hfd-rs -x64": 64, "aria2c": 16, "curl": 1,
-                  "snapshot_download": 1, "hf_transfer": 8}
+CONNS_PER_FILE = {"hfd-rs": 16, "hfd-rs --http1.1": 16, "baseline": 16, "hfd-rs -x64": 64,
+                  "aria2c": 16, "curl": 1, "snapshot_download": 1, "hf_transfer": 8}
 
 
 def summarize(scen, r, runs, per_conn_rate):

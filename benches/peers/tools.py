@@ -18,8 +18,9 @@ def resolve_urls(endpoint, r):
         yield f, f"{endpoint}/{prefix}{r['repo']}/resolve/main/{urllib.parse.quote(f['path'], safe='/')}"
 
 
-def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None, binary=None):
-    """`x=None, j=None`: hfd-rs's own defaults (no tuning flags). `binary`: another build."""
+def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None, binary=None, extra=()):
+    """`x=None, j=None`: hfd-rs's own defaults (no tuning flags). `binary`: another build;
+    `extra`: more flags."""
     cmd = [binary or ctx.hfd_bin, r["repo"], "--endpoint", endpoint, "--local-dir", out, "--quiet"]
     if x is not None:
         cmd += ["-x", str(x)]
@@ -31,7 +32,7 @@ def hfd_rs(ctx, endpoint, r, out, x=16, j=5, max_conns=None, binary=None):
         cmd.insert(2, "--dataset")
     if r.get("include"):
         cmd += ["--include", r["include"]]
-    return cmd, {}
+    return cmd + list(extra), {}
 
 
 def aria2c(ctx, endpoint, r, out, x=16, j=5):
@@ -108,12 +109,17 @@ TOOLS = {
     "hfd-rs": hfd_rs,
     # more connections than aria2c's cap of 16, when asked
     "hfd-rs -x64": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=64, j=5),
+    # HTTP/1.1 only, also for metadata and small files (decision 0016 measured ranges with it)
+    "hfd-rs --http1.1": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out,
+                                                             extra=["--http1.1"]),
     # many files in flight over the same 16 TCP connections: what HTTP/2
     # multiplexing needs to hide latency (over HTTP/1.1 the extra requests queue)
     "hfd-rs -j128": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=16, j=128,
                                                          max_conns=16),
     # no tuning flags at all: what a user gets (issue #16's 50 ms target)
     "hfd-rs default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None),
+    # the scenario's flags, built from an earlier commit (--baseline)
+    "baseline": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, binary=ctx.baseline_bin),
     # the same, built from an earlier commit (--baseline): before/after in one run
     "baseline default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None,
                                                              binary=ctx.baseline_bin),
