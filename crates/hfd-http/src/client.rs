@@ -121,8 +121,7 @@ impl HttpClient {
         };
         let connector = Connector {
             tls: tls::client_config(Arc::clone(&roots), alpn)?,
-            tls_http1: tls::client_config(Arc::clone(&roots), &[b"http/1.1"])?,
-            proxy_tls: tls::client_config(roots, &[b"http/1.1"])?,
+            tls_http1: tls::client_config(roots, &[b"http/1.1"])?,
             proxy: config.proxy.clone(),
             connect_timeout: config.connect_timeout,
             h2_prior_knowledge: config.http2_prior_knowledge,

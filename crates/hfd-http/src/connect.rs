@@ -135,10 +135,9 @@ pub(crate) struct Established {
 pub(crate) struct Connector {
     /// For origins: ALPN h2 + http/1.1 (or http/1.1 only).
     pub(crate) tls: Arc<rustls::ClientConfig>,
-    /// For origins, when a connection must speak HTTP/1.1: ALPN http/1.1.
+    /// ALPN http/1.1: for `https://` proxies, and for origin connections
+    /// that must speak HTTP/1.1.
     pub(crate) tls_http1: Arc<rustls::ClientConfig>,
-    /// For `https://` proxies: ALPN http/1.1.
-    pub(crate) proxy_tls: Arc<rustls::ClientConfig>,
     pub(crate) proxy: Option<ProxyConfig>,
     pub(crate) connect_timeout: Duration,
     pub(crate) h2_prior_knowledge: bool,
@@ -268,7 +267,7 @@ impl Connector {
             let name = ServerName::try_from(proxy.host().to_owned())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             Box::new(
-                TlsConnector::from(Arc::clone(&self.proxy_tls))
+                TlsConnector::from(Arc::clone(&self.tls_http1))
                     .connect(name, tcp)
                     .await?,
             )
