@@ -74,7 +74,9 @@ pub use error::{Error, HubErrorKind, RequestId, Result, ServerMessage};
 pub use file::RemoteFile;
 pub use headers::normalize_etag;
 pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
-pub use repo_path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, find_path_collision};
+pub use repo_path::{
+    MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, check_path_collisions, find_path_collision,
+};
 pub use selection::{Glob, Selection};
 
 /// The parsers `crates/hfd-fuzz` drives, public only in fuzz builds

@@ -120,6 +120,18 @@ fn fold(path: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// [`find_path_collision`] as an error: [`Error::PathCollision`](crate::Error::PathCollision)
+/// naming the first such pair.
+pub fn check_path_collisions<'a>(paths: impl IntoIterator<Item = &'a str>) -> crate::Result<()> {
+    match find_path_collision(paths) {
+        Some((first, second)) => Err(crate::Error::PathCollision {
+            first: first.to_owned(),
+            second: second.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The first pair of paths that differ but would name the same file on a
 /// case-insensitive or Unicode-normalising file system (`README.md` and
 /// `readme.md`; `é` precomposed and decomposed), in listing order.

@@ -267,15 +267,7 @@ impl Downloader {
         }
         let listed_files = pages.finish()?;
         let files = classifier.finish().await?;
-        if let Some((first, second)) =
-            hfd_hub::find_path_collision(files.iter().map(|f| f.remote.path.as_str()))
-        {
-            return Err(hfd_hub::Error::PathCollision {
-                first: first.to_owned(),
-                second: second.to_owned(),
-            }
-            .into());
-        }
+        hfd_hub::check_path_collisions(files.iter().map(|f| f.remote.path.as_str()))?;
         let pinned = RepoPlan {
             repo: request.repo.clone(),
             revision: request.revision.clone(),

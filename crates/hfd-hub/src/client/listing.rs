@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::file::RemoteFile;
 use crate::headers;
 use crate::repo::{Commit, RepoRef, Revision};
-use crate::repo_path::find_path_collision;
+use crate::repo_path::check_path_collisions;
 use crate::selection::Selection;
 use hfd_types::RedactedUrl;
 
@@ -156,12 +156,7 @@ impl HubClient {
         let before = self.requests_sent();
         let commit = self.pin_revision(repo, revision).await?;
         let (files, listed_files) = self.list_selected(repo, &commit, selection).await?;
-        if let Some((first, second)) = find_path_collision(files.iter().map(|f| f.path.as_str())) {
-            return Err(Error::PathCollision {
-                first: first.to_owned(),
-                second: second.to_owned(),
-            });
-        }
+        check_path_collisions(files.iter().map(|f| f.path.as_str()))?;
         let total_bytes = files.iter().map(|f| f.size).sum();
         Ok(RepoPlan {
             repo: repo.clone(),
