@@ -30,7 +30,7 @@ use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
 use hfd_types::ByteRange;
 
 /// A resolved URL plus the first `ETag` the download host gave for it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct FileUrl {
     resolved: Option<Arc<ResolvedFile>>,
     /// Resolves made for this file so far.
@@ -179,17 +179,7 @@ impl HubSource {
             .file_urls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = urls.entry(key.0).or_insert_with(|| {
-            Arc::new(Mutex::new(FileUrl {
-                resolved: None,
-                resolutions: 0,
-                proven: false,
-                seen_etag: None,
-                connections: Vec::new(),
-                by_slot: Vec::new(),
-                bad_hosts: Vec::new(),
-            }))
-        });
+        let state = urls.entry(key.0).or_default();
         Ok((file, Arc::clone(state)))
     }
 
