@@ -1,6 +1,7 @@
 //! TLS: ALPN negotiation, SNI, IP-address hosts, trust.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use hfd_http::{ConnectionChoice, ConnectionId, Error, Protocol, RequestBody};
 use http::{Request, StatusCode, Version};
@@ -12,16 +13,27 @@ fn alpn(protocols: &[&[u8]]) -> Vec<Vec<u8>> {
     protocols.iter().map(|p| p.to_vec()).collect()
 }
 
-#[tokio::test]
-async fn h2_negotiated_by_alpn_with_an_ip_host() {
+/// A TLS server offering `protocols`, a client configuration with
+/// `max_connections` per host that trusts its CA, and the certificates
+/// (whose CA file lives as long as they do).
+async fn trusted_tls_server(
+    protocols: &[&[u8]],
+    max_connections: usize,
+) -> (TestServer, hfd_http::HttpConfig, Arc<TestCerts>) {
     let certs = TestCerts::new();
     let server = TestServer::start(Tls::With {
         certs: certs.clone(),
-        alpn: alpn(&[b"h2", b"http/1.1"]),
+        alpn: alpn(protocols),
     })
     .await;
-    let mut cfg = config(4);
+    let mut cfg = config(max_connections);
     cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    (server, cfg, certs)
+}
+
+#[tokio::test]
+async fn h2_negotiated_by_alpn_with_an_ip_host() {
+    let (server, cfg, _certs) = trusted_tls_server(&[b"h2", b"http/1.1"], 4).await;
     let client = client(cfg).with_connection_choice(ConnectionChoice::Share);
     let (status, body, info) = get(&client, &server.https_url("127.0.0.1", "/data/2000")).await;
     assert_eq!(status, StatusCode::OK);
@@ -32,14 +44,7 @@ async fn h2_negotiated_by_alpn_with_an_ip_host() {
 
 #[tokio::test]
 async fn ranges_ride_http1_over_tls_while_shared_requests_ride_h2() {
-    let certs = TestCerts::new();
-    let server = TestServer::start(Tls::With {
-        certs: certs.clone(),
-        alpn: alpn(&[b"h2", b"http/1.1"]),
-    })
-    .await;
-    let mut cfg = config(4);
-    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let (server, mut cfg, _certs) = trusted_tls_server(&[b"h2", b"http/1.1"], 4).await;
     let ranges = client(cfg.clone());
     let shared = ranges
         .clone()
@@ -72,14 +77,7 @@ async fn ranges_ride_http1_over_tls_while_shared_requests_ride_h2() {
 
 #[tokio::test]
 async fn h2_over_tls_spreads_parallel_requests() {
-    let certs = TestCerts::new();
-    let server = TestServer::start(Tls::With {
-        certs: certs.clone(),
-        alpn: alpn(&[b"h2", b"http/1.1"]),
-    })
-    .await;
-    let mut cfg = config(3);
-    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let (server, mut cfg, _certs) = trusted_tls_server(&[b"h2", b"http/1.1"], 3).await;
     cfg.http1_for_ranges = false;
     let client = client(cfg);
     let url = server.https_url("localhost", "/data/50000?gate=3");
@@ -97,14 +95,7 @@ async fn h2_over_tls_spreads_parallel_requests() {
 /// `n` shared requests, held by the server until all are in flight, to a
 /// TLS server offering `protocols`; the connections they used.
 async fn shared_burst_over_tls(protocols: &[&[u8]], n: usize) -> (HashSet<ConnectionId>, usize) {
-    let certs = TestCerts::new();
-    let server = TestServer::start(Tls::With {
-        certs: certs.clone(),
-        alpn: alpn(protocols),
-    })
-    .await;
-    let mut cfg = config(16);
-    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let (server, cfg, _certs) = trusted_tls_server(protocols, 16).await;
     let client = client(cfg).with_connection_choice(ConnectionChoice::Share);
     let url = server.https_url("localhost", &format!("/data/100?gate={n}"));
     let results = futures::future::join_all((0..n).map(|_| get(&client, &url))).await;
@@ -131,14 +122,7 @@ async fn shared_requests_take_a_connection_each_when_alpn_says_http1() {
 
 #[tokio::test]
 async fn http1_when_the_server_offers_only_http1_and_sni_names_work() {
-    let certs = TestCerts::new();
-    let server = TestServer::start(Tls::With {
-        certs: certs.clone(),
-        alpn: alpn(&[b"http/1.1"]),
-    })
-    .await;
-    let mut cfg = config(2);
-    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let (server, cfg, _certs) = trusted_tls_server(&[b"http/1.1"], 2).await;
     let client = client(cfg);
     let (status, _, info) = get(&client, &server.https_url("localhost", "/data/10")).await;
     assert_eq!(status, StatusCode::OK);
@@ -153,14 +137,7 @@ async fn http1_when_the_server_offers_only_http1_and_sni_names_work() {
 
 #[tokio::test]
 async fn http2_can_be_turned_off() {
-    let certs = TestCerts::new();
-    let server = TestServer::start(Tls::With {
-        certs: certs.clone(),
-        alpn: alpn(&[b"h2", b"http/1.1"]),
-    })
-    .await;
-    let mut cfg = config(2);
-    cfg.extra_ca_files = vec![certs.ca_file.clone()];
+    let (server, mut cfg, _certs) = trusted_tls_server(&[b"h2", b"http/1.1"], 2).await;
     cfg.http2 = false;
     let client = client(cfg);
     let (_, _, info) = get(&client, &server.https_url("127.0.0.1", "/data/10")).await;
