@@ -393,13 +393,14 @@ async fn repeated_endpoints_fail_over_in_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn protocol_switches_choose_h2c_or_http1_over_tls() {
+    let model_hub = |transport| {
+        FakeHub::builder()
+            .repo(RepoFixture::model("org/model").lfs_file("model.safetensors", 3 * MIB, 4))
+            .transport(transport)
+            .start()
+    };
     // --http2-prior-knowledge: HTTP/2 to an http:// endpoint (h2c).
-    let h2c = FakeHub::builder()
-        .repo(RepoFixture::model("org/model").lfs_file("model.safetensors", 3 * MIB, 4))
-        .transport(Transport::H2c)
-        .start()
-        .await
-        .expect("h2c hub");
+    let h2c = model_hub(Transport::H2c).await.expect("h2c hub");
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("m");
     let args = |hub: &FakeHub, extra: &'static str| {
@@ -425,12 +426,7 @@ async fn protocol_switches_choose_h2c_or_http1_over_tls() {
     assert_eq!(versions(&h2c), ["HTTP/2.0"]);
 
     // --http1.1 over TLS: ALPN offers http/1.1 only.
-    let tls = FakeHub::builder()
-        .repo(RepoFixture::model("org/model").lfs_file("model.safetensors", 3 * MIB, 4))
-        .transport(Transport::Tls)
-        .start()
-        .await
-        .expect("TLS hub");
+    let tls = model_hub(Transport::Tls).await.expect("TLS hub");
     std::fs::remove_dir_all(&dir).unwrap();
     let ca = tls
         .ca_cert_path()
