@@ -7,6 +7,7 @@ use hfd_store::StoreConfig;
 use hfd_types::{ByteSize, MemoryBudget};
 
 use crate::error::{Error, Result};
+use crate::plan::FilePlan;
 use crate::retry::TransferRetry;
 
 /// Engine settings. Start from `Default` and set fields.
@@ -106,25 +107,25 @@ impl EngineConfig {
     }
 
     /// Range requests files of `sizes` can have in flight at once: the
-    /// `files_in_flight` largest files split into at most
-    /// `connections_per_file` segments of at least `min_split_size` each,
+    /// `files_in_flight` largest files, each with the connections the
+    /// engine starts for it (`FilePlan::useful_connections` in `plan.rs`),
     /// `max_connections` in all. Small files are not counted (one request
     /// each, bounded by `small_files_memory`).
     pub fn range_requests_at_once(&self, sizes: &[u64]) -> usize {
-        let split = self.min_split_size.bytes().max(1);
-        let per_file = self.connections_per_file.get() as u64;
-        let mut large: Vec<u64> = sizes
+        let split = self.min_split_size.bytes();
+        let per_file = self.connections_per_file.get();
+        let mut large: Vec<usize> = sizes
             .iter()
             .filter(|&&size| !self.is_small_file(size))
-            .map(|&size| size.div_ceil(split).min(per_file))
+            .map(|&size| FilePlan::useful_connections(size, split, per_file))
             .collect();
         let first = self.files_in_flight.get().min(large.len());
         if first < large.len() {
             large.select_nth_unstable_by(first, |a, b| b.cmp(a));
         }
-        let at_once: u64 = large[..first].iter().sum();
-        usize::try_from(at_once)
-            .unwrap_or(usize::MAX)
+        large[..first]
+            .iter()
+            .sum::<usize>()
             .min(self.max_connections.get())
     }
 
@@ -205,8 +206,8 @@ mod tests {
             c.range_requests_at_once(&[512 * mib, 512 * mib, 10, 2000]),
             128
         );
-        // A 3.5 MiB file makes 4 segments of 1 MiB at most.
-        assert_eq!(c.range_requests_at_once(&[7 * mib / 2, 512 * mib]), 68);
+        // A 3.5 MiB file gets 3 connections (segments of at least 1 MiB).
+        assert_eq!(c.range_requests_at_once(&[7 * mib / 2, 512 * mib]), 67);
         // Twenty shards: only five at once, and never beyond the cap.
         assert_eq!(c.range_requests_at_once(&[mib << 10; 20]), 320);
         let capped = EngineConfig {
