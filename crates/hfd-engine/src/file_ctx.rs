@@ -49,6 +49,12 @@ impl FileCtx {
     /// which also waits for a pass still running.
     pub(crate) fn follow_hash(self: &Arc<Self>) {
         let follower = &self.hash_follower;
+        // Bytes written in order were hashed as they were written: no pass
+        // (and no hand-off to a blocking thread) for them. A pass running
+        // now sees whatever was written before this check.
+        if !follower.running.load(Ordering::SeqCst) && !self.partial.hash_is_behind() {
+            return;
+        }
         follower.again.store(true, Ordering::SeqCst);
         if follower.running.swap(true, Ordering::SeqCst) {
             return;

@@ -415,6 +415,19 @@ impl PartialFile {
         self.inner.advance_hash()
     }
 
+    /// Whether bytes written right after the hashed prefix wait for
+    /// [`advance_hash`](Self::advance_hash) (written out of order). Cheap,
+    /// never blocks on the disk: a file written in order (every small file)
+    /// is hashed as it is written and needs no pass.
+    pub fn hash_is_behind(&self) -> bool {
+        let hashed_to = self.inner.hashed_to_hint.load(Ordering::Acquire);
+        hashed_to != u64::MAX
+            && lock(&self.inner.tracker)
+                .written
+                .run_end_from(hashed_to)
+                .is_some()
+    }
+
     /// The inline hasher's counters.
     pub fn hash_stats(&self) -> HashStats {
         lock(&self.inner.hash).stats

@@ -73,7 +73,27 @@ pub struct TargetDir {
     /// Folders whose renames are not durable yet ([`TargetDir::rename_batched`]),
     /// shared by every clone and every folder opened from this one.
     batch: Arc<Mutex<SyncBatch>>,
+    /// Folders already opened below the root, shared like `batch`.
+    folders: Arc<Mutex<FolderCache>>,
 }
+
+/// Handles on folders opened below the root, by display path.
+///
+/// A dataset's thousands of files share a few folders, and every operation
+/// on a file opened its folder again (an `openat2` that resolves the whole
+/// path, and a `close`): a fifth of a small file's CPU. A handle kept here
+/// still names the folder it was opened on, without following links, so the
+/// no-follow guarantee holds; only where a handle is a checked path rather
+/// than an open folder (Windows, [`DirHandle::PINS_FOLDER`]) is nothing
+/// kept, since a link planted later would be followed there.
+#[derive(Debug, Default)]
+struct FolderCache {
+    handles: HashMap<PathBuf, DirHandle>,
+}
+
+/// Folders kept open at most (file descriptors); the cache starts over when
+/// full.
+const FOLDERS_KEPT: usize = 256;
 
 /// Renames since the last folder sync, and the folders they touched.
 #[derive(Debug, Default)]
@@ -126,6 +146,7 @@ impl TargetDir {
             root: root.to_path_buf(),
             handle,
             batch: Arc::default(),
+            folders: Arc::default(),
         })
     }
 
@@ -154,8 +175,7 @@ impl TargetDir {
     /// anything but a regular file is refused too.
     pub fn open_file(&self, rel: &Path, mode: OpenMode) -> Result<File> {
         let names = self.names(rel, false)?;
-        self.handle
-            .open_path(&names.parts, mode)
+        self.in_folder(&names, |dir| dir.open_path(&[names.leaf()], mode))
             .map_err(|e| self.fs_err(&names, e, "cannot open"))
     }
 
@@ -165,52 +185,63 @@ impl TargetDir {
     pub fn create_dir_all(&self, rel: &Path) -> Result<Self> {
         let names = self.names(rel, true)?;
         let handle = self
-            .handle
-            .walk(&names.parts, true)
+            .folder(&names.parts, true)
             .map_err(|e| self.fs_err(&names, e, "cannot create folder"))?;
-        Ok(Self {
-            root: self.root.join(rel),
-            handle,
-            batch: Arc::clone(&self.batch),
-        })
+        Ok(self.below(rel, handle))
     }
 
     /// A handle on the existing folder `rel` (empty: the root itself).
     pub fn open_dir(&self, rel: &Path) -> Result<Self> {
         let names = self.names(rel, true)?;
         let handle = self
-            .handle
-            .walk(&names.parts, false)
+            .folder(&names.parts, false)
             .map_err(|e| self.fs_err(&names, e, "cannot open folder"))?;
-        Ok(Self {
+        Ok(self.below(rel, handle))
+    }
+
+    /// The folder `rel` (opened as `handle`) as a target of its own, sharing
+    /// this one's rename batch and folder handles.
+    fn below(&self, rel: &Path, handle: DirHandle) -> Self {
+        Self {
             root: self.root.join(rel),
             handle,
             batch: Arc::clone(&self.batch),
-        })
+            folders: Arc::clone(&self.folders),
+        }
     }
 
     /// What is at `rel`, without following it (`None`: nothing). Links in
     /// the folders on the way are refused.
     pub fn entry(&self, rel: &Path) -> Result<Option<EntryKind>> {
-        let (dir, names) = self.parent(rel, "cannot inspect")?;
-        dir.kind(names.leaf())
-            .map_err(|source| self.io_err(rel, "cannot inspect", source))
+        let names = self.names(rel, false)?;
+        let dirs = names.dirs();
+        let folder = |dirs| {
+            self.folder(dirs, false)
+                .map_err(|e| self.fs_err(&names, e, "cannot inspect"))
+        };
+        let dir = folder(dirs)?;
+        match dir.kind(names.leaf()) {
+            // "Nothing" from a kept folder removed since is asked again of
+            // the folder now at that path.
+            Ok(None) if !dirs.is_empty() && dir.is_removed() => {
+                self.forget(dirs);
+                folder(dirs)?.kind(names.leaf())
+            }
+            other => other,
+        }
+        .map_err(|source| self.io_err(rel, "cannot inspect", source))
     }
 
     /// Renames `from` to `to` (both below the root), replacing `to`, and
     /// makes the rename durable (the folders are synced). A link at `to` is
     /// replaced, never followed; a link at `from` is moved as a link.
     pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        let (from_dir, from_names) = self.parent(from, "cannot rename")?;
-        let (to_dir, to_names) = self.parent(to, "cannot rename")?;
+        let (from_dir, from_names, to_dir, to_names) = self.rename_entry(from, to)?;
         let rename_err = |source| Error::Rename {
             from: self.display_path(from),
             to: self.display_path(to),
             source,
         };
-        from_dir
-            .rename(from_names.leaf(), &to_dir, to_names.leaf())
-            .map_err(rename_err)?;
         to_dir.sync().map_err(rename_err)?;
         if from_names.dirs() != to_names.dirs() {
             from_dir.sync().map_err(rename_err)?;
@@ -225,15 +256,7 @@ impl TargetDir {
     /// durable: after a crash the rename is either there, naming complete
     /// bytes, or not, leaving the file under its old name.
     pub fn rename_batched(&self, from: &Path, to: &Path) -> Result<()> {
-        let (from_dir, from_names) = self.parent(from, "cannot rename")?;
-        let (to_dir, to_names) = self.parent(to, "cannot rename")?;
-        from_dir
-            .rename(from_names.leaf(), &to_dir, to_names.leaf())
-            .map_err(|source| Error::Rename {
-                from: self.display_path(from),
-                to: self.display_path(to),
-                source,
-            })?;
+        let (from_dir, from_names, to_dir, to_names) = self.rename_entry(from, to)?;
         let due = {
             let mut batch = self.batch.lock().unwrap_or_else(PoisonError::into_inner);
             let to_key = self.root.join(to_names.dirs().iter().collect::<PathBuf>());
@@ -252,6 +275,49 @@ impl TargetDir {
             self.sync_batch()?;
         }
         Ok(())
+    }
+
+    /// The rename itself, shared by [`rename`](Self::rename) and
+    /// [`rename_batched`](Self::rename_batched): returns both folders and
+    /// names, for their syncs.
+    fn rename_entry<'a>(
+        &self,
+        from: &'a Path,
+        to: &'a Path,
+    ) -> Result<(DirHandle, Names<'a>, DirHandle, Names<'a>)> {
+        let (from_names, to_names) = (self.names(from, false)?, self.names(to, false)?);
+        let mut fresh = false;
+        loop {
+            let from_dir = self
+                .folder(from_names.dirs(), false)
+                .map_err(|e| self.fs_err(&from_names, e, "cannot rename"))?;
+            let to_dir = self
+                .folder(to_names.dirs(), false)
+                .map_err(|e| self.fs_err(&to_names, e, "cannot rename"))?;
+            match from_dir.rename(from_names.leaf(), &to_dir, to_names.leaf()) {
+                Ok(()) => {
+                    // What was moved may be a folder with kept handles.
+                    self.forget(from_names.parts.as_slice());
+                    return Ok((from_dir, from_names, to_dir, to_names));
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && !fresh
+                        && (from_dir.is_removed() || to_dir.is_removed()) =>
+                {
+                    self.forget(from_names.dirs());
+                    self.forget(to_names.dirs());
+                    fresh = true;
+                }
+                Err(source) => {
+                    return Err(Error::Rename {
+                        from: self.display_path(from),
+                        to: self.display_path(to),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// Makes every [`rename_batched`](Self::rename_batched) so far durable:
@@ -276,35 +342,46 @@ impl TargetDir {
     /// Removes the file `rel` (a link there is removed itself). Returns
     /// whether something was removed (`false`: nothing was there).
     pub fn remove_file(&self, rel: &Path) -> Result<bool> {
-        let (dir, names) = self.parent(rel, "cannot remove")?;
-        match dir.remove_file(names.leaf()) {
+        let names = self.names(rel, false)?;
+        match self.in_folder(&names, |dir| {
+            dir.remove_file(names.leaf()).map_err(FsError::Io)
+        }) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(self.io_err(rel, "cannot remove", source)),
+            Err(FsError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.fs_err(&names, e, "cannot remove")),
         }
     }
 
     /// Removes the empty folder `rel`.
     pub fn remove_dir(&self, rel: &Path) -> Result<()> {
-        let (dir, names) = self.parent(rel, "cannot remove folder")?;
-        dir.remove_dir(names.leaf())
-            .map_err(|source| self.io_err(rel, "cannot remove folder", source))
+        let names = self.names(rel, false)?;
+        // Its kept handle (and those below it) must not outlive it.
+        self.forget(&names.parts);
+        self.in_folder(&names, |dir| {
+            dir.remove_dir(names.leaf()).map_err(FsError::Io)
+        })
+        .map_err(|e| self.fs_err(&names, e, "cannot remove folder"))
     }
 
     /// Creates the symbolic link `link` (below the root) pointing at
     /// `target` (stored as given, typically relative). On Windows this is a
     /// file link and needs the symlink privilege or developer mode.
     pub fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
-        let (dir, names) = self.parent(link, "cannot create link")?;
-        dir.symlink(target, names.leaf())
-            .map_err(|source| self.io_err(link, "cannot create link", source))
+        let names = self.names(link, false)?;
+        self.in_folder(&names, |dir| {
+            dir.symlink(target, names.leaf()).map_err(FsError::Io)
+        })
+        .map_err(|e| self.fs_err(&names, e, "cannot create link"))
     }
 
     /// The target of the symbolic link `rel`, read and never followed
     /// (`None`: nothing or no link there). Links in the folders on the way
     /// are refused.
     pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
-        let (dir, names) = self.parent(rel, "cannot read link")?;
+        let names = self.names(rel, false)?;
+        let dir = self
+            .folder(names.dirs(), false)
+            .map_err(|e| self.fs_err(&names, e, "cannot read link"))?;
         match dir.kind(names.leaf()) {
             Ok(Some(EntryKind::Symlink)) => {}
             Ok(_) => return Ok(None),
@@ -325,14 +402,68 @@ impl TargetDir {
             .map_err(|source| self.io_err(rel, "cannot sync folder", source))
     }
 
-    /// The handle on `rel`'s folder (checked) and `rel`'s names.
-    fn parent<'a>(&self, rel: &'a Path, action: &'static str) -> Result<(DirHandle, Names<'a>)> {
-        let names = self.names(rel, false)?;
-        let dir = self
-            .handle
-            .walk(names.dirs(), false)
-            .map_err(|e| self.fs_err(&names, e, action))?;
-        Ok((dir, names))
+    /// The handle on the folder `dirs` below the root (the root itself
+    /// when empty), opened without following links (and created when
+    /// `create`), kept for the next operation in it.
+    fn folder(&self, dirs: &[&OsStr], create: bool) -> std::result::Result<DirHandle, FsError> {
+        if dirs.is_empty() {
+            return Ok(self.handle.clone());
+        }
+        if !DirHandle::PINS_FOLDER {
+            return self.handle.walk(dirs, create);
+        }
+        let key = self.root.join(dirs.iter().collect::<PathBuf>());
+        if let Some(handle) = self.kept().handles.get(&key) {
+            return Ok(handle.clone());
+        }
+        let handle = self.handle.walk(dirs, create)?;
+        let mut kept = self.kept();
+        if kept.handles.len() >= FOLDERS_KEPT {
+            kept.handles.clear();
+        }
+        kept.handles.insert(key, handle.clone());
+        Ok(handle)
+    }
+
+    /// Runs `op` in the folder of `names`' leaf. A kept folder removed since
+    /// it was opened (a `rm -r` during the run) answers "not found" to
+    /// everything: then the folder now at that path is opened and `op` runs
+    /// once more. A link `op` meets is named by its index in `names`.
+    fn in_folder<T>(
+        &self,
+        names: &Names<'_>,
+        op: impl Fn(&DirHandle) -> std::result::Result<T, FsError>,
+    ) -> std::result::Result<T, FsError> {
+        let dirs = names.dirs();
+        let at_leaf = |e| match e {
+            FsError::Link(i) => FsError::Link(i + dirs.len()),
+            e @ FsError::Io(_) => e,
+        };
+        let dir = self.folder(dirs, false)?;
+        match op(&dir) {
+            Err(FsError::Io(e))
+                if e.kind() == io::ErrorKind::NotFound && !dirs.is_empty() && dir.is_removed() =>
+            {
+                self.forget(dirs);
+                op(&self.folder(dirs, false)?).map_err(at_leaf)
+            }
+            other => other.map_err(at_leaf),
+        }
+    }
+
+    /// Drops the kept handles of the folder `dirs` and of everything below it.
+    fn forget(&self, dirs: &[&OsStr]) {
+        if dirs.is_empty() || !DirHandle::PINS_FOLDER {
+            return;
+        }
+        let key = self.root.join(dirs.iter().collect::<PathBuf>());
+        self.kept()
+            .handles
+            .retain(|path, _| !path.starts_with(&key));
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, FolderCache> {
+        self.folders.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Cuts `rel` into plain names; refuses anything that could leave the

@@ -76,6 +76,16 @@ pub(crate) struct DirHandle {
 }
 
 impl DirHandle {
+    /// A handle names the folder it was opened on, wherever that folder is
+    /// later: keeping it for later operations follows no link planted since.
+    pub(crate) const PINS_FOLDER: bool = true;
+
+    /// Whether the folder has been removed since it was opened (a removed
+    /// folder answers "not found" to everything asked through it).
+    pub(crate) fn is_removed(&self) -> bool {
+        rustix::fs::fstat(&*self.fd).is_ok_and(|stat| stat.st_nlink == 0)
+    }
+
     /// Opens the root folder. Links in `path` itself are followed: the
     /// caller chose it.
     pub(crate) fn open_root(path: &Path) -> io::Result<Self> {

@@ -167,6 +167,16 @@ pub(crate) struct DirHandle {
 }
 
 impl DirHandle {
+    /// A handle is a checked path: a link planted at one of its folders
+    /// after the check would be followed, so handles are not kept for later
+    /// operations (every operation checks its path again).
+    pub(crate) const PINS_FOLDER: bool = false;
+
+    /// Never asked: handles are not kept (see [`Self::PINS_FOLDER`]).
+    pub(crate) fn is_removed(&self) -> bool {
+        false
+    }
+
     /// Opens the root folder (links in `path` itself are followed: the
     /// caller chose it).
     pub(crate) fn open_root(path: &Path) -> io::Result<Self> {

@@ -115,12 +115,15 @@ fn out_of_order_bytes_are_read_back_once_and_only_those() {
         let mid = 600_000u64;
         // The tail arrives first: it cannot be hashed yet.
         tail.write_at(mid, &content[mid as usize..]).unwrap();
+        assert!(!partial.hash_is_behind(), "a gap before the tail");
         assert_eq!(partial.advance_hash().unwrap(), 0);
         // The head fills the gap: hashed inline from the buffer.
         head.write_at(0, &content[..mid as usize]).unwrap();
         assert_eq!(partial.hash_stats().hashed_to, mid);
+        assert!(partial.hash_is_behind(), "the tail waits for a pass");
         // Catching up reads back exactly the tail.
         assert_eq!(partial.advance_hash().unwrap(), size);
+        assert!(!partial.hash_is_behind());
         let stats = partial.hash_stats();
         assert_eq!(stats.inline_bytes, mid);
         assert_eq!(stats.reread_bytes, size - mid);

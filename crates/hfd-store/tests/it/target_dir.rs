@@ -334,3 +334,93 @@ fn finalize_in_writes_the_final_name_over_a_planted_link() {
     assert_eq!(dl.entry(Path::new("model.bin.part")).unwrap(), None);
     s.assert_outside_untouched();
 }
+
+/// Folder handles are kept between operations (`FolderCache` in
+/// `src/target_dir.rs`): a folder moved away and replaced by a link to
+/// outside after its first use gets nothing written through the link.
+#[test]
+fn a_folder_swapped_for_a_link_after_first_use_is_not_followed() {
+    let s = Setup::new();
+    let dir = s.dir();
+    dir.create_dir_all(Path::new("d")).unwrap();
+    drop(
+        dir.open_file(Path::new("d/a"), OpenMode::CreateNew)
+            .unwrap(),
+    );
+    std::fs::rename(s.root.join("d"), s.root.join("d.old")).unwrap();
+    s.plant("d", &s.outside);
+    // Into the folder first opened (now `d.old`) or refused, never outside.
+    let _ = dir.open_file(Path::new("d/b"), OpenMode::CreateNew);
+    let _ = dir.rename(Path::new("d/b"), Path::new("d/victim.txt"));
+    let _ = dir.remove_file(Path::new("d/victim.txt"));
+    let _ = dir.symlink(Path::new("x"), Path::new("d/link"));
+    s.assert_outside_untouched();
+    // A fresh handle on the target refuses the link outright.
+    let fresh = s.dir();
+    let err = fresh
+        .open_file(Path::new("d/c"), OpenMode::CreateNew)
+        .unwrap_err();
+    assert_symlink_at(&err, &s.root.join("d"));
+    s.assert_outside_untouched();
+}
+
+/// A folder removed and made again while its handle is kept (a user's
+/// `rm -r` during the run): every operation finds the folder now at that
+/// path instead of answering from the removed one.
+#[test]
+fn a_folder_removed_and_made_again_is_looked_up_again() {
+    let s = Setup::new();
+    let dir = s.dir();
+    dir.create_dir_all(Path::new("d/e")).unwrap();
+    drop(
+        dir.open_file(Path::new("d/e/a"), OpenMode::CreateNew)
+            .unwrap(),
+    );
+    assert!(dir.entry(Path::new("d/e/a")).unwrap().is_some());
+    std::fs::remove_dir_all(s.root.join("d")).unwrap();
+    std::fs::create_dir_all(s.root.join("d/e")).unwrap();
+    std::fs::write(s.root.join("d/e/other"), b"12345").unwrap();
+
+    assert_eq!(
+        dir.entry(Path::new("d/e/other")).unwrap(),
+        Some(EntryKind::File { len: 5 })
+    );
+    std::fs::remove_dir_all(s.root.join("d")).unwrap();
+    std::fs::create_dir_all(s.root.join("d/e")).unwrap();
+    drop(
+        dir.open_file(Path::new("d/e/b"), OpenMode::CreateNew)
+            .unwrap(),
+    );
+    assert!(s.root.join("d/e/b").is_file());
+    std::fs::rename(s.root.join("d"), s.root.join("gone")).unwrap();
+    std::fs::remove_dir_all(s.root.join("gone")).unwrap();
+    std::fs::create_dir_all(s.root.join("d/e")).unwrap();
+    std::fs::write(s.root.join("d/e/c"), b"x").unwrap();
+    dir.rename(Path::new("d/e/c"), Path::new("d/e/renamed"))
+        .unwrap();
+    assert!(s.root.join("d/e/renamed").is_file());
+    assert!(dir.remove_file(Path::new("d/e/renamed")).unwrap());
+    assert!(!s.root.join("d/e/renamed").exists());
+}
+
+/// A folder removed through the target and made again is a new folder to
+/// it too.
+#[test]
+fn remove_dir_forgets_the_folder() {
+    let s = Setup::new();
+    let dir = s.dir();
+    dir.create_dir_all(Path::new("d")).unwrap();
+    drop(
+        dir.open_file(Path::new("d/a"), OpenMode::CreateNew)
+            .unwrap(),
+    );
+    assert!(dir.remove_file(Path::new("d/a")).unwrap());
+    dir.remove_dir(Path::new("d")).unwrap();
+    assert!(!s.root.join("d").exists());
+    dir.create_dir_all(Path::new("d")).unwrap();
+    drop(
+        dir.open_file(Path::new("d/b"), OpenMode::CreateNew)
+            .unwrap(),
+    );
+    assert!(s.root.join("d/b").is_file());
+}
