@@ -102,10 +102,15 @@ impl DirHandle {
     pub(crate) fn walk(&self, dirs: &[&OsStr], create: bool) -> Result<Self, FsError> {
         // Folders usually exist already (every file of a dataset after the
         // first in its folder): one call, and the walk only when that fails.
-        if dirs.len() > 1
-            && let Some(Ok(fd)) = os::open_beneath(&self.fd, &join(dirs), DIR_FLAGS, Mode::empty())
-        {
-            return Ok(Self { fd: Arc::new(fd) });
+        if dirs.len() > 1 {
+            match os::open_beneath(&self.fd, &join(dirs), DIR_FLAGS, Mode::empty()) {
+                Some(Ok(fd)) => return Ok(Self { fd: Arc::new(fd) }),
+                // Missing, not a link (that is `ELOOP`): nothing to name.
+                Some(Err(Errno::NOENT)) if !create => {
+                    return Err(FsError::Io(Errno::NOENT.into()));
+                }
+                _ => {}
+            }
         }
         let mut current = self.clone();
         for (i, name) in dirs.iter().enumerate() {
@@ -151,10 +156,11 @@ impl DirHandle {
         // One call where the kernel resolves the whole path beneath us (Linux
         // openat2); anything unusual is redone step by step, which also
         // names the link that stopped us.
-        if let Some(Ok(fd)) =
-            os::open_beneath(&self.fd, &join(path), open_flags(how), file_mode(how))
-        {
-            return regular(fd, how);
+        match os::open_beneath(&self.fd, &join(path), open_flags(how), file_mode(how)) {
+            Some(Ok(fd)) => return regular(fd, how),
+            // Missing (a link is `ELOOP`): the steps would only say it again.
+            Some(Err(Errno::NOENT)) => return Err(FsError::Io(Errno::NOENT.into())),
+            _ => {}
         }
         self.open_stepwise(path, how)
     }

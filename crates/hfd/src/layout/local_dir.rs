@@ -224,9 +224,13 @@ impl LocalDir {
             return Ok((FileAction::UpToDate, recorded.commit == commit.as_str()));
         }
         // Fails early, before any byte moves, on a path that would escape
-        // the target.
-        self.final_path(&file.path)?;
-        let exists = self.entry(&file.path)?.is_some();
+        // the target: `entry` refuses a link on the way, and a link at the
+        // name itself is refused here (what `final_path` checks, without
+        // its `statx` of every folder by absolute path).
+        let exists = match self.entry(&file.path)? {
+            Some(EntryKind::Symlink) => return Err(self.unsafe_target(&file.path)),
+            kind => kind.is_some(),
+        };
         self.classify_unsettled(commit, file, fetch, exists)
             .map(|action| (action, false))
     }
@@ -255,6 +259,13 @@ impl LocalDir {
         })
     }
 
+    fn unsafe_target(&self, repo_path: &str) -> Error {
+        Error::UnsafeTarget {
+            path: repo_path.to_owned(),
+            root: self.root.clone(),
+        }
+    }
+
     /// What is at the final name of `repo_path`, not following links.
     fn entry(&self, repo_path: &str) -> Result<Option<EntryKind>> {
         let Some(target) = self.existing()? else {
@@ -268,10 +279,7 @@ impl LocalDir {
             {
                 Ok(None)
             }
-            Err(hfd_store::Error::Symlink { .. }) => Err(Error::UnsafeTarget {
-                path: repo_path.to_owned(),
-                root: self.root.clone(),
-            }),
+            Err(hfd_store::Error::Symlink { .. }) => Err(self.unsafe_target(repo_path)),
             Err(e) => Err(e.into()),
         }
     }
@@ -308,19 +316,21 @@ impl LocalDir {
         let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&file.path)?)? else {
             return Ok(Publish::Busy);
         };
-        // Checked again now: a symlink may have appeared since the plan. The
-        // rename itself never follows one (it would replace a link planted
-        // after this check, not write through it).
-        self.final_path(&file.path)?;
+        // Checked again now: a symlink may have appeared since the plan
+        // (refused on the way by the no-follow folder walk, at the name
+        // itself just below). The rename itself never follows one (it would
+        // replace a link planted after this check, not write through it).
         let final_rel = self.final_rel(&file.path)?;
         if let Some(parent) = final_rel.parent() {
-            target.create_dir_all(parent)?;
+            target
+                .create_dir_all(parent)
+                .map_err(|e| match e {
+                    hfd_store::Error::Symlink { .. } => self.unsafe_target(&file.path),
+                    e => e.into(),
+                })?;
         }
         if self.entry(&file.path)? == Some(EntryKind::Symlink) {
-            return Err(Error::UnsafeTarget {
-                path: file.path.clone(),
-                root: self.root.clone(),
-            });
+            return Err(self.unsafe_target(&file.path));
         }
         let staged_rel = staged
             .strip_prefix(&self.root)
