@@ -16,7 +16,7 @@
 //! at a time elsewhere on Unix, a reparse-point check then
 //! `FILE_FLAG_OPEN_REPARSE_POINT` on Windows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -88,7 +88,8 @@ pub struct TargetDir {
 /// kept, since a link planted later would be followed there.
 #[derive(Debug, Default)]
 struct FolderCache {
-    handles: HashMap<PathBuf, DirHandle>,
+    /// Ordered by path: the folders below one follow it (see `forget`).
+    handles: BTreeMap<PathBuf, DirHandle>,
 }
 
 /// Folders kept open at most (file descriptors); the cache starts over when
@@ -457,9 +458,19 @@ impl TargetDir {
             return;
         }
         let key = self.root.join(dirs.iter().collect::<PathBuf>());
-        self.kept()
+        let mut kept = self.kept();
+        // Paths order by component, so `key` and everything below it are
+        // one run starting at `key` (usually empty: a file was renamed).
+        let below: Vec<PathBuf> = kept
             .handles
-            .retain(|path, _| !path.starts_with(&key));
+            .range(key.clone()..)
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(&key))
+            .cloned()
+            .collect();
+        for path in below {
+            kept.handles.remove(&path);
+        }
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, FolderCache> {
@@ -507,5 +518,36 @@ impl TargetDir {
             action,
             source,
         }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forget_drops_a_folder_and_those_below_it_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = TargetDir::open(tmp.path()).unwrap();
+        for rel in ["a", "a/b", "a/b/c", "a/b0", "a/c", "b"] {
+            dir.create_dir_all(Path::new(rel)).unwrap();
+            drop(
+                dir.open_file(&Path::new(rel).join("f"), OpenMode::CreateNew)
+                    .unwrap(),
+            );
+        }
+        let kept = |dir: &TargetDir| -> Vec<PathBuf> {
+            dir.kept()
+                .handles
+                .keys()
+                .map(|p| p.strip_prefix(tmp.path()).unwrap().to_path_buf())
+                .collect()
+        };
+        assert_eq!(
+            kept(&dir),
+            ["a", "a/b", "a/b/c", "a/b0", "a/c", "b"].map(PathBuf::from)
+        );
+        dir.forget(&[OsStr::new("a"), OsStr::new("b")]);
+        assert_eq!(kept(&dir), ["a", "a/b0", "a/c", "b"].map(PathBuf::from));
     }
 }

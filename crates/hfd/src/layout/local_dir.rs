@@ -322,12 +322,10 @@ impl LocalDir {
         // replace a link planted after this check, not write through it).
         let final_rel = self.final_rel(&file.path)?;
         if let Some(parent) = final_rel.parent() {
-            target
-                .create_dir_all(parent)
-                .map_err(|e| match e {
-                    hfd_store::Error::Symlink { .. } => self.unsafe_target(&file.path),
-                    e => e.into(),
-                })?;
+            target.create_dir_all(parent).map_err(|e| match e {
+                hfd_store::Error::Symlink { .. } => self.unsafe_target(&file.path),
+                e => e.into(),
+            })?;
         }
         if self.entry(&file.path)? == Some(EntryKind::Symlink) {
             return Err(self.unsafe_target(&file.path));
