@@ -36,7 +36,7 @@ use super::fs::{
     write_tree_listing,
 };
 use super::lock::TargetLock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Symlink probes made by this process: probe names are unique per probe,
 /// not only per process (`hfd-rs serve` pulls several files into one cache
@@ -341,8 +341,7 @@ impl CacheRepo {
         file: &RemoteFile,
         fetch: FetchPolicy,
     ) -> Result<FileAction> {
-        let entry = self.snapshot_path(commit, &file.path)?;
-        let exists = std::fs::symlink_metadata(&entry).is_ok();
+        let exists = self.snapshot_entry_exists(commit, &file.path)?;
         Ok(
             if fetch == FetchPolicy::SkipUpToDate
                 && (self.is_linked(commit, file) || self.has_verified_blob(file))
@@ -354,6 +353,30 @@ impl CacheRepo {
                 FileAction::New
             },
         )
+    }
+
+    /// Whether anything is at `snapshots/<commit>/<path>` (a link there is
+    /// an entry; a link on the way is refused), looked up through the
+    /// target's handle rather than by a `statx` of every folder.
+    fn snapshot_entry_exists(&self, commit: &Commit, repo_path: &str) -> Result<bool> {
+        let rel = self.entry_rel(commit, repo_path)?;
+        let Some(target) = self.existing()? else {
+            return Ok(false);
+        };
+        match target.entry(&rel) {
+            Ok(kind) => Ok(kind.is_some()),
+            // A folder on the way is missing: so is the entry.
+            Err(hfd_store::Error::Dir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(false)
+            }
+            Err(hfd_store::Error::Symlink { .. }) => Err(Error::UnsafeTarget {
+                path: repo_path.to_owned(),
+                root: self.snapshot_dir(commit),
+            }),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Publishes the blob shared by `files` (all with the same etag) and
