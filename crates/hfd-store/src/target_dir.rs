@@ -92,9 +92,11 @@ struct FolderCache {
     handles: BTreeMap<PathBuf, DirHandle>,
 }
 
-/// Folders kept open at most (file descriptors); the cache starts over when
-/// full.
-const FOLDERS_KEPT: usize = 256;
+/// Folders kept open at most: file descriptors, next to a run's connections
+/// and open partials, under macOS's default limit of 256 per process. A
+/// listing comes sorted by path, so the files of a folder arrive together
+/// and a few folders are in use at a time.
+const FOLDERS_KEPT: usize = 64;
 
 /// Renames since the last folder sync, and the folders they touched.
 #[derive(Debug, Default)]
@@ -420,7 +422,8 @@ impl TargetDir {
         let handle = self.handle.walk(dirs, create)?;
         let mut kept = self.kept();
         if kept.handles.len() >= FOLDERS_KEPT {
-            kept.handles.clear();
+            // The first by path: in a sorted listing, the longest done.
+            kept.handles.pop_first();
         }
         kept.handles.insert(key, handle.clone());
         Ok(handle)
