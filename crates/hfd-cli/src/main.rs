@@ -42,6 +42,9 @@ fn main() -> ExitCode {
         colour: settings::colour_stderr(std::io::stderr().is_terminal()),
         rust_log: settings::rust_log_set(),
     });
+    // Connections, files in flight, their claims and kept folders need more
+    // descriptors than macOS's default 256.
+    hfd::raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -99,3 +99,11 @@ pub use region::RangeSet;
 pub use resume::{DiscardReason, JournalState, Resume};
 pub use space::{free_space, preflight};
 pub use target_dir::{EntryKind, OpenMode, TargetDir};
+
+/// Raises the process's soft limit of open files towards its hard limit
+/// (at most 8,192; nothing on Windows). Call once at start-up: a run keeps
+/// a descriptor per connection, per file in flight and its claim, and per
+/// kept folder, more than macOS's default 256 allows.
+pub fn raise_open_file_limit() {
+    platform::raise_open_file_limit();
+}

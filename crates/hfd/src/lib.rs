@@ -57,6 +57,7 @@ pub mod verify;
 pub use download::{DownloadPlan, DownloadReport, DownloadRequest, Downloader, PlannedFile};
 pub use error::{Error, ErrorKind, Result};
 pub use fail_over::{FailOver, FailingOver};
+pub use hfd_store::raise_open_file_limit;
 pub use layout::{
     CacheRepo, FetchPolicy, FileAction, Layout, LocalDir, LocalMetadata, OutputLayout, Publish,
     SnapshotEntries,

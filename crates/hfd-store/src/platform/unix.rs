@@ -62,6 +62,26 @@ pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<
     file.write_all_at(data, offset)
 }
 
+/// Raises the soft limit of open files towards the hard one, to at most
+/// 8,192: a run holds a descriptor per connection, per file in flight (its
+/// partial and its claim) and per kept folder, and macOS starts processes
+/// at 256. Best effort: a refusal leaves the limit as it was.
+pub(crate) fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    const WANTED: u64 = 8192;
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = limit.maximum.map_or(WANTED, |max| max.min(WANTED));
+    if limit.current.is_some_and(|current| current < wanted) {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(wanted),
+                maximum: limit.maximum,
+            },
+        );
+    }
+}
+
 /// Flags of every folder opened on the way: never follow the last
 /// component (intermediate ones are folders this walk opened itself).
 const DIR_FLAGS: OFlags = OFlags::RDONLY

@@ -121,6 +121,9 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Windows has no per-process limit of open handles to raise.
+pub(crate) fn raise_open_file_limit() {}
+
 /// Early writeback is a Linux hint; NTFS's lazy writer flushes on its own
 /// and `FlushFileBuffers` has no asynchronous form.
 pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
