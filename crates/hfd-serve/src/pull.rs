@@ -333,17 +333,20 @@ impl Upstream {
                     .collect(),
             }
             .sorted();
-            Ok((commit.as_str().to_owned(), Arc::new(listing)))
+            let pinned = (commit.as_str().to_owned(), Arc::new(listing));
+            // Remembered before the flight ends: a request arriving between
+            // the end of the flight and a later `remember` would pin again.
+            remember(
+                &self.pins,
+                key.clone(),
+                Timed {
+                    value: pinned.clone(),
+                    at: Instant::now(),
+                },
+            );
+            Ok(pinned)
         })
         .await?;
-        remember(
-            &self.pins,
-            key,
-            Timed {
-                value: pinned.clone(),
-                at: Instant::now(),
-            },
-        );
         Ok(pinned)
     }
 
@@ -371,18 +374,22 @@ impl Upstream {
             return Access::Denied(UpErr::unavailable("bad listing"));
         };
         let checked = once(&self.checking, key.clone(), || async {
-            self.each_hub(token, |hub| {
-                let (commit, remote) = (commit.clone(), remote.clone());
-                async move { hub.resolve(repo, &commit, &remote).await.map(|_| ()) }
-            })
-            .await
+            let checked = self
+                .each_hub(token, |hub| {
+                    let (commit, remote) = (commit.clone(), remote.clone());
+                    async move { hub.resolve(repo, &commit, &remote).await.map(|_| ()) }
+                })
+                .await;
+            // Remembered before the flight ends (see `pin_and_list`): a client
+            // arriving in between would check, and resolve, again.
+            if checked.is_ok() {
+                remember(&self.granted, key.clone(), Instant::now());
+            }
+            checked
         })
         .await;
         match checked {
-            Ok(()) => {
-                remember(&self.granted, key, Instant::now());
-                Access::Granted
-            }
+            Ok(()) => Access::Granted,
             Err(e) => Access::Denied(e),
         }
     }
