@@ -3,7 +3,7 @@
 //! without fetching a file twice. The engine only honours the answer; what
 //! a claim is (a lock file, a database row) is the caller's.
 
-use crate::source::FileKey;
+use crate::job::FileJob;
 
 /// The answer of a [`ClaimGate`] for one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub enum Claim {
 /// engine calls it on a blocking thread, once per file, just before the
 /// file's partial is opened).
 pub trait ClaimGate: Send + Sync {
-    /// Claims the file `key` for this process.
-    fn claim(&self, key: FileKey) -> Claim;
+    /// Claims `job`'s file for this process (everything a claim needs is
+    /// derived from the job: nothing is kept per file in advance).
+    fn claim(&self, job: &FileJob) -> Claim;
 }

@@ -275,14 +275,16 @@ async fn run_file<S: RangeSource>(
     cancel: CancellationToken,
 ) -> Ran {
     let key = job.key;
-    if let Some(claims) = shared.claims.clone() {
-        match tokio::task::spawn_blocking(move || claims.claim(key)).await {
-            Ok(Claim::Mine) => {}
-            Ok(Claim::Busy) => return Ran::Busy(Box::new(job)),
-            Ok(Claim::DoneElsewhere) => return Ran::Outcome(FileOutcome::DoneElsewhere),
+    let job = if let Some(claims) = shared.claims.clone() {
+        match tokio::task::spawn_blocking(move || (claims.claim(&job), job)).await {
+            Ok((Claim::Mine, job)) => job,
+            Ok((Claim::Busy, job)) => return Ran::Busy(Box::new(job)),
+            Ok((Claim::DoneElsewhere, _)) => return Ran::Outcome(FileOutcome::DoneElsewhere),
             Err(source) => return Ran::Outcome(FileOutcome::Failed(Error::Task { source })),
         }
-    }
+    } else {
+        job
+    };
     let reporter = Arc::clone(&shared.reporter);
     let outcome = match heal_loop(&shared, job, &cancel).await {
         Ok(digest) => {

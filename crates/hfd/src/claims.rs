@@ -16,19 +16,21 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hfd_engine::{Claim, ClaimGate, FileKey};
+use hfd_engine::{Claim, ClaimGate, FileJob};
 use hfd_hub::{Commit, RemoteFile};
-use hfd_store::{ClaimLock, TargetDir};
+use hfd_store::ClaimLock;
 
-use crate::layout::{FetchPolicy, FileAction, Layout};
+use crate::layout::{FetchPolicy, FileAction, Layout, PublishItem};
 
-/// The claims of one run; `FileKey(i)` is `files[i]`.
+/// The claims of one run. A claim's lock path and folder come from the
+/// job asking ([`claim_path`] of its partial), its file from the run's
+/// publish items: nothing is kept per file but the claims held.
 pub(crate) struct Claims {
     layout: Arc<dyn Layout>,
     commit: Commit,
     fetch_policy: FetchPolicy,
-    /// Key → the file and its claim lock path.
-    files: HashMap<u64, (RemoteFile, PathBuf, Option<TargetDir>)>,
+    /// Job key → what it publishes (shared with the publisher).
+    items: Arc<HashMap<u64, PublishItem>>,
     held: Mutex<HashMap<u64, Option<ClaimLock>>>,
     warned: AtomicBool,
 }
@@ -66,13 +68,13 @@ impl Claims {
         layout: Arc<dyn Layout>,
         commit: Commit,
         fetch_policy: FetchPolicy,
-        files: HashMap<u64, (RemoteFile, PathBuf, Option<TargetDir>)>,
+        items: Arc<HashMap<u64, PublishItem>>,
     ) -> Self {
         Self {
             layout,
             commit,
             fetch_policy,
-            files,
+            items,
             held: Mutex::default(),
             warned: AtomicBool::new(false),
         }
@@ -87,11 +89,6 @@ impl Claims {
             .remove(&key);
     }
 
-    /// The partial-side paths of a busy file, to watch for progress.
-    pub(crate) fn lock_path(&self, key: u64) -> Option<&std::path::Path> {
-        self.files.get(&key).map(|(_, p, _)| p.as_path())
-    }
-
     fn finished_elsewhere(&self, file: &RemoteFile) -> bool {
         // With --force every file is fetched again by whoever claims it.
         self.fetch_policy == FetchPolicy::SkipUpToDate
@@ -104,10 +101,12 @@ impl Claims {
 }
 
 impl ClaimGate for Claims {
-    fn claim(&self, key: FileKey) -> Claim {
-        let Some((file, path, target)) = self.files.get(&key.0) else {
+    fn claim(&self, job: &FileJob) -> Claim {
+        let key = job.key;
+        let Some(file) = self.items.get(&key.0).and_then(|item| item.files.first()) else {
             return Claim::Mine;
         };
+        let (path, target) = (&claim_path(&job.partial_path), &job.target);
         let held = self
             .held
             .lock()

@@ -10,6 +10,7 @@ use hfd_engine::{Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutco
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
+use crate::claims::claim_path;
 use crate::classify::{PagedClassifier, classify_all};
 use crate::error::{Error, Result};
 use crate::layer::Layered;
@@ -422,16 +423,7 @@ impl Downloader {
         let mut cancelled = summary.cancelled;
         for (key, outcome) in summary.files {
             match outcome {
-                FileOutcome::Busy => failed.push((
-                    key,
-                    hfd_engine::Error::Store {
-                        key,
-                        path: claims.lock_path(key.0).map(Into::into).unwrap_or_default(),
-                        source: Box::new(hfd_store::Error::Locked {
-                            path: claims.lock_path(key.0).map(Into::into).unwrap_or_default(),
-                        }),
-                    },
-                )),
+                FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy))),
                 FileOutcome::Done { .. } => report.files_done += 1,
                 FileOutcome::Failed(e) => failed.push((key, e)),
                 FileOutcome::Cancelled => cancelled = true,
@@ -560,27 +552,42 @@ const WAIT_STALL: Duration = Duration::from_mins(30);
 /// the holder's sign of progress.
 type ProgressMark = Option<(u64, std::time::SystemTime)>;
 
-/// Asks again for the claims of `busy` files; with each answer, the
-/// holder's [`ProgressMark`].
+/// The error of a file another process still held when the run ended:
+/// the claim it waited on (its job is in `busy`).
+fn still_busy(key: FileKey, busy: &[FileJob]) -> hfd_engine::Error {
+    let claim = busy
+        .iter()
+        .find(|job| job.key == key)
+        .map(|job| claim_path(&job.partial_path))
+        .unwrap_or_default();
+    hfd_engine::Error::Store {
+        key,
+        path: claim.clone(),
+        source: Box::new(hfd_store::Error::Locked { path: claim }),
+    }
+}
+
+/// Asks again for the claims of the `busy` files' jobs; with each answer,
+/// the holder's [`ProgressMark`] (its partial's length and time, else its
+/// claim's).
 async fn ask_again(
     claims: &Arc<crate::claims::Claims>,
-    busy: Vec<u64>,
+    busy: &[u64],
+    jobs: &std::collections::HashMap<u64, FileJob>,
 ) -> Result<Vec<(u64, hfd_engine::Claim, ProgressMark)>> {
     use hfd_engine::ClaimGate;
     let claims = Arc::clone(claims);
+    let busy: Vec<FileJob> = busy.iter().filter_map(|k| jobs.get(k).cloned()).collect();
     blocking(move || {
         Ok(busy
             .into_iter()
-            .map(|key| {
-                let claim = claims.claim(FileKey(key));
-                let mark = claims.lock_path(key).and_then(|claim_path| {
-                    let partial = claim_path.with_extension("part");
-                    let meta = std::fs::metadata(&partial)
-                        .or_else(|_| std::fs::metadata(claim_path))
-                        .ok()?;
-                    Some((meta.len(), meta.modified().ok()?))
-                });
-                (key, claim, mark)
+            .map(|job| {
+                let claim = claims.claim(&job);
+                let meta = std::fs::metadata(&job.partial_path)
+                    .or_else(|_| std::fs::metadata(claim_path(&job.partial_path)))
+                    .ok();
+                let mark = meta.and_then(|meta| Some((meta.len(), meta.modified().ok()?)));
+                (job.key.0, claim, mark)
             })
             .collect())
     })
@@ -620,7 +627,7 @@ async fn run_shared<S: hfd_engine::RangeSource>(
         if busy.is_empty() || cancel.is_cancelled() {
             break;
         }
-        let asked = ask_again(claims, busy).await?;
+        let asked = ask_again(claims, &busy, &busy_jobs).await?;
         let mut rerun = Vec::new();
         for (key, claim, mark) in asked {
             match claim {
@@ -686,6 +693,8 @@ async fn run_shared<S: hfd_engine::RangeSource>(
     if cancel.is_cancelled() {
         summary.cancelled = true;
     }
+    // The jobs of files still busy elsewhere, for their errors.
+    summary.busy = busy_jobs.into_values().collect();
     let done_elsewhere = summary
         .files
         .iter()

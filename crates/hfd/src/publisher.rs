@@ -24,7 +24,7 @@ use hfd_engine::{FileJob, FileKey, Reporter};
 use hfd_hub::{Commit, RemoteFile};
 use hfd_types::{ByteRange, ContentDigest};
 
-use crate::claims::{Claims, claim_path};
+use crate::claims::Claims;
 use crate::error::{Error, Result};
 use crate::layout::{FetchPolicy, JobPaths, Layout, Publish, PublishItem};
 
@@ -62,8 +62,9 @@ struct Core {
     layout: Arc<dyn Layout>,
     commit: Commit,
     fetch_policy: FetchPolicy,
-    /// Job key → the item published when it is done.
-    items: HashMap<u64, PublishItem>,
+    /// Job key → the item published when it is done (shared with the
+    /// claims).
+    items: Arc<HashMap<u64, PublishItem>>,
     /// The per-file claims shared with other processes; a job's claim is
     /// released once it is published.
     claims: Arc<Claims>,
@@ -100,29 +101,19 @@ impl Publication {
                 targets.push(target.clone());
             }
         }
+        let items = Arc::new(prepared.items);
         let claims = Arc::new(Claims::new(
             Arc::clone(&prepared.layout),
             prepared.commit.clone(),
             prepared.fetch_policy,
-            prepared
-                .jobs
-                .iter()
-                .filter_map(|job| {
-                    let item = prepared.items.get(&job.key.0)?;
-                    let file = item.files.first()?.clone();
-                    Some((
-                        job.key.0,
-                        (file, claim_path(&job.partial_path), job.target.clone()),
-                    ))
-                })
-                .collect(),
+            Arc::clone(&items),
         ));
         let core = Arc::new(Core {
             claims,
             layout: prepared.layout,
             commit: prepared.commit,
             fetch_policy: prepared.fetch_policy,
-            items: prepared.items,
+            items,
         });
         let (tx, rx) = mpsc::channel::<u64>();
         let reporter = Arc::new(PublishReporter {
