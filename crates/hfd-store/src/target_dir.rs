@@ -68,7 +68,8 @@ pub enum EntryKind {
 /// clone (shared handle).
 #[derive(Clone, Debug)]
 pub struct TargetDir {
-    root: PathBuf,
+    /// Shared by clones: every job of a run holds one.
+    root: Arc<Path>,
     handle: DirHandle,
     /// Folders whose renames are not durable yet ([`TargetDir::rename_batched`]),
     /// shared by every clone and every folder opened from this one.
@@ -146,7 +147,7 @@ impl TargetDir {
             source,
         })?;
         Ok(Self {
-            root: root.to_path_buf(),
+            root: Arc::from(root),
             handle,
             batch: Arc::default(),
             folders: Arc::default(),
@@ -206,7 +207,7 @@ impl TargetDir {
     /// this one's rename batch and folder handles.
     fn below(&self, rel: &Path, handle: DirHandle) -> Self {
         Self {
-            root: self.root.join(rel),
+            root: Arc::from(self.root.join(rel)),
             handle,
             batch: Arc::clone(&self.batch),
             folders: Arc::clone(&self.folders),
