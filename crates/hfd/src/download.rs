@@ -366,7 +366,9 @@ impl Downloader {
         cancel: CancellationToken,
     ) -> Result<DownloadReport> {
         let fetch: Vec<&PlannedFile> = plan.to_fetch().collect();
-        let files: Vec<RemoteFile> = fetch.iter().map(|f| f.remote.clone()).collect();
+        // One copy of the files to fetch, shared by the publication and
+        // the source.
+        let files: Arc<[RemoteFile]> = fetch.iter().map(|f| f.remote.clone()).collect();
         let (mut publication, jobs, reporter) =
             Publication::start(publication_input(plan, &files), reporter).await?;
         // A file fetched in one request has nothing to resume from: a journal
@@ -708,12 +710,12 @@ async fn run_shared<S: hfd_engine::RangeSource>(
 }
 
 /// What the publisher needs to know of a plan.
-fn publication_input(plan: &DownloadPlan, files: &[RemoteFile]) -> PublicationInput {
+fn publication_input(plan: &DownloadPlan, files: &Arc<[RemoteFile]>) -> PublicationInput {
     PublicationInput {
         layout: Arc::clone(&plan.layout),
         commit: plan.pinned.commit.clone(),
         fetch_policy: plan.fetch_policy,
-        fetch: files.to_vec(),
+        fetch: Arc::clone(files),
         up_to_date: plan
             .files
             .iter()

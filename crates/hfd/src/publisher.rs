@@ -34,7 +34,7 @@ pub(crate) struct PublicationInput {
     pub(crate) commit: Commit,
     pub(crate) fetch_policy: FetchPolicy,
     /// Files to fetch; `FileKey(i)` is `fetch[i]`.
-    pub(crate) fetch: Vec<RemoteFile>,
+    pub(crate) fetch: Arc<[RemoteFile]>,
     /// Files found up to date (their links/metadata are refreshed).
     pub(crate) up_to_date: Vec<RemoteFile>,
     /// The complete listing when the run is unfiltered (for
@@ -457,7 +457,7 @@ mod tests {
             layout: Arc::new(cache.clone()),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: vec![file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)],
+            fetch: vec![file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)].into(),
             up_to_date: Vec::new(),
             listing: None,
         };
@@ -481,7 +481,7 @@ mod tests {
             layout: Arc::new(LocalDir::new(dir.path())),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: vec![file("x", 1, 3), file("y/x", 1, 3)],
+            fetch: vec![file("x", 1, 3), file("y/x", 1, 3)].into(),
             up_to_date: Vec::new(),
             listing: None,
         };

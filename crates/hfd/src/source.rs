@@ -94,7 +94,7 @@ pub(crate) struct HubSource {
     small_file_max: u64,
     repo: RepoRef,
     commit: Commit,
-    files: Vec<RemoteFile>,
+    files: Arc<[RemoteFile]>,
     /// Per-file URL state of the files started and not finished yet (a
     /// failed file's stays, for its error message): bounded by the files in
     /// flight, not by the listing.
@@ -117,7 +117,7 @@ impl HubSource {
         http: HttpClient,
         repo: RepoRef,
         commit: Commit,
-        files: Vec<RemoteFile>,
+        files: Arc<[RemoteFile]>,
         small_file_max: u64,
     ) -> Self {
         Self {
