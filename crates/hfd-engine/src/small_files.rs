@@ -1,16 +1,21 @@
 //! How many small files (one request each) are in flight: a window that
-//! grows from `-j` while it pays, instead of a fixed `-j`.
+//! starts from the measured round trip and grows while it pays, instead of
+//! a fixed `-j`.
 //!
 //! A small file costs round trips, not bandwidth: with `W` files in flight
 //! and `T` seconds per file (a round trip or two, plus the bytes), the run
 //! completes `W / T` files per second (Little's law). At 50 ms and `-j 4`
 //! that is under 80 files/s whatever the link. The window therefore starts
-//! at `-j` and doubles after each epoch (as many completions as the window)
-//! whose files/s beat the previous epoch's by [`GAIN`]; once a doubling
-//! stops paying (the link, the server or the disk is the limit now: the
-//! measured rate no longer follows the window) it stays where it is. A long
-//! round trip keeps the rate proportional to the window, so it keeps
-//! growing; on loopback it stops early.
+//! at as many files as hide the round trips behind this side's own work
+//! ([`SmallFileWindow::start_for`]: `T` = [`ROUND_TRIPS_PER_FILE`] × the
+//! round trip the plan's requests measured, divided by
+//! [`LOCAL_COST_PER_FILE`]; `-j` at least, so on loopback it is `-j`), and
+//! doubles after each epoch (as many completions as the window) whose
+//! files/s beat the previous epoch's by [`GAIN`]; once a doubling stops
+//! paying (the link, the server or the disk is the limit now: the measured
+//! rate no longer follows the window) it stays where it is. Starting at
+//! `-j` and doubling, a 50 ms run spent 0.8 s (six epochs) reaching the
+//! window it needed (decision 0055).
 //!
 //! The window never exceeds its cap: [`EngineConfig::small_files_max`], and
 //! the memory budget ([`EngineConfig::small_files_memory`]) divided by the
@@ -19,13 +24,25 @@
 //! per connection on top: the h2 client queues a request until a stream is
 //! free, so more files in flight wait there, never fail.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
 
 /// An epoch must beat the previous one's files/s by this factor for the
 /// window to double again.
 const GAIN: f64 = 1.2;
+
+/// Requests a small file makes one after the other: the resolve, then the
+/// hop it redirects to (a regular file's resolve-cache URL, an LFS file's
+/// CDN URL).
+const ROUND_TRIPS_PER_FILE: u32 = 2;
+
+/// What one small file costs on this side of the link (hash, sync,
+/// rename): the reference machine finishes about 2,000 files/s on loopback
+/// (issue #16). A window that hides round trips longer than that waits on
+/// this side's work, not on the link; one too large for a slower machine
+/// only queues files that are already in memory's budget.
+const LOCAL_COST_PER_FILE: Duration = Duration::from_micros(500);
 
 /// The adaptive limit on small files in flight.
 #[derive(Debug)]
@@ -50,6 +67,28 @@ impl SmallFileWindow {
             epoch_done: 0,
             last_rate: None,
         }
+    }
+
+    /// The window a run starts with: enough files in flight that round
+    /// trips do not hold the rate below what this side finishes (Little's
+    /// law: files in flight = files/s × seconds per file, with files/s =
+    /// 1 / [`LOCAL_COST_PER_FILE`] and seconds per file =
+    /// [`ROUND_TRIPS_PER_FILE`] round trips), within `cap`, within what one
+    /// connection carries (over HTTP/1.1 one request per connection: the
+    /// connection cap; more would open connections before anything showed
+    /// they pay), and never below `-j`. Without a measured link: `-j`.
+    pub(crate) fn start_for(config: &EngineConfig, cap: usize) -> usize {
+        let jobs = config.files_in_flight.get();
+        let Some(link) = config.measured_link else {
+            return jobs;
+        };
+        let per_file = link.round_trip * ROUND_TRIPS_PER_FILE;
+        let hiding = per_file.as_nanos().div_ceil(LOCAL_COST_PER_FILE.as_nanos());
+        let hiding = usize::try_from(hiding).unwrap_or(usize::MAX);
+        let one_connection = link
+            .streams_per_connection
+            .max(config.max_connections.get());
+        hiding.min(one_connection).min(cap).max(jobs)
     }
 
     /// The cap for `config` and small files of `mean_size` bytes on average.
@@ -159,6 +198,41 @@ mod tests {
             8,
             "-j above the cap wins"
         );
+    }
+
+    /// `config` after a plan that measured `rtt_ms` with `streams` per
+    /// connection.
+    fn measured(rtt_ms: u64, streams: usize) -> crate::EngineConfig {
+        crate::EngineConfig {
+            measured_link: Some(crate::MeasuredLink {
+                round_trip: Duration::from_millis(rtt_ms),
+                streams_per_connection: streams,
+            }),
+            ..crate::EngineConfig::default()
+        }
+    }
+
+    #[test]
+    fn starts_from_the_round_trip_within_one_connection_and_the_cap() {
+        let jobs = crate::EngineConfig::default().files_in_flight.get();
+        // Nothing measured, or loopback: `-j`.
+        assert_eq!(
+            SmallFileWindow::start_for(&crate::EngineConfig::default(), 256),
+            jobs
+        );
+        assert_eq!(SmallFileWindow::start_for(&measured(0, 128), 256), jobs);
+        // 10 ms: two round trips hide behind 40 files of 0.5 ms each.
+        assert_eq!(SmallFileWindow::start_for(&measured(10, 128), 256), 40);
+        // 50 ms would take 200: one connection's 128 streams first.
+        assert_eq!(SmallFileWindow::start_for(&measured(50, 128), 256), 128);
+        assert_eq!(SmallFileWindow::start_for(&measured(50, 1000), 256), 200);
+        // The memory budget's cap, and HTTP/1.1's connection cap (16).
+        assert_eq!(SmallFileWindow::start_for(&measured(300, 1000), 64), 64);
+        assert_eq!(SmallFileWindow::start_for(&measured(50, 1), 256), 16);
+        // `-j` above it all wins.
+        let mut many_jobs = measured(50, 1);
+        many_jobs.files_in_flight = std::num::NonZeroUsize::new(32).unwrap();
+        assert_eq!(SmallFileWindow::start_for(&many_jobs, 256), 32);
     }
 
     #[test]
