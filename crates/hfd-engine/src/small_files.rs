@@ -75,8 +75,9 @@ impl SmallFileWindow {
     /// 1 / [`LOCAL_COST_PER_FILE`] and seconds per file =
     /// [`ROUND_TRIPS_PER_FILE`] round trips), within `cap`, within what one
     /// connection carries (over HTTP/1.1 one request per connection: the
-    /// connection cap; more would open connections before anything showed
-    /// they pay), and never below `-j`. Without a measured link: `-j`.
+    /// engine's connection cap, `max_connections`, `-x` × `-j` from the
+    /// CLI; more would open connections before anything showed they pay),
+    /// and never below `-j`. Without a measured link: `-j`.
     pub(crate) fn start_for(config: &EngineConfig, cap: usize) -> usize {
         let jobs = config.files_in_flight.get();
         let Some(link) = config.measured_link else {
@@ -226,7 +227,8 @@ mod tests {
         // 50 ms would take 200: one connection's 128 streams first.
         assert_eq!(SmallFileWindow::start_for(&measured(50, 128), 256), 128);
         assert_eq!(SmallFileWindow::start_for(&measured(50, 1000), 256), 200);
-        // The memory budget's cap, and HTTP/1.1's connection cap (16).
+        // The memory budget's cap, and HTTP/1.1's connection cap (16 in the default
+        // `EngineConfig`).
         assert_eq!(SmallFileWindow::start_for(&measured(300, 1000), 64), 64);
         assert_eq!(SmallFileWindow::start_for(&measured(50, 1), 256), 16);
         // `-j` above it all wins.
