@@ -87,6 +87,8 @@ pub struct MeasuredLink {
     /// Requests one connection carries at once: the server's
     /// `SETTINGS_MAX_CONCURRENT_STREAMS` over HTTP/2, 1 over HTTP/1.1.
     pub streams_per_connection: usize,
+    /// Connections the client may open to the server.
+    pub connections: usize,
 }
 
 impl Default for EngineConfig {

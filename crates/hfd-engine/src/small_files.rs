@@ -73,11 +73,11 @@ impl SmallFileWindow {
     /// trips do not hold the rate below what this side finishes (Little's
     /// law: files in flight = files/s × seconds per file, with files/s =
     /// 1 / [`LOCAL_COST_PER_FILE`] and seconds per file =
-    /// [`ROUND_TRIPS_PER_FILE`] round trips), within `cap`, within what one
-    /// connection carries (over HTTP/1.1 one request per connection: the
-    /// engine's connection cap, `max_connections`, `-x` × `-j` from the
-    /// CLI; more would open connections before anything showed they pay),
-    /// and never below `-j`. Without a measured link: `-j`.
+    /// [`ROUND_TRIPS_PER_FILE`] round trips), within `cap`, within what the
+    /// server takes at once (its `SETTINGS_MAX_CONCURRENT_STREAMS` on each
+    /// of the connections the client may open; over HTTP/1.1 one request
+    /// per connection), and never below `-j`. Without a measured link:
+    /// `-j`.
     pub(crate) fn start_for(config: &EngineConfig, cap: usize) -> usize {
         let jobs = config.files_in_flight.get();
         let Some(link) = config.measured_link else {
@@ -86,10 +86,11 @@ impl SmallFileWindow {
         let per_file = link.round_trip * ROUND_TRIPS_PER_FILE;
         let hiding = per_file.as_nanos().div_ceil(LOCAL_COST_PER_FILE.as_nanos());
         let hiding = usize::try_from(hiding).unwrap_or(usize::MAX);
-        let one_connection = link
+        let at_once = link
             .streams_per_connection
-            .max(config.max_connections.get());
-        hiding.min(one_connection).min(cap).max(jobs)
+            .max(1)
+            .saturating_mul(link.connections.max(1));
+        hiding.min(at_once).min(cap).max(jobs)
     }
 
     /// The cap for `config` and small files of `mean_size` bytes on average.
@@ -202,39 +203,39 @@ mod tests {
     }
 
     /// `config` after a plan that measured `rtt_ms` with `streams` per
-    /// connection.
-    fn measured(rtt_ms: u64, streams: usize) -> crate::EngineConfig {
+    /// connection and `connections` allowed.
+    fn measured(rtt_ms: u64, streams: usize, connections: usize) -> crate::EngineConfig {
         crate::EngineConfig {
             measured_link: Some(crate::MeasuredLink {
                 round_trip: Duration::from_millis(rtt_ms),
                 streams_per_connection: streams,
+                connections,
             }),
             ..crate::EngineConfig::default()
         }
     }
 
     #[test]
-    fn starts_from_the_round_trip_within_one_connection_and_the_cap() {
+    fn starts_from_the_round_trip_within_what_the_server_takes_and_the_cap() {
         let jobs = crate::EngineConfig::default().files_in_flight.get();
+        let start = SmallFileWindow::start_for;
         // Nothing measured, or loopback: `-j`.
-        assert_eq!(
-            SmallFileWindow::start_for(&crate::EngineConfig::default(), 256),
-            jobs
-        );
-        assert_eq!(SmallFileWindow::start_for(&measured(0, 128), 256), jobs);
+        assert_eq!(start(&crate::EngineConfig::default(), 256), jobs);
+        assert_eq!(start(&measured(0, 128, 32), 256), jobs);
         // 10 ms: two round trips hide behind 40 files of 0.5 ms each.
-        assert_eq!(SmallFileWindow::start_for(&measured(10, 128), 256), 40);
-        // 50 ms would take 200: one connection's 128 streams first.
-        assert_eq!(SmallFileWindow::start_for(&measured(50, 128), 256), 128);
-        assert_eq!(SmallFileWindow::start_for(&measured(50, 1000), 256), 200);
-        // The memory budget's cap, and HTTP/1.1's connection cap (16 in the default
-        // `EngineConfig`).
-        assert_eq!(SmallFileWindow::start_for(&measured(300, 1000), 64), 64);
-        assert_eq!(SmallFileWindow::start_for(&measured(50, 1), 256), 16);
+        assert_eq!(start(&measured(10, 128, 32), 256), 40);
+        // 50 ms: 200, on two connections of 128 streams.
+        assert_eq!(start(&measured(50, 128, 32), 256), 200);
+        // ...but not past the streams of the connections allowed.
+        assert_eq!(start(&measured(50, 128, 1), 256), 128);
+        // HTTP/1.1: one request per connection.
+        assert_eq!(start(&measured(50, 1, 32), 256), 32);
+        // The memory budget's cap.
+        assert_eq!(start(&measured(300, 128, 32), 64), 64);
         // `-j` above it all wins.
-        let mut many_jobs = measured(50, 1);
+        let mut many_jobs = measured(50, 1, 16);
         many_jobs.files_in_flight = std::num::NonZeroUsize::new(32).unwrap();
-        assert_eq!(SmallFileWindow::start_for(&many_jobs, 256), 32);
+        assert_eq!(start(&many_jobs, 256), 32);
     }
 
     #[test]

@@ -498,6 +498,7 @@ impl Downloader {
                 .max()
                 .unwrap_or(1)
                 .max(1),
+            connections: tcp_cap,
         });
         engine
     }
