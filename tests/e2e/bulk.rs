@@ -131,6 +131,76 @@ async fn a_dataset_over_tls_rides_streams_on_few_connections() {
     );
 }
 
+/// Files whose first request (the resolve) reached `hub` before any file's
+/// second one (its redirect or CDN hop): the small-file window the run
+/// started with (the next file can start only once one has finished).
+fn started_at_once(hub: &FakeHub) -> usize {
+    let entries = hub.log().entries();
+    let first_second_hop = entries
+        .iter()
+        .filter(|e| matches!(e.route, Route::ResolveCache | Route::Cdn))
+        .map(|e| e.seq)
+        .min()
+        .unwrap_or(u64::MAX);
+    entries
+        .iter()
+        .filter(|e| e.route == Route::Resolve && e.seq < first_second_hop)
+        .count()
+}
+
+/// A default run (`-j 4`) of `files` small files over TLS (HTTP/2) from a
+/// hub that answers every request `latency` late; the files it started at
+/// once.
+async fn window_at_start(files: usize, latency: Duration) -> usize {
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::synthetic_dataset_generated(
+            REPO, files, 4096, 7,
+        ))
+        .transport(Transport::Tls)
+        .latency(latency)
+        .start()
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("out");
+    let ca = hub.ca_cert_path().unwrap().to_str().unwrap();
+    let run = run_with(
+        &[
+            REPO,
+            "--dataset",
+            "--endpoint",
+            hub.endpoint(),
+            "--local-dir",
+            dir.to_str().unwrap(),
+            "-q",
+        ],
+        &[("SSL_CERT_FILE", ca)],
+        work.path(),
+        Duration::from_mins(1),
+    )
+    .await;
+    run.expect_code(0);
+    assert_same_files(&hub, REPO, &dir);
+    started_at_once(&hub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_small_file_window_starts_from_the_measured_round_trip() {
+    // 100 ms per request: the plan's requests measure it, and the window
+    // starts where round trips stop limiting the rate (two round trips
+    // per file / 0.5 ms per file, within the fake hub's 200 streams), so
+    // every file starts at once. Started at `-j` (4) and doubled per epoch,
+    // as before, the 4 first files would finish before the fifth started.
+    const FILES: usize = 120;
+    let far = window_at_start(FILES, Duration::from_millis(100)).await;
+    assert!(far >= FILES / 2, "{far} files started at once, 100 ms away");
+    // Loopback: round trips are not what limits the rate; `-j` it is (the
+    // plan's fastest answer would have to take 16 ms to start 64, which a
+    // loaded CI machine's debug build does not).
+    let near = window_at_start(FILES, Duration::ZERO).await;
+    assert!(near < 64, "{near} files started at once on loopback");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regular_files_redirect_is_followed_on_the_connection_that_asked() {
     const SMALL: usize = 300;

@@ -29,6 +29,10 @@ pub struct EngineConfig {
     /// Memory small files in flight may hold in write buffers: the window
     /// stays under this divided by the mean small file. Default: 64 MiB.
     pub small_files_memory: ByteSize,
+    /// The link to the server as measured before the run (by the plan's
+    /// requests): the small-file window starts from its round trip instead
+    /// of at `files_in_flight` (see `small_files.rs`). Default: none.
+    pub measured_link: Option<MeasuredLink>,
     /// Smallest segment the scheduler creates by splitting
     /// (`-k/--min-split-size`); files up to this size are one request.
     /// Default: 1 MiB (hfd.sh's `-k 1M`).
@@ -75,6 +79,18 @@ pub struct EngineConfig {
     pub store: StoreConfig,
 }
 
+/// What a caller measured of the link before a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeasuredLink {
+    /// The shortest time from a request written to its response head.
+    pub round_trip: Duration,
+    /// Requests one connection carries at once: the server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` over HTTP/2, 1 over HTTP/1.1.
+    pub streams_per_connection: usize,
+    /// Connections the client may open to the server.
+    pub connections: usize,
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
@@ -83,6 +99,7 @@ impl Default for EngineConfig {
             max_connections: NonZeroUsize::new(16).expect("16 > 0"),
             small_files_max: NonZeroUsize::new(256).expect("256 > 0"),
             small_files_memory: ByteSize::mib(64),
+            measured_link: None,
             min_split_size: ByteSize::mib(1),
             retry: TransferRetry::default(),
             stall_timeout: Duration::from_secs(20),

@@ -97,7 +97,9 @@ impl<S: RangeSource> Engine<S> {
         // separately, each queue in the given order: a large file waiting
         // for a slot does not hold back the small ones behind it.
         let (mut waiting, small, large, mean_small) = queues(config, jobs);
-        let mut window = SmallFileWindow::new(limit, SmallFileWindow::cap_for(config, mean_small));
+        let cap = SmallFileWindow::cap_for(config, mean_small);
+        let mut window = SmallFileWindow::new(SmallFileWindow::start_for(config, cap), cap);
+        tracing::debug!(start = window.limit(), cap, link = ?config.measured_link, "small files in flight");
         let mut small = small.into_iter().peekable();
         let mut large = large.into_iter().peekable();
         let (mut small_running, mut large_running) = (0_usize, 0_usize);

@@ -85,7 +85,7 @@ mod transfer;
 mod worker;
 
 pub use claim::{Claim, ClaimGate};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, MeasuredLink};
 pub use engine::{Engine, INTEGRITY_ATTEMPTS};
 pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;

@@ -1,16 +1,21 @@
 //! How many small files (one request each) are in flight: a window that
-//! grows from `-j` while it pays, instead of a fixed `-j`.
+//! starts from the measured round trip and grows while it pays, instead of
+//! a fixed `-j`.
 //!
 //! A small file costs round trips, not bandwidth: with `W` files in flight
 //! and `T` seconds per file (a round trip or two, plus the bytes), the run
 //! completes `W / T` files per second (Little's law). At 50 ms and `-j 4`
 //! that is under 80 files/s whatever the link. The window therefore starts
-//! at `-j` and doubles after each epoch (as many completions as the window)
-//! whose files/s beat the previous epoch's by [`GAIN`]; once a doubling
-//! stops paying (the link, the server or the disk is the limit now: the
-//! measured rate no longer follows the window) it stays where it is. A long
-//! round trip keeps the rate proportional to the window, so it keeps
-//! growing; on loopback it stops early.
+//! at as many files as hide the round trips behind this side's own work
+//! ([`SmallFileWindow::start_for`]: `T` = [`ROUND_TRIPS_PER_FILE`] × the
+//! round trip the plan's requests measured, divided by
+//! [`LOCAL_COST_PER_FILE`]; `-j` at least, so on loopback it is `-j`), and
+//! doubles after each epoch (as many completions as the window) whose
+//! files/s beat the previous epoch's by [`GAIN`]; once a doubling stops
+//! paying (the link, the server or the disk is the limit now: the measured
+//! rate no longer follows the window) it stays where it is. Starting at
+//! `-j` and doubling, a 50 ms run spent 0.8 s (six epochs) reaching the
+//! window it needed (decision 0055).
 //!
 //! The window never exceeds its cap: [`EngineConfig::small_files_max`], and
 //! the memory budget ([`EngineConfig::small_files_memory`]) divided by the
@@ -19,13 +24,25 @@
 //! per connection on top: the h2 client queues a request until a stream is
 //! free, so more files in flight wait there, never fail.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::EngineConfig;
 
 /// An epoch must beat the previous one's files/s by this factor for the
 /// window to double again.
 const GAIN: f64 = 1.2;
+
+/// Requests a small file makes one after the other: the resolve, then the
+/// hop it redirects to (a regular file's resolve-cache URL, an LFS file's
+/// CDN URL).
+const ROUND_TRIPS_PER_FILE: u32 = 2;
+
+/// What one small file costs on this side of the link (hash, sync,
+/// rename): the reference machine finishes about 2,000 files/s on loopback
+/// (issue #16). A window that hides round trips longer than that waits on
+/// this side's work, not on the link; one too large for a slower machine
+/// only queues files that are already in memory's budget.
+const LOCAL_COST_PER_FILE: Duration = Duration::from_micros(500);
 
 /// The adaptive limit on small files in flight.
 #[derive(Debug)]
@@ -50,6 +67,30 @@ impl SmallFileWindow {
             epoch_done: 0,
             last_rate: None,
         }
+    }
+
+    /// The window a run starts with: enough files in flight that round
+    /// trips do not hold the rate below what this side finishes (Little's
+    /// law: files in flight = files/s × seconds per file, with files/s =
+    /// 1 / [`LOCAL_COST_PER_FILE`] and seconds per file =
+    /// [`ROUND_TRIPS_PER_FILE`] round trips), within `cap`, within what the
+    /// server takes at once (its `SETTINGS_MAX_CONCURRENT_STREAMS` on each
+    /// of the connections the client may open; over HTTP/1.1 one request
+    /// per connection), and never below `-j`. Without a measured link:
+    /// `-j`.
+    pub(crate) fn start_for(config: &EngineConfig, cap: usize) -> usize {
+        let jobs = config.files_in_flight.get();
+        let Some(link) = config.measured_link else {
+            return jobs;
+        };
+        let per_file = link.round_trip * ROUND_TRIPS_PER_FILE;
+        let hiding = per_file.as_nanos().div_ceil(LOCAL_COST_PER_FILE.as_nanos());
+        let hiding = usize::try_from(hiding).unwrap_or(usize::MAX);
+        let at_once = link
+            .streams_per_connection
+            .max(1)
+            .saturating_mul(link.connections.max(1));
+        hiding.min(at_once).min(cap).max(jobs)
     }
 
     /// The cap for `config` and small files of `mean_size` bytes on average.
@@ -159,6 +200,42 @@ mod tests {
             8,
             "-j above the cap wins"
         );
+    }
+
+    /// `config` after a plan that measured `rtt_ms` with `streams` per
+    /// connection and `connections` allowed.
+    fn measured(rtt_ms: u64, streams: usize, connections: usize) -> crate::EngineConfig {
+        crate::EngineConfig {
+            measured_link: Some(crate::MeasuredLink {
+                round_trip: Duration::from_millis(rtt_ms),
+                streams_per_connection: streams,
+                connections,
+            }),
+            ..crate::EngineConfig::default()
+        }
+    }
+
+    #[test]
+    fn starts_from_the_round_trip_within_what_the_server_takes_and_the_cap() {
+        let jobs = crate::EngineConfig::default().files_in_flight.get();
+        let start = SmallFileWindow::start_for;
+        // Nothing measured, or loopback: `-j`.
+        assert_eq!(start(&crate::EngineConfig::default(), 256), jobs);
+        assert_eq!(start(&measured(0, 128, 32), 256), jobs);
+        // 10 ms: two round trips hide behind 40 files of 0.5 ms each.
+        assert_eq!(start(&measured(10, 128, 32), 256), 40);
+        // 50 ms: 200, on two connections of 128 streams.
+        assert_eq!(start(&measured(50, 128, 32), 256), 200);
+        // ...but not past the streams of the connections allowed.
+        assert_eq!(start(&measured(50, 128, 1), 256), 128);
+        // HTTP/1.1: one request per connection.
+        assert_eq!(start(&measured(50, 1, 32), 256), 32);
+        // The memory budget's cap.
+        assert_eq!(start(&measured(300, 128, 32), 64), 64);
+        // `-j` above it all wins.
+        let mut many_jobs = measured(50, 1, 16);
+        many_jobs.files_in_flight = std::num::NonZeroUsize::new(32).unwrap();
+        assert_eq!(start(&many_jobs, 256), 32);
     }
 
     #[test]

@@ -261,6 +261,7 @@ impl HttpClient {
             prepare(&mut request, &absolute, &origin, info.protocol);
             tracing::trace!(url = %url, connection = %info.id, protocol = %info.protocol,
                 reused = info.reused, "sending request");
+            let written = std::time::Instant::now();
             let sent = tokio::time::timeout(header_timeout, lease.send(request)).await;
             match sent {
                 Err(_) => {
@@ -275,6 +276,10 @@ impl HttpClient {
                 }
                 Ok(Ok(mut response)) => {
                     count_request(&lease);
+                    lease
+                        .origin_pool()
+                        .counters
+                        .note_response(written.elapsed());
                     response.extensions_mut().insert(info);
                     let stall = self.config.stall_timeout;
                     return Ok(response.map(|b| Body::new(b, url, stall, lease)));

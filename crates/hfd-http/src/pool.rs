@@ -152,12 +152,41 @@ impl fmt::Debug for Pool {
 }
 
 /// Counters of one origin.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
     connections_opened: AtomicU64,
     http2_connections_opened: AtomicU64,
     pub(crate) requests_sent: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    /// Nanoseconds of the fastest response head so far (`u64::MAX`: none).
+    fastest_response_ns: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            connections_opened: AtomicU64::new(0),
+            http2_connections_opened: AtomicU64::new(0),
+            requests_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            fastest_response_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Counters {
+    /// A response head arrived `elapsed` after its request was written.
+    pub(crate) fn note_response(&self, elapsed: Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX - 1);
+        self.fastest_response_ns.fetch_min(ns, Ordering::Relaxed);
+    }
+
+    fn fastest_response(&self) -> Option<Duration> {
+        match self.fastest_response_ns.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
 }
 
 /// The pool of one origin.
@@ -464,7 +493,11 @@ impl Pool {
         let origins: Vec<_> = lock(&self.origins).values().cloned().collect();
         let mut stats = HttpStats::default();
         for op in origins {
-            let open_connections = lock(&op.state).slots.len();
+            let (open_connections, streams_per_connection) = {
+                let slots = &lock(&op.state).slots;
+                let streams = slots.iter().map(Slot::max_streams).max();
+                (slots.len(), streams.unwrap_or(0))
+            };
             let c = &op.counters;
             let origin = OriginStats {
                 origin: op.origin.to_string(),
@@ -473,6 +506,8 @@ impl Pool {
                 open_connections,
                 requests_sent: c.requests_sent.load(Ordering::Relaxed),
                 bytes_received: c.bytes_received.load(Ordering::Relaxed),
+                fastest_response: c.fastest_response(),
+                streams_per_connection,
             };
             stats.connections_opened += origin.connections_opened;
             stats.requests_sent += origin.requests_sent;

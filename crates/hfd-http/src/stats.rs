@@ -1,4 +1,7 @@
-//! Transfer counters, for tests and the CLI summary.
+//! Transfer counters, for tests and the CLI summary, and what they tell of
+//! the link (its round trip, the streams a connection carries).
+
+use std::time::Duration;
 
 /// Counters of one origin (scheme, host, port).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -16,6 +19,15 @@ pub struct OriginStats {
     pub requests_sent: u64,
     /// Response body bytes received.
     pub bytes_received: u64,
+    /// The shortest time from a request written to its response head: the
+    /// round trip plus the server's quickest answer (a request queued
+    /// behind the server's stream limit only adds to it, so the minimum is
+    /// the link's). `None` before the first response.
+    pub fastest_response: Option<Duration>,
+    /// Requests one open connection carries at once: the largest
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` among the open HTTP/2 connections,
+    /// 1 over HTTP/1.1, 0 with no connection open.
+    pub streams_per_connection: usize,
 }
 
 /// A snapshot of a client's counters, from [`HttpClient::stats`](crate::HttpClient::stats).
@@ -37,5 +49,11 @@ impl HttpStats {
     /// always present (`https://huggingface.co:443`).
     pub fn origin(&self, origin: &str) -> Option<&OriginStats> {
         self.origins.iter().find(|o| o.origin == origin)
+    }
+
+    /// The fastest response of any origin: the round trip to the nearest
+    /// server this client talked to. `None` before the first response.
+    pub fn fastest_response(&self) -> Option<Duration> {
+        self.origins.iter().filter_map(|o| o.fastest_response).min()
     }
 }

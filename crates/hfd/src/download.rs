@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use hfd_engine::{Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutcome, Reporter};
+use hfd_engine::{
+    Engine, EngineConfig, FileIdentity, FileJob, FileKey, FileOutcome, MeasuredLink, Reporter,
+};
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
@@ -478,6 +480,20 @@ impl Downloader {
         if let Some(window) = engine.share_budget(&sizes, tcp_cap) {
             self.http.set_receive_window(window);
         }
+        // The plan's requests measured the link: the small-file window
+        // starts from its round trip (decision 0055).
+        let stats = self.http.stats();
+        engine.measured_link = stats.fastest_response().map(|round_trip| MeasuredLink {
+            round_trip,
+            streams_per_connection: stats
+                .origins
+                .iter()
+                .map(|o| o.streams_per_connection)
+                .max()
+                .unwrap_or(1)
+                .max(1),
+            connections: tcp_cap,
+        });
         engine
     }
 

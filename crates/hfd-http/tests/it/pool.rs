@@ -212,6 +212,35 @@ async fn h2_shared_requests_open_a_connection_when_the_servers_streams_run_out()
 }
 
 #[tokio::test]
+async fn stats_tell_the_fastest_response_and_the_streams_a_connection_carries() {
+    let server = TestServer::start_with(Tls::None, Some(4)).await;
+    let mut cfg = config(16);
+    cfg.http2_prior_knowledge = true;
+    let client = client(cfg);
+    assert_eq!(client.stats().fastest_response(), None);
+    // The server holds every answer 30 ms: no response can come sooner,
+    // and the fastest one is what the link costs (a download starts its
+    // small-file window from it).
+    for _ in 0..3 {
+        get(&client, &server.url("/data/10?delay_ms=30")).await;
+    }
+    let stats = client.stats();
+    let fastest = stats.fastest_response().unwrap();
+    assert!(fastest >= Duration::from_millis(30), "{fastest:?}");
+    let origin = stats.origin(&format!("http://{}", server.addr)).unwrap();
+    assert_eq!(origin.fastest_response, Some(fastest));
+    assert_eq!(origin.streams_per_connection, 4);
+
+    // HTTP/1.1: one request per connection.
+    let h1 = TestServer::start(Tls::None).await;
+    let h1_client = crate::client(config(4));
+    get(&h1_client, &h1.url("/data/10")).await;
+    let h1_stats = h1_client.stats();
+    assert_eq!(h1_stats.origins[0].streams_per_connection, 1);
+    assert!(h1_stats.fastest_response().is_some());
+}
+
+#[tokio::test]
 async fn h1_shared_requests_still_take_a_connection_each() {
     let server = TestServer::start(Tls::None).await;
     let client = client(config(4));

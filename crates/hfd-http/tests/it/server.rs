@@ -247,6 +247,10 @@ async fn handle(req: Request<Incoming>, st: &ServerState, conn: usize) -> Respon
     {
         return full(StatusCode::INTERNAL_SERVER_ERROR, "gate timed out");
     }
+    // A server that answers late: the response head waits `delay_ms`.
+    if let Some(ms) = query_param(&req, "delay_ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let path = req.uri().path().to_owned();
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let route = parts.next().unwrap_or("");
