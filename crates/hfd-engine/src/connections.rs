@@ -1,13 +1,17 @@
-//! The connections of one file: spawns its workers, stops them all on the
-//! first failure or on a range refusal, and says how they ended.
+//! The connections of one file: spawns its workers (a few at first, more as
+//! its connection ramp asks), stops them all on the first failure or on a
+//! range refusal, and says how they ended.
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::file_ctx::FileCtx;
+use crate::pool::lock;
+use crate::ramp::{ConnectionRamp, drive};
 use crate::source::RangeSource;
 use crate::state::EngineState;
 use crate::worker::{StreamMode, Worker, WorkerExit};
@@ -21,7 +25,9 @@ pub(crate) enum ConnectionsEnd {
     RangeUnsupported,
 }
 
-/// Runs `n` connections (workers) on `file` until none has work.
+/// Runs up to `n` connections (workers) on `file` until none has work:
+/// all at once, or, with the connection ramp on, a few first and more
+/// while each step pays.
 pub(crate) async fn run_connections<S: RangeSource>(
     engine: &Arc<EngineState<S>>,
     file: &Arc<FileCtx>,
@@ -30,24 +36,66 @@ pub(crate) async fn run_connections<S: RangeSource>(
     cancel: &CancellationToken,
 ) -> Result<ConnectionsEnd> {
     let phase = cancel.child_token();
+    let config = &engine.config;
+    let ramp = (mode == StreamMode::Ranges && config.connection_ramp)
+        .then(|| ConnectionRamp::new(config.ramp_start.get(), n))
+        .filter(|ramp| !ramp.is_settled());
+    let (more_tx, mut more_rx) = mpsc::unbounded_channel();
+    let ramp_done = phase.child_token();
+    let _stop_ramp = ramp_done.clone().drop_guard();
+    let mut started = 0;
     let mut set = JoinSet::new();
-    for id in 0..n {
-        let worker = Worker {
-            engine: Arc::clone(engine),
-            file: Arc::clone(file),
-            id,
-            mode,
-            cancel: phase.clone(),
-            writer: Some(file.partial.writer()),
-        };
-        set.spawn(worker.run());
+    let mut spawn = |set: &mut JoinSet<WorkerExit>, count: usize, probe: bool| {
+        for id in started..started + count {
+            let worker = Worker {
+                engine: Arc::clone(engine),
+                file: Arc::clone(file),
+                id,
+                mode,
+                probe,
+                streamed: false,
+                cancel: phase.clone(),
+                writer: Some(file.partial.writer()),
+            };
+            set.spawn(worker.run());
+        }
+        started += count;
+    };
+    if let Some(ramp) = ramp {
+        spawn(&mut set, ramp.current(), false);
+        let (file, window) = (Arc::clone(file), config.ramp_window);
+        let stop = ramp_done.clone();
+        tokio::spawn(async move {
+            let has_work = || lock(&file.plan).has_pending();
+            drive(ramp, &file.ramp, window, has_work, more_tx, stop).await;
+            if let Some(settled) = file.ramp.settled() {
+                tracing::info!(file = %file.key, connections = settled, "connection count settled");
+            }
+        });
+    } else {
+        drop(more_tx);
+        spawn(&mut set, n, false);
     }
     let mut failure = None;
     let mut range_unsupported = false;
-    while let Some(joined) = set.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            Some(count) = more_rx.recv() => {
+                spawn(&mut set, count, true);
+                continue;
+            }
+            joined = set.join_next() => joined,
+        };
+        let Some(joined) = joined else { break };
         let exit = joined.unwrap_or_else(|source| WorkerExit::Failed(Error::Task { source }));
         match exit {
             WorkerExit::Done | WorkerExit::Cancelled => {}
+            WorkerExit::Refused => {
+                // The server caps connections: no file of the run goes
+                // beyond those open now.
+                let left = engine.slots.cap_at_in_use();
+                tracing::info!(file = %file.key, connections = left, "a connection was refused: capping the run's connections");
+            }
             WorkerExit::RangeUnsupported => {
                 range_unsupported = true;
                 phase.cancel();

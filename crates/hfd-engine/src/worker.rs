@@ -50,6 +50,9 @@ pub(crate) enum WorkerExit {
     Cancelled,
     /// The source ignores ranges: the file must switch to one stream.
     RangeUnsupported,
+    /// A connection added by the ramp was refused (429, 503, reset) before
+    /// its first byte: the server caps connections.
+    Refused,
     /// The file failed.
     Failed(Error),
 }
@@ -81,6 +84,11 @@ pub(crate) struct Worker<S> {
     pub(crate) id: WorkerId,
     /// Range requests, or one stream from byte 0 (`fetch_whole`).
     pub(crate) mode: StreamMode,
+    /// Added by the connection ramp: a refusal before its first byte ends
+    /// it (the step did not pay) instead of being retried.
+    pub(crate) probe: bool,
+    /// Whether any body bytes arrived on this worker's requests.
+    pub(crate) streamed: bool,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
 }
@@ -122,6 +130,16 @@ impl<S: RangeSource> Worker<S> {
             match end {
                 RequestEnd::Finished => failures = 0,
                 RequestEnd::Stop(exit) => return exit,
+                RequestEnd::Retry {
+                    cause: TransferError::Source(SourceError::Retryable { .. }),
+                    ..
+                } if self.probe && !self.streamed => {
+                    // Not retried: retrying would make one refusal a storm,
+                    // and a rate limit would pause the whole pool.
+                    tracing::debug!(file = %self.file.key, worker = self.id, "ramp: connection refused");
+                    self.file.ramp.refused();
+                    return WorkerExit::Refused;
+                }
                 RequestEnd::Retry { cause, wrote } => {
                     if wrote {
                         failures = 0;
@@ -142,6 +160,9 @@ impl<S: RangeSource> Worker<S> {
             let notified = self.file.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.file.ramp.retired(self.id) {
+                return None;
+            }
             {
                 let mut plan = lock(&self.file.plan);
                 if let Some(grant) = plan.assign(self.id, Instant::now()) {
@@ -282,9 +303,14 @@ impl<S: RangeSource> Worker<S> {
                 Ok(Some(Err(e))) => break self.classify(grant, e),
                 Ok(Some(Ok(bytes))) => bytes,
             };
+            if !self.streamed {
+                self.streamed = true;
+                self.file.ramp.first_bytes();
+            }
             let len = bytes.len() as u64;
             let within = len.min(req_end - pos);
             let claim = lock(&self.file.plan).claim(grant.lane, self.id, pos, within);
+            self.file.ramp.received(claim.take);
             let now = Instant::now();
             if claim.take > 0 {
                 batch.since.get_or_insert(now);

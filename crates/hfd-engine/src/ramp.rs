@@ -1,0 +1,295 @@
+//! How many connections a large file runs: a few at first, doubled while
+//! each step pays, never above `-x` (decision 0050).
+//!
+//! [`ConnectionRamp`] is the pure rule (also used by `hfd-rs bench`);
+//! [`RampGauge`] is what a file's workers report to it; [`drive`] is the
+//! task that measures a file's rate over short windows and asks for more
+//! connections or retires the last step's.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A step pays when each connection it added brings at least this fraction
+/// of what a connection brought before it. On a mirror that throttles each
+/// connection a step brings about 1.0; on a link capped in total about 0.
+const PAY_FRACTION: f64 = 0.5;
+
+/// Longest wait for a step's new connections to receive their first bytes
+/// before its window is measured anyway (slots all taken, a slow mirror).
+const FIRST_BYTES_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the driver looks whether the new connections stream yet.
+const FIRST_BYTES_POLL: Duration = Duration::from_millis(5);
+
+/// What the ramp asks for after a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RampStep {
+    /// Open this many more connections, then measure again.
+    Add(usize),
+    /// Measure again at the same count (nothing moved in the window).
+    Wait,
+    /// The last step did not pay: go back to `to` connections; settled.
+    Retire {
+        /// The connection count that paid.
+        to: usize,
+    },
+    /// Settled at [`ConnectionRamp::current`].
+    Settled,
+}
+
+/// The rule: start with `start` connections; after each window, if the
+/// last step paid (or this is the first window), double up to `max`.
+#[derive(Clone, Debug)]
+pub struct ConnectionRamp {
+    current: usize,
+    max: usize,
+    /// The rate before the step being judged, and how many it added.
+    before: Option<f64>,
+    added: usize,
+    settled: bool,
+}
+
+impl ConnectionRamp {
+    /// A ramp from `start` (at least 1) to at most `max` connections.
+    pub fn new(start: usize, max: usize) -> Self {
+        let max = max.max(1);
+        let current = start.clamp(1, max);
+        Self {
+            current,
+            max,
+            before: None,
+            added: 0,
+            settled: current >= max,
+        }
+    }
+
+    /// Connections the ramp runs now.
+    pub fn current(&self) -> usize {
+        self.current
+    }
+
+    /// Whether the count is final.
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+
+    /// Judges the window just measured: `rate` (bytes per second) at
+    /// [`Self::current`] connections.
+    pub fn judge(&mut self, rate: f64) -> RampStep {
+        if self.settled {
+            return RampStep::Settled;
+        }
+        if rate <= 0.0 || !rate.is_finite() {
+            // Paused (rate limit) or not streaming yet: nothing to judge.
+            return RampStep::Wait;
+        }
+        if let Some(before) = self.before
+            && self.added > 0
+        {
+            let had = self.current - self.added;
+            let per_connection = before / had as f64;
+            let gained = rate - before;
+            if gained < PAY_FRACTION * per_connection * self.added as f64 {
+                self.current = had;
+                self.settled = true;
+                return RampStep::Retire { to: had };
+            }
+        }
+        self.before = Some(rate);
+        if self.current >= self.max {
+            self.settled = true;
+            self.added = 0;
+            return RampStep::Settled;
+        }
+        self.added = self.current.min(self.max - self.current);
+        self.current += self.added;
+        RampStep::Add(self.added)
+    }
+
+    /// `refused` of the last step's connections were refused by the server
+    /// (a connection cap): settle at the connections that were accepted.
+    pub fn refused(&mut self, refused: usize) {
+        self.current = self.current.saturating_sub(refused).max(1);
+        self.settled = true;
+    }
+
+    /// Stops ramping at the current count (no work left to share).
+    pub fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+/// What a file's workers tell its ramp.
+#[derive(Debug)]
+pub(crate) struct RampGauge {
+    /// Bytes claimed by the file's requests.
+    received: AtomicU64,
+    /// Workers that received their first bytes.
+    streaming: AtomicUsize,
+    /// Workers added by the ramp whose first request was refused.
+    refused: AtomicUsize,
+    /// Workers whose id is at least this stop at their next request.
+    target: AtomicUsize,
+    /// The count the ramp settled on (0 until it does).
+    settled: AtomicUsize,
+}
+
+impl Default for RampGauge {
+    fn default() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            streaming: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            target: AtomicUsize::new(usize::MAX),
+            settled: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl RampGauge {
+    pub(crate) fn received(&self, bytes: u64) {
+        self.received.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn first_bytes(&self) {
+        self.streaming.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether worker `id` is beyond the count the ramp settled on.
+    pub(crate) fn retired(&self, id: usize) -> bool {
+        id >= self.target.load(Ordering::Relaxed)
+    }
+
+    /// The count the ramp settled on, if it did.
+    pub(crate) fn settled(&self) -> Option<usize> {
+        match self.settled.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Waits until `workers` streamed or were refused (at most
+    /// [`FIRST_BYTES_WAIT`]): a step's window starts once its connections
+    /// are past their handshakes and first round trips.
+    async fn until_streaming(&self, workers: usize, cancel: &CancellationToken) {
+        let deadline = Instant::now() + FIRST_BYTES_WAIT;
+        while self.streaming.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
+            < workers
+            && Instant::now() < deadline
+        {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(FIRST_BYTES_POLL) => {}
+            }
+        }
+    }
+}
+
+/// Runs `ramp` for one file: after each `window` of streaming, asks
+/// `spawn` for more workers or retires the last step's, until it settles
+/// (or `stop`: the file's connections ended). `has_work` says whether the
+/// file still has unassigned pieces (a step in the tail only splits lanes).
+pub(crate) async fn drive(
+    mut ramp: ConnectionRamp,
+    gauge: &RampGauge,
+    window: Duration,
+    has_work: impl Fn() -> bool,
+    spawn: mpsc::UnboundedSender<usize>,
+    stop: CancellationToken,
+) {
+    let mut started = ramp.current();
+    gauge.until_streaming(started, &stop).await;
+    while !ramp.is_settled() && !stop.is_cancelled() {
+        let (from, at) = (gauge.received.load(Ordering::Relaxed), Instant::now());
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(window) => {}
+        }
+        let refused = gauge.refused.load(Ordering::Relaxed);
+        if refused > 0 {
+            ramp.refused(refused);
+            gauge.target.store(ramp.current(), Ordering::Relaxed);
+            break;
+        }
+        if !has_work() {
+            ramp.settle();
+            break;
+        }
+        let secs = at.elapsed().as_secs_f64();
+        let rate = (gauge.received.load(Ordering::Relaxed) - from) as f64 / secs;
+        match ramp.judge(rate) {
+            RampStep::Add(k) => {
+                tracing::debug!(connections = ramp.current(), rate, "ramp: step");
+                if spawn.send(k).is_err() {
+                    break;
+                }
+                started += k;
+                gauge.until_streaming(started, &stop).await;
+            }
+            RampStep::Retire { to } => gauge.target.store(to, Ordering::Relaxed),
+            RampStep::Wait | RampStep::Settled => {}
+        }
+    }
+    gauge.settled.store(ramp.current(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ConnectionRamp, RampStep};
+
+    #[test]
+    fn doubles_while_each_connection_adds_its_share() {
+        let mut ramp = ConnectionRamp::new(2, 16);
+        assert_eq!(ramp.judge(10.0), RampStep::Add(2));
+        assert_eq!(ramp.judge(20.0), RampStep::Add(4));
+        assert_eq!(ramp.judge(39.0), RampStep::Add(8));
+        assert_eq!(ramp.judge(80.0), RampStep::Settled);
+        assert_eq!(ramp.current(), 16);
+    }
+
+    #[test]
+    fn a_step_that_does_not_pay_is_taken_back() {
+        // A link capped at 50: two connections fill it, four add nothing.
+        let mut ramp = ConnectionRamp::new(2, 16);
+        assert_eq!(ramp.judge(50.0), RampStep::Add(2));
+        assert_eq!(ramp.judge(52.0), RampStep::Retire { to: 2 });
+        assert!(ramp.is_settled());
+        assert_eq!(ramp.judge(100.0), RampStep::Settled);
+        // Half a connection's share per added connection is the threshold.
+        let mut ramp = ConnectionRamp::new(4, 16);
+        assert_eq!(ramp.judge(40.0), RampStep::Add(4));
+        assert_eq!(ramp.judge(59.0), RampStep::Retire { to: 4 });
+        let mut ramp = ConnectionRamp::new(4, 16);
+        assert_eq!(ramp.judge(40.0), RampStep::Add(4));
+        assert_eq!(ramp.judge(61.0), RampStep::Add(8));
+    }
+
+    #[test]
+    fn never_above_the_maximum_and_waits_out_empty_windows() {
+        let mut ramp = ConnectionRamp::new(4, 6);
+        assert_eq!(ramp.judge(0.0), RampStep::Wait);
+        assert_eq!(ramp.judge(40.0), RampStep::Add(2));
+        assert_eq!(ramp.judge(60.0), RampStep::Settled);
+        assert_eq!(ramp.current(), 6);
+        let ramp = ConnectionRamp::new(8, 4);
+        assert!(ramp.is_settled());
+        assert_eq!(ramp.current(), 4);
+    }
+
+    #[test]
+    fn refused_connections_settle_the_count() {
+        let mut ramp = ConnectionRamp::new(4, 16);
+        assert_eq!(ramp.judge(40.0), RampStep::Add(4));
+        ramp.refused(3);
+        assert!(ramp.is_settled());
+        assert_eq!(ramp.current(), 5);
+    }
+}
