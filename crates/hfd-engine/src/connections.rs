@@ -14,7 +14,7 @@ use crate::pool::lock;
 use crate::ramp::{ConnectionRamp, drive};
 use crate::source::RangeSource;
 use crate::state::EngineState;
-use crate::worker::{StreamMode, Worker, WorkerExit};
+use crate::worker::{Joined, StreamMode, Worker, WorkerExit};
 
 /// How a file's connections ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +45,14 @@ pub(crate) async fn run_connections<S: RangeSource>(
     let _stop_ramp = ramp_done.clone().drop_guard();
     let mut started = 0;
     let mut set = JoinSet::new();
-    let mut spawn = |set: &mut JoinSet<WorkerExit>, count: usize, probe: bool| {
+    let mut spawn = |set: &mut JoinSet<WorkerExit>, count: usize, joined: Joined| {
         for id in started..started + count {
             let worker = Worker {
                 engine: Arc::clone(engine),
                 file: Arc::clone(file),
                 id,
                 mode,
-                probe,
+                joined,
                 streamed: false,
                 cancel: phase.clone(),
                 writer: Some(file.partial.writer()),
@@ -62,7 +62,7 @@ pub(crate) async fn run_connections<S: RangeSource>(
         started += count;
     };
     if let Some(ramp) = ramp {
-        spawn(&mut set, ramp.current(), false);
+        spawn(&mut set, ramp.current(), Joined::Start);
         let (file, window) = (Arc::clone(file), config.ramp_window);
         let stop = ramp_done.clone();
         tokio::spawn(async move {
@@ -74,19 +74,31 @@ pub(crate) async fn run_connections<S: RangeSource>(
         });
     } else {
         drop(more_tx);
-        spawn(&mut set, n, false);
+        spawn(&mut set, n, Joined::Fixed);
     }
     let mut failure = None;
     let mut range_unsupported = false;
     loop {
         let joined = tokio::select! {
             Some(count) = more_rx.recv() => {
-                spawn(&mut set, count, true);
+                spawn(&mut set, count, Joined::Step);
                 continue;
             }
             joined = set.join_next() => joined,
         };
-        let Some(joined) = joined else { break };
+        let Some(joined) = joined else {
+            if failure.is_none()
+                && !range_unsupported
+                && !phase.is_cancelled()
+                && !lock(&file.plan).is_done()
+            {
+                // Every connection left (refused, retired) with work left:
+                // one more, which retries like any other.
+                spawn(&mut set, 1, Joined::LastResort);
+                continue;
+            }
+            break;
+        };
         let exit = joined.unwrap_or_else(|source| WorkerExit::Failed(Error::Task { source }));
         match exit {
             WorkerExit::Done | WorkerExit::Cancelled => {}

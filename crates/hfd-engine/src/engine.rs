@@ -58,6 +58,7 @@ impl<S: RangeSource> Engine<S> {
                 reporter,
                 gate: PoolGate::default(),
                 rates: RateBoard::default(),
+                streamed_requests: std::sync::atomic::AtomicU64::new(0),
                 counters: Counters::default(),
                 claims: None,
             }),

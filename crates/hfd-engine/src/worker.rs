@@ -41,6 +41,19 @@ pub(crate) enum StreamMode {
     WholeFile,
 }
 
+/// Why a worker was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// With all of the file's connections at once (no ramp).
+    Fixed,
+    /// With the file's first connections, before the ramp's steps.
+    Start,
+    /// By a step of the connection ramp.
+    Step,
+    /// Because every other connection of the file left with work left.
+    LastResort,
+}
+
 /// Why a worker stopped.
 #[derive(Debug)]
 pub(crate) enum WorkerExit {
@@ -84,9 +97,9 @@ pub(crate) struct Worker<S> {
     pub(crate) id: WorkerId,
     /// Range requests, or one stream from byte 0 (`fetch_whole`).
     pub(crate) mode: StreamMode,
-    /// Added by the connection ramp: a refusal before its first byte ends
-    /// it (the step did not pay) instead of being retried.
-    pub(crate) probe: bool,
+    /// Why it was started: decides whether a refusal before its first byte
+    /// ends it instead of being retried.
+    pub(crate) joined: Joined,
     /// Whether any body bytes arrived on this worker's requests.
     pub(crate) streamed: bool,
     pub(crate) cancel: CancellationToken,
@@ -101,6 +114,18 @@ impl<S: RangeSource> Worker<S> {
             &self.engine.small_slots
         } else {
             &self.engine.slots
+        }
+    }
+
+    /// Whether a refusal of its first request means "no more connections"
+    /// (on a ramping file): always for a ramp step's connection; for a first
+    /// connection when the run's other requests stream. Without a ramp, and
+    /// for a file's last connection, a refusal is retried as always.
+    fn may_be_refused(&self) -> bool {
+        match self.joined {
+            Joined::Step => true,
+            Joined::Start => self.engine.streamed_requests.load(Ordering::Relaxed) > 0,
+            Joined::Fixed | Joined::LastResort => false,
         }
     }
 
@@ -133,9 +158,11 @@ impl<S: RangeSource> Worker<S> {
                 RequestEnd::Retry {
                     cause: TransferError::Source(SourceError::Retryable { .. }),
                     ..
-                } if self.probe && !self.streamed => {
-                    // Not retried: retrying would make one refusal a storm,
-                    // and a rate limit would pause the whole pool.
+                } if !self.streamed && self.mode == StreamMode::Ranges && self.may_be_refused() => {
+                    // A new connection refused while the run's others stream:
+                    // the server caps connections. Not retried: retrying
+                    // would make one refusal a storm, and a rate limit would
+                    // pause the whole pool.
                     tracing::debug!(file = %self.file.key, worker = self.id, "ramp: connection refused");
                     self.file.ramp.refused();
                     return WorkerExit::Refused;
@@ -306,6 +333,9 @@ impl<S: RangeSource> Worker<S> {
             if !self.streamed {
                 self.streamed = true;
                 self.file.ramp.first_bytes();
+                self.engine
+                    .streamed_requests
+                    .fetch_add(1, Ordering::Relaxed);
             }
             let len = bytes.len() as u64;
             let within = len.min(req_end - pos);
