@@ -60,8 +60,10 @@ pub struct EngineConfig {
     /// Connections a large file starts with when `connection_ramp` is on.
     /// Default: 4.
     pub ramp_start: NonZeroUsize,
-    /// How long the ramp measures a file's rate before and after a step.
-    /// Default: 0.25 s (half of `slow_grace`).
+    /// How long the ramp measures a file's rate before and after a step at
+    /// least (longer when the step's first bytes took longer: twice that,
+    /// up to 1 s); a step that pays over half its window goes on at once.
+    /// Default: 0.1 s.
     pub ramp_window: Duration,
     /// Bytes a connection collects before one blocking write. Bounds the
     /// memory per connection; the CLI derives it from `--memory-budget`.
@@ -105,7 +107,7 @@ impl Default for EngineConfig {
             hedging: true,
             connection_ramp: true,
             ramp_start: NonZeroUsize::new(4).expect("4 > 0"),
-            ramp_window: Duration::from_millis(250),
+            ramp_window: Duration::from_millis(100),
             write_batch: ByteSize::kib(256),
             memory_budget: None,
             journal_interval: Duration::from_secs(1),

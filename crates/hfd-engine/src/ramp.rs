@@ -25,6 +25,12 @@ const FIRST_BYTES_WAIT: Duration = Duration::from_secs(5);
 /// How often the driver looks whether the new connections stream yet.
 const FIRST_BYTES_POLL: Duration = Duration::from_millis(5);
 
+/// How often a window looks whether its step already paid.
+const EARLY_CHECK: Duration = Duration::from_millis(20);
+
+/// Longest window, however long the first bytes took.
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+
 /// What the ramp asks for after a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RampStep {
@@ -87,17 +93,11 @@ impl ConnectionRamp {
             // Paused (rate limit) or not streaming yet: nothing to judge.
             return RampStep::Wait;
         }
-        if let Some(before) = self.before
-            && self.added > 0
-        {
+        if self.pending_step() && !self.pays(rate) {
             let had = self.current - self.added;
-            let per_connection = before / had as f64;
-            let gained = rate - before;
-            if gained < PAY_FRACTION * per_connection * self.added as f64 {
-                self.current = had;
-                self.settled = true;
-                return RampStep::Retire { to: had };
-            }
+            self.current = had;
+            self.settled = true;
+            return RampStep::Retire { to: had };
         }
         self.before = Some(rate);
         if self.current >= self.max {
@@ -108,6 +108,27 @@ impl ConnectionRamp {
         self.added = self.current.min(self.max - self.current);
         self.current += self.added;
         RampStep::Add(self.added)
+    }
+
+    /// Whether a step is waiting for its judgement.
+    fn pending_step(&self) -> bool {
+        self.before.is_some() && self.added > 0 && !self.settled
+    }
+
+    /// Whether `rate`, measured over part of a window, already shows the
+    /// pending step paying (false without one: a first window runs whole).
+    pub fn pays_early(&self, rate: f64) -> bool {
+        self.pending_step() && self.pays(rate)
+    }
+
+    /// Whether `rate` after the pending step pays for it (true without one).
+    pub fn pays(&self, rate: f64) -> bool {
+        let Some(before) = self.before.filter(|_| self.pending_step()) else {
+            return true;
+        };
+        let had = self.current - self.added;
+        let per_connection = before / had as f64;
+        rate - before >= PAY_FRACTION * per_connection * self.added as f64
     }
 
     /// `refused` of the last step's connections were refused by the server
@@ -178,18 +199,21 @@ impl RampGauge {
 
     /// Waits until `workers` streamed or were refused (at most
     /// [`FIRST_BYTES_WAIT`]): a step's window starts once its connections
-    /// are past their handshakes and first round trips.
-    async fn until_streaming(&self, workers: usize, cancel: &CancellationToken) {
-        let deadline = Instant::now() + FIRST_BYTES_WAIT;
+    /// are past their handshakes and first round trips. Returns how long
+    /// that took.
+    async fn until_streaming(&self, workers: usize, cancel: &CancellationToken) -> Duration {
+        let since = Instant::now();
+        let deadline = since + FIRST_BYTES_WAIT;
         while self.streaming.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
             < workers
             && Instant::now() < deadline
         {
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => break,
                 () = tokio::time::sleep(FIRST_BYTES_POLL) => {}
             }
         }
+        since.elapsed()
     }
 }
 
@@ -206,12 +230,31 @@ pub(crate) async fn drive(
     stop: CancellationToken,
 ) {
     let mut started = ramp.current();
-    gauge.until_streaming(started, &stop).await;
+    let mut waited = gauge.until_streaming(started, &stop).await;
     while !ramp.is_settled() && !stop.is_cancelled() {
+        // Long enough for a few round trips (the first bytes took about
+        // two), or the rate of a far link is judged on its slow start.
+        let window = (2 * waited).clamp(window, MAX_WINDOW);
         let (from, at) = (gauge.received.load(Ordering::Relaxed), Instant::now());
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(window) => {}
+        let rate = || {
+            let secs = at.elapsed().as_secs_f64();
+            (gauge.received.load(Ordering::Relaxed) - from) as f64 / secs
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(EARLY_CHECK) => {}
+            }
+            let elapsed = at.elapsed();
+            // A step that already paid over half its window goes on at
+            // once: on a mirror that throttles each connection, the
+            // ramp's cost is its windows at fewer connections.
+            if elapsed >= window || (elapsed >= window / 2 && ramp.pays_early(rate())) {
+                break;
+            }
+        }
+        if stop.is_cancelled() {
+            break;
         }
         let refused = gauge.refused.load(Ordering::Relaxed);
         if refused > 0 {
@@ -223,8 +266,7 @@ pub(crate) async fn drive(
             ramp.settle();
             break;
         }
-        let secs = at.elapsed().as_secs_f64();
-        let rate = (gauge.received.load(Ordering::Relaxed) - from) as f64 / secs;
+        let rate = rate();
         match ramp.judge(rate) {
             RampStep::Add(k) => {
                 tracing::debug!(connections = ramp.current(), rate, "ramp: step");
@@ -232,9 +274,12 @@ pub(crate) async fn drive(
                     break;
                 }
                 started += k;
-                gauge.until_streaming(started, &stop).await;
+                waited = gauge.until_streaming(started, &stop).await;
             }
-            RampStep::Retire { to } => gauge.target.store(to, Ordering::Relaxed),
+            RampStep::Retire { to } => {
+                tracing::debug!(connections = to, rate, "ramp: the step did not pay");
+                gauge.target.store(to, Ordering::Relaxed);
+            }
             RampStep::Wait | RampStep::Settled => {}
         }
     }
