@@ -66,3 +66,48 @@ async fn a_mirror_capping_connections_per_client_gets_no_429_storm() {
         "fixed -x 16 against a cap of 6: {fixed_refused} refused, {fixed_retries} retries"
     );
 }
+
+/// `hfd-rs bench` runs the same ramp and says where it settled: on the
+/// capped mirror, within the cap (the fixed counts beyond it see errors).
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_reports_the_count_the_ramp_settled_on() {
+    let hub = FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("model.safetensors", 8 * MIB, 151))
+        .rate_per_connection(2 * MIB)
+        .max_connections_per_client(6)
+        .start()
+        .await
+        .expect("start fake hub");
+    let done = run(&[
+        "bench",
+        REPO,
+        "--endpoint",
+        hub.endpoint(),
+        "-x",
+        "16",
+        "--duration",
+        "2",
+        "--json",
+    ])
+    .await;
+    done.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(done.stdout.trim()).expect("json");
+    let rows = doc["results"].as_array().expect("rows");
+    let ramp = rows
+        .iter()
+        .find(|r| !r["ramp_settled"].is_null())
+        .expect("a ramp row");
+    let settled = ramp["ramp_settled"].as_u64().expect("a count");
+    assert!(
+        (4..=6).contains(&settled),
+        "settled on {settled} under a cap of 6: {doc}"
+    );
+    let fixed = rows
+        .iter()
+        .find(|r| r["ramp_settled"].is_null())
+        .expect("the fixed row");
+    assert!(
+        fixed["errors"].as_u64() > Some(0),
+        "16 at once against a cap of 6: {doc}"
+    );
+}

@@ -92,6 +92,6 @@ pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;
 pub use job::FileJob;
 pub use progress::{FileOutcome, NoopReporter, Reporter, RetryEvent, Summary};
-pub use ramp::{ConnectionRamp, RampStep};
+pub use ramp::{ConnectionRamp, RampGauge, RampStep, drive as drive_ramp};
 pub use retry::TransferRetry;
 pub use source::{BodyStream, BoxError, FileKey, RangeSource, SlotId, SourceError};

@@ -144,9 +144,9 @@ impl ConnectionRamp {
     }
 }
 
-/// What a file's workers tell its ramp.
+/// What a file's workers (or `hfd-rs bench`'s) tell its ramp.
 #[derive(Debug)]
-pub(crate) struct RampGauge {
+pub struct RampGauge {
     /// Bytes claimed by the file's requests.
     received: AtomicU64,
     /// Workers that received their first bytes.
@@ -172,25 +172,28 @@ impl Default for RampGauge {
 }
 
 impl RampGauge {
-    pub(crate) fn received(&self, bytes: u64) {
+    /// `bytes` more arrived.
+    pub fn received(&self, bytes: u64) {
         self.received.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub(crate) fn first_bytes(&self) {
+    /// A connection received its first bytes.
+    pub fn first_bytes(&self) {
         self.streaming.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn refused(&self) {
+    /// A connection was refused before its first byte.
+    pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether worker `id` is beyond the count the ramp settled on.
-    pub(crate) fn retired(&self, id: usize) -> bool {
+    pub fn retired(&self, id: usize) -> bool {
         id >= self.target.load(Ordering::Relaxed)
     }
 
     /// The count the ramp settled on, if it did.
-    pub(crate) fn settled(&self) -> Option<usize> {
+    pub fn settled(&self) -> Option<usize> {
         match self.settled.load(Ordering::Relaxed) {
             0 => None,
             n => Some(n),
@@ -217,11 +220,11 @@ impl RampGauge {
     }
 }
 
-/// Runs `ramp` for one file: after each `window` of streaming, asks
+/// Runs `ramp` for one file (or a bench): after each `window` of streaming, asks
 /// `spawn` for more workers or retires the last step's, until it settles
 /// (or `stop`: the file's connections ended). `has_work` says whether the
 /// file still has unassigned pieces (a step in the tail only splits lanes).
-pub(crate) async fn drive(
+pub async fn drive(
     mut ramp: ConnectionRamp,
     gauge: &RampGauge,
     window: Duration,
