@@ -54,24 +54,24 @@ pub(crate) async fn run_connections<S: RangeSource>(
                 mode,
                 joined,
                 streamed: false,
+                retired: false,
                 cancel: phase.clone(),
                 writer: Some(file.partial.writer()),
             };
+            file.ramp.joined();
             set.spawn(worker.run());
         }
         started += count;
     };
     if let Some(ramp) = ramp {
         spawn(&mut set, ramp.current(), Joined::Start);
-        let (file, window) = (Arc::clone(file), config.ramp_window);
-        let stop = ramp_done.clone();
-        tokio::spawn(async move {
-            let has_work = || lock(&file.plan).has_pending();
-            drive(ramp, &file.ramp, window, has_work, more_tx, stop).await;
-            if let Some(settled) = file.ramp.settled() {
-                tracing::info!(file = %file.key, connections = settled, "connection count settled");
-            }
-        });
+        tokio::spawn(keep_ramping(
+            ramp,
+            Arc::clone(engine),
+            Arc::clone(file),
+            more_tx,
+            ramp_done.clone(),
+        ));
     } else {
         drop(more_tx);
         spawn(&mut set, n, Joined::Fixed);
@@ -120,6 +120,10 @@ pub(crate) async fn run_connections<S: RangeSource>(
             }
         }
     }
+    if mode == StreamMode::Ranges && n > 1 {
+        // Its connections are free for the files still ramping.
+        engine.file_ended.notify_waiters();
+    }
     if let Some(e) = failure {
         return Err(e);
     }
@@ -131,4 +135,31 @@ pub(crate) async fn run_connections<S: RangeSource>(
     } else {
         ConnectionsEnd::Finished
     })
+}
+
+/// Drives `file`'s ramp until it settles with the file's work handed out;
+/// a settled ramp starts again from its count when another file's
+/// connections end (their capacity is free). `more` asks for connections.
+async fn keep_ramping<S: RangeSource>(
+    mut ramp: ConnectionRamp,
+    engine: Arc<EngineState<S>>,
+    file: Arc<FileCtx>,
+    more: mpsc::UnboundedSender<usize>,
+    stop: CancellationToken,
+) {
+    let window = engine.config.ramp_window;
+    let has_work = || lock(&file.plan).has_pending();
+    loop {
+        // Created before the drive: a file ending during it counts.
+        let freed = engine.file_ended.notified();
+        drive(&mut ramp, &file.ramp, window, has_work, &more, &stop).await;
+        tracing::info!(file = %file.key, connections = ramp.current(), "connection count settled");
+        if stop.is_cancelled() || !has_work() {
+            return;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = freed => ramp.resume(),
+        }
+    }
 }

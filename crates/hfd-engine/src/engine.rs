@@ -59,6 +59,7 @@ impl<S: RangeSource> Engine<S> {
                 gate: PoolGate::default(),
                 rates: RateBoard::default(),
                 streamed_requests: std::sync::atomic::AtomicU64::new(0),
+                file_ended: tokio::sync::Notify::new(),
                 counters: Counters::default(),
                 claims: None,
             }),

@@ -138,6 +138,16 @@ impl ConnectionRamp {
         self.settled = true;
     }
 
+    /// Ramps again from the current count (capacity was freed: another
+    /// file of the run ended). No effect on a ramp at its maximum.
+    pub fn resume(&mut self) {
+        if self.current < self.max {
+            self.settled = false;
+            self.before = None;
+            self.added = 0;
+        }
+    }
+
     /// Stops ramping at the current count (no work left to share).
     pub fn settle(&mut self) {
         self.settled = true;
@@ -151,12 +161,16 @@ pub struct RampGauge {
     received: AtomicU64,
     /// Workers that received their first bytes.
     streaming: AtomicUsize,
-    /// Workers added by the ramp whose first request was refused.
+    /// Connections refused before their first byte, not yet judged.
     refused: AtomicUsize,
-    /// Workers whose id is at least this stop at their next request.
+    /// Connections refused before their first byte, ever.
+    refused_total: AtomicUsize,
+    /// Connections running (started and not yet left).
+    live: AtomicUsize,
+    /// Connections started, ever.
+    spawned: AtomicUsize,
+    /// Connections beyond this many stop at their next request.
     target: AtomicUsize,
-    /// The count the ramp settled on (0 until it does).
-    settled: AtomicUsize,
 }
 
 impl Default for RampGauge {
@@ -165,8 +179,10 @@ impl Default for RampGauge {
             received: AtomicU64::new(0),
             streaming: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            refused_total: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            spawned: AtomicUsize::new(0),
             target: AtomicUsize::new(usize::MAX),
-            settled: AtomicUsize::new(0),
         }
     }
 }
@@ -185,19 +201,29 @@ impl RampGauge {
     /// A connection was refused before its first byte.
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+        self.refused_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether worker `id` is beyond the count the ramp settled on.
-    pub fn retired(&self, id: usize) -> bool {
-        id >= self.target.load(Ordering::Relaxed)
+    /// A connection starts.
+    pub fn joined(&self) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        self.spawned.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The count the ramp settled on, if it did.
-    pub fn settled(&self) -> Option<usize> {
-        match self.settled.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(n),
-        }
+    /// A connection ends (not by [`Self::try_retire`]).
+    pub fn left(&self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether the calling connection is beyond the count the ramp settled
+    /// on: if so it is counted out and must stop.
+    pub fn try_retire(&self) -> bool {
+        let target = self.target.load(Ordering::Relaxed);
+        self.live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n > target).then(|| n - 1)
+            })
+            .is_ok()
     }
 
     /// Waits until `workers` streamed or were refused (at most
@@ -207,7 +233,7 @@ impl RampGauge {
     async fn until_streaming(&self, workers: usize, cancel: &CancellationToken) -> Duration {
         let since = Instant::now();
         let deadline = since + FIRST_BYTES_WAIT;
-        while self.streaming.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
+        while self.streaming.load(Ordering::Relaxed) + self.refused_total.load(Ordering::Relaxed)
             < workers
             && Instant::now() < deadline
         {
@@ -225,15 +251,18 @@ impl RampGauge {
 /// (or `stop`: the file's connections ended). `has_work` says whether the
 /// file still has unassigned pieces (a step in the tail only splits lanes).
 pub async fn drive(
-    mut ramp: ConnectionRamp,
+    ramp: &mut ConnectionRamp,
     gauge: &RampGauge,
     window: Duration,
     has_work: impl Fn() -> bool,
-    spawn: mpsc::UnboundedSender<usize>,
-    stop: CancellationToken,
+    spawn: &mpsc::UnboundedSender<usize>,
+    stop: &CancellationToken,
 ) {
-    let mut started = ramp.current();
-    let mut waited = gauge.until_streaming(started, &stop).await;
+    gauge.target.store(usize::MAX, Ordering::Relaxed);
+    // Every connection started so far (the first ones, or all of an
+    // earlier round's) must stream before the first window.
+    let mut started = gauge.spawned.load(Ordering::Relaxed);
+    let mut waited = gauge.until_streaming(started, stop).await;
     while !ramp.is_settled() && !stop.is_cancelled() {
         // Long enough for a few round trips (the first bytes took about
         // two), or the rate of a far link is judged on its slow start.
@@ -259,7 +288,7 @@ pub async fn drive(
         if stop.is_cancelled() {
             break;
         }
-        let refused = gauge.refused.load(Ordering::Relaxed);
+        let refused = gauge.refused.swap(0, Ordering::Relaxed);
         if refused > 0 {
             ramp.refused(refused);
             gauge.target.store(ramp.current(), Ordering::Relaxed);
@@ -277,7 +306,7 @@ pub async fn drive(
                     break;
                 }
                 started += k;
-                waited = gauge.until_streaming(started, &stop).await;
+                waited = gauge.until_streaming(started, stop).await;
             }
             RampStep::Retire { to } => {
                 tracing::debug!(connections = to, rate, "ramp: the step did not pay");
@@ -286,7 +315,6 @@ pub async fn drive(
             RampStep::Wait | RampStep::Settled => {}
         }
     }
-    gauge.settled.store(ramp.current(), Ordering::Relaxed);
 }
 
 #[cfg(test)]

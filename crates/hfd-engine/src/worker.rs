@@ -102,6 +102,8 @@ pub(crate) struct Worker<S> {
     pub(crate) joined: Joined,
     /// Whether any body bytes arrived on this worker's requests.
     pub(crate) streamed: bool,
+    /// Counted out by the ramp (it asked for fewer connections).
+    pub(crate) retired: bool,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
 }
@@ -129,7 +131,17 @@ impl<S: RangeSource> Worker<S> {
         }
     }
 
+    /// Runs until the file needs nothing more from it. The spawner counted
+    /// it in (`RampGauge::joined`); it counts itself out.
     pub(crate) async fn run(mut self) -> WorkerExit {
+        let exit = self.work().await;
+        if !self.retired {
+            self.file.ramp.left();
+        }
+        exit
+    }
+
+    async fn work(&mut self) -> WorkerExit {
         let mut failures = 0u32;
         loop {
             let Some(grant) = self.next_grant().await else {
@@ -182,12 +194,13 @@ impl<S: RangeSource> Worker<S> {
 
     /// Waits for work; `None` when the file needs nothing more from this
     /// worker (or on cancel).
-    async fn next_grant(&self) -> Option<Grant> {
+    async fn next_grant(&mut self) -> Option<Grant> {
         loop {
             let notified = self.file.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.file.ramp.retired(self.id) {
+            if !self.retired && self.file.ramp.try_retire() {
+                self.retired = true;
                 return None;
             }
             {

@@ -132,13 +132,17 @@ struct Fetch {
 impl Fetch {
     /// One connection: consecutive ranges until the budget is spent (or
     /// the ramp retires it). Returns when its last byte arrived.
-    async fn worker(self: Arc<Self>, id: usize, ramped: bool) -> Instant {
+    async fn worker(self: Arc<Self>, ramped: bool) -> Instant {
         let mut last_byte = self.started;
         let mut streamed = false;
+        let mut retired = false;
         while Instant::now() < self.deadline
             && self.received.load(Ordering::Relaxed) < self.max_bytes
-            && !self.gauge.retired(id)
         {
+            if self.gauge.try_retire() {
+                retired = true;
+                break;
+            }
             let offset = self.next.fetch_add(self.chunk, Ordering::Relaxed) % self.size;
             let Some(range) = ByteRange::new(offset, (offset + self.chunk).min(self.size)) else {
                 break;
@@ -188,6 +192,9 @@ impl Fetch {
                 }
             }
         }
+        if !retired {
+            self.gauge.left();
+        }
         last_byte
     }
 }
@@ -235,15 +242,15 @@ pub async fn bench_endpoint(
     let mut workers = Vec::with_capacity(most);
     let spawn = |workers: &mut Vec<tokio::task::JoinHandle<Instant>>, count: usize| {
         for _ in 0..count {
-            let id = workers.len();
-            workers.push(tokio::spawn(Arc::clone(&fetch).worker(id, ramped)));
+            fetch.gauge.joined();
+            workers.push(tokio::spawn(Arc::clone(&fetch).worker(ramped)));
         }
     };
     let mut settled = None;
     if ramped {
         // The download's rule and windows, over this file's ranges.
         let engine = EngineConfig::default();
-        let ramp = ConnectionRamp::new(engine.ramp_start.get(), most);
+        let mut ramp = ConnectionRamp::new(engine.ramp_start.get(), most);
         spawn(&mut workers, ramp.current());
         let (more_tx, mut more_rx) = tokio::sync::mpsc::unbounded_channel();
         let stop = tokio_util::sync::CancellationToken::new();
@@ -254,22 +261,24 @@ pub async fn bench_endpoint(
             until_deadline.cancel();
         });
         let has_work = || Instant::now() < fetch.deadline;
-        let driver = drive_ramp(
-            ramp,
-            &fetch.gauge,
-            engine.ramp_window,
-            has_work,
-            more_tx,
-            stop,
-        );
-        tokio::pin!(driver);
-        loop {
-            tokio::select! {
-                () = &mut driver => break,
-                Some(count) = more_rx.recv() => spawn(&mut workers, count),
+        {
+            let driver = drive_ramp(
+                &mut ramp,
+                &fetch.gauge,
+                engine.ramp_window,
+                has_work,
+                &more_tx,
+                &stop,
+            );
+            tokio::pin!(driver);
+            loop {
+                tokio::select! {
+                    () = &mut driver => break,
+                    Some(count) = more_rx.recv() => spawn(&mut workers, count),
+                }
             }
         }
-        settled = fetch.gauge.settled();
+        settled = Some(ramp.current());
     } else {
         spawn(&mut workers, most);
     }
