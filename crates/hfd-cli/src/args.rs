@@ -121,7 +121,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) revision: Option<String>,
 
-    /// Connection counts to try, comma-separated.
+    /// Connection counts to try, comma-separated; then the download's
+    /// connection ramp up to the largest, which reports the count it settled on.
     #[arg(
         short = 'x',
         long,

@@ -63,7 +63,9 @@ pub struct EngineConfig {
     /// How long the ramp measures a file's rate before and after a step at
     /// least (longer when the step's first bytes took longer: twice that,
     /// up to 1 s); a step that pays over half its window goes on at once.
-    /// Default: 0.1 s.
+    /// Default: 50 ms (on a far link the first bytes take longer, and the
+    /// window with them; on a near one the ramp's windows at fewer
+    /// connections are what it costs).
     pub ramp_window: Duration,
     /// Bytes a connection collects before one blocking write. Bounds the
     /// memory per connection; the CLI derives it from `--memory-budget`.
@@ -107,7 +109,7 @@ impl Default for EngineConfig {
             hedging: true,
             connection_ramp: true,
             ramp_start: NonZeroUsize::new(4).expect("4 > 0"),
-            ramp_window: Duration::from_millis(100),
+            ramp_window: Duration::from_millis(50),
             write_batch: ByteSize::kib(256),
             memory_budget: None,
             journal_interval: Duration::from_secs(1),

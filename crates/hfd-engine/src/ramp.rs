@@ -26,7 +26,7 @@ const FIRST_BYTES_WAIT: Duration = Duration::from_secs(5);
 const FIRST_BYTES_POLL: Duration = Duration::from_millis(5);
 
 /// How often a window looks whether its step already paid.
-const EARLY_CHECK: Duration = Duration::from_millis(20);
+const EARLY_CHECK: Duration = Duration::from_millis(10);
 
 /// Longest window, however long the first bytes took.
 const MAX_WINDOW: Duration = Duration::from_secs(1);

@@ -696,6 +696,8 @@ async fn the_connection_count_settles_high_per_connection_and_low_on_a_capped_li
         let source = Arc::new(setup.source(32 * KIB).script(move |_| answer()));
         let mut c = config(8, 64 * KIB);
         c.connection_ramp = ramp;
+        // Several 40 ms chunks per window on every body.
+        c.ramp_window = Duration::from_millis(250);
         c.slow_ratio = 0.0;
         let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
         setup.assert_identical(&summary);
