@@ -137,9 +137,12 @@ pub(crate) async fn run_connections<S: RangeSource>(
     })
 }
 
-/// Drives `file`'s ramp until it settles with the file's work handed out;
-/// a settled ramp starts again from its count when another file's
-/// connections end (their capacity is free). `more` asks for connections.
+/// Drives `file`'s ramp until it settles with the file's work handed out.
+/// A settled ramp below its maximum starts again from its count when
+/// another file's connections end (their capacity is free), or after
+/// [`REPROBE_AFTER`], doubled each time the count did not grow: a step
+/// judged while the link or the CPU was busy elsewhere is not final. `more`
+/// asks for connections.
 async fn keep_ramping<S: RangeSource>(
     mut ramp: ConnectionRamp,
     engine: Arc<EngineState<S>>,
@@ -149,17 +152,31 @@ async fn keep_ramping<S: RangeSource>(
 ) {
     let window = engine.config.ramp_window;
     let has_work = || lock(&file.plan).has_pending();
+    let mut reprobe = REPROBE_AFTER;
+    let mut settled_at = 0;
     loop {
         // Created before the drive: a file ending during it counts.
         let freed = engine.file_ended.notified();
         drive(&mut ramp, &file.ramp, window, has_work, &more, &stop).await;
         tracing::info!(file = %file.key, connections = ramp.current(), "connection count settled");
-        if stop.is_cancelled() || !has_work() {
+        if stop.is_cancelled() || !has_work() || ramp.at_most() {
             return;
         }
+        if ramp.current() > settled_at {
+            reprobe = REPROBE_AFTER;
+        } else {
+            reprobe *= 2;
+        }
+        settled_at = ramp.current();
         tokio::select! {
             () = stop.cancelled() => return,
-            () = freed => ramp.resume(),
+            () = freed => {}
+            () = tokio::time::sleep(reprobe) => {}
         }
+        ramp.resume();
     }
 }
+
+/// How long a ramp that settled below its maximum waits before it tries
+/// one more step (doubled while the count does not grow).
+const REPROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);

