@@ -34,12 +34,13 @@ SRV_IP, CLI_IP = "10.200.0.1", "10.200.0.2"
 # name: (repo key, server, listener, tools, note); server "lo" = loopback nginx, "ns" = netns
 ALL_TOOLS = ["hfd-rs", "aria2c", "curl", "snapshot_download", "hf_transfer"]
 SCENARIOS = {
-    "throttled-5M": ("models/fake/model", "lo", "t5", ALL_TOOLS + ["hfd-rs -x64", "baseline"],
+    "throttled-5M": ("models/fake/model", "lo", "t5",
+                     ALL_TOOLS + ["hfd-rs -x64", "hfd-rs fixed", "baseline"],
                      "5 MB/s per TCP connection (nginx stream proxy_download_rate), HTTP/1.1"),
-    "capped-20M": ("models/fake/model", "ns:cap", "t20", ALL_TOOLS,
+    "capped-20M": ("models/fake/model", "ns:cap", "t20", ALL_TOOLS + ["hfd-rs fixed", "baseline"],
                    "20 MB/s per connection, 400 Mbit/s total (tbf on the server veth), HTTP/1.1"),
     "uneven": ("models/fake/model", "lo", "uneven",
-               ["hfd-rs", "aria2c", "hf_transfer", "hfd-rs -x64", "baseline"],
+               ["hfd-rs", "aria2c", "hf_transfer", "hfd-rs -x64", "hfd-rs fixed", "baseline"],
                "one connection in four at 0.5 MB/s, the rest at 10 MB/s, HTTP/1.1"),
     "loopback-h1": ("models/fake/model", "lo", "h1", ALL_TOOLS + ["curl-limit", "baseline"],
                     "unthrottled loopback, HTTP/1.1"),
@@ -284,7 +285,8 @@ def sha256_cost(out):
 
 
 # Connections per file each tool opens (for the ideal time of throttled scenarios).
-CONNS_PER_FILE = {"hfd-rs": 16, "hfd-rs --http1.1": 16, "baseline": 16, "hfd-rs -x64": 64,
+CONNS_PER_FILE = {"hfd-rs": 16, "hfd-rs --http1.1": 16, "hfd-rs fixed": 16, "baseline": 16,
+                  "hfd-rs -x64": 64,
                   "aria2c": 16, "curl": 1, "snapshot_download": 1, "hf_transfer": 8}
 
 
@@ -405,6 +407,9 @@ def main():
                     help="an hfd-rs built from an earlier commit: adds the tool 'baseline default'")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big", action="store_true", help="2×512 MiB model shards, 8 GiB large file")
+    ap.add_argument("--large-size", type=int, default=None,
+                    help="bytes of fake/large instead of the default (1 GiB, 8 GiB with --big): "
+                         "keep it small when the large-file scenario is not run")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--tools", default=None, help="restrict to these tools (comma-separated)")
     ap.add_argument("--timeout", type=int, default=240, help="seconds per tool run")
@@ -419,6 +424,8 @@ def main():
         sizes = dict(model_size=512 * MiB, model_shards=1, dataset_files=2000, large_size=8 * GiB)
     else:
         sizes = dict(model_size=96 * MiB, model_shards=1, dataset_files=2000, large_size=1 * GiB)
+    if args.large_size:
+        sizes["large_size"] = args.large_size
     make_certs(ctx.work)
     shutil.rmtree(ctx.trash, ignore_errors=True)
     os.makedirs(ctx.trash)

@@ -118,6 +118,9 @@ TOOLS = {
                                                          max_conns=16),
     # no tuning flags at all: what a user gets (issue #16's 50 ms target)
     "hfd-rs default": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, x=None, j=None),
+    # every -x connection of a file at once, as before the connection ramp (decision 0050)
+    "hfd-rs fixed": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out,
+                                                         extra=["--fixed-connections"]),
     # the scenario's flags, built from an earlier commit (--baseline)
     "baseline": lambda ctx, endpoint, r, out: hfd_rs(ctx, endpoint, r, out, binary=ctx.baseline_bin),
     # the same, built from an earlier commit (--baseline): before/after in one run

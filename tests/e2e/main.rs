@@ -14,6 +14,7 @@ mod hostile;
 mod olah;
 mod prefix;
 mod progress;
+mod ramp;
 mod resume;
 mod serve;
 mod shared;

@@ -205,7 +205,7 @@ async fn bench_throughput_rises_with_connections() {
         "--endpoint",
         hub.endpoint(),
         "-x",
-        "1,4",
+        "1,8",
         "--duration",
         "2",
         "--json",
@@ -214,17 +214,20 @@ async fn bench_throughput_rises_with_connections() {
     run.expect_code(0);
     let doc: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     let rows = doc["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    let speed = |n: u64| {
+    assert_eq!(rows.len(), 3, "1, 8 and the ramp up to 8: {doc}");
+    let fixed = |n: u64| {
         rows.iter()
-            .find(|r| r["connections"] == n)
+            .find(|r| r["connections"] == n && r["ramp_settled"].is_null())
             .and_then(|r| r["bytes_per_sec"].as_f64())
             .unwrap()
     };
-    // Each connection is throttled to 1 MiB/s: four should give well over
-    // twice one (ideally four times).
-    assert!(speed(4) > 2.0 * speed(1), "{doc}");
-    assert_eq!(doc["recommended"]["connections"], 4, "{doc}");
+    // Each connection is throttled to 1 MiB/s: eight should give well over
+    // twice one (ideally eight times).
+    assert!(fixed(8) > 2.0 * fixed(1), "{doc}");
+    assert_eq!(doc["recommended"]["connections"], 8, "{doc}");
+    // The ramp (from 4) finds that every step pays on such a mirror.
+    let ramp = rows.iter().find(|r| !r["ramp_settled"].is_null()).unwrap();
+    assert_eq!(ramp["ramp_settled"], 8, "{doc}");
     for row in rows {
         assert_eq!(row["errors"], 0, "{doc}");
         assert_eq!(row["file"], "big.bin");

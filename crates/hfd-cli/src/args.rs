@@ -121,7 +121,8 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     pub(crate) revision: Option<String>,
 
-    /// Connection counts to try, comma-separated.
+    /// Connection counts to try, comma-separated; then the download's
+    /// connection ramp up to the largest, which reports the count it settled on.
     #[arg(
         short = 'x',
         long,
@@ -273,9 +274,17 @@ pub(crate) struct DownloadArgs {
     #[arg(long = "hf_username", alias = "hf-username", value_name = "NAME")]
     pub(crate) hf_username: Option<String>,
 
-    /// Connections per file (aria2c -x). Default: 8.
+    /// Connections per file at most (aria2c -x). A large file starts with 4
+    /// and doubles them while each step makes it faster (a mirror that caps
+    /// connections per client or in total gets no more than help). Default: 8.
     #[arg(short = 'x', long, value_name = "N")]
     pub(crate) threads: Option<usize>,
+
+    /// Open all -x connections of a file at once, as aria2c does, instead of
+    /// starting with a few and adding while it pays: for a mirror known to
+    /// throttle each connection.
+    #[arg(long)]
+    pub(crate) fixed_connections: bool,
 
     /// Files downloaded at the same time (aria2c -j; `hf download
     /// --max-workers`). Default: 4. Small files (up to -k, one request

@@ -6,7 +6,7 @@
     reason = "the bench table is the command's output"
 )]
 
-use hfd::bench::{BenchResult, bench_endpoint};
+use hfd::bench::{BenchConnections, BenchResult, bench_endpoint};
 use hfd_types::ByteSize;
 
 use crate::args::BenchArgs;
@@ -24,10 +24,22 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<(), Failure> {
     // Endpoints that failed, with why: a row each, the others still measured.
     let mut dead: Vec<(String, Failure)> = Vec::new();
     for hub in &settings.endpoints {
-        for &connections in &settings.threads {
+        // Each count, then the download's ramp up to the largest of them:
+        // the count a download would settle on.
+        let most = settings.threads.iter().copied().max().unwrap_or(1);
+        let runs = settings
+            .threads
+            .iter()
+            .map(|&n| BenchConnections::Fixed(n))
+            .chain((most > 1).then_some(BenchConnections::Ramp(most)));
+        for connections in runs {
             if !args.json {
+                let what = match connections {
+                    BenchConnections::Fixed(n) => format!("{n} connection(s)"),
+                    BenchConnections::Ramp(n) => format!("the connection ramp (up to {n})"),
+                };
                 output::note_line(&format!(
-                    "measuring {} with {connections} connection(s) for up to {:.0} s",
+                    "measuring {} with {what} for up to {:.0} s",
                     hub.endpoint.as_str(),
                     settings.config.duration.as_secs_f64()
                 ));
@@ -82,11 +94,12 @@ fn print_json(results: &[BenchResult], dead: &[(String, Failure)]) {
                 "endpoint": r.endpoint,
                 "file": r.file,
                 "connections": r.connections,
+                "ramp_settled": r.settled,
                 "ttfb_ms": r.time_to_first_byte.map(|t| t.as_millis() as u64),
                 "bytes": r.bytes,
                 "elapsed_secs": r.elapsed.as_secs_f64(),
                 "bytes_per_sec": r.bytes_per_sec() as u64,
-                "bytes_per_sec_per_connection": (r.bytes_per_sec() / r.connections as f64) as u64,
+                "bytes_per_sec_per_connection": (r.bytes_per_sec() / r.settled.unwrap_or(r.connections).max(1) as f64) as u64,
                 "errors": r.errors,
                 "connections_opened": r.connections_opened,
             })
@@ -114,20 +127,24 @@ fn print_json(results: &[BenchResult], dead: &[(String, Failure)]) {
 fn print_table(results: &[BenchResult], dead: &[(String, Failure)]) {
     let best = recommend(results);
     println!(
-        "{:<40} {:>5} {:>9} {:>12} {:>14} {:>6}",
+        "{:<40} {:>7} {:>9} {:>12} {:>14} {:>6}",
         "endpoint", "conns", "ttfb", "speed", "per conn", "errors"
     );
     for r in results {
+        let conns = r
+            .settled
+            .map_or_else(|| r.connections.to_string(), |n| format!("ramp {n}"));
+        let per_conn = r.settled.unwrap_or(r.connections).max(1);
         let ttfb = r
             .time_to_first_byte
             .map_or_else(|| "-".to_owned(), |t| format!("{} ms", t.as_millis()));
         println!(
-            "{:<40} {:>5} {:>9} {:>10}/s {:>12}/s {:>6}",
+            "{:<40} {:>7} {:>9} {:>10}/s {:>12}/s {:>6}",
             r.endpoint,
-            r.connections,
+            conns,
             ttfb,
             ByteSize::new(r.bytes_per_sec() as u64),
-            ByteSize::new((r.bytes_per_sec() / r.connections as f64) as u64),
+            ByteSize::new((r.bytes_per_sec() / per_conn as f64) as u64),
             r.errors
         );
     }
@@ -144,20 +161,28 @@ fn print_table(results: &[BenchResult], dead: &[(String, Failure)]) {
             best.connections
         );
     }
+    for r in results.iter().filter(|r| r.settled.is_some()) {
+        println!(
+            "ramp: {} settled on {} of up to {} connections ({}/s), as a download does",
+            r.endpoint,
+            r.settled.unwrap_or(r.connections),
+            r.connections,
+            ByteSize::new(r.bytes_per_sec() as u64),
+        );
+    }
 }
 
-/// The fastest setting, preferring fewer connections when within 5 % of it
-/// (more connections cost the mirror and buy nothing).
+/// The fastest fixed setting, preferring fewer connections when within 5 %
+/// of it (more connections cost the mirror and buy nothing).
 fn recommend(results: &[BenchResult]) -> Option<&BenchResult> {
-    let top = results
-        .iter()
+    let fixed = || results.iter().filter(|r| r.settled.is_none());
+    let top = fixed()
         .map(BenchResult::bytes_per_sec)
         .fold(0.0_f64, f64::max);
     if top <= 0.0 {
         return None;
     }
-    results
-        .iter()
+    fixed()
         .filter(|r| r.errors == 0 || r.bytes_per_sec() >= top)
         .filter(|r| r.bytes_per_sec() >= top * 0.95)
         .min_by_key(|r| r.connections)

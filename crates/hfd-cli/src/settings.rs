@@ -383,6 +383,7 @@ pub(crate) fn resolve(args: &DownloadArgs) -> Result<Settings> {
     engine.retry = transfer_retry(&args.hub)?;
     engine.connections_per_file = positive("threads", args.threads, 8)?;
     engine.files_in_flight = positive("jobs", args.jobs, 4)?;
+    engine.connection_ramp = !args.fixed_connections;
     // Requests in flight: every file in flight may use all its
     // connections, as aria2c's -x per download with -j downloads.
     let requests = engine

@@ -53,6 +53,24 @@ pub struct EngineConfig {
     /// In the tail (nothing left to split), idle connections duplicate the
     /// slowest in-flight range; the first to finish wins. Default: true.
     pub hedging: bool,
+    /// A large file starts with `ramp_start` connections and doubles them
+    /// while each step pays (its rate over `ramp_window` grows by at least
+    /// half a connection's share per added connection), up to
+    /// `connections_per_file`; a step that does not pay is taken back, and
+    /// a refused connection caps the run at the connections it has
+    /// (decision 0050). `false`: every file starts `connections_per_file`
+    /// connections at once (`--fixed-connections`). Default: true.
+    pub connection_ramp: bool,
+    /// Connections a large file starts with when `connection_ramp` is on.
+    /// Default: 4.
+    pub ramp_start: NonZeroUsize,
+    /// How long the ramp measures a file's rate before and after a step at
+    /// least (longer when the step's first bytes took longer: twice that,
+    /// up to 1 s); a step that pays over half its window goes on at once.
+    /// Default: 50 ms (on a far link the first bytes take longer, and the
+    /// window with them; on a near one the ramp's windows at fewer
+    /// connections are what it costs).
+    pub ramp_window: Duration,
     /// Bytes a connection collects before one blocking write. Bounds the
     /// memory per connection; the CLI derives it from `--memory-budget`.
     /// Default: 256 KiB (the connection reads nothing while its batch is
@@ -106,6 +124,9 @@ impl Default for EngineConfig {
             slow_ratio: 0.1,
             slow_grace: Duration::from_millis(500),
             hedging: true,
+            connection_ramp: true,
+            ramp_start: NonZeroUsize::new(4).expect("4 > 0"),
+            ramp_window: Duration::from_millis(50),
             write_batch: ByteSize::kib(256),
             memory_budget: None,
             journal_interval: Duration::from_secs(1),
@@ -184,6 +205,9 @@ impl EngineConfig {
         }
         if self.stall_timeout.is_zero() {
             return invalid("stall_timeout must be positive");
+        }
+        if self.ramp_window.is_zero() {
+            return invalid("ramp_window must be positive");
         }
         if self.journal_interval.is_zero() {
             return invalid("journal_interval must be positive");

@@ -58,6 +58,8 @@ impl<S: RangeSource> Engine<S> {
                 reporter,
                 gate: PoolGate::default(),
                 rates: RateBoard::default(),
+                streamed_requests: std::sync::atomic::AtomicU64::new(0),
+                file_ended: tokio::sync::Notify::new(),
                 counters: Counters::default(),
                 claims: None,
             }),

@@ -10,6 +10,7 @@ use crate::connections::{ConnectionsEnd, run_connections};
 use crate::error::Result;
 use crate::file_ctx::{FileCtx, HashFollower};
 use crate::plan::{FilePlan, Hedging};
+use crate::ramp::RampGauge;
 use crate::source::RangeSource;
 use crate::state::EngineState;
 use crate::worker::StreamMode;
@@ -33,6 +34,7 @@ pub(crate) async fn single_stream<S: RangeSource>(
         write_batch: ranged.write_batch,
         batch_age: ranged.batch_age,
         hash_follower: HashFollower::default(),
+        ramp: RampGauge::default(),
     });
     let end = run_connections(engine, &whole, 1, StreamMode::WholeFile, work).await;
     whole.hash_settled().await;

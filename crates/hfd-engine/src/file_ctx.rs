@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::journal_flush::Unjournaled;
 use crate::plan::FilePlan;
+use crate::ramp::RampGauge;
 use crate::source::FileKey;
 
 /// State of one file shared by its workers.
@@ -28,6 +29,8 @@ pub(crate) struct FileCtx {
     pub(crate) batch_age: Duration,
     /// Hashes bytes written out of order as lanes end.
     pub(crate) hash_follower: HashFollower,
+    /// What the connections tell the file's connection ramp.
+    pub(crate) ramp: RampGauge,
 }
 
 /// Runs `advance_hash` of a file on a blocking thread, one pass at a time,

@@ -13,6 +13,12 @@
 //! - [`Reporter`]: progress events (file start, bytes written, retries,
 //!   fallback, done with digest, failed, cancelled).
 //!
+//! How many connections: a large file starts with
+//! [`EngineConfig::ramp_start`] of its `connections_per_file` and doubles
+//! them while each step makes it faster ([`ConnectionRamp`]); a step that
+//! does not pay is taken back, and a connection refused before its first
+//! byte caps the run at the connections it has (decision 0050).
+//!
 //! How a file is scheduled: it is cut into eight pieces per connection of at
 //! least `min_split_size`; a free connection takes the pending piece with the
 //! lowest offset, so the hash follows the download, else splits the in-flight
@@ -77,6 +83,7 @@ mod journal_flush;
 mod plan;
 mod pool;
 mod progress;
+mod ramp;
 mod retry;
 mod small_files;
 mod source;
@@ -91,5 +98,6 @@ pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;
 pub use job::FileJob;
 pub use progress::{FileOutcome, NoopReporter, Reporter, RetryEvent, Summary};
+pub use ramp::{ConnectionRamp, RampGauge, RampStep, drive as drive_ramp};
 pub use retry::TransferRetry;
 pub use source::{BodyStream, BoxError, FileKey, RangeSource, SlotId, SourceError};

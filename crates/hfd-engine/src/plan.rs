@@ -191,6 +191,12 @@ impl FilePlan {
         self.pending.is_empty() && self.lanes.is_empty()
     }
 
+    /// Whether pieces wait that no connection took yet (beyond them, more
+    /// connections only split or hedge what is in flight).
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Bytes not yet claimed.
     #[cfg(test)]
     pub(crate) fn unclaimed(&self) -> u64 {

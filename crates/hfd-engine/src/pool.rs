@@ -90,12 +90,26 @@ impl ConnectionSlots {
     /// capacity: for slots whose capacity is a ceiling far above use (small
     /// files, bounded by their window). Returns the slots left.
     pub(crate) fn halve_in_use(&self) -> usize {
-        let target = self
-            .capacity
+        self.shrink_to(self.in_use().div_ceil(2))
+    }
+
+    /// Caps the slots at those in use now (one at least) for the rest of
+    /// the run: the server refused a connection beyond them. Returns the
+    /// slots left.
+    pub(crate) fn cap_at_in_use(&self) -> usize {
+        self.shrink_to(self.in_use())
+    }
+
+    fn in_use(&self) -> usize {
+        self.capacity
             .load(Ordering::Relaxed)
             .saturating_sub(self.permits.available_permits())
-            .div_ceil(2)
-            .max(1);
+    }
+
+    /// Gives up slots until `target` (one at least) are left, free ones at
+    /// once, held ones as their requests end. Never grows.
+    fn shrink_to(&self, target: usize) -> usize {
+        let target = target.max(1);
         let mut shed = 0;
         let left = self
             .capacity
@@ -107,6 +121,19 @@ impl ConnectionSlots {
         let forgotten = self.permits.forget_permits(shed);
         self.owed.fetch_add(shed - forgotten, Ordering::Relaxed);
         left
+    }
+
+    /// A free slot now, if there is one.
+    #[cfg(test)]
+    fn try_acquire(&self) -> Option<SlotGuard> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        let id = lock(&self.free).pop_front()?;
+        Some(SlotGuard {
+            id,
+            free: Arc::clone(&self.free),
+            permit: Some(permit),
+            owed: Arc::clone(&self.owed),
+        })
     }
 
     /// Waits for a free slot. Cancel safe.
@@ -258,6 +285,18 @@ mod tests {
         drop(b);
         // Returned slots go to the back: the oldest free slot comes first.
         assert_eq!(slots.acquire().await.id(), id);
+    }
+
+    #[tokio::test]
+    async fn capping_at_the_slots_in_use_keeps_them_and_no_more() {
+        let slots = ConnectionSlots::new(8);
+        let held: Vec<_> = [(); 3].iter().map(|()| slots.try_acquire()).collect();
+        assert!(held.iter().all(Option::is_some));
+        assert_eq!(slots.cap_at_in_use(), 3);
+        assert!(slots.try_acquire().is_none(), "no fourth slot");
+        drop(held);
+        let again: Vec<_> = [(); 4].iter().map(|()| slots.try_acquire()).collect();
+        assert_eq!(again.iter().filter(|s| s.is_some()).count(), 3);
     }
 
     #[tokio::test(start_paused = true)]

@@ -36,6 +36,12 @@ pub(crate) struct EngineState<S> {
     pub(crate) rate_limits: AtomicUsize,
     pub(crate) gate: PoolGate,
     pub(crate) rates: RateBoard,
+    /// Range requests of the run that received bytes so far: a first
+    /// request refused while others stream means a connection cap.
+    pub(crate) streamed_requests: AtomicU64,
+    /// Signalled when a large file's connections end: settled ramps of the
+    /// other files try again.
+    pub(crate) file_ended: tokio::sync::Notify,
     pub(crate) counters: Counters,
     /// Asked before each file starts, when set.
     pub(crate) claims: Option<Arc<dyn ClaimGate>>,

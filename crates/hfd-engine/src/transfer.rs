@@ -19,6 +19,7 @@ use crate::file_ctx::{FileCtx, HashFollower};
 use crate::job::FileJob;
 use crate::journal_flush::{Unjournaled, flush_loop};
 use crate::plan::{FilePlan, Hedging};
+use crate::ramp::RampGauge;
 use crate::source::RangeSource;
 use crate::state::EngineState;
 use crate::worker::StreamMode;
@@ -88,6 +89,10 @@ fn below(target: &TargetDir, path: &Path) -> hfd_store::Result<PathBuf> {
 }
 
 /// Transfers one file; `Ok` with its digest once it has its final name.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one file's steps in order; the ramp's gauge tipped it over"
+)]
 pub(crate) async fn transfer<S: RangeSource>(
     shared: &Arc<EngineState<S>>,
     job: FileJob,
@@ -138,6 +143,7 @@ pub(crate) async fn transfer<S: RangeSource>(
         write_batch: config.write_batch.bytes(),
         batch_age: config.batch_age(),
         hash_follower: HashFollower::default(),
+        ramp: RampGauge::default(),
     });
     // Workers run under `work`: cancelled by the caller, or by the flusher
     // when a journal commit fails.

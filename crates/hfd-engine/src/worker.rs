@@ -41,6 +41,19 @@ pub(crate) enum StreamMode {
     WholeFile,
 }
 
+/// Why a worker was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// With all of the file's connections at once (no ramp).
+    Fixed,
+    /// With the file's first connections, before the ramp's steps.
+    Start,
+    /// By a step of the connection ramp.
+    Step,
+    /// Because every other connection of the file left with work left.
+    LastResort,
+}
+
 /// Why a worker stopped.
 #[derive(Debug)]
 pub(crate) enum WorkerExit {
@@ -50,6 +63,9 @@ pub(crate) enum WorkerExit {
     Cancelled,
     /// The source ignores ranges: the file must switch to one stream.
     RangeUnsupported,
+    /// A connection added by the ramp was refused (429, 503, reset) before
+    /// its first byte: the server caps connections.
+    Refused,
     /// The file failed.
     Failed(Error),
 }
@@ -81,6 +97,13 @@ pub(crate) struct Worker<S> {
     pub(crate) id: WorkerId,
     /// Range requests, or one stream from byte 0 (`fetch_whole`).
     pub(crate) mode: StreamMode,
+    /// Why it was started: decides whether a refusal before its first byte
+    /// ends it instead of being retried.
+    pub(crate) joined: Joined,
+    /// Whether any body bytes arrived on this worker's requests.
+    pub(crate) streamed: bool,
+    /// Counted out by the ramp (it asked for fewer connections).
+    pub(crate) retired: bool,
     pub(crate) cancel: CancellationToken,
     pub(crate) writer: Option<Box<dyn FileWriter>>,
 }
@@ -96,7 +119,29 @@ impl<S: RangeSource> Worker<S> {
         }
     }
 
+    /// Whether a refusal of its first request means "no more connections"
+    /// (on a ramping file): always for a ramp step's connection; for a first
+    /// connection when the run's other requests stream. Without a ramp, and
+    /// for a file's last connection, a refusal is retried as always.
+    fn may_be_refused(&self) -> bool {
+        match self.joined {
+            Joined::Step => true,
+            Joined::Start => self.engine.streamed_requests.load(Ordering::Relaxed) > 0,
+            Joined::Fixed | Joined::LastResort => false,
+        }
+    }
+
+    /// Runs until the file needs nothing more from it. The spawner counted
+    /// it in (`RampGauge::joined`); it counts itself out.
     pub(crate) async fn run(mut self) -> WorkerExit {
+        let exit = self.work().await;
+        if !self.retired {
+            self.file.ramp.left();
+        }
+        exit
+    }
+
+    async fn work(&mut self) -> WorkerExit {
         let mut failures = 0u32;
         loop {
             let Some(grant) = self.next_grant().await else {
@@ -122,6 +167,18 @@ impl<S: RangeSource> Worker<S> {
             match end {
                 RequestEnd::Finished => failures = 0,
                 RequestEnd::Stop(exit) => return exit,
+                RequestEnd::Retry {
+                    cause: TransferError::Source(SourceError::Retryable { .. }),
+                    ..
+                } if !self.streamed && self.mode == StreamMode::Ranges && self.may_be_refused() => {
+                    // A new connection refused while the run's others stream:
+                    // the server caps connections. Not retried: retrying
+                    // would make one refusal a storm, and a rate limit would
+                    // pause the whole pool.
+                    tracing::debug!(file = %self.file.key, worker = self.id, "ramp: connection refused");
+                    self.file.ramp.refused();
+                    return WorkerExit::Refused;
+                }
                 RequestEnd::Retry { cause, wrote } => {
                     if wrote {
                         failures = 0;
@@ -137,11 +194,15 @@ impl<S: RangeSource> Worker<S> {
 
     /// Waits for work; `None` when the file needs nothing more from this
     /// worker (or on cancel).
-    async fn next_grant(&self) -> Option<Grant> {
+    async fn next_grant(&mut self) -> Option<Grant> {
         loop {
             let notified = self.file.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if !self.retired && self.file.ramp.try_retire() {
+                self.retired = true;
+                return None;
+            }
             {
                 let mut plan = lock(&self.file.plan);
                 if let Some(grant) = plan.assign(self.id, Instant::now()) {
@@ -282,9 +343,17 @@ impl<S: RangeSource> Worker<S> {
                 Ok(Some(Err(e))) => break self.classify(grant, e),
                 Ok(Some(Ok(bytes))) => bytes,
             };
+            if !self.streamed {
+                self.streamed = true;
+                self.file.ramp.first_bytes();
+                self.engine
+                    .streamed_requests
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             let len = bytes.len() as u64;
             let within = len.min(req_end - pos);
             let claim = lock(&self.file.plan).claim(grant.lane, self.id, pos, within);
+            self.file.ramp.received(claim.take);
             let now = Instant::now();
             if claim.take > 0 {
                 batch.since.get_or_insert(now);

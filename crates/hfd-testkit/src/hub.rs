@@ -1,6 +1,7 @@
 //! The fake hub: builder, listeners, accept loops and the test-facing handle.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -73,6 +74,7 @@ pub struct FakeHubBuilder {
     cdn_port: u16,
     prefix: String,
     cdn_host: Option<String>,
+    max_conns_per_client: Option<usize>,
 }
 
 impl std::fmt::Debug for FakeHubBuilder {
@@ -118,6 +120,16 @@ impl FakeHubBuilder {
         chooser: impl Fn(Origin, u64) -> Option<u64> + Send + Sync + 'static,
     ) -> Self {
         self.rate = Some(Arc::new(chooser));
+        self
+    }
+
+    /// Caps the TCP connections one client address may hold open to each
+    /// listener, as a mirror's per-IP limit (nginx `limit_conn`) does: a
+    /// connection opened beyond the cap gets `429 Too Many Requests` (no
+    /// `Retry-After`) to its first request and is closed. Default: none.
+    #[must_use]
+    pub fn max_connections_per_client(mut self, n: usize) -> Self {
+        self.max_conns_per_client = Some(n);
         self
     }
 
@@ -269,6 +281,7 @@ impl FakeHubBuilder {
                 http1_only: self.transport == Transport::Http1,
                 rate: self.rate.clone(),
                 conn_ids: conn_ids.clone(),
+                max_per_client: self.max_conns_per_client,
             }))
         };
         let tasks = vec![
@@ -301,18 +314,21 @@ struct AcceptLoop {
     http1_only: bool,
     rate: Option<RateChooser>,
     conn_ids: Arc<AtomicU64>,
+    max_per_client: Option<usize>,
 }
 
 async fn accept_loop(cfg: AcceptLoop) {
     // Dropping the JoinSet (when this task is aborted) aborts every connection task.
     let mut connections = JoinSet::new();
     let mut index = 0u64;
+    // Connections open per client address, for `max_per_client`.
+    let open: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let accepted = tokio::select! {
             accepted = cfg.listener.accept() => accepted,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "fake hub accept failed");
@@ -322,6 +338,8 @@ async fn accept_loop(cfg: AcceptLoop) {
         };
         let _ = stream.set_nodelay(true);
         let rate = cfg.rate.as_ref().and_then(|f| f(cfg.origin, index));
+        let held = OpenSlot::take(&open, peer.ip());
+        let over_cap = cfg.max_per_client.is_some_and(|cap| held.count > cap);
         let conn = Arc::new(ConnShared {
             id: cfg.conn_ids.fetch_add(1, Ordering::SeqCst),
             origin: cfg.origin,
@@ -334,6 +352,7 @@ async fn accept_loop(cfg: AcceptLoop) {
             closed: std::sync::atomic::AtomicBool::new(false),
             kill: std::sync::atomic::AtomicBool::new(false),
             kill_notify: tokio::sync::Notify::new(),
+            over_cap,
         });
         index += 1;
         cfg.shared.log.add_connection(conn.clone());
@@ -342,6 +361,7 @@ async fn accept_loop(cfg: AcceptLoop) {
         let acceptor = cfg.acceptor.clone();
         let http1_only = cfg.http1_only;
         connections.spawn(async move {
+            let _held = held;
             let mut builder = auto::Builder::new(TokioExecutor::new());
             if http1_only {
                 builder = builder.http1_only();
@@ -375,6 +395,36 @@ async fn accept_loop(cfg: AcceptLoop) {
                 }
             }
         });
+    }
+}
+
+/// One open connection of a client address, counted until dropped.
+struct OpenSlot {
+    open: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+    /// Connections of this address open with this one.
+    count: usize,
+}
+
+impl OpenSlot {
+    fn take(open: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Self {
+        let mut map = crate::log::lock(open);
+        let count = map.entry(ip).or_default();
+        *count += 1;
+        Self {
+            open: Arc::clone(open),
+            ip,
+            count: *count,
+        }
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        let mut map = crate::log::lock(&self.open);
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+        }
     }
 }
 
@@ -426,6 +476,7 @@ impl FakeHub {
             prefix: String::new(),
             cdn_host: None,
             cdn_port: 0,
+            max_conns_per_client: None,
         }
     }
 

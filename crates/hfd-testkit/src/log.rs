@@ -115,6 +115,10 @@ pub(crate) struct ConnShared {
     pub(crate) closed: AtomicBool,
     pub(crate) kill: AtomicBool,
     pub(crate) kill_notify: tokio::sync::Notify,
+    /// Opened while its client already had the listener's connection cap
+    /// (`FakeHubBuilder::max_connections_per_client`): every request on it
+    /// is answered 429 and the connection closed.
+    pub(crate) over_cap: bool,
 }
 
 impl ConnShared {

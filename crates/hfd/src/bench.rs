@@ -3,12 +3,15 @@
 //!
 //! A run resolves the file once (like a download) and then has N workers
 //! fetch consecutive byte ranges of it, wrapping around at the end, until a
-//! time or byte budget is spent. Nothing is written to disk.
+//! time or byte budget is spent. Nothing is written to disk. With
+//! [`BenchConnections::Ramp`] the workers are started as a download's
+//! connection ramp asks, and the result names the count it settled on.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use hfd_engine::{ConnectionRamp, EngineConfig, RampGauge, drive_ramp};
 use hfd_http::{HttpClient, HttpConfig};
 use hfd_hub::{HubClient, HubConfig, RemoteFile, RepoRef, Revision, Selection};
 use hfd_types::ByteRange;
@@ -46,8 +49,11 @@ pub struct BenchResult {
     pub endpoint: String,
     /// The file fetched.
     pub file: String,
-    /// Connections used.
+    /// Connections used (with the ramp: at most).
     pub connections: usize,
+    /// With the ramp: the count it settled on (what a download of this
+    /// file from this endpoint would run).
+    pub settled: Option<usize>,
     /// Time from the first range request to its first body byte.
     pub time_to_first_byte: Option<Duration>,
     /// Bytes received.
@@ -96,85 +102,185 @@ pub async fn bench_target(
     Ok((pinned.commit, file))
 }
 
-/// Measures `endpoint` at `connections` connections, with a fresh
-/// connection pool so earlier runs do not warm this one.
+/// How many connections a measurement runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchConnections {
+    /// This many from the start.
+    Fixed(usize),
+    /// The download's connection ramp (decision 0050) up to this many: the
+    /// result says what it settled on.
+    Ramp(usize),
+}
+
+/// What a measurement's workers share.
+struct Fetch {
+    http: HttpClient,
+    headers: http::HeaderMap,
+    url: String,
+    size: u64,
+    chunk: u64,
+    max_bytes: u64,
+    started: Instant,
+    deadline: Instant,
+    next: AtomicU64,
+    received: AtomicU64,
+    errors: AtomicU64,
+    first_byte: Mutex<Option<Duration>>,
+    gauge: RampGauge,
+}
+
+impl Fetch {
+    /// One connection: consecutive ranges until the budget is spent (or
+    /// the ramp retires it). Returns when its last byte arrived.
+    async fn worker(self: Arc<Self>, ramped: bool) -> Instant {
+        let mut last_byte = self.started;
+        let mut streamed = false;
+        let mut retired = false;
+        while Instant::now() < self.deadline
+            && self.received.load(Ordering::Relaxed) < self.max_bytes
+        {
+            if self.gauge.try_retire() {
+                retired = true;
+                break;
+            }
+            let offset = self.next.fetch_add(self.chunk, Ordering::Relaxed) % self.size;
+            let Some(range) = ByteRange::new(offset, (offset + self.chunk).min(self.size)) else {
+                break;
+            };
+            let remaining = self.deadline.saturating_duration_since(Instant::now());
+            let request = self
+                .http
+                .get_range(&self.url, range, Some(self.size), &self.headers);
+            let mut response = match tokio::time::timeout(remaining, request).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(_)) => {
+                    self.errors.fetch_add(1, Ordering::Relaxed);
+                    if ramped && !streamed {
+                        // Refused before its first byte: what the download
+                        // takes as "no more connections".
+                        self.gauge.refused();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(_) => break,
+            };
+            loop {
+                let remaining = self.deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, response.body.next_chunk()).await {
+                    Ok(Some(Ok(bytes))) => {
+                        let now = Instant::now();
+                        self.first_byte
+                            .lock()
+                            .await
+                            .get_or_insert(now - self.started);
+                        if !streamed {
+                            streamed = true;
+                            self.gauge.first_bytes();
+                        }
+                        self.received
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        self.gauge.received(bytes.len() as u64);
+                        last_byte = now;
+                    }
+                    Ok(Some(Err(_))) => {
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        if !retired {
+            self.gauge.left();
+        }
+        last_byte
+    }
+}
+
+/// Measures `endpoint` at `connections` connections (a fixed count, or the
+/// ramp up to a count), with a fresh connection pool so earlier runs do not
+/// warm this one.
 pub async fn bench_endpoint(
     http_config: &HttpConfig,
     hub_config: &HubConfig,
     repo: &RepoRef,
     revision: &Revision,
     path: Option<&str>,
-    connections: usize,
+    connections: BenchConnections,
     config: &BenchConfig,
 ) -> Result<BenchResult> {
     let mut http_config = http_config.clone();
-    let connections = connections.max(1);
+    let (most, ramped) = match connections {
+        BenchConnections::Fixed(n) => (n.max(1), false),
+        BenchConnections::Ramp(n) => (n.max(1), true),
+    };
     http_config.max_connections_per_host =
-        std::num::NonZeroUsize::new(connections).expect("connections >= 1");
+        std::num::NonZeroUsize::new(most).expect("connections >= 1");
     let http = HttpClient::new(http_config)?;
     let hub = HubClient::new(hub_config.clone(), http.clone());
     let (commit, file) = bench_target(&hub, repo, revision, path).await?;
     let resolved = hub.resolve(repo, &commit, &file).await?;
-    let headers = hub.download_headers(&resolved);
-    let url = resolved.url.expose().to_owned();
     let size = file.size.max(1);
-    let chunk = config.chunk.clamp(1, size);
-
-    let next = Arc::new(AtomicU64::new(0));
-    let received = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let first_byte: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
     let started = Instant::now();
-    let deadline = started + config.duration;
-    let mut workers = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (http, headers, url) = (http.clone(), headers.clone(), url.clone());
-        let (next, received, errors, first_byte) = (
-            Arc::clone(&next),
-            Arc::clone(&received),
-            Arc::clone(&errors),
-            Arc::clone(&first_byte),
-        );
-        let max_bytes = config.max_bytes;
-        workers.push(tokio::spawn(async move {
-            let mut last_byte = started;
-            while Instant::now() < deadline && received.load(Ordering::Relaxed) < max_bytes {
-                let offset = next.fetch_add(chunk, Ordering::Relaxed) % size;
-                let Some(range) = ByteRange::new(offset, (offset + chunk).min(size)) else {
-                    break;
-                };
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let request = http.get_range(&url, range, Some(size), &headers);
-                let mut response = match tokio::time::timeout(remaining, request).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(_)) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                loop {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, response.body.next_chunk()).await {
-                        Ok(Some(Ok(bytes))) => {
-                            let now = Instant::now();
-                            let mut first = first_byte.lock().await;
-                            first.get_or_insert(now - started);
-                            drop(first);
-                            received.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            last_byte = now;
-                        }
-                        Ok(Some(Err(_))) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
+    let fetch = Arc::new(Fetch {
+        headers: hub.download_headers(&resolved),
+        url: resolved.url.expose().to_owned(),
+        http: http.clone(),
+        size,
+        chunk: config.chunk.clamp(1, size),
+        max_bytes: config.max_bytes,
+        started,
+        deadline: started + config.duration,
+        next: AtomicU64::new(0),
+        received: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        first_byte: Mutex::new(None),
+        gauge: RampGauge::default(),
+    });
+    let mut workers = Vec::with_capacity(most);
+    let spawn = |workers: &mut Vec<tokio::task::JoinHandle<Instant>>, count: usize| {
+        for _ in 0..count {
+            fetch.gauge.joined();
+            workers.push(tokio::spawn(Arc::clone(&fetch).worker(ramped)));
+        }
+    };
+    let mut settled = None;
+    if ramped {
+        // The download's rule and windows, over this file's ranges.
+        let engine = EngineConfig::default();
+        let mut ramp = ConnectionRamp::new(engine.ramp_start.get(), most);
+        spawn(&mut workers, ramp.current());
+        let (more_tx, mut more_rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let until_deadline = stop.clone();
+        let deadline = fetch.deadline;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            until_deadline.cancel();
+        });
+        let has_work = || Instant::now() < fetch.deadline;
+        {
+            let driver = drive_ramp(
+                &mut ramp,
+                &fetch.gauge,
+                engine.ramp_window,
+                has_work,
+                &more_tx,
+                &stop,
+            );
+            tokio::pin!(driver);
+            loop {
+                tokio::select! {
+                    () = &mut driver => break,
+                    Some(count) = more_rx.recv() => spawn(&mut workers, count),
                 }
             }
-            last_byte
-        }));
+        }
+        settled = Some(ramp.current());
+    } else {
+        spawn(&mut workers, most);
     }
     let mut last_byte = started;
     for worker in workers {
@@ -182,15 +288,16 @@ pub async fn bench_endpoint(
             last_byte = last_byte.max(t);
         }
     }
-    let time_to_first_byte = *first_byte.lock().await;
+    let time_to_first_byte = *fetch.first_byte.lock().await;
     Ok(BenchResult {
         endpoint: hub_config.endpoint.as_str().to_owned(),
         file: file.path,
-        connections,
+        connections: most,
+        settled,
         time_to_first_byte,
-        bytes: received.load(Ordering::Relaxed),
+        bytes: fetch.received.load(Ordering::Relaxed),
         elapsed: last_byte - started,
-        errors: errors.load(Ordering::Relaxed),
+        errors: fetch.errors.load(Ordering::Relaxed),
         connections_opened: http.stats().connections_opened,
     })
 }

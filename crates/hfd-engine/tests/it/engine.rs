@@ -263,9 +263,11 @@ async fn long_bodies_are_cut_at_the_range_end() {
 #[tokio::test(start_paused = true)]
 async fn range_unsupported_falls_back_to_one_stream() {
     let setup = Setup::new(&[3 * MIB]);
-    let mut source = setup.source(16 * KIB).script(|r| {
-        // The first whole-file stream breaks after 1 MiB.
-        if r.range.is_none() && r.index < 9 {
+    let whole_streams = std::sync::atomic::AtomicUsize::new(0);
+    let mut source = setup.source(16 * KIB).script(move |r| {
+        // The first whole-file stream breaks after 1 MiB (however many range
+        // requests were refused before it).
+        if r.range.is_none() && whole_streams.fetch_add(1, Ordering::Relaxed) == 0 {
             Answer::FailAfter(MIB, SourceError::retryable("reset"))
         } else {
             Answer::Normal
@@ -674,4 +676,95 @@ async fn preflight_refuses_a_plan_larger_than_the_disk() {
         .unwrap_err();
     assert!(err.is_disk_full(), "{err:?}");
     let _ = Path::new("");
+}
+
+/// Most range requests in flight at once among `requests` (as the source
+/// counted them when each was answered).
+fn most_in_flight(requests: &[crate::source::Request]) -> usize {
+    requests.iter().map(|r| r.concurrent).max().unwrap_or(0)
+}
+
+/// The connection ramp: on a source whose every connection runs at the
+/// same rate each doubling pays and the file ends up on all of `-x`; on a
+/// link capped in total the first doubling brings nothing and is taken
+/// back. Counts requests in flight, never time.
+#[tokio::test(start_paused = true)]
+async fn the_connection_count_settles_high_per_connection_and_low_on_a_capped_link() {
+    let size = 6 * MIB;
+    let run_with = |answer: fn() -> Answer, ramp: bool| async move {
+        let setup = Setup::new(&[size]);
+        let source = Arc::new(setup.source(8 * KIB).script(move |_| answer()));
+        let mut c = config(8, 64 * KIB);
+        c.connection_ramp = ramp;
+        // Several 40 ms chunks per window.
+        c.ramp_window = Duration::from_millis(250);
+        c.slow_ratio = 0.0;
+        let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+        setup.assert_identical(&summary);
+        source.requests()
+    };
+    let per_connection = || Answer::Throttle(Duration::from_millis(40));
+    let capped = || Answer::SharedLink(Duration::from_millis(40));
+
+    let requests = run_with(per_connection, true).await;
+    assert!(requests[0].concurrent <= 4, "starts with a few connections");
+    assert_eq!(
+        most_in_flight(&requests),
+        8,
+        "each doubling paid: all of -x"
+    );
+
+    let requests = run_with(capped, true).await;
+    assert!(most_in_flight(&requests) <= 8, "never above -x");
+    // The doubling that did not pay was taken back: most of the file's
+    // later requests start with 4 in flight at most (a re-probe, after 2 s,
+    // 4 s, 8 s..., takes one more step until its requests end).
+    let later = &requests[requests.len() / 2..];
+    let above = later.iter().filter(|r| r.concurrent > 4).count();
+    assert!(
+        above * 3 < later.len(),
+        "{above} of {} later requests had more than 4 in flight",
+        later.len()
+    );
+
+    // Without the ramp the capped link gets all of -x for the whole file.
+    let requests = run_with(capped, false).await;
+    let later = &requests[requests.len() / 2..];
+    let above = later.iter().filter(|r| r.concurrent > 4).count();
+    assert!(above * 2 > later.len(), "{above} of {}", later.len());
+}
+
+/// A connection the ramp adds and the source refuses (a per-client
+/// connection cap answering 429) is not retried, pauses nobody, and caps
+/// the run at the connections that were accepted: one refusal, not a storm.
+#[tokio::test(start_paused = true)]
+async fn a_refused_ramp_connection_caps_the_run_without_a_storm() {
+    let setup = Setup::new(&[8 * MIB, 8 * MIB]);
+    let refused = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&refused);
+    // Five bodies at once at most, like a mirror's per-IP cap.
+    let source = Arc::new(setup.source(64 * KIB).script(move |r| {
+        if r.concurrent > 5 {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Answer::Refuse(SourceError::rate_limited("429: too many connections", None))
+        } else {
+            Answer::Throttle(Duration::from_millis(40))
+        }
+    }));
+    let mut c = config(8, 128 * KIB);
+    c.ramp_start = nz(2);
+    c.max_connections = nz(16);
+    let reporter = Arc::new(Recorder::default());
+    let summary = run(c, &source, reporter.clone(), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    let refusals = refused.load(Ordering::Relaxed);
+    assert!(refusals >= 1, "the cap was reached");
+    assert!(
+        refusals <= 4,
+        "{refusals} refusals: more than one step of the ramp"
+    );
+    assert!(
+        reporter.retries.lock().unwrap().is_empty(),
+        "a refused ramp connection is not retried"
+    );
 }

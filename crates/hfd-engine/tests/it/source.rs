@@ -83,6 +83,9 @@ pub(crate) enum Answer {
     Long(u64),
     /// Sleep this long before each chunk.
     Throttle(Duration),
+    /// Sleep this long times the bodies open now before each chunk: a link
+    /// whose total rate is capped, shared by every open body.
+    SharedLink(Duration),
     /// Yield `after` bytes, then nothing ever again.
     Stall(u64),
     /// The right number of bytes, every one inverted (only the hash tells).
@@ -184,6 +187,7 @@ impl MemSource {
         let mut fail = None;
         let mut stall_at = None;
         let mut delay = Duration::ZERO;
+        let mut shared_link = false;
         let mut corrupt = false;
         match answer {
             Answer::Normal => {}
@@ -196,12 +200,17 @@ impl MemSource {
             Answer::Short(n) => end = end.min(start + n),
             Answer::Long(n) => extra = n,
             Answer::Throttle(d) => delay = d,
+            Answer::SharedLink(d) => {
+                delay = d;
+                shared_link = true;
+            }
             Answer::Stall(n) => stall_at = Some(start + n),
         }
         let chunk = self.chunk;
         let delivered = request.delivered;
         self.open_bodies.fetch_add(1, Ordering::SeqCst);
         let open = OpenBody(Arc::clone(&self.open_bodies));
+        let open_bodies = Arc::clone(&self.open_bodies);
         let state = State {
             pos: start,
             end,
@@ -211,12 +220,17 @@ impl MemSource {
         Ok(futures::stream::unfold(state, move |mut st| {
             let _open = &open;
             let delivered = Arc::clone(&delivered);
+            let sharing = if shared_link {
+                open_bodies.load(Ordering::SeqCst).max(1) as u32
+            } else {
+                1
+            };
             async move {
                 if stall_at.is_some_and(|s| st.pos >= s) {
                     futures::future::pending::<()>().await;
                 }
                 if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(delay * sharing).await;
                 }
                 let item = if st.pos < st.end {
                     let mut to = (st.pos + chunk).min(st.end);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, RepoFixture, Transport};
+use hfd_testkit::{FakeHub, FakeHubBuilder, Fault, FaultKind, FaultTarget, RepoFixture, Transport};
 
 #[derive(Debug, Parser)]
 #[command(name = "hfd-fakehub", about = "A fake Hugging Face Hub on 127.0.0.1")]
@@ -25,6 +25,10 @@ struct Args {
     /// Throttle one connection in four to this rate instead (e.g. 512K); needs --rate-per-conn.
     #[arg(long, value_name = "SIZE")]
     slow_rate_per_conn: Option<String>,
+    /// Answer 429 (no Retry-After) on a client's connections to a listener
+    /// beyond this many open at once, as a mirror's per-IP connection limit.
+    #[arg(long, value_name = "N")]
+    max_conns_per_client: Option<usize>,
     /// Serve TLS (ALPN h2 + http/1.1) with a generated CA; its path is printed.
     #[arg(long, conflicts_with = "h2c")]
     tls: bool,
@@ -168,6 +172,26 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
     Ok(n << shift)
 }
 
+/// The per-connection rates and the per-client connection cap of `args`.
+fn with_limits(mut builder: FakeHubBuilder, args: &Args) -> anyhow::Result<FakeHubBuilder> {
+    if let Some(rate) = &args.rate_per_conn {
+        let fast = parse_size(rate)?;
+        let slow = args
+            .slow_rate_per_conn
+            .as_deref()
+            .map(parse_size)
+            .transpose()?;
+        builder = builder.rate_chooser(move |_, index| match slow {
+            Some(slow) if index % 4 == 0 => Some(slow),
+            _ => Some(fast),
+        });
+    }
+    if let Some(cap) = args.max_conns_per_client {
+        builder = builder.max_connections_per_client(cap);
+    }
+    Ok(builder)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -227,18 +251,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|spec| parse_fault(spec))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if let Some(rate) = &args.rate_per_conn {
-        let fast = parse_size(rate)?;
-        let slow = args
-            .slow_rate_per_conn
-            .as_deref()
-            .map(parse_size)
-            .transpose()?;
-        builder = builder.rate_chooser(move |_, index| match slow {
-            Some(slow) if index % 4 == 0 => Some(slow),
-            _ => Some(fast),
-        });
-    }
+    builder = with_limits(builder, &args)?;
     if let Some(dir) = &args.repos {
         for org in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let org = org?;

@@ -106,9 +106,13 @@ pub(crate) async fn handle(
     if !shared.latency.is_zero() {
         tokio::time::sleep(shared.latency).await;
     }
-    let mut resp = match pre_fault(&ctx).await {
-        Some(resp) => resp,
-        None => dispatch(&ctx, body).await,
+    let mut resp = if ctx.conn.over_cap {
+        over_cap(&ctx)
+    } else {
+        match pre_fault(&ctx).await {
+            Some(resp) => resp,
+            None => dispatch(&ctx, body).await,
+        }
     };
     post_fault(&ctx, &mut resp);
     let request_id = format!(
@@ -135,6 +139,20 @@ pub(crate) async fn handle(
         "fake hub answered"
     );
     Ok(resp)
+}
+
+/// A request on a connection beyond the client's cap: 429, then close.
+fn over_cap(ctx: &Ctx) -> Response<ResBody> {
+    lock(&ctx.cell.entry).fault = Some("over-connection-cap");
+    let mut resp = ctx.error(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "Too many connections from your address.",
+        None,
+    );
+    resp.headers_mut()
+        .insert(header::CONNECTION, header_value("close"));
+    resp
 }
 
 fn classify(origin: Origin, path: &str) -> Route {
