@@ -79,34 +79,7 @@ fn connections(entries: &[hfd_testkit::LogEntry], origin: Origin) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dataset_over_tls_rides_streams_on_few_connections() {
     const SMALL: usize = 400;
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::synthetic_dataset_generated(
-            REPO, SMALL, 4096, 5,
-        ))
-        .transport(Transport::Tls)
-        .start()
-        .await
-        .unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("out");
-    let ca = hub.ca_cert_path().unwrap().to_str().unwrap();
-    let run = run_with(
-        &[
-            REPO,
-            "--dataset",
-            "--endpoint",
-            hub.endpoint(),
-            "--local-dir",
-            dir.to_str().unwrap(),
-            "-q",
-        ],
-        &[("SSL_CERT_FILE", ca)],
-        work.path(),
-        Duration::from_mins(1),
-    )
-    .await;
-    run.expect_code(0);
-    assert_same_files(&hub, REPO, &dir);
+    let hub = download_dataset_over_tls(SMALL, 5, Duration::ZERO).await;
     let entries = hub.log().entries();
     assert!(entries.iter().all(|e| e.version == "HTTP/2.0"));
     // Every file costs two requests (regular: resolve + its redirect; LFS:
@@ -148,13 +121,13 @@ fn started_at_once(hub: &FakeHub) -> usize {
         .count()
 }
 
-/// A default run (`-j 4`) of `files` small files over TLS (HTTP/2) from a
-/// hub that answers every request `latency` late; the files it started at
-/// once.
-async fn window_at_start(files: usize, latency: Duration) -> usize {
+/// A default run (`-j 4`) of `files` small files (content `seed`) over TLS
+/// (HTTP/2) from a hub that answers every request `latency` late, checked
+/// byte for byte; the hub, for its request log.
+async fn download_dataset_over_tls(files: usize, seed: u64, latency: Duration) -> FakeHub {
     let hub = FakeHub::builder()
         .repo(RepoFixture::synthetic_dataset_generated(
-            REPO, files, 4096, 7,
+            REPO, files, 4096, seed,
         ))
         .transport(Transport::Tls)
         .latency(latency)
@@ -181,7 +154,12 @@ async fn window_at_start(files: usize, latency: Duration) -> usize {
     .await;
     run.expect_code(0);
     assert_same_files(&hub, REPO, &dir);
-    started_at_once(&hub)
+    hub
+}
+
+/// The files a default run over TLS started at once, `latency` away.
+async fn window_at_start(files: usize, latency: Duration) -> usize {
+    started_at_once(&download_dataset_over_tls(files, 7, latency).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

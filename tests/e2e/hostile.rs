@@ -377,11 +377,7 @@ async fn bidi_characters_in_paths_are_escaped_for_people_and_exact_in_json() {
     args.push("--json");
     let out = run(&args).await;
     out.expect_code(0);
-    let exact = out
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .any(|v| v.to_string().contains(evil));
+    let exact = out.json_events().any(|v| v.to_string().contains(evil));
     assert!(exact, "--json keeps the exact path: {}", out.stdout);
     // A failing download names the file in its error line, escaped.
     hub.faults().inject(

@@ -41,12 +41,7 @@ async fn download(extra: &[&str]) -> (usize, usize) {
     let done = run(&args).await;
     done.expect_code(0);
     assert_same_files(&hub, REPO, &dir);
-    let retries = done
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "retry")
-        .count();
+    let retries = done.json_events().filter(|e| e["event"] == "retry").count();
     (over_cap_answers(&hub), retries)
 }
 

@@ -28,6 +28,13 @@ impl Run {
         );
         self
     }
+
+    /// The `--json` events on stdout (lines that are not JSON skipped).
+    pub(crate) fn json_events(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    }
 }
 
 /// Runs `hfd-rs args` with a clean environment: no HF_* variables, no

@@ -217,9 +217,7 @@ async fn rate_limited_range_requests_wait_the_window_and_complete() {
     assert_same_files(&hub, REPO, &dir);
     assert_eq!(hub.faults().pending(), 0, "the 429s were served");
     let waits: Vec<u64> = done
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .json_events()
         .filter(|e| e["event"] == "retry")
         .map(|e| e["wait_ms"].as_u64().unwrap())
         .collect();

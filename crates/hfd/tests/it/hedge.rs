@@ -17,26 +17,44 @@ const SLOW: u64 = FAST / 100;
 /// only hedging (a duplicate request for the slow segment's rest on an
 /// idle connection, first finisher wins) can avoid waiting for the slow
 /// connection, which would need about 12 s for its segment.
-async fn tail_hedge_does_not_wait_for_a_throttled_connection(transport: Transport) {
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::model(REPO).lfs_file("weights.bin", FILE_SIZE, 5))
+/// A hub serving one `size`-byte file (content `seed`) whose CDN
+/// connections numbered `slow(index)` run at `SLOW`, the others at `FAST`.
+async fn hub_with_slow_connections(
+    transport: Transport,
+    size: u64,
+    seed: u64,
+    slow: fn(u64) -> bool,
+) -> FakeHub {
+    FakeHub::builder()
+        .repo(RepoFixture::model(REPO).lfs_file("weights.bin", size, seed))
         .transport(transport)
         .token(TOKEN)
-        .rate_chooser(|origin, index| match origin {
-            Origin::Cdn if index % 4 == 0 => Some(SLOW),
+        .rate_chooser(move |origin, index| match origin {
+            Origin::Cdn if slow(index) => Some(SLOW),
             Origin::Cdn => Some(FAST),
             Origin::Hub => None,
         })
         .start()
         .await
-        .expect("fake hub starts");
+        .expect("fake hub starts")
+}
+
+/// Four connections on four segments of `size` (none split further), and
+/// a stall timeout far beyond the test: a stall is never the rescue.
+fn four_segments(size: u64) -> Setup {
     let mut setup = Setup::fast();
     setup.engine.connections_per_file = crate::nz(4);
-    setup.engine.min_split_size = ByteSize::new(FILE_SIZE / 4);
+    setup.engine.min_split_size = ByteSize::new(size / 4);
+    setup.engine.stall_timeout = std::time::Duration::from_secs(30);
+    setup
+}
+
+async fn tail_hedge_does_not_wait_for_a_throttled_connection(transport: Transport) {
+    let hub = hub_with_slow_connections(transport, FILE_SIZE, 5, |index| index % 4 == 0).await;
+    let mut setup = four_segments(FILE_SIZE);
     // Neither the slow-connection detector nor the stall timeout may be
     // what rescues the file: only the hedge.
     setup.engine.slow_ratio = 0.0;
-    setup.engine.stall_timeout = std::time::Duration::from_secs(30);
     setup.engine.hedging = true;
     let repo = RepoRef::model(RepoId::new(REPO).expect("repo id"));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -81,24 +99,10 @@ per_transport!(tail_hedge_does_not_wait_for_a_throttled_connection);
 /// retires it.
 async fn a_request_dropped_as_slow_is_retried_on_another_connection(transport: Transport) {
     const SIZE: u64 = 4 * MIB;
-    let hub = FakeHub::builder()
-        .repo(RepoFixture::model(REPO).lfs_file("weights.bin", SIZE, 6))
-        .transport(transport)
-        .token(TOKEN)
-        .rate_chooser(|origin, index| match origin {
-            Origin::Cdn if index == 0 => Some(SLOW),
-            Origin::Cdn => Some(FAST),
-            Origin::Hub => None,
-        })
-        .start()
-        .await
-        .expect("fake hub starts");
-    let mut setup = Setup::fast();
-    setup.engine.connections_per_file = crate::nz(4);
-    setup.engine.min_split_size = ByteSize::new(SIZE / 4);
+    let hub = hub_with_slow_connections(transport, SIZE, 6, |index| index == 0).await;
+    let mut setup = four_segments(SIZE);
     setup.engine.slow_ratio = 0.1;
     setup.engine.slow_grace = std::time::Duration::from_millis(300);
-    setup.engine.stall_timeout = std::time::Duration::from_secs(30);
     setup.engine.hedging = false;
     let repo = RepoRef::model(RepoId::new(REPO).expect("repo id"));
     let dir = tempfile::tempdir().expect("tempdir");
