@@ -191,6 +191,26 @@ pub(crate) fn write_if_missing(target: &TargetDir, rel: &Path, content: &[u8]) -
     }
 }
 
+/// What is at `rel` inside `target`, following no link: `None` when it or a
+/// folder on the way is missing; a link on the way is `unsafe_target()`.
+pub(crate) fn entry_in(
+    target: &TargetDir,
+    rel: &Path,
+    unsafe_target: impl FnOnce() -> Error,
+) -> Result<Option<EntryKind>> {
+    match target.entry(rel) {
+        Ok(kind) => Ok(kind),
+        // A folder on the way is missing: so is the entry.
+        Err(hfd_store::Error::Dir { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            Ok(None)
+        }
+        Err(hfd_store::Error::Symlink { .. }) => Err(unsafe_target()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes a link (or other non-file) planted at `rel`, a name only hfd-rs
 /// writes, so that the next open creates our own file there. The link's
 /// target is never touched. Nothing happens when `rel` is a regular file,

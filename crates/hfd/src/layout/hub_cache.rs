@@ -32,7 +32,7 @@ use hfd_store::{EntryKind, TargetDir, journal_path};
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
     CACHEDIR_TAG, cached_created, cached_existing, clear_planted, copy_within, digest_file,
-    read_file, repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing,
+    entry_in, read_file, repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing,
     write_tree_listing,
 };
 use super::lock::TargetLock;
@@ -363,20 +363,11 @@ impl CacheRepo {
         let Some(target) = self.existing()? else {
             return Ok(false);
         };
-        match target.entry(&rel) {
-            Ok(kind) => Ok(kind.is_some()),
-            // A folder on the way is missing: so is the entry.
-            Err(hfd_store::Error::Dir { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(false)
-            }
-            Err(hfd_store::Error::Symlink { .. }) => Err(Error::UnsafeTarget {
-                path: repo_path.to_owned(),
-                root: self.snapshot_dir(commit),
-            }),
-            Err(e) => Err(e.into()),
-        }
+        let unsafe_target = || Error::UnsafeTarget {
+            path: repo_path.to_owned(),
+            root: self.snapshot_dir(commit),
+        };
+        Ok(entry_in(&target, &rel, unsafe_target)?.is_some())
     }
 
     /// Publishes the blob shared by `files` (all with the same etag) and

@@ -37,7 +37,7 @@ use hfd_store::{EntryKind, OpenMode, TargetDir, journal_path};
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
     CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, cached_created, cached_existing, clear_planted, digest_file,
-    read_file, repo_rel, safe_join, sibling_name, write_atomic, write_if_missing,
+    entry_in, read_file, repo_rel, safe_join, sibling_name, write_atomic, write_if_missing,
     write_tree_listing,
 };
 use super::lock::TargetLock;
@@ -271,17 +271,9 @@ impl LocalDir {
         let Some(target) = self.existing()? else {
             return Ok(None);
         };
-        match target.entry(&self.final_rel(repo_path)?) {
-            Ok(kind) => Ok(kind),
-            // A folder on the way is missing: so is the file.
-            Err(hfd_store::Error::Dir { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(None)
-            }
-            Err(hfd_store::Error::Symlink { .. }) => Err(self.unsafe_target(repo_path)),
-            Err(e) => Err(e.into()),
-        }
+        entry_in(&target, &self.final_rel(repo_path)?, || {
+            self.unsafe_target(repo_path)
+        })
     }
 
     /// A file at its final name without metadata (a run killed between the
