@@ -53,7 +53,9 @@ async fn open_partial(
         )
     });
     blocking(move || {
-        if fresh {
+        // Without a journal the open below starts the partial from zero
+        // anyway (holding its lock, removing a stale journal).
+        if fresh && header.is_some() {
             PartialFile::discard_at(&path)?;
         }
         match (target, header) {

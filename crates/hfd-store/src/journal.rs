@@ -500,7 +500,7 @@ impl Journal {
         };
         let existed = dir.entry(rel)?.is_some();
         let file = dir
-            .open_file(rel, OpenMode::CreateOrOpen)
+            .open_own_file(rel, OpenMode::CreateOrOpen)
             .map_err(|e| journal_err(e, "cannot create"))?;
         file.set_len(0).map_err(err("cannot truncate"))?;
         probe.journal_truncate(0);

@@ -126,6 +126,9 @@ impl fmt::Debug for Inner {
     }
 }
 
+/// Up to this size a partial without a journal is not preallocated.
+const SMALL_UNRESERVED: u64 = 1 << 20;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding these locks leaves plain bookkeeping data that is
     // still consistent enough to report from; do not cascade the panic.
@@ -218,8 +221,10 @@ impl PartialFile {
             path: path.clone(),
             source,
         };
-        let previous_len = match dir.entry(rel) {
-            Ok(Some(crate::EntryKind::File { len })) => Some(len),
+        // Only a journal's verdict needs the length the partial had before
+        // this run: a partial without one starts from zero anyway.
+        let previous_len = match (&journal, journal.as_ref().map(|_| dir.entry(rel))) {
+            (Some(_), Some(Ok(Some(crate::EntryKind::File { len })))) => Some(len),
             _ => None,
         };
         let file = open_locked(dir, rel)?;
@@ -262,9 +267,17 @@ impl PartialFile {
                 remove_stale(dir, &jrel)?;
                 None
             };
-            file.set_len(0).map_err(create_err)?;
+            // Most partials are new and empty: no truncation to make.
+            if file.metadata().map_or(true, |m| m.len() != 0) {
+                file.set_len(0).map_err(create_err)?;
+            }
             probe.data_reset();
-            let how = if config.preallocate {
+            let how = if journal.is_none() && size <= SMALL_UNRESERVED {
+                // A small file without a journal is written whole in one
+                // go: reserving its blocks first only costs a `fallocate`
+                // per file of a dataset (a full disk still fails the write).
+                Preallocation::Sparse
+            } else if config.preallocate {
                 preallocate(&file, path, size)?
             } else {
                 file.set_len(size).map_err(create_err)?;
@@ -435,18 +448,22 @@ impl PartialFile {
 
     /// Verifies and publishes the file: checks it is complete, finishes the
     /// hash and compares it with the expected digest, `fsync`s, renames the
-    /// partial to `final_path` and `fsync`s the directory. Blocking.
+    /// partial to `final_path` and `fsync`s the directory. Blocking. A
+    /// `final_path` that is the partial's own path is not renamed: the
+    /// caller publishes the verified partial from where it is.
     ///
     /// On a mismatch the partial stays where it is and
     /// [`Error::DigestMismatch`] names it; nothing appears at `final_path`.
     pub fn finalize(self, final_path: &Path) -> Result<Finalized> {
         let digest = self.verify_and_sync()?;
         let inner = &self.inner;
-        platform::rename_durable(&inner.path, final_path).map_err(|source| Error::Rename {
-            from: inner.path.clone(),
-            to: final_path.to_path_buf(),
-            source,
-        })?;
+        if final_path != inner.path {
+            platform::rename_durable(&inner.path, final_path).map_err(|source| Error::Rename {
+                from: inner.path.clone(),
+                to: final_path.to_path_buf(),
+                source,
+            })?;
+        }
         self.drop_journal();
         tracing::debug!(file = %final_path.display(), "finalized");
         Ok(Finalized {
@@ -464,7 +481,11 @@ impl PartialFile {
         let inner = &self.inner;
         // The bytes were synced above: the folder's sync can wait for the
         // batch (a crash before it leaves the file under its partial name).
-        inner.dir.rename_batched(&inner.rel, final_rel)?;
+        // A partial published from where it is (its final name is its own)
+        // stays.
+        if final_rel != inner.rel {
+            inner.dir.rename_batched(&inner.rel, final_rel)?;
+        }
         self.drop_journal();
         let path = inner.dir.display_path(final_rel);
         tracing::debug!(file = %path.display(), "finalized");
@@ -706,7 +727,7 @@ fn check_identity_size(path: &Path, journal: Option<&JournalHeader>, size: u64) 
 fn open_locked(dir: &TargetDir, rel: &Path) -> Result<File> {
     let path = dir.display_path(rel);
     let file = dir
-        .open_file(rel, OpenMode::CreateOrOpen)
+        .open_own_file(rel, OpenMode::CreateOrOpen)
         .map_err(|e| match e {
             Error::Dir { source, .. } => Error::Create {
                 path: path.clone(),

@@ -132,7 +132,15 @@ fn read_journal(dir: &TargetDir, jrel: &Path) -> Result<Option<(File, Vec<u8>)>>
         Err(Error::Dir { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
             return Ok(None);
         }
-        Err(e) => return Err(journal_err(e, "cannot open")),
+        // A link or special file planted at the journal's name describes
+        // nothing of ours: removed (not followed), the partial starts over.
+        Err(e) => {
+            return if dir.clear_planted(jrel)? {
+                Ok(None)
+            } else {
+                Err(journal_err(e, "cannot open"))
+            };
+        }
     };
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|source| Error::Journal {

@@ -183,6 +183,46 @@ impl TargetDir {
             .map_err(|e| self.fs_err(&names, e, "cannot open"))
     }
 
+    /// [`open_file`](Self::open_file) for a name hfd-rs owns (a partial,
+    /// a journal, a lock): a link or special file planted at `rel` itself is
+    /// removed, never followed, and the open tried once more, so a planted
+    /// name heals instead of failing every run. A link on the way is still
+    /// refused. Looked at only when the open fails: nothing is checked
+    /// ahead of each file of a dataset.
+    pub fn open_own_file(&self, rel: &Path, mode: OpenMode) -> Result<File> {
+        match self.open_file(rel, mode) {
+            Err(first) => {
+                if !self.clear_planted(rel)? {
+                    return Err(first);
+                }
+                self.open_file(rel, mode)
+            }
+            opened => opened,
+        }
+    }
+
+    /// Removes a link or special file at `rel` (a warning says so); whether
+    /// there was one. Nothing happens to a regular file, a folder or a
+    /// missing name.
+    pub fn clear_planted(&self, rel: &Path) -> Result<bool> {
+        match self.entry(rel) {
+            Ok(Some(EntryKind::Symlink | EntryKind::Other)) => {
+                tracing::warn!(
+                    path = %self.display_path(rel).display(),
+                    "found a symbolic link (or special file) where hfd-rs keeps its own file; removing it, not following it"
+                );
+                self.remove_file(rel)?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            // The folder is missing: nothing planted.
+            Err(Error::Dir { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates the folder `rel` and any missing parents below the root
     /// (like `mkdir -p`), refusing links on the way, and returns a handle on
     /// it.

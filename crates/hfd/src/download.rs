@@ -371,8 +371,11 @@ impl Downloader {
         // One copy of the files to fetch, shared by the publication and
         // the source.
         let files: Arc<[RemoteFile]> = fetch.iter().map(|f| f.remote.clone()).collect();
-        let (mut publication, jobs, reporter) =
-            Publication::start(publication_input(plan, &files), reporter).await?;
+        let (mut publication, jobs, reporter) = Publication::start(
+            publication_input(plan, &files, self.engine.min_split_size.bytes()),
+            reporter,
+        )
+        .await?;
         // A file fetched in one request has nothing to resume from: a journal
         // would only add a file and its syncs (measured: 6 syncs per small
         // file). Only files the engine may split get one.
@@ -726,8 +729,14 @@ async fn run_shared<S: hfd_engine::RangeSource>(
 }
 
 /// What the publisher needs to know of a plan.
-fn publication_input(plan: &DownloadPlan, files: &Arc<[RemoteFile]>) -> PublicationInput {
+fn publication_input(
+    plan: &DownloadPlan,
+    files: &Arc<[RemoteFile]>,
+    min_split: u64,
+) -> PublicationInput {
     PublicationInput {
+        // The same bound as `with_identities`: these files get no journal.
+        unjournaled_up_to: min_split,
         layout: Arc::clone(&plan.layout),
         commit: plan.pinned.commit.clone(),
         fetch_policy: plan.fetch_policy,

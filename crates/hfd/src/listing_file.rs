@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use hfd_store::{OpenMode, TargetDir};
 
-use crate::layout::fs::{cached_created, cached_existing, clear_planted, read_file};
+use crate::layout::fs::{cached_created, cached_existing, read_file};
 
 /// The listing file of one target.
 #[derive(Debug)]
@@ -39,8 +39,7 @@ impl ListingFile {
             target.create_dir_all(parent)?;
         }
         // A link planted at our name is removed, never written through.
-        clear_planted(&target, &self.rel)?;
-        let mut file = target.open_file(&self.rel, OpenMode::Truncate)?;
+        let mut file = target.open_own_file(&self.rel, OpenMode::Truncate)?;
         file.write_all(bytes).map_err(|source| crate::Error::Io {
             action: "cannot write",
             path: target.display_path(&self.rel),

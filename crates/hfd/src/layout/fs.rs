@@ -177,6 +177,20 @@ pub(crate) fn write_atomic_with(
     Ok(())
 }
 
+/// Writes `content` over `rel` inside `target` in place (created or
+/// truncated, no temporary file, no rename): for a small file whose torn
+/// copy a reader rejects, as huggingface_hub writes its `.metadata` files.
+/// A link at `rel` (or a special file) is removed and replaced, never
+/// written through.
+pub(crate) fn write_in_place(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
+    let mut file = target.open_own_file(rel, OpenMode::Truncate)?;
+    file.write_all(content).map_err(|source| Error::Io {
+        action: "cannot write",
+        path: target.display_path(rel),
+        source,
+    })
+}
+
 /// Writes `rel` when no regular file is there yet. A link there is
 /// replaced, never followed.
 pub(crate) fn write_if_missing(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
@@ -207,28 +221,6 @@ pub(crate) fn entry_in(
             Ok(None)
         }
         Err(hfd_store::Error::Symlink { .. }) => Err(unsafe_target()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes a link (or other non-file) planted at `rel`, a name only hfd-rs
-/// writes, so that the next open creates our own file there. The link's
-/// target is never touched. Nothing happens when `rel` is a regular file,
-/// is missing, or its folder does not exist yet.
-pub(crate) fn clear_planted(target: &TargetDir, rel: &Path) -> Result<()> {
-    match target.entry(rel) {
-        Ok(Some(EntryKind::Symlink | EntryKind::Other)) => {
-            replace_warning(target, rel);
-            target.remove_file(rel)?;
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        // The folder is missing: nothing to clear.
-        Err(hfd_store::Error::Dir { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            Ok(())
-        }
         Err(e) => Err(e.into()),
     }
 }

@@ -27,13 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
-use hfd_store::{EntryKind, TargetDir, journal_path};
+use hfd_store::{EntryKind, TargetDir};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, cached_created, cached_existing, clear_planted, copy_within, digest_file,
-    entry_in, read_file, repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing,
-    write_tree_listing,
+    CACHEDIR_TAG, cached_created, cached_existing, copy_within, digest_file, entry_in, read_file,
+    repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing, write_tree_listing,
 };
 use super::lock::TargetLock;
 use crate::error::{Error, Result};
@@ -514,9 +513,6 @@ impl Layout for CacheRepo {
         target.create_dir_all(&self.rel("blobs"))?;
         let partial = self.partial_rel(&etag);
         let staged = self.staged_rel(&etag);
-        for name in [&partial, &journal_path(&partial), &staged] {
-            clear_planted(&target, name)?;
-        }
         Ok(JobPaths {
             partial: self.root.join(partial),
             staged: self.root.join(staged),

@@ -32,12 +32,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use hfd_hub::{Commit, RemoteFile, Revision};
-use hfd_store::{EntryKind, OpenMode, TargetDir, journal_path};
+use hfd_store::{EntryKind, OpenMode, TargetDir};
 
 use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
-    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, cached_created, cached_existing, clear_planted, digest_file,
-    entry_in, read_file, repo_rel, safe_join, sibling_name, write_atomic, write_if_missing,
+    CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, cached_created, cached_existing, digest_file, entry_in,
+    read_file, repo_rel, safe_join, sibling_name, write_if_missing, write_in_place,
     write_tree_listing,
 };
 use super::lock::TargetLock;
@@ -171,8 +171,10 @@ impl LocalDir {
     }
 
     /// Creates the parent folders of a file's final, partial and staged
-    /// paths (refusing links on the way) and clears links planted at the
-    /// partial, its journal and the staged name.
+    /// paths (refusing links on the way). A link planted at the partial's
+    /// or journal's name is removed when opening it fails
+    /// (`TargetDir::open_own_file`); one at the staged name is replaced by
+    /// the rename to it.
     pub fn prepare_file(&self, repo_path: &str, etag: &str) -> Result<JobPaths> {
         let target = self.target()?;
         let final_rel = self.final_rel(repo_path)?;
@@ -182,9 +184,6 @@ impl LocalDir {
             if let Some(parent) = p.parent() {
                 target.create_dir_all(parent)?;
             }
-        }
-        for name in [&partial, &journal_path(&partial), &staged] {
-            clear_planted(&target, name)?;
         }
         Ok(JobPaths {
             partial: self.root.join(partial),
@@ -416,7 +415,11 @@ impl LocalDir {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let text = format!("{commit}\n{etag}\n{now}\n");
-        write_atomic(&target, &rel, text.as_bytes())
+        // In place, as huggingface_hub writes it: a torn copy (a crash
+        // mid-write) has a cut etag or timestamp, which makes the file "not
+        // current" (hashed again), never current by mistake; written after
+        // the file's own rename, it never names bytes not yet in place.
+        write_in_place(&target, &rel, text.as_bytes())
     }
 }
 

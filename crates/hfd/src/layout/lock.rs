@@ -13,7 +13,6 @@ use std::path::Path;
 
 use hfd_store::{OpenMode, TargetDir};
 
-use super::fs::clear_planted;
 use crate::error::Result;
 
 /// A held lock; released when dropped.
@@ -32,8 +31,7 @@ impl TargetLock {
         if let Some(parent) = rel.parent() {
             target.create_dir_all(parent)?;
         }
-        clear_planted(target, rel)?;
-        let file = target.open_file(rel, OpenMode::CreateOrOpen)?;
+        let file = target.open_own_file(rel, OpenMode::CreateOrOpen)?;
         group_writable(&file);
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { _file: file })),

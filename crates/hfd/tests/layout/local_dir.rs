@@ -217,15 +217,15 @@ async fn a_file_another_process_is_writing_is_not_clobbered() {
                 .await
         })
     };
-    // Wait (bounded) until the new version is downloaded and verified: it
-    // sits under its staged name, waiting for the lock.
+    // Wait (bounded) until the new version is downloaded: a file this small
+    // has no journal and waits for the lock under its partial name, whole.
     let download_dir = dir.join(".cache/huggingface/download");
     let staged = || {
         fs::read_dir(&download_dir).unwrap().any(|e| {
-            e.unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".verified")
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name.ends_with(".part") || name.ends_with(".verified"))
+                && e.metadata().unwrap().len() == 9
         })
     };
     let deadline = Instant::now() + Duration::from_mins(1);
