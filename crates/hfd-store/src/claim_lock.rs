@@ -17,7 +17,10 @@
 //! on NFS when its lease expires), so a claim never outlives its process.
 //!
 //! The lock file stays in place on release (removing it would race a
-//! process that just opened it).
+//! process that just opened it). Callers may keep the claim on the lock
+//! file huggingface_hub uses for the same file, and take that lock too
+//! through the claim ([`ClaimLock::take_hub_lock`]): one file per
+//! download instead of two.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -28,7 +31,7 @@ use crate::platform;
 /// A held claim; released when dropped.
 #[derive(Debug)]
 pub struct ClaimLock {
-    _file: File,
+    file: File,
     path: PathBuf,
 }
 
@@ -54,7 +57,7 @@ impl ClaimLock {
         let file = options.open(path)?;
         if platform::try_lock_shared_fs(&file)? {
             Ok(Some(Self {
-                _file: file,
+                file,
                 path: path.to_path_buf(),
             }))
         } else {
@@ -81,7 +84,7 @@ impl ClaimLock {
             .map_err(to_io)?;
         if platform::try_lock_shared_fs(&file)? {
             Ok(Some(Self {
-                _file: file,
+                file,
                 path: dir.display_path(rel),
             }))
         } else {
@@ -92,6 +95,21 @@ impl ClaimLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Also takes, on this claim's own descriptor, the exclusive lock
+    /// huggingface_hub takes on the same file (`flock`; on Windows the
+    /// claim's `LockFileEx` already is it), so a claim kept on the lock file
+    /// huggingface_hub uses can publish under that lock without opening the
+    /// file again (another descriptor's lock would conflict with the claim
+    /// on NFS, macOS and Windows). Held until the claim is dropped.
+    /// `Ok(false)` when another process holds it. Blocking (one call).
+    ///
+    /// # Errors
+    ///
+    /// The filesystem refuses the lock.
+    pub fn take_hub_lock(&self) -> io::Result<bool> {
+        platform::try_lock_claimed(&self.file)
     }
 }
 
@@ -111,6 +129,44 @@ mod tests {
         let again = ClaimLock::try_acquire(&path).unwrap();
         assert!(again.is_some(), "released on drop");
         assert!(path.exists(), "the lock file stays");
+    }
+
+    /// The claim and huggingface_hub's lock ride on one descriptor: taking
+    /// the second never conflicts with the first, another opener is kept
+    /// out of both, and both go with the claim.
+    #[test]
+    fn the_hub_lock_rides_on_the_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.lock");
+        let claim = ClaimLock::try_acquire(&path).unwrap().expect("free");
+        assert!(claim.take_hub_lock().unwrap(), "no conflict with itself");
+        let other = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        assert!(
+            matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+            "huggingface_hub's lock is held"
+        );
+        drop(claim);
+        assert!(other.try_lock().is_ok(), "released with the claim");
+    }
+
+    /// huggingface_hub holding its lock: the claim is still taken (another
+    /// lock kind on Linux), but publishing under the hub's lock waits.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_hub_lock_held_elsewhere_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.lock");
+        std::fs::write(&path, b"").unwrap();
+        let hub = std::fs::File::open(&path).unwrap();
+        hub.try_lock().unwrap();
+        let claim = ClaimLock::try_acquire(&path).unwrap().expect("free");
+        assert!(!claim.take_hub_lock().unwrap(), "held by the other opener");
+        drop(hub);
+        assert!(claim.take_hub_lock().unwrap());
     }
 
     #[cfg(unix)]

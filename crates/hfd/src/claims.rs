@@ -1,6 +1,6 @@
 //! Several hfd-rs processes on one target: each file is claimed by one of
-//! them (a [`ClaimLock`] next to its partial), downloaded once, and the
-//! others take other files, then wait for it.
+//! them (a [`ClaimLock`] on the lock file huggingface_hub uses for it),
+//! downloaded once, and the others take other files, then wait for it.
 //!
 //! The engine asks [`Claims`] just before a file starts. A free claim is
 //! taken and the target checked again under it: a file another process
@@ -20,11 +20,11 @@ use hfd_engine::{Claim, ClaimGate, FileJob};
 use hfd_hub::{Commit, RemoteFile};
 use hfd_store::ClaimLock;
 
-use crate::layout::{FetchPolicy, FileAction, Layout, PublishItem};
+use crate::layout::{FetchPolicy, FileAction, HubLock, Layout, PublishItem};
 
-/// The claims of one run. A claim's lock path and folder come from the
-/// job asking ([`claim_path`] of its partial), its file from the run's
-/// publish items: nothing is kept per file but the claims held.
+/// The claims of one run. A claim's lock path comes from the job asking
+/// ([`Claims::path_of`]), its file from the run's publish items: nothing is
+/// kept per file but the claims held.
 pub(crate) struct Claims {
     layout: Arc<dyn Layout>,
     commit: Commit,
@@ -41,28 +41,6 @@ impl std::fmt::Debug for Claims {
     }
 }
 
-/// The claim lock of a job: its partial path with the extension `claim`
-/// (same folder, same length class as the partial's own name).
-pub(crate) fn claim_path(partial: &std::path::Path) -> PathBuf {
-    // In the hub cache `blobs/` holds only finished blobs (huggingface_hub
-    // and `hf cache` read it): a blob's claim sits with huggingface_hub's own
-    // locks, `<root>/.locks/<repo folder>/<etag>.hfd.claim`.
-    if let Some(name) = partial.file_name().and_then(|n| n.to_str())
-        && name.ends_with(".hfd.part")
-        && let Some(blobs) = partial.parent()
-        && blobs.file_name() == Some(std::ffi::OsStr::new("blobs"))
-        && let Some(repo_dir) = blobs.parent()
-        && let (Some(root), Some(folder)) = (repo_dir.parent(), repo_dir.file_name())
-    {
-        return root
-            .join(".locks")
-            .join(folder)
-            .join(name)
-            .with_extension("claim");
-    }
-    partial.with_extension("claim")
-}
-
 impl Claims {
     pub(crate) fn new(
         layout: Arc<dyn Layout>,
@@ -77,6 +55,41 @@ impl Claims {
             items,
             held: Mutex::default(),
             warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Where the claim of `job` is kept: the lock file huggingface_hub
+    /// holds while it writes the same file ([`Layout::lock_path`]), one
+    /// file per download instead of a lock and a claim. On Linux the claim
+    /// is an OFD lock, which huggingface_hub's `flock` does not see; it
+    /// meets that lock when publishing ([`hub_lock`](Self::hub_lock)).
+    pub(crate) fn path_of(&self, job: &FileJob) -> PathBuf {
+        self.items
+            .get(&job.key.0)
+            .and_then(|item| item.files.first())
+            .and_then(|file| self.layout.lock_path(file).ok())
+            .unwrap_or_else(|| job.partial_path.with_extension("claim"))
+    }
+
+    /// For publishing the file `key`: takes huggingface_hub's lock through
+    /// the claim this process holds on the same file. [`HubLock::Held`]
+    /// once taken, `None` when another process holds it (the file waits),
+    /// [`HubLock::Take`] when no claim is held (the layout takes the lock
+    /// itself, as for files found up to date). Blocking.
+    pub(crate) fn hub_lock(&self, key: u64) -> Option<HubLock> {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.get(&key) {
+            Some(Some(claim)) => match claim.take_hub_lock() {
+                Ok(true) => Some(HubLock::Held),
+                Ok(false) => None,
+                // The filesystem refuses `flock` (the layout warns and goes
+                // on without it).
+                Err(_) => Some(HubLock::Take),
+            },
+            _ => Some(HubLock::Take),
         }
     }
 
@@ -106,7 +119,7 @@ impl ClaimGate for Claims {
         let Some(file) = self.items.get(&key.0).and_then(|item| item.files.first()) else {
             return Claim::Mine;
         };
-        let (path, target) = (&claim_path(&job.partial_path), &job.target);
+        let (path, target) = (&self.path_of(job), &job.target);
         let held = self
             .held
             .lock()

@@ -12,7 +12,6 @@ use hfd_engine::{
 use hfd_http::HttpClient;
 use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
-use crate::claims::claim_path;
 use crate::classify::{PagedClassifier, classify_all};
 use crate::error::{Error, Result};
 use crate::layer::Layered;
@@ -430,7 +429,7 @@ impl Downloader {
         let mut cancelled = summary.cancelled;
         for (key, outcome) in summary.files {
             match outcome {
-                FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy))),
+                FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy, &claims))),
                 FileOutcome::Done { .. } => report.files_done += 1,
                 FileOutcome::Failed(e) => failed.push((key, e)),
                 FileOutcome::Cancelled => cancelled = true,
@@ -575,11 +574,11 @@ type ProgressMark = Option<(u64, std::time::SystemTime)>;
 
 /// The error of a file another process still held when the run ended:
 /// the claim it waited on (its job is in `busy`).
-fn still_busy(key: FileKey, busy: &[FileJob]) -> hfd_engine::Error {
+fn still_busy(key: FileKey, busy: &[FileJob], claims: &crate::claims::Claims) -> hfd_engine::Error {
     let claim = busy
         .iter()
         .find(|job| job.key == key)
-        .map(|job| claim_path(&job.partial_path))
+        .map(|job| claims.path_of(job))
         .unwrap_or_default();
     hfd_engine::Error::Store {
         key,
@@ -605,7 +604,7 @@ async fn ask_again(
             .map(|job| {
                 let claim = claims.claim(&job);
                 let meta = std::fs::metadata(&job.partial_path)
-                    .or_else(|_| std::fs::metadata(claim_path(&job.partial_path)))
+                    .or_else(|_| std::fs::metadata(claims.path_of(&job)))
                     .ok();
                 let mark = meta.and_then(|meta| Some((meta.len(), meta.modified().ok()?)));
                 (job.key.0, claim, mark)

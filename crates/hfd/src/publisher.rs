@@ -26,7 +26,7 @@ use hfd_types::{ByteRange, ContentDigest};
 
 use crate::claims::Claims;
 use crate::error::{Error, Result};
-use crate::layout::{FetchPolicy, JobPaths, Layout, Publish, PublishItem};
+use crate::layout::{FetchPolicy, HubLock, JobPaths, Layout, Publish, PublishItem};
 
 /// What [`Publication::start`] needs.
 pub(crate) struct PublicationInput {
@@ -269,7 +269,18 @@ impl Core {
         } else {
             FetchPolicy::SkipUpToDate
         };
-        match self.layout.publish(&self.commit, item, fetch) {
+        // A download's claim sits on huggingface_hub's lock file: the lock
+        // is taken through it (another descriptor would meet the claim).
+        let lock = match key {
+            Some(key) => self.claims.hub_lock(key),
+            None => Some(HubLock::Take),
+        };
+        let Some(lock) = lock else {
+            tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
+            outcome.waiting.push((key, item.clone()));
+            return;
+        };
+        match self.layout.publish(&self.commit, item, fetch, lock) {
             Ok(Publish::Done) => {
                 if let Some(key) = key {
                     self.claims.release(key);
@@ -404,7 +415,7 @@ fn prepare(input: PublicationInput) -> Result<Prepared> {
             files: vec![file],
             staged: None,
         };
-        match layout.publish(&commit, &item, FetchPolicy::SkipUpToDate) {
+        match layout.publish(&commit, &item, FetchPolicy::SkipUpToDate, HubLock::Take) {
             Ok(Publish::Done) => {}
             Ok(Publish::Busy) => waiting.push((None, item)),
             Err(e) => errors.push(e),

@@ -10,6 +10,7 @@
 //! | [`device_id`] | `st_dev` | same | volume serial number |
 //! | [`try_lock`] | `flock` | same | `LockFileEx` |
 //! | [`try_lock_shared_fs`] (claims shared across machines) | OFD lock `F_OFD_SETLK` (NFS, Lustre), `flock` on old kernels | `flock` | `LockFileEx` |
+//! | [`try_lock_claimed`] (huggingface_hub's lock on a claimed lock file) | `flock` on the claim's own descriptor | same | nothing (the claim's lock is it) |
 //! | `sync_dir` | `fsync` on the folder | `F_FULLFSYNC` on the folder (`fsync` where unsupported) | nothing (NTFS journals metadata) |
 //! | [`rename_durable`] | `rename` + `fsync` of the folders | same | `MoveFileExW` with `WRITE_THROUGH` |
 //! | [`DirHandle`] (no-follow opens) | `openat2(RESOLVE_BENEATH \| RESOLVE_NO_SYMLINKS)`, else `openat(O_NOFOLLOW)` per component | `openat(O_NOFOLLOW)` per component | reparse-point check of each component, then open with `FILE_FLAG_OPEN_REPARSE_POINT` |
@@ -38,8 +39,8 @@ use windows as imp;
 pub(crate) use crate::target_dir::OpenMode as Open;
 pub(crate) use imp::{
     DirHandle, allocate, allocated_bytes, device_id, free_space, is_unsupported,
-    raise_open_file_limit, read_exact_at, rename_durable, start_writeback, try_lock_shared_fs,
-    write_all_at,
+    raise_open_file_limit, read_exact_at, rename_durable, start_writeback, try_lock_claimed,
+    try_lock_shared_fs, write_all_at,
 };
 
 /// Why a no-follow operation failed.

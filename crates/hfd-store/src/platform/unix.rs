@@ -19,6 +19,22 @@ pub(crate) use super::os::{
     allocate, free_space, is_unsupported, start_writeback, try_lock_shared_fs,
 };
 
+/// On the descriptor that holds a claim ([`try_lock_shared_fs`]), also
+/// takes huggingface_hub's lock (`flock`, see `super::try_lock`). On the same
+/// open file it cannot conflict with the claim: a second `flock` there
+/// succeeds (macOS, and Linux when the claim fell back to `flock`), an OFD
+/// lock and a `flock` are independent on Linux, and Linux's NFS client,
+/// which emulates `flock` with POSIX locks, gives both the same owner.
+/// Another descriptor's `flock` would conflict with the claim on NFS and
+/// macOS. `Ok(false)` when another process holds it.
+pub(crate) fn try_lock_claimed(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// Bytes the filesystem has allocated to a file (`st_blocks` are 512-byte
 /// units on every Unix).
 pub(crate) fn allocated_bytes(meta: &std::fs::Metadata) -> u64 {

@@ -124,6 +124,13 @@ pub(crate) fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
 /// Windows has no per-process limit of open handles to raise.
 pub(crate) fn raise_open_file_limit() {}
 
+/// On the handle that holds a claim ([`try_lock_shared_fs`]: `LockFileEx`
+/// over the whole file), huggingface_hub's lock is already held: the claim's
+/// lock is the same one, and taking it again would fail.
+pub(crate) fn try_lock_claimed(_file: &File) -> io::Result<bool> {
+    Ok(true)
+}
+
 /// Early writeback is a Linux hint; NTFS's lazy writer flushes on its own
 /// and `FlushFileBuffers` has no asynchronous form.
 pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}

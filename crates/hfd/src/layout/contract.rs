@@ -44,6 +44,19 @@ pub enum Publish {
     Busy,
 }
 
+/// Whether the caller of [`Layout::publish`] already holds the lock
+/// huggingface_hub takes for the item ([`Layout::lock_path`]): a download's
+/// claim is kept on that file and takes the lock through its own descriptor
+/// (`crate::claims`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubLock {
+    /// The layout takes it (and answers [`Publish::Busy`] when it is held
+    /// elsewhere).
+    Take,
+    /// Held by the caller for the whole publication.
+    Held,
+}
+
 /// Where the engine writes one file: the partial it fills, and the name the
 /// complete, verified file gets before it is published.
 #[derive(Debug, Clone)]
@@ -125,10 +138,20 @@ pub trait Layout: fmt::Debug + Send + Sync {
     /// Where the engine writes `file`, parent folders created.
     fn job_paths(&self, file: &RemoteFile) -> Result<JobPaths>;
 
+    /// The lock file huggingface_hub holds while it writes `file` (no disk
+    /// access). A download's claim is kept on it too.
+    fn lock_path(&self, file: &RemoteFile) -> Result<PathBuf>;
+
     /// Publishes `item` under the lock huggingface_hub takes for the same
-    /// target; [`Publish::Busy`], with nothing done, when another process
-    /// holds it.
-    fn publish(&self, commit: &Commit, item: &PublishItem, fetch: FetchPolicy) -> Result<Publish>;
+    /// target (taken here unless `lock` says the caller holds it);
+    /// [`Publish::Busy`], with nothing done, when another process holds it.
+    fn publish(
+        &self,
+        commit: &Commit,
+        item: &PublishItem,
+        fetch: FetchPolicy,
+        lock: HubLock,
+    ) -> Result<Publish>;
 
     /// After a successful run (the cache's snapshot folder and ref).
     fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()>;

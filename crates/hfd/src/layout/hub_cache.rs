@@ -29,12 +29,12 @@ use std::sync::{Arc, OnceLock};
 use hfd_hub::{Commit, RemoteFile, RepoRef, Revision};
 use hfd_store::{EntryKind, TargetDir};
 
-use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
+use super::contract::{FetchPolicy, FileAction, HubLock, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
     CACHEDIR_TAG, cached_created, cached_existing, copy_within, digest_file, entry_in, read_file,
     repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing, write_tree_listing,
 };
-use super::lock::TargetLock;
+use super::lock::PublishGuard;
 use crate::error::{Error, Result};
 
 /// Symlink probes made by this process: probe names are unique per probe,
@@ -384,6 +384,7 @@ impl CacheRepo {
         files: &[&RemoteFile],
         staged: Option<&Path>,
         fetch: FetchPolicy,
+        lock: HubLock,
     ) -> Result<Publish> {
         let Some(first) = files.first() else {
             return Ok(Publish::Done);
@@ -393,7 +394,7 @@ impl CacheRepo {
         }
         let target = self.target()?;
         let etag = first.etag();
-        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&etag))? else {
+        let Some(_lock) = PublishGuard::acquire(&target, &self.lock_rel(&etag), lock)? else {
             return Ok(Publish::Busy);
         };
         let blob = self.blob_rel(&etag);
@@ -520,9 +521,19 @@ impl Layout for CacheRepo {
         })
     }
 
-    fn publish(&self, commit: &Commit, item: &PublishItem, fetch: FetchPolicy) -> Result<Publish> {
+    fn lock_path(&self, file: &RemoteFile) -> Result<PathBuf> {
+        Ok(CacheRepo::lock_path(self, &file.etag()))
+    }
+
+    fn publish(
+        &self,
+        commit: &Commit,
+        item: &PublishItem,
+        fetch: FetchPolicy,
+        lock: HubLock,
+    ) -> Result<Publish> {
         let files: Vec<&RemoteFile> = item.files.iter().collect();
-        CacheRepo::publish(self, commit, &files, item.staged.as_deref(), fetch)
+        CacheRepo::publish(self, commit, &files, item.staged.as_deref(), fetch, lock)
     }
 
     fn finish(&self, revision: &Revision, commit: &Commit) -> Result<()> {
@@ -564,6 +575,7 @@ fn make_symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::lock::TargetLock;
     use hfd_hub::RepoId;
     use hfd_types::ContentDigest;
     use std::fs;
@@ -658,8 +670,14 @@ mod tests {
             FileAction::New
         );
         assert_eq!(
-            repo.publish(&c1, &[&a, &b], Some(&staged), FetchPolicy::SkipUpToDate)
-                .unwrap(),
+            repo.publish(
+                &c1,
+                &[&a, &b],
+                Some(&staged),
+                FetchPolicy::SkipUpToDate,
+                HubLock::Take
+            )
+            .unwrap(),
             Publish::Done
         );
         assert!(!staged.exists());
@@ -691,8 +709,14 @@ mod tests {
             FileAction::New
         );
         fs::write(&staged, content).unwrap();
-        repo.publish(&c2, &[&a], Some(&staged), FetchPolicy::SkipUpToDate)
-            .unwrap();
+        repo.publish(
+            &c2,
+            &[&a],
+            Some(&staged),
+            FetchPolicy::SkipUpToDate,
+            HubLock::Take,
+        )
+        .unwrap();
         assert!(!staged.exists());
         assert!(repo.is_linked(&c2, &a));
         // A busy lock: nothing happens.
@@ -702,14 +726,14 @@ mod tests {
             .unwrap();
         let c3 = commit('3');
         assert_eq!(
-            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate)
+            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate, HubLock::Take)
                 .unwrap(),
             Publish::Busy
         );
         assert!(!repo.snapshot_path(&c3, "a.txt").unwrap().exists());
         drop(held);
         assert_eq!(
-            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate)
+            repo.publish(&c3, &[&a], None, FetchPolicy::SkipUpToDate, HubLock::Take)
                 .unwrap(),
             Publish::Done
         );
@@ -728,8 +752,14 @@ mod tests {
         let c1 = commit('1');
         let staged = repo.staged_path(&a.etag());
         fs::write(&staged, content).unwrap();
-        repo.publish(&c1, &[&a, &b], Some(&staged), FetchPolicy::SkipUpToDate)
-            .unwrap();
+        repo.publish(
+            &c1,
+            &[&a, &b],
+            Some(&staged),
+            FetchPolicy::SkipUpToDate,
+            HubLock::Take,
+        )
+        .unwrap();
         assert!(!repo.blob_path(&a.etag()).exists(), "moved, not kept");
         for f in [&a, &b] {
             let entry = repo.snapshot_path(&c1, &f.path).unwrap();
@@ -740,7 +770,7 @@ mod tests {
         // An existing blob (from a symlinked run) is copied and kept.
         fs::write(repo.blob_path(&a.etag()), content).unwrap();
         let c2 = commit('2');
-        repo.publish(&c2, &[&a], None, FetchPolicy::SkipUpToDate)
+        repo.publish(&c2, &[&a], None, FetchPolicy::SkipUpToDate, HubLock::Take)
             .unwrap();
         assert!(repo.blob_path(&a.etag()).exists());
         assert_eq!(

@@ -34,13 +34,13 @@ use std::time::SystemTime;
 use hfd_hub::{Commit, RemoteFile, Revision};
 use hfd_store::{EntryKind, OpenMode, TargetDir};
 
-use super::contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
+use super::contract::{FetchPolicy, FileAction, HubLock, JobPaths, Layout, Publish, PublishItem};
 use super::fs::{
     CACHEDIR_TAG, JOURNAL_SUFFIX_LEN, cached_created, cached_existing, digest_file, entry_in,
     read_file, repo_rel, safe_join, sibling_name, write_if_missing, write_in_place,
     write_tree_listing,
 };
-use super::lock::TargetLock;
+use super::lock::{PublishGuard, TargetLock};
 use crate::error::{Error, Result};
 
 /// A `--local-dir` target folder.
@@ -300,11 +300,18 @@ impl LocalDir {
     }
 
     /// Moves the verified file `staged` to the final path of `file` and
-    /// writes its metadata, holding `<path>.lock`. [`Publish::Busy`] (and
-    /// nothing done) when another process holds the lock. Blocking.
-    pub fn publish(&self, file: &RemoteFile, commit: &Commit, staged: &Path) -> Result<Publish> {
+    /// writes its metadata, holding `<path>.lock` (taken here unless `lock`
+    /// says the caller holds it). [`Publish::Busy`] (and nothing done) when
+    /// another process holds the lock. Blocking.
+    pub fn publish(
+        &self,
+        file: &RemoteFile,
+        commit: &Commit,
+        staged: &Path,
+        lock: HubLock,
+    ) -> Result<Publish> {
         let target = self.target()?;
-        let Some(_lock) = TargetLock::try_acquire(&target, &self.lock_rel(&file.path)?)? else {
+        let Some(_lock) = PublishGuard::acquire(&target, &self.lock_rel(&file.path)?, lock)? else {
             return Ok(Publish::Busy);
         };
         // Checked again now: a symlink may have appeared since the plan
@@ -476,13 +483,23 @@ impl Layout for LocalDir {
         self.prepare_file(&file.path, &file.etag())
     }
 
-    fn publish(&self, commit: &Commit, item: &PublishItem, _fetch: FetchPolicy) -> Result<Publish> {
+    fn lock_path(&self, file: &RemoteFile) -> Result<PathBuf> {
+        LocalDir::lock_path(self, &file.path)
+    }
+
+    fn publish(
+        &self,
+        commit: &Commit,
+        item: &PublishItem,
+        _fetch: FetchPolicy,
+        lock: HubLock,
+    ) -> Result<Publish> {
         // A local-dir item is always one path.
         let Some(file) = item.files.first() else {
             return Ok(Publish::Done);
         };
         match &item.staged {
-            Some(staged) => LocalDir::publish(self, file, commit, staged),
+            Some(staged) => LocalDir::publish(self, file, commit, staged, lock),
             None => self.refresh(file, commit).map(|()| Publish::Done),
         }
     }

@@ -13,6 +13,7 @@ use std::path::Path;
 
 use hfd_store::{OpenMode, TargetDir};
 
+use super::contract::HubLock;
 use crate::error::Result;
 
 /// A held lock; released when dropped.
@@ -20,6 +21,26 @@ use crate::error::Result;
 pub(crate) struct TargetLock {
     // Held for its flock: closing the file releases it.
     _file: File,
+}
+
+/// huggingface_hub's lock for the length of a publication: taken here, or
+/// held by the caller already ([`HubLock::Held`]).
+#[derive(Debug)]
+pub(crate) struct PublishGuard {
+    _taken: Option<TargetLock>,
+}
+
+impl PublishGuard {
+    /// Takes the lock at `rel` unless the caller holds it; `None` when
+    /// another process holds it. Blocking.
+    pub(crate) fn acquire(target: &TargetDir, rel: &Path, lock: HubLock) -> Result<Option<Self>> {
+        match lock {
+            HubLock::Held => Ok(Some(Self { _taken: None })),
+            HubLock::Take => Ok(TargetLock::try_acquire(target, rel)?.map(|taken| Self {
+                _taken: Some(taken),
+            })),
+        }
+    }
 }
 
 impl TargetLock {

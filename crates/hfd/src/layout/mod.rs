@@ -11,8 +11,9 @@
 //! - `lock`: the advisory locks huggingface_hub takes on the same targets.
 //!
 //! The engine writes each file to a partial path and, once complete and
-//! verified, renames it to a *staged* path ([`Layout::job_paths`]); the
-//! publisher (`crate::publisher`) then hands it to [`Layout::publish`].
+//! verified, renames it to a *staged* path ([`Layout::job_paths`]; a file
+//! fetched without a journal keeps its partial name); the publisher
+//! (`crate::publisher`) then hands it to [`Layout::publish`].
 //!
 //! Adding a layout: a new module with a type implementing [`Layout`], and a
 //! variant of [`OutputLayout`] that [`OutputLayout::open`] maps to it. The
@@ -30,7 +31,7 @@ use std::sync::Arc;
 
 use hfd_hub::RepoRef;
 
-pub use contract::{FetchPolicy, FileAction, JobPaths, Layout, Publish, PublishItem};
+pub use contract::{FetchPolicy, FileAction, HubLock, JobPaths, Layout, Publish, PublishItem};
 pub use hub_cache::{CacheRepo, SnapshotEntries};
 pub use local_dir::{LocalDir, LocalMetadata};
 

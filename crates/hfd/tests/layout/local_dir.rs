@@ -223,9 +223,9 @@ async fn a_file_another_process_is_writing_is_not_clobbered() {
     let staged = || {
         fs::read_dir(&download_dir).unwrap().any(|e| {
             let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name.ends_with(".part") || name.ends_with(".verified"))
-                && e.metadata().unwrap().len() == 9
+            let path = std::path::PathBuf::from(e.file_name());
+            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+            ["part", "verified"].contains(&ext) && e.metadata().unwrap().len() == 9
         })
     };
     let deadline = Instant::now() + Duration::from_mins(1);
