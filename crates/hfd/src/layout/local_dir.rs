@@ -63,6 +63,16 @@ pub struct LocalMetadata {
     pub timestamp: f64,
 }
 
+/// What [`LocalDir::lookup`] found at a file's final name.
+enum Lookup {
+    /// The file, current by huggingface_hub's rule, and its metadata.
+    Current(LocalMetadata),
+    /// Nothing (no link on the way either).
+    Missing,
+    /// Something else: another version, a link, an unreadable name.
+    Other,
+}
+
 /// `.cache/huggingface`, relative to the target.
 fn state_rel() -> PathBuf {
     Path::new(".cache").join("huggingface")
@@ -217,10 +227,16 @@ impl LocalDir {
         // refuses links and `..` anywhere on the way, so a current file
         // needs none of the path checks below (4 `statx`, an `openat2`, a
         // `newfstatat` and a `close` per file; decision 0025).
-        if fetch == FetchPolicy::SkipUpToDate
-            && let Some(recorded) = self.current_metadata(&file.path, &file.etag(), file.size)
-        {
-            return Ok((FileAction::UpToDate, recorded.commit == commit.as_str()));
+        if fetch == FetchPolicy::SkipUpToDate {
+            match self.lookup(&file.path, &file.etag(), file.size) {
+                Lookup::Current(recorded) => {
+                    return Ok((FileAction::UpToDate, recorded.commit == commit.as_str()));
+                }
+                // Nothing there and no link on the way (the open would have
+                // said so): a new file, without another look.
+                Lookup::Missing => return Ok((FileAction::New, false)),
+                Lookup::Other => {}
+            }
         }
         // Fails early, before any byte moves, on a path that would escape
         // the target: `entry` refuses a link on the way, and a link at the
@@ -394,9 +410,47 @@ impl LocalDir {
     /// The metadata of the file at `repo_path` when it is current (see
     /// [`is_current`](Self::is_current)).
     fn current_metadata(&self, repo_path: &str, etag: &str, size: u64) -> Option<LocalMetadata> {
-        let target = self.existing().ok()??;
-        let rel = self.final_rel(repo_path).ok()?;
-        let file = target.open_file(&rel, OpenMode::Read).ok()?;
+        match self.lookup(repo_path, etag, size) {
+            Lookup::Current(recorded) => Some(recorded),
+            Lookup::Missing | Lookup::Other => None,
+        }
+    }
+
+    /// Whether the file at `repo_path` is current (see
+    /// [`is_current`](Self::is_current)), missing (its open found no such
+    /// name, so no link on the way either), or anything else.
+    fn lookup(&self, repo_path: &str, etag: &str, size: u64) -> Lookup {
+        let target = match self.existing() {
+            Ok(Some(target)) => target,
+            // No target folder yet: nothing in it.
+            Ok(None) => return Lookup::Missing,
+            Err(_) => return Lookup::Other,
+        };
+        let Ok(rel) = self.final_rel(repo_path) else {
+            return Lookup::Other;
+        };
+        let file = match target.open_file(&rel, OpenMode::Read) {
+            Ok(file) => file,
+            Err(hfd_store::Error::Dir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Lookup::Missing;
+            }
+            Err(_) => return Lookup::Other,
+        };
+        self.current_of(repo_path, etag, size, &file)
+            .map_or(Lookup::Other, Lookup::Current)
+    }
+
+    /// The metadata of the open final `file` of `repo_path` when it is
+    /// current.
+    fn current_of(
+        &self,
+        repo_path: &str,
+        etag: &str,
+        size: u64,
+        file: &std::fs::File,
+    ) -> Option<LocalMetadata> {
         let meta = file.metadata().ok()?;
         if !meta.is_file() || meta.len() != size {
             return None;
