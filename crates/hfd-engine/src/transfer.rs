@@ -194,12 +194,20 @@ pub(crate) async fn transfer<S: RangeSource>(
     let final_path = job.final_path.clone();
     let finalizing = partial.clone();
     let target = job.target.clone();
-    match blocking(move || match target {
-        Some(target) => finalizing.finalize_in(&below(&target, &final_path)?),
-        None => finalizing.finalize(&final_path),
-    })
-    .await?
-    {
+    // A small file synced by its last write and published from its partial
+    // finalizes without I/O: no hand-off to a blocking thread for it.
+    let in_memory = target.as_ref().and_then(|t| below(t, &final_path).ok());
+    let finalized = match in_memory {
+        Some(rel) if partial.finalizes_in_memory(&rel) => finalizing.finalize_in(&rel),
+        _ => {
+            blocking(move || match target {
+                Some(target) => finalizing.finalize_in(&below(&target, &final_path)?),
+                None => finalizing.finalize(&final_path),
+            })
+            .await?
+        }
+    };
+    match finalized {
         Ok(finalized) => Ok(finalized.digest),
         Err(source) => {
             let e = store_err(&job.partial_path)(source);

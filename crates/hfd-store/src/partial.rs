@@ -5,7 +5,7 @@
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hfd_types::{ByteRange, ByteSize, ContentDigest};
@@ -101,6 +101,10 @@ pub(crate) struct Inner {
     /// The resume journal, when there is one. Its lock also serializes
     /// flushes, so records are appended in the order their syncs finished.
     journal: Mutex<Option<Journal>>,
+    /// A partial without a journal was synced once its last byte was
+    /// written, on the thread that wrote it ([`Inner::sync_if_whole`]);
+    /// cleared by any later write.
+    synced_whole: AtomicBool,
     probe: Probe,
 }
 
@@ -124,6 +128,36 @@ impl fmt::Debug for Inner {
             .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
+}
+
+/// Empties an opened partial and reserves its `size` bytes (the journal, if
+/// any, was reset first).
+fn start_over(
+    file: &File,
+    path: &Path,
+    size: u64,
+    config: &StoreConfig,
+    journaled: bool,
+) -> Result<Preallocation> {
+    let create_err = |source| Error::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Most partials are new and empty: no truncation to make.
+    if file.metadata().map_or(true, |m| m.len() != 0) {
+        file.set_len(0).map_err(create_err)?;
+    }
+    if !journaled && size <= SMALL_UNRESERVED {
+        // A small file without a journal is written whole in one go:
+        // reserving its blocks first only costs a `fallocate` per file of a
+        // dataset (a full disk still fails the write).
+        return Ok(Preallocation::Sparse);
+    }
+    if config.preallocate {
+        return preallocate(file, path, size);
+    }
+    file.set_len(size).map_err(create_err)?;
+    Ok(Preallocation::Sparse)
 }
 
 /// Up to this size a partial without a journal is not preallocated.
@@ -217,10 +251,6 @@ impl PartialFile {
     ) -> Result<(Self, Resume)> {
         let path = &dir.display_path(rel);
         check_identity_size(path, journal.as_ref(), size)?;
-        let create_err = |source| Error::Create {
-            path: path.clone(),
-            source,
-        };
         // Only a journal's verdict needs the length the partial had before
         // this run: a partial without one starts from zero anyway.
         let previous_len = match (&journal, journal.as_ref().map(|_| dir.entry(rel))) {
@@ -267,22 +297,8 @@ impl PartialFile {
                 remove_stale(dir, &jrel)?;
                 None
             };
-            // Most partials are new and empty: no truncation to make.
-            if file.metadata().map_or(true, |m| m.len() != 0) {
-                file.set_len(0).map_err(create_err)?;
-            }
             probe.data_reset();
-            let how = if journal.is_none() && size <= SMALL_UNRESERVED {
-                // A small file without a journal is written whole in one
-                // go: reserving its blocks first only costs a `fallocate`
-                // per file of a dataset (a full disk still fails the write).
-                Preallocation::Sparse
-            } else if config.preallocate {
-                preallocate(&file, path, size)?
-            } else {
-                file.set_len(size).map_err(create_err)?;
-                Preallocation::Sparse
-            };
+            let how = start_over(&file, path, size, config, journal.is_some())?;
             (journal, RangeSet::new(), how)
         };
         let backend = match (config.backend, how) {
@@ -312,6 +328,7 @@ impl PartialFile {
                 }),
                 hashed_to_hint: AtomicU64::new(hint),
                 journal: Mutex::new(journal),
+                synced_whole: AtomicBool::new(false),
                 probe,
             }),
         };
@@ -441,6 +458,16 @@ impl PartialFile {
                 .is_some()
     }
 
+    /// Whether [`finalize_in`](Self::finalize_in) to `final_rel` would do
+    /// no I/O: the partial was synced whole by its last write, is hashed to
+    /// its end, and is published from where it is (`final_rel` is its own
+    /// name). Then it may run on an async thread.
+    pub fn finalizes_in_memory(&self, final_rel: &Path) -> bool {
+        self.inner.synced_whole.load(Ordering::Acquire)
+            && final_rel == self.inner.rel
+            && !self.hash_is_behind()
+    }
+
     /// The inline hasher's counters.
     pub fn hash_stats(&self) -> HashStats {
         lock(&self.inner.hash).stats
@@ -561,10 +588,12 @@ impl PartialFile {
                 actual,
             });
         }
-        inner.file.sync_all().map_err(|source| Error::Flush {
-            path: inner.path.clone(),
-            source,
-        })?;
+        if !inner.synced_whole.load(Ordering::Acquire) {
+            inner.file.sync_all().map_err(|source| Error::Flush {
+                path: inner.path.clone(),
+                source,
+            })?;
+        }
         Ok(digest)
     }
 
@@ -633,6 +662,7 @@ impl Inner {
     /// Records a completed write and hashes it inline when it extends the
     /// hashed prefix.
     pub(crate) fn end_write(&self, range: ByteRange, data: &[u8]) {
+        self.synced_whole.store(false, Ordering::Release);
         let hint = self.hashed_to_hint.load(Ordering::Acquire);
         // A write that may extend the hashed prefix is recorded under the
         // hash lock: otherwise an `advance_hash` running meanwhile could read
@@ -671,6 +701,24 @@ impl Inner {
             state.stats.hashed_to = range.end();
             state.stats.inline_bytes += range.size();
             self.hashed_to_hint.store(range.end(), Ordering::Release);
+        }
+    }
+
+    /// After a write: a partial without a journal that is now whole is
+    /// synced at once, on the blocking thread that wrote its last bytes, so
+    /// finalizing it needs no blocking hand-off of its own
+    /// ([`PartialFile::finalizes_in_memory`]). A failed sync is left to the
+    /// finalize, which syncs again and reports it.
+    pub(crate) fn sync_if_whole(&self) {
+        let whole = {
+            let tracker = lock(&self.tracker);
+            tracker.in_progress.is_empty() && tracker.written.total() == self.size
+        };
+        if !whole || lock(&self.journal).is_some() {
+            return;
+        }
+        if self.file.sync_all().is_ok() {
+            self.synced_whole.store(true, Ordering::Release);
         }
     }
 
@@ -782,5 +830,47 @@ mod tests {
         let again = inner.begin_write(10, 20).unwrap().unwrap();
         inner.end_write(again, &[0; 20]);
         assert!(inner.begin_write(0, 0).unwrap().is_none());
+    }
+
+    /// A partial without a journal is synced by the write that makes it
+    /// whole: finalizing it under its own name needs no I/O; a later write
+    /// (a rewrite) takes that back until the file is whole again.
+    #[test]
+    fn a_whole_unjournaled_partial_finalizes_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"hello, small file";
+        let expected =
+            crate::ContentHasher::digest_like(&hfd_types::ContentDigest::Sha256([0; 32]), content);
+        let target = crate::TargetDir::open(dir.path()).unwrap();
+        let rel = std::path::Path::new("f.part");
+        let (partial, _) = PartialFile::open_or_create_in(
+            &target,
+            rel,
+            content.len() as u64,
+            Some(expected),
+            &StoreConfig::default(),
+            None,
+        )
+        .unwrap();
+        let mut writer = partial.writer();
+        writer.write_at(0, &content[..5]).unwrap();
+        assert!(!partial.finalizes_in_memory(rel), "not whole yet");
+        writer.write_at(5, &content[5..]).unwrap();
+        assert!(partial.finalizes_in_memory(rel), "synced by its last write");
+        assert!(
+            !partial.finalizes_in_memory(std::path::Path::new("other")),
+            "a rename is I/O"
+        );
+        // A rewrite of the start restarts the inline hash: the rest must be
+        // read back, which is I/O.
+        writer.write_at(0, &content[..5]).unwrap();
+        assert!(
+            !partial.finalizes_in_memory(rel),
+            "hash behind after a rewrite"
+        );
+        drop(writer);
+        let done = partial.finalize_in(rel).unwrap();
+        assert_eq!(done.digest, Some(expected));
+        assert_eq!(std::fs::read(dir.path().join(rel)).unwrap(), content);
     }
 }

@@ -26,6 +26,7 @@ impl FileWriter for PwriteWriter {
         match platform::write_all_at(&self.inner.file, data, offset) {
             Ok(()) => {
                 self.inner.end_write(range, data);
+                self.inner.sync_if_whole();
                 Ok(())
             }
             Err(source) => {
