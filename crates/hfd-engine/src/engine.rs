@@ -21,7 +21,7 @@ use crate::progress::{FileOutcome, Reporter, Summary};
 use crate::small_files::SmallFileWindow;
 use crate::source::{FileKey, RangeSource};
 use crate::state::{Counters, EngineState};
-use crate::transfer::transfer;
+use crate::transfer::{Opened, open_partial_now, transfer};
 
 /// Attempts per file and run when its bytes fail their check (a digest
 /// mismatch, or answers that contradict the file). Each failed attempt
@@ -279,18 +279,27 @@ async fn run_file<S: RangeSource>(
     cancel: CancellationToken,
 ) -> Ran {
     let key = job.key;
-    let job = if let Some(claims) = shared.claims.clone() {
-        match tokio::task::spawn_blocking(move || (claims.claim(&job), job)).await {
-            Ok((Claim::Mine, job)) => job,
-            Ok((Claim::Busy, job)) => return Ran::Busy(Box::new(job)),
-            Ok((Claim::DoneElsewhere, _)) => return Ran::Outcome(FileOutcome::DoneElsewhere),
+    // A claimed file's partial is opened on the same blocking thread.
+    let (job, opened) = if let Some(claims) = shared.claims.clone() {
+        let state = Arc::clone(&shared);
+        let claimed = tokio::task::spawn_blocking(move || {
+            let claim = claims.claim(&job);
+            let opened = (claim == Claim::Mine).then(|| open_partial_now(&state.config, &job));
+            (claim, job, opened)
+        });
+        match claimed.await {
+            Ok((Claim::Mine, job, opened)) => (job, opened),
+            Ok((Claim::Busy, job, _)) => return Ran::Busy(Box::new(job)),
+            Ok((Claim::DoneElsewhere, _, _)) => {
+                return Ran::Outcome(FileOutcome::DoneElsewhere);
+            }
             Err(source) => return Ran::Outcome(FileOutcome::Failed(Error::Task { source })),
         }
     } else {
-        job
+        (job, None)
     };
     let reporter = Arc::clone(&shared.reporter);
-    let outcome = match heal_loop(&shared, job, &cancel).await {
+    let outcome = match heal_loop(&shared, job, opened, &cancel).await {
         Ok(digest) => {
             shared.source.finish_file(key).await;
             reporter.on_file_done(key, digest);
@@ -315,12 +324,13 @@ async fn run_file<S: RangeSource>(
 async fn heal_loop<S: RangeSource>(
     shared: &Arc<EngineState<S>>,
     mut job: FileJob,
+    mut opened: Option<Result<Opened>>,
     cancel: &CancellationToken,
 ) -> Result<Option<hfd_types::ContentDigest>> {
     let key = job.key;
     let mut attempt = 1;
     loop {
-        let error = match transfer(shared, job.clone(), cancel).await {
+        let error = match transfer(shared, job.clone(), opened.take(), cancel).await {
             Err(e) if e.is_integrity() => e,
             other => return other,
         };

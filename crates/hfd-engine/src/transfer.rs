@@ -32,53 +32,60 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|source| Error::Task { source })
 }
 
+/// A file's partial, opened, and the ranges it already holds.
+pub(crate) type Opened = (PartialFile, RangeSet);
+
 /// Opens the partial: with an identity through the journal (resuming what
 /// it holds), else from zero. Returns the partial and its durable ranges.
-async fn open_partial(
-    config: &EngineConfig,
-    job: &FileJob,
-    expected: Option<ContentDigest>,
-    connections: usize,
-) -> Result<(PartialFile, RangeSet)> {
-    let (path, size, store) = (job.partial_path.clone(), job.size, config.store.clone());
-    let fresh = job.fresh;
-    let target = job.target.clone();
+/// Blocking: called on the blocking thread that claimed the file, or by
+/// [`open_partial`].
+pub(crate) fn open_partial_now(config: &EngineConfig, job: &FileJob) -> Result<Opened> {
+    let expected = if config.verify { job.expected } else { None };
     let header = job.identity.clone().map(|identity| {
         JournalHeader::new(
             identity,
             SegmentLayout::new(
                 config.min_split_size.bytes(),
-                u32::try_from(connections).unwrap_or(u32::MAX),
+                u32::try_from(config.connections_per_file.get()).unwrap_or(u32::MAX),
             ),
         )
     });
-    blocking(move || {
+    let (path, size, store) = (&job.partial_path, job.size, &config.store);
+    let opened = (|| {
         // Without a journal the open below starts the partial from zero
         // anyway (holding its lock, removing a stale journal).
-        if fresh && header.is_some() {
-            PartialFile::discard_at(&path)?;
+        if job.fresh && header.is_some() {
+            PartialFile::discard_at(path)?;
         }
-        match (target, header) {
+        match (&job.target, header) {
             (Some(target), header) => {
-                let rel = below(&target, &path)?;
-                PartialFile::open_or_create_in(&target, &rel, size, expected, &store, header)
+                let rel = below(target, path)?;
+                PartialFile::open_or_create_in(target, &rel, size, expected, store, header)
                     .map(|(partial, resume)| (partial, resume.ranges))
             }
             (None, Some(header)) => {
-                PartialFile::open_or_create(&path, size, expected, &store, Some(header))
+                PartialFile::open_or_create(path, size, expected, store, Some(header))
                     .map(|(partial, resume)| (partial, resume.ranges))
             }
             (None, None) => {
-                PartialFile::create(&path, size, expected, &store).map(|p| (p, RangeSet::new()))
+                PartialFile::create(path, size, expected, store).map(|p| (p, RangeSet::new()))
             }
         }
-    })
-    .await?
-    .map_err(|source| Error::Store {
+    })();
+    opened.map_err(|source| Error::Store {
         key: job.key,
         path: job.partial_path.clone(),
         source: Box::new(source),
     })
+}
+
+/// [`open_partial_now`] on a blocking thread.
+async fn open_partial<S: RangeSource>(
+    shared: &Arc<EngineState<S>>,
+    job: &FileJob,
+) -> Result<Opened> {
+    let (shared, job) = (Arc::clone(shared), job.clone());
+    blocking(move || open_partial_now(&shared.config, &job)).await?
 }
 
 /// `path` relative to `target`'s folder (a job's paths are built below it).
@@ -98,6 +105,7 @@ fn below(target: &TargetDir, path: &Path) -> hfd_store::Result<PathBuf> {
 pub(crate) async fn transfer<S: RangeSource>(
     shared: &Arc<EngineState<S>>,
     job: FileJob,
+    opened: Option<Result<Opened>>,
     cancel: &CancellationToken,
 ) -> Result<Option<ContentDigest>> {
     let config = &shared.config;
@@ -110,10 +118,14 @@ pub(crate) async fn transfer<S: RangeSource>(
             source: Box::new(source),
         }
     };
-    let expected = if config.verify { job.expected } else { None };
     let min_split = config.min_split_size.bytes();
     let per_file = config.connections_per_file.get();
-    let (partial, done) = open_partial(config, &job, expected, per_file).await?;
+    // Opened already when the file was claimed (one blocking hand-off for
+    // both), else here.
+    let (partial, done) = match opened {
+        Some(opened) => opened?,
+        None => open_partial(shared, &job).await?,
+    };
     if !done.is_empty() {
         let bytes = done.total();
         shared
