@@ -48,9 +48,10 @@ pub struct EngineConfig {
     /// A request is judged slow once it ran this long or received its
     /// first MiB, whichever comes first, and never before four times its
     /// own wait for the response head (a far link's slow start).
-    /// Default: 0.25 s (at 0.5 s a slow connection held the lowest piece
-    /// of a 96 MiB file, so the hash, for most of the download; decision
-    /// 0060).
+    /// Default: 0.1 s (at 0.5 s a slow connection held the lowest piece
+    /// of a 96 MiB file, so the hash, for most of the download, and each
+    /// slow connection's time until judged is lost: one in four on the
+    /// uneven mirror; decision 0060).
     pub slow_grace: Duration,
     /// In the tail (nothing left to split), idle connections duplicate the
     /// slowest in-flight range; the first to finish wins. Default: true.
@@ -125,7 +126,7 @@ impl Default for EngineConfig {
             retry: TransferRetry::default(),
             stall_timeout: Duration::from_secs(20),
             slow_ratio: 0.1,
-            slow_grace: Duration::from_millis(250),
+            slow_grace: Duration::from_millis(100),
             hedging: true,
             connection_ramp: true,
             ramp_start: NonZeroUsize::new(4).expect("4 > 0"),

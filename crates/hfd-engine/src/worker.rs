@@ -29,7 +29,7 @@ const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 const SLOW_MIN_PEERS: usize = 2;
 /// How often a request compares its rate with the pool (a slow request is
 /// dropped at most this long after it could first be judged).
-const SLOW_CHECK_EVERY: Duration = Duration::from_millis(50);
+const SLOW_CHECK_EVERY: Duration = Duration::from_millis(25);
 /// A request is judged no sooner than this many times its wait for the
 /// response head: on a far link (a 200 ms round trip) a connection in TCP
 /// slow start moves little in its first round trips, and judging it after

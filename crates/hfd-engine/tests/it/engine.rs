@@ -428,14 +428,14 @@ async fn slow_connection_is_dropped_and_its_range_requeued() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn by_default_a_slow_connection_is_judged_after_a_quarter_second() {
+async fn by_default_a_slow_connection_is_judged_after_a_tenth_of_a_second() {
     let grace = EngineConfig::default().slow_grace;
     let (summary, slow) = run_with_one_slow_connection_judged_after(false, 0.1, grace).await;
     assert!(summary.dropped_slow >= 1, "{summary:?}");
-    // At 160 KiB/s: dropped after about 40 KiB (0.25 s, judged every
-    // 50 ms), where the 0.5 s grace this replaced let it deliver 80 KiB
-    // (and the 3 s before that its whole segment, at least 256 KiB).
-    assert!(slow < 64 * KIB, "slow connection delivered {slow} bytes");
+    // At 160 KiB/s (a 16 KiB chunk every 0.1 s): dropped after its first
+    // chunk, where a 0.25 s grace let it deliver 48 KiB, the 0.5 s before
+    // that 80 KiB (and the 3 s before that its whole segment, 256 KiB).
+    assert!(slow < 40 * KIB, "slow connection delivered {slow} bytes");
 }
 
 /// On a far link a connection's first round trips move little (TCP slow
@@ -461,7 +461,7 @@ async fn a_request_on_a_far_link_is_judged_only_after_a_few_round_trips() {
     setup.assert_identical(&summary);
     assert!(summary.dropped_slow >= 1, "{summary:?}");
     // Slot 0's first request (160 KiB/s) runs at least 4 x 150 ms before it
-    // is judged: 96 KiB; judged after the 0.25 s grace alone, 40 KiB.
+    // is judged: 96 KiB; judged after a 0.25 s grace alone, 48 KiB.
     let first = source
         .requests()
         .into_iter()
