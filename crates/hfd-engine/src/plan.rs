@@ -166,6 +166,8 @@ impl From<bool> for Hedging {
 pub(crate) struct FilePlan {
     min_split: u64,
     hedging: Hedging,
+    /// Whether the tail may split below `min_split` (see [`Self::no_tail_splits`]).
+    tail_splits: bool,
     pending: Vec<ByteRange>,
     lanes: Vec<Lane>,
     next_lane: u64,
@@ -178,6 +180,7 @@ impl FilePlan {
         let mut plan = Self {
             min_split: min_split.max(1),
             hedging,
+            tail_splits: true,
             pending: Vec::new(),
             lanes: Vec::new(),
             next_lane: 0,
@@ -219,6 +222,14 @@ impl FilePlan {
     /// connections only split or hedge what is in flight).
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// No more splits below `min_split` in the tail: a split cuts its
+    /// lane's request short, which over HTTP/1.1 closes its connection, and
+    /// the next request opens another while the server may still count the
+    /// closed one (a mirror capping connections per client refused it).
+    pub(crate) fn no_tail_splits(&mut self) {
+        self.tail_splits = false;
     }
 
     /// Bytes not yet claimed.
@@ -330,6 +341,9 @@ impl FilePlan {
     /// of the fastest lane's rate, has more than [`TAIL_SPLIT_MIN_SECS`]
     /// left and two halves of [`TAIL_SPLIT_MIN`], loses its upper half.
     fn tail_split(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+        if !self.tail_splits {
+            return None;
+        }
         let fastest = self.lanes.iter().map(|l| l.rate(now)).fold(0.0, f64::max);
         let lane = self
             .lanes
@@ -629,6 +643,20 @@ mod tests {
         }
         let slow_lane = plan.lanes.iter().find(|l| l.id == slow.lane).unwrap();
         assert_eq!(slow_lane.end, 3 * MIB);
+    }
+
+    #[test]
+    fn no_tail_splits_once_the_server_counts_connections() {
+        const MIB: u64 = 1 << 20;
+        let t0 = Instant::now();
+        let mut plan = FilePlan::new(2 * MIB, MIB, 1, Hedging::On);
+        let first = plan.assign(0, t0).unwrap();
+        let second = plan.assign(1, t0).unwrap();
+        plan.claim(first.lane, 0, 0, MIB / 4);
+        plan.claim(second.lane, 1, MIB, MIB / 4);
+        plan.no_tail_splits();
+        let g = plan.assign(2, t0 + Duration::from_millis(100)).unwrap();
+        assert_eq!(g.kind, GrantKind::Hedge);
     }
 
     #[test]

@@ -211,6 +211,9 @@ impl<S: RangeSource> Worker<S> {
             }
             {
                 let mut plan = lock(&self.file.plan);
+                if self.slots().reduced() {
+                    plan.no_tail_splits();
+                }
                 if let Some(grant) = plan.assign(self.id, Instant::now()) {
                     return Some(grant);
                 }
