@@ -297,7 +297,9 @@ pub(crate) struct DownloadArgs {
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
 
-    /// Smallest segment a file is split into (aria2c -k). Default: 1M.
+    /// Smallest segment a file is split into (aria2c -k). Default: 1M. In
+    /// a file's tail a healthy last piece is split finer (halves of 64 KiB at
+    /// least) so its connections end together.
     #[arg(short = 'k', long, value_name = "SIZE")]
     pub(crate) min_split_size: Option<ByteSize>,
 

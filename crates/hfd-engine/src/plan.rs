@@ -17,9 +17,16 @@
 //! 2. else the lane with the most unclaimed bytes, split at the midpoint of
 //!    its unclaimed part if both halves keep at least `min_split` bytes
 //!    (aria2's rule): the lane's end shrinks, the upper half is a new lane;
-//! 3. else (the tail), if hedging is on, a duplicate request for the
-//!    unhedged lane with the longest expected time to finish, from its
-//!    frontier.
+//! 3. else (the tail, only with hedging on), the lane that would finish last is split at the
+//!    midpoint of its unclaimed part below `min_split` (down to
+//!    [`TAIL_SPLIT_MIN`] per half) when its request streams at least half
+//!    as fast as the fastest lane's and it has more than
+//!    [`TAIL_SPLIT_MIN_SECS`] left: a file's connections then end together
+//!    instead of idling while a few finish their last full pieces;
+//! 4. else, if hedging is on, a duplicate request for the unhedged lane
+//!    with the longest expected time to finish, from its frontier (a lane
+//!    on a slow connection: splitting it would leave half on that
+//!    connection).
 
 use hfd_store::RangeSet;
 use hfd_types::ByteRange;
@@ -88,16 +95,20 @@ impl Lane {
         self.end.saturating_sub(self.frontier)
     }
 
-    /// Expected seconds to finish at the best attached request's rate.
-    fn eta_secs(&self, now: Instant) -> f64 {
-        let best_rate = self
-            .attached
+    /// Bytes per second of the best attached request (0 before its first).
+    fn rate(&self, now: Instant) -> f64 {
+        self.attached
             .iter()
             .map(|a| {
                 let secs = now.duration_since(a.since).as_secs_f64().max(1e-3);
                 a.claimed as f64 / secs
             })
-            .fold(0.0, f64::max);
+            .fold(0.0, f64::max)
+    }
+
+    /// Expected seconds to finish at the best attached request's rate.
+    fn eta_secs(&self, now: Instant) -> f64 {
+        let best_rate = self.rate(now);
         if best_rate > 0.0 {
             self.unclaimed() as f64 / best_rate
         } else {
@@ -116,13 +127,26 @@ const MAX_REQUESTS_PER_LANE: usize = 3;
 /// last lane of a 96 MiB file for a quarter of its ideal time).
 const HEDGE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Smallest half a split in the tail leaves (below `min_split`).
+pub(crate) const TAIL_SPLIT_MIN: u64 = 64 << 10;
+
+/// A lane is split in the tail only with more than this left at its rate:
+/// the new request must arrive well before the old one would have ended
+/// (if it does not, its lane is hedged once the lower half is done).
+const TAIL_SPLIT_MIN_SECS: f64 = 0.05;
+
+/// In the tail a lane is split only when its request streams at least this
+/// fraction of the fastest lane's rate; a slower one is hedged instead.
+const TAIL_SPLIT_HEALTHY: f64 = 0.5;
+
 /// Pieces a file is cut into per connection. More pieces keep the bytes in
 /// flight closer to the hashed prefix (at most about `connections` pieces
 /// ahead of it, an eighth of the file, is left to hash when the last byte
 /// arrives) but cost one request, so one round trip, each.
 pub(crate) const PIECES_PER_CONNECTION: u64 = 8;
 
-/// Whether idle connections in the tail duplicate the slowest lane.
+/// Whether idle connections in the tail split the lane that would finish
+/// last below `min_split` or duplicate the slowest lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hedging {
     /// Hedge the lane expected to finish last.
@@ -142,6 +166,8 @@ impl From<bool> for Hedging {
 pub(crate) struct FilePlan {
     min_split: u64,
     hedging: Hedging,
+    /// Whether the tail may split below `min_split` (see [`Self::no_tail_splits`]).
+    tail_splits: bool,
     pending: Vec<ByteRange>,
     lanes: Vec<Lane>,
     next_lane: u64,
@@ -154,6 +180,7 @@ impl FilePlan {
         let mut plan = Self {
             min_split: min_split.max(1),
             hedging,
+            tail_splits: true,
             pending: Vec::new(),
             lanes: Vec::new(),
             next_lane: 0,
@@ -195,6 +222,14 @@ impl FilePlan {
     /// connections only split or hedge what is in flight).
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// No more splits below `min_split` in the tail: a split cuts its
+    /// lane's request short, which over HTTP/1.1 closes its connection, and
+    /// the next request opens another while the server may still count the
+    /// closed one (a mirror capping connections per client refused it).
+    pub(crate) fn no_tail_splits(&mut self) {
+        self.tail_splits = false;
     }
 
     /// Bytes not yet claimed.
@@ -259,10 +294,15 @@ impl FilePlan {
             lane.end = mid;
             return Some(self.new_lane(upper, worker, now, GrantKind::Split));
         }
-        // 3. Hedge the unhedged lane that would finish last.
+        // The tail (3 and 4): never in the single-stream fallback.
         if self.hedging == Hedging::Off {
             return None;
         }
+        // 3. Split the healthy lane that would finish last.
+        if let Some(grant) = self.tail_split(worker, now) {
+            return Some(grant);
+        }
+        // 4. Hedge the unhedged lane that would finish last.
         let lane = self
             .lanes
             .iter_mut()
@@ -294,6 +334,33 @@ impl FilePlan {
             kind: GrantKind::Hedge,
             token,
         })
+    }
+
+    /// Step 3 of [`Self::assign`]: the lane with the longest time left, if
+    /// it is fed by one request streaming at least [`TAIL_SPLIT_HEALTHY`]
+    /// of the fastest lane's rate, has more than [`TAIL_SPLIT_MIN_SECS`]
+    /// left and two halves of [`TAIL_SPLIT_MIN`], loses its upper half.
+    fn tail_split(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+        if !self.tail_splits {
+            return None;
+        }
+        let fastest = self.lanes.iter().map(|l| l.rate(now)).fold(0.0, f64::max);
+        let lane = self
+            .lanes
+            .iter_mut()
+            .filter(|l| {
+                let rate = l.rate(now);
+                l.attached.len() == 1
+                    && l.unclaimed() >= 2 * TAIL_SPLIT_MIN
+                    && rate > 0.0
+                    && rate >= TAIL_SPLIT_HEALTHY * fastest
+                    && l.unclaimed() as f64 / rate > TAIL_SPLIT_MIN_SECS
+            })
+            .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
+        let mid = lane.frontier + lane.unclaimed() / 2;
+        let upper = ByteRange::new(mid, lane.end).expect("mid lies below end");
+        lane.end = mid;
+        Some(self.new_lane(upper, worker, now, GrantKind::Split))
     }
 
     /// A chunk of `len` bytes at file offset `pos` arrived on `worker`'s
@@ -526,6 +593,70 @@ mod tests {
         assert!(plan.leave(slow.lane, 2));
         assert!(slow.token.is_cancelled());
         assert!(plan.leave(slow.lane, 0));
+    }
+
+    #[test]
+    fn tail_splits_a_healthy_lane_below_min_split_and_hedges_a_slow_one() {
+        const KIB: u64 = 1 << 10;
+        const MIB: u64 = 1 << 20;
+        let t0 = Instant::now();
+        // Three 1 MiB pieces (min_split 1 MiB), three connections.
+        let mut plan = FilePlan::new(3 * MIB, MIB, 1, Hedging::On);
+        let fast = plan.assign(0, t0).unwrap();
+        let half = plan.assign(1, t0).unwrap();
+        let slow = plan.assign(2, t0).unwrap();
+        let t1 = t0 + Duration::from_millis(100);
+        // After 0.1 s: `fast` at 5 MiB/s (0.1 s left), `half` at 2.5 MiB/s
+        // (0.3 s left), `slow` at 1 % of `fast` (a slow connection).
+        plan.claim(fast.lane, 0, 0, 512 * KIB);
+        plan.claim(half.lane, 1, MIB, 256 * KIB);
+        plan.claim(slow.lane, 2, 2 * MIB, 5 * KIB);
+        // Nothing pending, nothing splittable at 1 MiB: `half`, the healthy
+        // lane that would finish last, loses the upper half of its rest.
+        let g = plan.assign(3, t1).unwrap();
+        let mid = MIB + 256 * KIB + 384 * KIB;
+        assert_eq!(
+            (g.kind, g.range),
+            (GrantKind::Split, r(mid, 2 * MIB)),
+            "{g:?}"
+        );
+        // Next: `fast` has 0.1 s left at its rate, `half` 0.15 s (the upper
+        // half has not streamed yet): `half` again, into 2 x 192 KiB.
+        let g = plan.assign(4, t1).unwrap();
+        assert_eq!(g.kind, GrantKind::Split);
+        assert_eq!(g.range, r(MIB + 256 * KIB + 192 * KIB, mid));
+        // `fast` (0.1 s left): split too.
+        let g = plan.assign(5, t1).unwrap();
+        assert_eq!((g.kind, g.range), (GrantKind::Split, r(768 * KIB, MIB)));
+        // `half` (192 KiB, 0.075 s left) once more, into 96 KiB halves; then
+        // no lane has more than 0.05 s left at its rate: hedges only. The
+        // slow lane is never split (half of it would stay on the slow
+        // connection).
+        let g = plan.assign(6, t1).unwrap();
+        assert_eq!((g.kind, g.range.size()), (GrantKind::Split, 96 * KIB));
+        for w in 7..12 {
+            let next = plan.assign(w, t1);
+            assert!(
+                next.as_ref().is_none_or(|n| n.kind == GrantKind::Hedge),
+                "{next:?}"
+            );
+        }
+        let slow_lane = plan.lanes.iter().find(|l| l.id == slow.lane).unwrap();
+        assert_eq!(slow_lane.end, 3 * MIB);
+    }
+
+    #[test]
+    fn no_tail_splits_once_the_server_counts_connections() {
+        const MIB: u64 = 1 << 20;
+        let t0 = Instant::now();
+        let mut plan = FilePlan::new(2 * MIB, MIB, 1, Hedging::On);
+        let first = plan.assign(0, t0).unwrap();
+        let second = plan.assign(1, t0).unwrap();
+        plan.claim(first.lane, 0, 0, MIB / 4);
+        plan.claim(second.lane, 1, MIB, MIB / 4);
+        plan.no_tail_splits();
+        let g = plan.assign(2, t0 + Duration::from_millis(100)).unwrap();
+        assert_eq!(g.kind, GrantKind::Hedge);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) struct ConnectionSlots {
     capacity: AtomicUsize,
     /// Slots given up while held: the next ones returned are dropped.
     owed: Arc<AtomicUsize>,
+    /// The slots the run started with.
+    initial: usize,
 }
 
 /// A held slot; returned on drop (or dropped, when one is owed).
@@ -65,7 +67,15 @@ impl ConnectionSlots {
             free: Arc::new(Mutex::new((0..n).collect())),
             capacity: AtomicUsize::new(n),
             owed: Arc::default(),
+            initial: n,
         }
+    }
+
+    /// Whether the server made the run give up slots (a rate limit, a
+    /// refused connection): it counts connections, so a request that
+    /// closes one mid-body to reopen another risks a refusal.
+    pub(crate) fn reduced(&self) -> bool {
+        self.capacity.load(Ordering::Relaxed) < self.initial
     }
 
     /// Gives up half of the slots (rounded down, one kept at least) for the

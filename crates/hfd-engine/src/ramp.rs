@@ -31,6 +31,13 @@ const EARLY_CHECK: Duration = Duration::from_millis(10);
 /// Longest window, however long the first bytes took.
 const MAX_WINDOW: Duration = Duration::from_secs(1);
 
+/// A step is taken back only when it did not pay over this many windows:
+/// a step pays early as soon as its rate shows it, but at 20 ms one window
+/// is too short to say it did not (connections slow to start on a busy
+/// machine settled a file at 4 of 16 on a per-connection throttle until
+/// the other file ended, doubling the run's time; decision 0060).
+const WINDOWS_TO_TAKE_BACK: u32 = 4;
+
 /// What the ramp asks for after a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RampStep {
@@ -116,7 +123,7 @@ impl ConnectionRamp {
     }
 
     /// Whether a step is waiting for its judgement.
-    fn pending_step(&self) -> bool {
+    pub fn pending_step(&self) -> bool {
         self.before.is_some() && self.added > 0 && !self.settled
     }
 
@@ -285,8 +292,12 @@ pub async fn drive(
             let elapsed = at.elapsed();
             // A step that already paid over half its window goes on at
             // once: on a mirror that throttles each connection, the
-            // ramp's cost is its windows at fewer connections.
-            if elapsed >= window || (elapsed >= window / 2 && ramp.pays_early(rate())) {
+            // ramp's cost is its windows at fewer connections. One that
+            // did not is measured longer before it is taken back.
+            if (elapsed >= window / 2 && ramp.pays_early(rate()))
+                || (elapsed >= window
+                    && (!ramp.pending_step() || elapsed >= WINDOWS_TO_TAKE_BACK * window))
+            {
                 break;
             }
         }
@@ -324,7 +335,67 @@ pub async fn drive(
 
 #[cfg(test)]
 mod tests {
-    use super::{ConnectionRamp, RampStep};
+    use super::{ConnectionRamp, RampGauge, RampStep, drive};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    /// A per-connection throttle (5 bytes per connection per µs) whose new
+    /// connections stream their first bytes at once but then nothing for
+    /// `slow_start`: the ramp's final count.
+    async fn ramp_on_throttle_with_slow_start(slow_start: Duration) -> usize {
+        let gauge = Arc::new(RampGauge::default());
+        for _ in 0..4 {
+            gauge.joined();
+            gauge.first_bytes();
+        }
+        let (more, mut asked) = mpsc::unbounded_channel::<usize>();
+        let link = tokio::spawn({
+            let gauge = Arc::clone(&gauge);
+            async move {
+                let mut since = vec![Instant::now(); 4];
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    while let Ok(k) = asked.try_recv() {
+                        for _ in 0..k {
+                            gauge.joined();
+                            gauge.first_bytes();
+                            since.push(Instant::now() + slow_start);
+                        }
+                    }
+                    let now = Instant::now();
+                    let streaming = since.iter().filter(|s| **s <= now).count() as u64;
+                    gauge.received(streaming * 5_000);
+                }
+            }
+        });
+        let mut ramp = ConnectionRamp::new(4, 16);
+        let stop = CancellationToken::new();
+        drive(
+            &mut ramp,
+            &gauge,
+            Duration::from_millis(20),
+            || true,
+            &more,
+            &stop,
+        )
+        .await;
+        link.abort();
+        ramp.current()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_slow_to_start_is_not_taken_back_after_one_short_window() {
+        assert_eq!(ramp_on_throttle_with_slow_start(Duration::ZERO).await, 16);
+        // 30 ms without bytes from the step's connections: nothing gained
+        // over the first 20 ms window, their share after 60 ms.
+        assert_eq!(
+            ramp_on_throttle_with_slow_start(Duration::from_millis(30)).await,
+            16
+        );
+    }
 
     #[test]
     fn doubles_while_each_connection_adds_its_share() {

@@ -27,8 +27,14 @@ const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Minimum peers for a median to mean anything.
 const SLOW_MIN_PEERS: usize = 2;
-/// How often a request compares its rate with the pool.
-const SLOW_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// How often a request compares its rate with the pool (a slow request is
+/// dropped at most this long after it could first be judged).
+const SLOW_CHECK_EVERY: Duration = Duration::from_millis(25);
+/// A request is judged no sooner than this many times its wait for the
+/// response head: on a far link (a 200 ms round trip) a connection in TCP
+/// slow start moves little in its first round trips, and judging it after
+/// `slow_grace` alone would drop healthy connections in a loop.
+const SLOW_GRACE_ROUND_TRIPS: u32 = 4;
 /// A request that received this much may be judged before `slow_grace`.
 const SLOW_JUDGE_AFTER_BYTES: u64 = 1 << 20;
 
@@ -205,6 +211,9 @@ impl<S: RangeSource> Worker<S> {
             }
             {
                 let mut plan = lock(&self.file.plan);
+                if self.slots().reduced() {
+                    plan.no_tail_splits();
+                }
                 if let Some(grant) = plan.assign(self.id, Instant::now()) {
                     return Some(grant);
                 }
@@ -296,6 +305,7 @@ impl<S: RangeSource> Worker<S> {
             .fetch_add(1, Ordering::Relaxed);
         let source = &self.engine.source;
         let key = self.file.key;
+        let asked_at = Instant::now();
         let opened = tokio::select! {
             () = self.cancel.cancelled() => return RequestEnd::Stop(WorkerExit::Cancelled),
             () = grant.token.cancelled() => return RequestEnd::Finished,
@@ -318,6 +328,11 @@ impl<S: RangeSource> Worker<S> {
         };
         let rate_id = self.engine.rates.register();
         let opened_at = Instant::now();
+        let grace = self
+            .engine
+            .config
+            .slow_grace
+            .max(SLOW_GRACE_ROUND_TRIPS * opened_at.duration_since(asked_at));
         let mut last_check = opened_at;
         let mut pos = start;
         let mut batch = Batch::default();
@@ -394,7 +409,7 @@ impl<S: RangeSource> Worker<S> {
                 let median = self.engine.rates.update(rate_id, rate, SLOW_MIN_PEERS);
                 let ratio = self.engine.config.slow_ratio;
                 if let Some(median) = median
-                    && (now.duration_since(opened_at) >= self.engine.config.slow_grace
+                    && (now.duration_since(opened_at) >= grace
                         || pos - start >= SLOW_JUDGE_AFTER_BYTES)
                     && rate < ratio * median
                 {

@@ -428,13 +428,50 @@ async fn slow_connection_is_dropped_and_its_range_requeued() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn by_default_a_slow_connection_is_judged_after_half_a_second() {
+async fn by_default_a_slow_connection_is_judged_after_a_tenth_of_a_second() {
     let grace = EngineConfig::default().slow_grace;
     let (summary, slow) = run_with_one_slow_connection_judged_after(false, 0.1, grace).await;
     assert!(summary.dropped_slow >= 1, "{summary:?}");
-    // At 160 KiB/s: dropped after about 80 KiB (0.5 s), where the 3 s grace
-    // this replaced let it finish its segment (at least 256 KiB).
-    assert!(slow < 128 * KIB, "slow connection delivered {slow} bytes");
+    // At 160 KiB/s (a 16 KiB chunk every 0.1 s): dropped after its first
+    // chunk, where a 0.25 s grace let it deliver 48 KiB, the 0.5 s before
+    // that 80 KiB (and the 3 s before that its whole segment, 256 KiB).
+    assert!(slow < 40 * KIB, "slow connection delivered {slow} bytes");
+}
+
+/// On a far link a connection's first round trips move little (TCP slow
+/// start): a request is judged no sooner than four times its own wait for
+/// the response head, however short `slow_grace` is.
+#[tokio::test(start_paused = true)]
+async fn a_request_on_a_far_link_is_judged_only_after_a_few_round_trips() {
+    let setup = Setup::new(&[8 * MIB]);
+    let head = Duration::from_millis(150);
+    let source = Arc::new(setup.source(16 * KIB).script(move |r| {
+        let chunk = if r.slot.0 == 0 {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_millis(1)
+        };
+        Answer::Far { head, chunk }
+    }));
+    let mut c = config(8, 256 * KIB);
+    c.hedging = false;
+    c.connection_ramp = false;
+    c.slow_grace = Duration::from_millis(250);
+    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+    setup.assert_identical(&summary);
+    assert!(summary.dropped_slow >= 1, "{summary:?}");
+    // Slot 0's first request (160 KiB/s) runs at least 4 x 150 ms before it
+    // is judged: 96 KiB; judged after a 0.25 s grace alone, 48 KiB.
+    let first = source
+        .requests()
+        .into_iter()
+        .find(|r| r.slot.0 == 0)
+        .expect("slot 0 was used");
+    let delivered = first.delivered.load(Ordering::Relaxed);
+    assert!(
+        delivered >= 80 * KIB,
+        "slot 0's first request was dropped after {delivered} bytes"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -83,6 +83,9 @@ pub(crate) enum Answer {
     Long(u64),
     /// Sleep this long before each chunk.
     Throttle(Duration),
+    /// A far server: the response head comes after `head` (a round trip),
+    /// then each chunk after `chunk`.
+    Far { head: Duration, chunk: Duration },
     /// Sleep this long times the bodies open now before each chunk: a link
     /// whose total rate is capped, shared by every open body.
     SharedLink(Duration),
@@ -160,11 +163,24 @@ impl MemSource {
             .sum()
     }
 
+    /// Answers a request: the wait before the response head, and the body.
     fn open(
         &self,
         key: FileKey,
         range: Option<ByteRange>,
         slot: SlotId,
+    ) -> (Duration, Result<BodyStream, SourceError>) {
+        let mut head = Duration::ZERO;
+        let body = self.open_body(key, range, slot, &mut head);
+        (head, body)
+    }
+
+    fn open_body(
+        &self,
+        key: FileKey,
+        range: Option<ByteRange>,
+        slot: SlotId,
+        head: &mut Duration,
     ) -> Result<BodyStream, SourceError> {
         let (size, seed) = self.files[&key];
         let request = Request {
@@ -200,6 +216,7 @@ impl MemSource {
             Answer::Short(n) => end = end.min(start + n),
             Answer::Long(n) => extra = n,
             Answer::Throttle(d) => delay = d,
+            Answer::Far { head: h, chunk } => (*head, delay) = (h, chunk),
             Answer::SharedLink(d) => {
                 delay = d;
                 shared_link = true;
@@ -273,11 +290,15 @@ impl RangeSource for MemSource {
         range: ByteRange,
         slot: SlotId,
     ) -> Result<BodyStream, SourceError> {
-        self.open(key, Some(range), slot)
+        let (head, body) = self.open(key, Some(range), slot);
+        tokio::time::sleep(head).await;
+        body
     }
 
     async fn fetch_whole(&self, key: FileKey, slot: SlotId) -> Result<BodyStream, SourceError> {
-        self.open(key, None, slot)
+        let (head, body) = self.open(key, None, slot);
+        tokio::time::sleep(head).await;
+        body
     }
 
     async fn reset_file(&self, key: FileKey) {
