@@ -30,7 +30,7 @@ pub(crate) struct Claims {
     commit: Commit,
     fetch_policy: FetchPolicy,
     /// Job key → what it publishes (shared with the publisher).
-    items: Arc<HashMap<u64, PublishItem>>,
+    items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     held: Mutex<HashMap<u64, Option<ClaimLock>>>,
     warned: AtomicBool,
 }
@@ -68,7 +68,7 @@ impl Claims {
         layout: Arc<dyn Layout>,
         commit: Commit,
         fetch_policy: FetchPolicy,
-        items: Arc<HashMap<u64, PublishItem>>,
+        items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     ) -> Self {
         Self {
             layout,
@@ -103,7 +103,13 @@ impl Claims {
 impl ClaimGate for Claims {
     fn claim(&self, job: &FileJob) -> Claim {
         let key = job.key;
-        let Some(file) = self.items.get(&key.0).and_then(|item| item.files.first()) else {
+        let file = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key.0)
+            .and_then(|item| item.files.first().cloned());
+        let Some(file) = file else {
             return Claim::Mine;
         };
         let (path, target) = (&claim_path(&job.partial_path), &job.target);
@@ -144,7 +150,7 @@ impl ClaimGate for Claims {
             }
         };
         drop(held);
-        if self.finished_elsewhere(file) {
+        if self.finished_elsewhere(&file) {
             return Claim::DoneElsewhere;
         }
         self.held
