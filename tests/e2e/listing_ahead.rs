@@ -199,7 +199,11 @@ async fn a_case_collision_on_a_late_page_never_writes_its_second_file() {
     let dir = work.path().join("out");
     let dir_arg = dir.to_str().unwrap();
     let run = run(&args(&hub, dir_arg, &[])).await;
-    assert_ne!(run.code, 0, "a collision fails the run");
+    assert_eq!(
+        run.code, 8,
+        "a collision is an unsafe target (exit 8):\n{}",
+        run.stderr
+    );
     assert!(
         run.stderr.contains("README.md") && run.stderr.contains("readme.md"),
         "{}",
