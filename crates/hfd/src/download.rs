@@ -432,6 +432,9 @@ impl Downloader {
     ///
     /// Cancel safety: cancel through `cancel`, not by dropping the future,
     /// so partials are flushed; then the result is [`Error::Cancelled`].
+    ///
+    /// A plan from [`Self::plan_ahead`] whose listing is pending is read to
+    /// its end by its download: download it once.
     pub async fn download(
         &self,
         plan: &DownloadPlan,
@@ -471,8 +474,9 @@ impl Downloader {
         ));
         let started = Instant::now();
         let claims = publication.claims();
+        let free_space = hfd_engine::FreeSpace::default();
         if engine.preflight && !jobs.is_empty() {
-            hfd_engine::check_free_space(&jobs).await?;
+            free_space.check(&jobs).await?;
         }
         let (batches, fed) = tokio::sync::mpsc::channel(1);
         if !jobs.is_empty() {
@@ -491,7 +495,7 @@ impl Downloader {
                 files: &files,
                 min_split,
                 refetch,
-                preflight,
+                preflight: preflight.then_some(free_space),
             };
             feeder.feed(ahead, batches, tree, &cancel).await
         };
@@ -641,7 +645,8 @@ struct Feeder<'a> {
     files: &'a FetchList,
     min_split: u64,
     refetch: bool,
-    preflight: bool,
+    /// The free-space check of each batch, unless preflight is off.
+    preflight: Option<hfd_engine::FreeSpace>,
 }
 
 impl Feeder<'_> {
@@ -696,8 +701,8 @@ impl Feeder<'_> {
             }
             // Each batch against the space left now: the files before it
             // took theirs as they were written.
-            if self.preflight
-                && let Err(e) = hfd_engine::check_free_space(&jobs).await
+            if let Some(free_space) = &self.preflight
+                && let Err(e) = free_space.check(&jobs).await
             {
                 break Some(e.into());
             }
