@@ -87,10 +87,14 @@ struct Core {
 /// files to the publisher thread.
 struct PublishReporter {
     inner: Arc<dyn Reporter>,
+    /// The publication's items: a finished job's is taken out here, with
+    /// its followers, under the items' lock (a file of a later page then
+    /// either joins it before, or gets its own job).
+    items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     /// Job key → other fetch keys sharing its download (cache dedup).
     followers: Mutex<HashMap<u64, Vec<(FileKey, u64)>>>,
     extra_done: AtomicUsize,
-    tx: Mutex<Option<mpsc::Sender<u64>>>,
+    tx: Mutex<Option<mpsc::Sender<(u64, PublishItem)>>>,
 }
 
 #[derive(Default)]
@@ -140,9 +144,10 @@ impl Publication {
             items,
             fetch: Arc::clone(&fetch),
         });
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<(u64, PublishItem)>();
         let reporter = Arc::new(PublishReporter {
             inner,
+            items: Arc::clone(&core.items),
             followers: Mutex::default(),
             extra_done: AtomicUsize::new(0),
             tx: Mutex::new(Some(tx)),
@@ -151,11 +156,8 @@ impl Publication {
             let core = Arc::clone(&core);
             tokio::task::spawn_blocking(move || {
                 let mut outcome = Outcome::default();
-                for key in rx {
-                    let item = lock(&core.items).remove(&key);
-                    if let Some(item) = item {
-                        core.publish_into(Some(key), item, &mut outcome);
-                    }
+                for (key, item) in rx {
+                    core.publish_into(Some(key), item, &mut outcome);
                 }
                 outcome
             })
@@ -360,12 +362,18 @@ impl Reporter for PublishReporter {
         self.inner.on_fallback(key);
     }
     fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
-        if let Some(tx) = self.tx.lock().expect("sender lock").as_ref() {
+        let (item, followers) = {
+            let mut items = lock(&self.items);
+            let followers = lock(&self.followers).remove(&key.0);
+            (items.remove(&key.0), followers)
+        };
+        if let Some(item) = item
+            && let Some(tx) = self.tx.lock().expect("sender lock").as_ref()
+        {
             // Fails only once the publisher is gone (run over); nothing to do.
-            let _ = tx.send(key.0);
+            let _ = tx.send((key.0, item));
         }
         self.inner.on_file_done(key, digest);
-        let followers = lock(&self.followers).remove(&key.0);
         if let Some(followers) = followers {
             self.extra_done
                 .fetch_add(followers.len(), Ordering::Relaxed);
