@@ -2,7 +2,8 @@
 //! is the `i`-th. One shared copy read by the source, the publication and
 //! a progress display, which grows while the listing is still arriving
 //! (decision 0065): its totals are what is known so far, and say whether
-//! more may come.
+//! more may come. A file is forgotten once published (nothing asks for it
+//! after), so the list holds the files not done yet, and a count.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,7 +14,7 @@ use hfd_hub::RemoteFile;
 /// The files to fetch, appended in listing order.
 #[derive(Debug, Default)]
 pub struct FetchList {
-    files: RwLock<Vec<Arc<RemoteFile>>>,
+    files: RwLock<Vec<Option<Arc<RemoteFile>>>>,
     bytes: AtomicU64,
     /// Whether the listing is complete: no file will be added.
     complete: AtomicBool,
@@ -37,7 +38,7 @@ impl FetchList {
         let first = list.len() as u64;
         for file in files {
             self.bytes.fetch_add(file.size, Ordering::Relaxed);
-            list.push(Arc::new(file));
+            list.push(Some(Arc::new(file)));
         }
         first
     }
@@ -47,7 +48,7 @@ impl FetchList {
         self.complete.store(true, Ordering::Release);
     }
 
-    /// The file of `key`.
+    /// The file of `key`; `None` once it was published (or never added).
     pub fn get(&self, key: FileKey) -> Option<Arc<RemoteFile>> {
         let index = usize::try_from(key.0).ok()?;
         self.files
@@ -55,6 +56,23 @@ impl FetchList {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(index)
             .cloned()
+            .flatten()
+    }
+
+    /// Forgets the file of `key`: it is published, and no one asks for it
+    /// any more. Counts and totals are unchanged.
+    pub(crate) fn forget(&self, key: FileKey) {
+        let Ok(index) = usize::try_from(key.0) else {
+            return;
+        };
+        if let Some(slot) = self
+            .files
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(index)
+        {
+            *slot = None;
+        }
     }
 
     /// Files so far.
@@ -103,6 +121,9 @@ mod tests {
         assert_eq!(list.extend([file("b", 2), file("c", 3)]), 1);
         assert_eq!(list.get(FileKey(2)).unwrap().path, "c");
         assert!(list.get(FileKey(3)).is_none());
+        assert_eq!((list.len(), list.bytes()), (3, 6));
+        list.forget(FileKey(1));
+        assert!(list.get(FileKey(1)).is_none());
         assert_eq!((list.len(), list.bytes()), (3, 6));
         assert!(!list.is_complete());
         list.close();

@@ -328,6 +328,7 @@ impl Core {
             Ok(Publish::Done) => {
                 if let Some(key) = key {
                     self.claims.release(key);
+                    self.fetch.forget(FileKey(key));
                 }
             }
             Ok(Publish::Busy) => {
@@ -367,12 +368,8 @@ impl Reporter for PublishReporter {
             let followers = lock(&self.followers).remove(&key.0);
             (items.remove(&key.0), followers)
         };
-        if let Some(item) = item
-            && let Some(tx) = self.tx.lock().expect("sender lock").as_ref()
-        {
-            // Fails only once the publisher is gone (run over); nothing to do.
-            let _ = tx.send((key.0, item));
-        }
+        // Reported before it is handed to the publisher, which forgets the
+        // file once published.
         self.inner.on_file_done(key, digest);
         if let Some(followers) = followers {
             self.extra_done
@@ -381,6 +378,12 @@ impl Reporter for PublishReporter {
                 self.inner.on_file_start(follower, size);
                 self.inner.on_file_done(follower, digest);
             }
+        }
+        if let Some(item) = item
+            && let Some(tx) = self.tx.lock().expect("sender lock").as_ref()
+        {
+            // Fails only once the publisher is gone (run over); nothing to do.
+            let _ = tx.send((key.0, item));
         }
     }
     fn on_file_failed(&self, key: FileKey, error: &hfd_engine::Error) {
