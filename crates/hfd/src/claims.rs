@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use hfd_engine::{Claim, ClaimGate, FileJob};
 use hfd_hub::{Commit, RemoteFile};
@@ -32,6 +33,8 @@ pub(crate) struct Claims {
     /// Job key → what it publishes (shared with the publisher).
     items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     held: Mutex<HashMap<u64, Option<ClaimLock>>>,
+    /// Signalled when a claim is released.
+    released: Condvar,
     warned: AtomicBool,
 }
 
@@ -40,6 +43,14 @@ impl std::fmt::Debug for Claims {
         f.debug_struct("Claims").finish_non_exhaustive()
     }
 }
+
+/// Claims held at most before a new file waits for the publisher (see
+/// `Claims::wait_for_backlog`): four times the most small files in flight,
+/// far below the lowest open-file limit hfd-rs raises (8,192).
+const MAX_HELD: usize = 1024;
+
+/// The longest a new file waits for the publisher to catch up.
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
 
 /// The claim lock of a job: its partial path with the extension `claim`
 /// (same folder, same length class as the partial's own name).
@@ -76,6 +87,7 @@ impl Claims {
             fetch_policy,
             items,
             held: Mutex::default(),
+            released: Condvar::new(),
             warned: AtomicBool::new(false),
         }
     }
@@ -83,10 +95,39 @@ impl Claims {
     /// Lets other processes see the file `key` as free again (after it is
     /// published).
     pub(crate) fn release(&self, key: u64) {
-        self.held
+        let lock = self
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&key);
+        // Closed outside the map's lock.
+        drop(lock);
+        self.released.notify_all();
+    }
+
+    /// Waits, at most [`BACKLOG_WAIT`], while [`MAX_HELD`] claims are
+    /// held: files finished and not yet published keep theirs (and an
+    /// open file each), and when the publisher falls behind the transfers
+    /// (a loaded machine, a slow disk), this holds new files back instead
+    /// of opening claims up to the open-file limit. Bounded, so files whose
+    /// publication waits for another process never stall the run.
+    fn wait_for_backlog(&self) {
+        let deadline = Instant::now() + BACKLOG_WAIT;
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while held.len() >= MAX_HELD {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = self
+                .released
+                .wait_timeout(held, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn finished_elsewhere(&self, file: &RemoteFile) -> bool {
@@ -113,13 +154,19 @@ impl ClaimGate for Claims {
             return Claim::Mine;
         };
         let (path, target) = (&claim_path(&job.partial_path), &job.target);
-        let held = self
+        // The map's lock is held for lookups only, never across the claim's
+        // file system calls: with a window of 256 small files starting and
+        // the publisher releasing, a lock held across them starved the
+        // publisher (claims piled up to the open-file limit).
+        if self
             .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held.contains_key(&key.0) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&key.0)
+        {
             return Claim::Mine;
         }
+        self.wait_for_backlog();
         let inside = target.as_ref().and_then(|t| {
             path.strip_prefix(t.root())
                 .ok()
@@ -149,7 +196,6 @@ impl ClaimGate for Claims {
                 None
             }
         };
-        drop(held);
         if self.finished_elsewhere(&file) {
             return Claim::DoneElsewhere;
         }
