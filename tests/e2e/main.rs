@@ -11,6 +11,7 @@ mod cli;
 mod failover;
 mod heal;
 mod hostile;
+mod listing_ahead;
 mod olah;
 mod prefix;
 mod progress;

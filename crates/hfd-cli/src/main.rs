@@ -20,11 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use hfd::hfd_http::HttpClient;
 use hfd::hfd_hub::{HubClient, RepoRef, RepoType, Revision};
-use hfd::{Downloader, ErrorKind, FailOver, FileAction, OutputLayout};
+use hfd::{Downloader, ErrorKind, FailOver, OutputLayout};
 
 use crate::args::{Cli, Command, DownloadArgs};
 use crate::exit::Failure;
-use crate::progress::{FileLabel, Mode, Progress};
+use crate::progress::{Mode, Progress};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -230,7 +230,13 @@ async fn download_from(
     downloader: Downloader,
     transferring: &AtomicBool,
 ) -> hfd::Result<Result<(), Failure>> {
-    let plan = downloader.plan(&settings.request).await?;
+    // A real run reads the listing's later pages while the first files
+    // download (decision 0065); a dry run shows the whole plan.
+    let plan = if args.dry_run {
+        downloader.plan(&settings.request).await?
+    } else {
+        downloader.plan_ahead(&settings.request).await?
+    };
     if plan.files.is_empty() && (!args.include.is_empty() || !args.files.is_empty()) {
         return Ok(Err(nothing_selected(args, plan.pinned.listed_files)));
     }
@@ -269,16 +275,9 @@ async fn download_from(
     if mode == Mode::Json {
         output::plan_event(&plan);
     }
-    let labels: Vec<FileLabel> = plan
-        .to_fetch()
-        .map(|f| FileLabel {
-            path: f.remote.path.clone(),
-            size: f.remote.size,
-        })
-        .collect();
     let progress = Arc::new(Progress::new(
         mode,
-        labels,
+        plan.fetch_list(),
         downloader.live(),
         settings.engine.retry.max_retries,
         settings
@@ -298,7 +297,10 @@ async fn download_from(
             }
         })
     };
-    transferring.store(plan.to_fetch().next().is_some(), Ordering::Relaxed);
+    transferring.store(
+        plan.listing_pending() || plan.to_fetch().next().is_some(),
+        Ordering::Relaxed,
+    );
     let result = downloader
         .download(&plan, Arc::clone(&progress) as _, cancel)
         .await;
@@ -306,11 +308,7 @@ async fn download_from(
     stop_ticker.cancel();
     let _ = ticker.await;
     let report = result?;
-    let up_to_date = plan
-        .files
-        .iter()
-        .filter(|f| f.action == FileAction::UpToDate)
-        .count();
+    let up_to_date = report.files_up_to_date;
     let requests = http.stats().requests_sent;
     match mode {
         Mode::Json => output::summary_event(&plan, &report, up_to_date, requests),

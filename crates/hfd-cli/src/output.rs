@@ -347,6 +347,7 @@ pub(crate) fn plan_event(plan: &DownloadPlan) {
         "files_to_fetch": plan.to_fetch().count(),
         "bytes_to_fetch": plan.bytes_to_fetch(),
         "plan_requests": pinned.requests,
+        "listing_complete": !plan.listing_pending(),
     }));
 }
 

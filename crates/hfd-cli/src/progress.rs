@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hfd::LiveStats;
 use hfd::hfd_engine::{FileKey, Reporter, RetryEvent};
+use hfd::{FetchList, LiveStats};
 use hfd_types::{ByteSize, ContentDigest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -162,13 +162,6 @@ impl Mode {
     }
 }
 
-/// One file of the run, as the display knows it.
-#[derive(Debug, Clone)]
-pub(crate) struct FileLabel {
-    pub(crate) path: String,
-    pub(crate) size: u64,
-}
-
 /// Writes one JSON event line to stdout.
 pub(crate) fn emit(event: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
@@ -180,14 +173,16 @@ pub(crate) fn emit(event: &serde_json::Value) {
 #[derive(Debug)]
 pub(crate) struct Progress {
     mode: Mode,
-    files: Vec<FileLabel>,
-    total_bytes: u64,
+    /// The files to fetch, `FileKey(i)` the `i`-th; it grows while the
+    /// listing is read during the download, and says when it is complete:
+    /// until then the totals shown are those known so far (`files 3/1000+`).
+    files: Arc<FetchList>,
     /// Bytes of the selected files in place (resumed ones included), back
     /// to fewer when a file restarts: what the bar and ETA show.
     bytes: AtomicU64,
-    /// The same per file (indexed by `FileKey`), so a restart takes back
+    /// The same per file started and not done, so a restart takes back
     /// exactly its file's bytes.
-    file_bytes: Vec<AtomicU64>,
+    file_bytes: Mutex<HashMap<FileKey, u64>>,
     /// Bytes received over the network in this run, never taken back: the
     /// speed's measure (resumed bytes were already on disk).
     received: AtomicU64,
@@ -211,16 +206,14 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn new(
         mode: Mode,
-        files: Vec<FileLabel>,
+        files: Arc<FetchList>,
         live: Arc<LiveStats>,
         max_retries: u32,
         hub_retries: Vec<Arc<AtomicU64>>,
     ) -> Self {
-        let total_bytes = files.iter().map(|f| f.size).sum();
-        let file_bytes = files.iter().map(|_| AtomicU64::new(0)).collect();
         let (multi, total_bar) = if mode == Mode::Terminal {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8));
-            let bar = multi.add(ProgressBar::new(total_bytes));
+            let bar = multi.add(ProgressBar::new(files.bytes()));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{wide_bar:.cyan/blue} {percent:>3}% {bytes}/{total_bytes} {msg}",
@@ -236,9 +229,8 @@ impl Progress {
         let progress = Self {
             mode,
             files,
-            total_bytes,
             bytes: AtomicU64::new(0),
-            file_bytes,
+            file_bytes: Mutex::default(),
             received: AtomicU64::new(0),
             window: Mutex::new(Window::default()),
             files_done: AtomicU64::new(0),
@@ -255,18 +247,31 @@ impl Progress {
         progress
     }
 
-    fn label(&self, key: FileKey) -> Option<&FileLabel> {
-        usize::try_from(key.0).ok().and_then(|i| self.files.get(i))
-    }
-
     /// The file's repo path, exact (for `--json`).
-    fn path(&self, key: FileKey) -> &str {
-        self.label(key).map_or("?", |l| l.path.as_str())
+    fn path(&self, key: FileKey) -> String {
+        self.files
+            .get(key)
+            .map_or_else(|| "?".to_owned(), |f| f.path.clone())
     }
 
     /// The file's repo path for people: control and bidi characters escaped.
-    fn shown(&self, key: FileKey) -> std::borrow::Cow<'_, str> {
-        hfd_types::shown_path(self.path(key))
+    fn shown(&self, key: FileKey) -> String {
+        hfd_types::shown_path(&self.path(key)).into_owned()
+    }
+
+    /// Bytes of the files to fetch known so far.
+    fn total_bytes(&self) -> u64 {
+        self.files.bytes()
+    }
+
+    /// `1000` once the listing is complete, `1000+` while it is read.
+    fn files_total_text(&self) -> String {
+        let total = self.files.len();
+        if self.files.is_complete() {
+            total.to_string()
+        } else {
+            format!("{total}+")
+        }
     }
 
     /// Retries so far, of transfers and of hub requests.
@@ -279,17 +284,11 @@ impl Progress {
                 .sum::<u64>()
     }
 
-    fn slot(&self, key: FileKey) -> Option<&AtomicU64> {
-        usize::try_from(key.0)
-            .ok()
-            .and_then(|i| self.file_bytes.get(i))
-    }
-
     /// `bytes` more of `key` are in place (received or resumed).
     fn count_in_place(&self, key: FileKey, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        if let Some(counted) = self.slot(key) {
-            counted.fetch_add(bytes, Ordering::Relaxed);
+        if let Ok(mut counted) = self.file_bytes.lock() {
+            *counted.entry(key).or_default() += bytes;
         }
         if let Some(bar) = &self.total_bar {
             bar.inc(bytes);
@@ -305,11 +304,12 @@ impl Progress {
         if let Some(bar) = &self.total_bar {
             let speed = self.speed();
             let retries = self.retries_total();
+            bar.set_length(self.total_bytes());
             let mut message = format!(
                 "{} files {}/{} conns {}",
                 self.rate_and_eta(&speed, " "),
                 self.files_done.load(Ordering::Relaxed),
-                self.files.len(),
+                self.files_total_text(),
                 self.live.active_streams()
             );
             if retries > 0 {
@@ -330,7 +330,7 @@ impl Progress {
 
     /// The speed over the last few seconds, or how long nothing arrived.
     fn speed(&self) -> Speed {
-        let done = self.bytes.load(Ordering::Relaxed) >= self.total_bytes;
+        let done = self.bytes.load(Ordering::Relaxed) >= self.total_bytes();
         self.window
             .lock()
             .map_or(Speed::Measuring, |w| w.speed(Instant::now(), done))
@@ -338,7 +338,7 @@ impl Progress {
 
     fn eta_text(&self, speed: &Speed) -> String {
         let left = self
-            .total_bytes
+            .total_bytes()
             .saturating_sub(self.bytes.load(Ordering::Relaxed));
         match speed {
             Speed::Rate(rate) if *rate > 0.0 => {
@@ -352,9 +352,10 @@ impl Progress {
     /// being checked (the hash of what arrived out of order, then the move
     /// into place), `verifying`: neither a speed nor an ETA means anything.
     fn rate_and_eta(&self, speed: &Speed, gap: &str) -> String {
-        let all_in = self.bytes.load(Ordering::Relaxed) >= self.total_bytes;
+        let total = self.total_bytes();
+        let all_in = self.bytes.load(Ordering::Relaxed) >= total && self.files.is_complete();
         let files_left = self.files_done.load(Ordering::Relaxed) < self.files.len() as u64;
-        if all_in && files_left && self.total_bytes > 0 {
+        if all_in && files_left && total > 0 {
             return "verifying".to_owned();
         }
         format!("{}{gap}{}", speed.rate_text(), self.eta_text(speed))
@@ -363,18 +364,19 @@ impl Progress {
     fn status_line(&self) -> String {
         let bytes = self.bytes.load(Ordering::Relaxed);
         let speed = self.speed();
-        let percent = if self.total_bytes == 0 {
+        let total = self.total_bytes();
+        let percent = if total == 0 {
             100.0
         } else {
-            bytes as f64 * 100.0 / self.total_bytes as f64
+            bytes as f64 * 100.0 / total as f64
         };
         format!(
             "hfd-rs: {percent:5.1}% {} / {}  {}  files {}/{}  conns {}  retries {}",
             ByteSize::new(bytes),
-            ByteSize::new(self.total_bytes),
+            ByteSize::new(total),
             self.rate_and_eta(&speed, "  "),
             self.files_done.load(Ordering::Relaxed),
-            self.files.len(),
+            self.files_total_text(),
             self.live.active_streams(),
             self.retries_total(),
         )
@@ -423,9 +425,10 @@ impl Progress {
         emit(&json!({
             "event": "progress",
             "bytes": bytes,
-            "total_bytes": self.total_bytes,
+            "total_bytes": self.total_bytes(),
             "files_done": self.files_done.load(Ordering::Relaxed),
             "files_total": self.files.len(),
+            "listing_complete": self.files.is_complete(),
             "bytes_per_sec": match speed { Speed::Rate(r) => r as u64, _ => 0 },
             "stalled_secs": match speed { Speed::Stalled(d) => Some(d.as_secs()), _ => None },
             "connections": self.live.active_streams(),
@@ -487,8 +490,9 @@ impl Reporter for Progress {
     fn on_file_restart(&self, key: FileKey, attempt: u32, cause: &hfd::hfd_engine::Error) {
         // Its bytes so far failed their check: they no longer count.
         let dropped = self
-            .slot(key)
-            .map_or(0, |counted| counted.swap(0, Ordering::Relaxed));
+            .file_bytes
+            .lock()
+            .map_or(0, |mut counted| counted.remove(&key).unwrap_or(0));
         let _ = self
             .bytes
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
@@ -593,13 +597,16 @@ impl Reporter for Progress {
 
     fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
         self.files_done.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut counted) = self.file_bytes.lock() {
+            counted.remove(&key);
+        }
         match self.mode {
             Mode::Json => {
-                let label = self.label(key);
+                let file = self.files.get(key);
                 emit(&json!({
                     "event": "file_done",
-                    "path": self.path(key),
-                    "size": label.map_or(0, |l| l.size),
+                    "path": file.as_ref().map_or("?", |f| f.path.as_str()),
+                    "size": file.as_ref().map_or(0, |f| f.size),
                     "hash_algorithm": digest.map(|d| d.algorithm()),
                     "hash": digest.map(|d| d.to_hex()),
                 }));
@@ -635,10 +642,16 @@ mod tests {
 
     #[test]
     fn all_bytes_in_with_files_unfinished_reads_verifying() {
-        let files = vec![FileLabel {
-            path: "a.bin".to_owned(),
-            size: 10,
-        }];
+        let files = Arc::new(FetchList::new(
+            [hfd::hfd_hub::RemoteFile {
+                path: "a.bin".to_owned(),
+                size: 10,
+                oid: ContentDigest::GitSha1([1; 20]),
+                lfs_sha256: None,
+                xet_hash: None,
+            }],
+            true,
+        ));
         let progress = Progress::new(Mode::Plain, files, Arc::default(), 5, Vec::new());
         progress.on_bytes(FileKey(0), 4);
         assert!(!progress.status_line().contains("verifying"));

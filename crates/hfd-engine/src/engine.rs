@@ -1,7 +1,7 @@
 //! [`Engine`]: runs file jobs, at most `files_in_flight` at once, after the
 //! free-space preflight, and collects one outcome per file.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,20 +90,43 @@ impl<S: RangeSource> Engine<S> {
         if self.shared.config.preflight && !jobs.is_empty() {
             check_free_space(&jobs).await?;
         }
-        let mut outcomes: Vec<(FileKey, Option<Ran>)> =
-            jobs.iter().map(|j| (j.key, None)).collect();
+        let (feed, batches) = tokio::sync::mpsc::channel(1);
+        if !jobs.is_empty() {
+            // Room for one batch: the channel was made for it.
+            let _ = feed.try_send(jobs);
+        }
+        drop(feed);
+        self.run_fed(batches, cancel).await
+    }
+
+    /// Downloads the jobs of `batches` as they come, in the order given,
+    /// until the sender is dropped (decision 0065). The next batch is taken
+    /// only while fewer jobs wait than the small-file window's cap (the
+    /// most files that may ever be in flight at once, see
+    /// [`SmallFileWindow::cap_for`]): with a channel of one batch, that
+    /// blocks the sender and bounds the jobs held in memory, however long
+    /// the listing. No free-space preflight here: the sender checks each
+    /// batch ([`check_free_space`]). The mean small file, which caps the
+    /// window, is that of the first batch. A file's outcome is reported
+    /// under its key; files never received are not in the summary.
+    ///
+    /// Cancel safety: as [`Self::run`]; jobs received and not started are
+    /// [`FileOutcome::Cancelled`].
+    pub async fn run_fed(
+        &self,
+        mut batches: tokio::sync::mpsc::Receiver<Vec<FileJob>>,
+        cancel: CancellationToken,
+    ) -> Result<Summary> {
+        let mut outcomes: Vec<(FileKey, Option<Ran>)> = Vec::new();
         let mut tasks = JoinSet::new();
         let config = &self.shared.config;
         let limit = config.files_in_flight.get();
         // Small files (one request each) and the others are admitted
         // separately, each queue in the given order: a large file waiting
         // for a slot does not hold back the small ones behind it.
-        let (mut waiting, small, large, mean_small) = queues(config, jobs);
-        let cap = SmallFileWindow::cap_for(config, mean_small);
-        let mut window = SmallFileWindow::new(SmallFileWindow::start_for(config, cap), cap);
-        tracing::debug!(start = window.limit(), cap, link = ?config.measured_link, "small files in flight");
-        let mut small = small.into_iter().peekable();
-        let mut large = large.into_iter().peekable();
+        let mut queues = Queues::default();
+        let mut window: Option<SmallFileWindow> = None;
+        let mut feed_open = true;
         let (mut small_running, mut large_running) = (0_usize, 0_usize);
         let mut small_tasks = HashSet::new();
         let mut rate_limits_seen = 0;
@@ -111,25 +134,44 @@ impl<S: RangeSource> Engine<S> {
             if cancel.is_cancelled() {
                 break;
             }
+            // Batches already sent, while the queues want more.
+            while feed_open && queues.wants_more(window.as_ref(), limit) {
+                match batches.try_recv() {
+                    Ok(batch) => queues.push(config, batch, &mut outcomes, &mut window),
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                        feed_open = false;
+                    }
+                }
+            }
             // Told to slow down: fewer small files in flight, for good.
             let rate_limits = self.shared.rate_limits.load(Ordering::Relaxed);
             while rate_limits_seen < rate_limits {
-                window.halve();
+                if let Some(window) = window.as_mut() {
+                    window.halve();
+                }
                 rate_limits_seen += 1;
             }
-            let next = if small.peek().is_some() && small_running < window.limit() {
+            let small_limit = window.as_ref().map_or(0, SmallFileWindow::limit);
+            let next = if !queues.small.is_empty() && small_running < small_limit {
                 small_running += 1;
-                window.on_start(std::time::Instant::now());
-                small.next().map(|index| (index, true))
-            } else if large.peek().is_some() && large_running < limit {
+                if let Some(window) = window.as_mut() {
+                    window.on_start(std::time::Instant::now());
+                }
+                queues
+                    .small
+                    .pop_front()
+                    .map(|(index, job)| (index, job, true))
+            } else if !queues.large.is_empty() && large_running < limit {
                 large_running += 1;
-                large.next().map(|index| (index, false))
+                queues
+                    .large
+                    .pop_front()
+                    .map(|(index, job)| (index, job, false))
             } else {
                 None
             };
-            if let Some((index, is_small)) = next
-                && let Some(job) = waiting[index].take()
-            {
+            if let Some((index, job, is_small)) = next {
                 let shared = Arc::clone(&self.shared);
                 let cancel = cancel.child_token();
                 let task = tasks
@@ -139,29 +181,49 @@ impl<S: RangeSource> Engine<S> {
                 }
                 continue;
             }
-            if tasks.is_empty() {
+            if tasks.is_empty() && !feed_open {
                 break;
             }
-            if let Some(is_small) = collect(&mut tasks, &mut outcomes, &mut small_tasks).await {
-                if is_small {
-                    small_running -= 1;
-                    let before = window.limit();
-                    window.on_done(std::time::Instant::now());
-                    if window.limit() != before {
-                        tracing::debug!(
-                            from = before,
-                            to = window.limit(),
-                            "small files in flight"
-                        );
+            let take_batch = feed_open && queues.wants_more(window.as_ref(), limit);
+            let finished = tokio::select! {
+                finished = collect(&mut tasks, &mut outcomes, &mut small_tasks), if !tasks.is_empty() => finished,
+                batch = batches.recv(), if take_batch => {
+                    match batch {
+                        Some(batch) => queues.push(config, batch, &mut outcomes, &mut window),
+                        None => feed_open = false,
                     }
-                } else {
-                    large_running -= 1;
+                    None
                 }
+                () = cancel.cancelled() => None,
+            };
+            match finished {
+                Some(true) => {
+                    small_running -= 1;
+                    if let Some(window) = window.as_mut() {
+                        let before = window.limit();
+                        window.on_done(std::time::Instant::now());
+                        if window.limit() != before {
+                            tracing::debug!(
+                                from = before,
+                                to = window.limit(),
+                                "small files in flight"
+                            );
+                        }
+                    }
+                }
+                Some(false) => large_running -= 1,
+                None => {}
             }
         }
         while !tasks.is_empty() {
             collect(&mut tasks, &mut outcomes, &mut small_tasks).await;
         }
+        Ok(self.summary(outcomes, cancel.is_cancelled()))
+    }
+
+    /// Each file's outcome (a job never started is cancelled) and the
+    /// run's counters.
+    fn summary(&self, outcomes: Vec<(FileKey, Option<Ran>)>, cancelled: bool) -> Summary {
         let mut busy = Vec::new();
         let files = outcomes
             .into_iter()
@@ -175,8 +237,7 @@ impl<S: RangeSource> Engine<S> {
             })
             .collect();
         let c = &self.shared.counters;
-        let cancelled = cancel.is_cancelled();
-        Ok(Summary {
+        Summary {
             files,
             busy,
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
@@ -187,56 +248,119 @@ impl<S: RangeSource> Engine<S> {
             hedges: c.hedges.load(Ordering::Relaxed),
             dropped_slow: c.dropped_slow.load(Ordering::Relaxed),
             cancelled,
-        })
+        }
     }
 }
 
-/// The jobs, kept where they are (a job's paths are freed when it starts),
-/// and the indexes of the small and the other ones, in order; the mean
-/// small file's size.
-fn queues(
-    config: &EngineConfig,
-    jobs: Vec<FileJob>,
-) -> (Vec<Option<FileJob>>, Vec<usize>, Vec<usize>, u64) {
-    let waiting: Vec<Option<FileJob>> = jobs.into_iter().map(Some).collect();
-    let (small, large): (Vec<usize>, Vec<usize>) = (0..waiting.len()).partition(|&i| {
-        waiting[i]
-            .as_ref()
-            .is_some_and(|j| config.is_small_file(j.size))
-    });
-    let small_bytes: u64 = small
-        .iter()
-        .filter_map(|&i| waiting[i].as_ref().map(|j| j.size))
-        .sum();
-    let mean_small = small_bytes / (small.len().max(1) as u64);
-    (waiting, small, large, mean_small)
+/// The jobs received and not started, small and other, each in the order
+/// given, with their index into the run's outcomes (a job's paths are
+/// freed when it starts).
+#[derive(Default)]
+struct Queues {
+    small: VecDeque<(usize, FileJob)>,
+    large: VecDeque<(usize, FileJob)>,
 }
 
-/// The free-space preflight of the whole plan.
-async fn check_free_space(jobs: &[FileJob]) -> Result<()> {
-    let plan: Vec<(PathBuf, u64)> = jobs
-        .iter()
-        .map(|j| (j.partial_path.clone(), j.size))
-        .collect();
-    tokio::task::spawn_blocking(move || {
-        // A partial from an earlier run already holds its blocks
-        // (reused whether it is resumed or restarted): only the rest
-        // is needed, so a nearly done download still fits.
-        let mut partials = PartialsOnDisk::default();
-        let needed: Vec<(PathBuf, u64)> = plan
-            .into_iter()
-            .map(|(p, n)| {
-                let held = partials.allocated_bytes(&p).min(n);
-                (p, n - held)
-            })
+impl Queues {
+    /// Whether another batch is taken: fewer jobs wait than the most small
+    /// files the window may ever have in flight (`-j` before the first
+    /// batch), so the next ones are at hand when files finish, and no more.
+    fn wants_more(&self, window: Option<&SmallFileWindow>, files_in_flight: usize) -> bool {
+        let enough = window.map_or(files_in_flight, SmallFileWindow::cap);
+        self.small.len() + self.large.len() < enough.max(files_in_flight)
+    }
+
+    /// Queues `batch`; the first batch sizes the small-file window.
+    fn push(
+        &mut self,
+        config: &EngineConfig,
+        batch: Vec<FileJob>,
+        outcomes: &mut Vec<(FileKey, Option<Ran>)>,
+        window: &mut Option<SmallFileWindow>,
+    ) {
+        if window.is_none() {
+            let (count, bytes) = batch
+                .iter()
+                .filter(|j| config.is_small_file(j.size))
+                .fold((0_u64, 0_u64), |(n, b), j| (n + 1, b + j.size));
+            let cap = SmallFileWindow::cap_for(config, bytes / count.max(1));
+            let started = SmallFileWindow::new(SmallFileWindow::start_for(config, cap), cap);
+            tracing::debug!(start = started.limit(), cap, link = ?config.measured_link, "small files in flight");
+            *window = Some(started);
+        }
+        for job in batch {
+            let index = outcomes.len();
+            outcomes.push((job.key, None));
+            if config.is_small_file(job.size) {
+                self.small.push_back((index, job));
+            } else {
+                self.large.push_back((index, job));
+            }
+        }
+    }
+}
+
+/// The free-space preflight of `jobs`, a whole run (for a run fed as its
+/// listing arrives, [`FreeSpace`] per batch).
+///
+/// # Errors
+///
+/// [`Error::Preflight`] when they do not fit.
+pub async fn check_free_space(jobs: &[FileJob]) -> Result<()> {
+    FreeSpace::default().check(jobs).await
+}
+
+/// The free-space preflight of a run fed batch by batch
+/// ([`Engine::run_fed`]): each batch against the space left when it is
+/// checked. The partials an earlier run left are looked for once per folder
+/// for the whole run, not once per batch (a folder of 10^4 files read 40
+/// times over).
+#[derive(Clone, Default)]
+pub struct FreeSpace {
+    partials: Arc<std::sync::Mutex<PartialsOnDisk>>,
+}
+
+impl std::fmt::Debug for FreeSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreeSpace").finish_non_exhaustive()
+    }
+}
+
+impl FreeSpace {
+    /// Checks that `jobs` fit.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Preflight`] when they do not fit.
+    pub async fn check(&self, jobs: &[FileJob]) -> Result<()> {
+        let plan: Vec<(PathBuf, u64)> = jobs
+            .iter()
+            .map(|j| (j.partial_path.clone(), j.size))
             .collect();
-        preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
-    })
-    .await
-    .map_err(|source| Error::Task { source })?
-    .map_err(|source| Error::Preflight {
-        source: Box::new(source),
-    })
+        let partials = Arc::clone(&self.partials);
+        tokio::task::spawn_blocking(move || {
+            // A partial from an earlier run already holds its blocks
+            // (reused whether it is resumed or restarted): only the rest
+            // is needed, so a nearly done download still fits.
+            let mut partials = partials
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let needed: Vec<(PathBuf, u64)> = plan
+                .into_iter()
+                .map(|(p, n)| {
+                    let held = partials.allocated_bytes(&p).min(n);
+                    (p, n - held)
+                })
+                .collect();
+            drop(partials);
+            preflight(needed.iter().map(|(p, n)| (p.as_path(), *n)))
+        })
+        .await
+        .map_err(|source| Error::Task { source })?
+        .map_err(|source| Error::Preflight {
+            source: Box::new(source),
+        })
+    }
 }
 
 /// How a file task ended: an outcome, or its job handed back because

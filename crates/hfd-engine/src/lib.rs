@@ -93,7 +93,7 @@ mod worker;
 
 pub use claim::{Claim, ClaimGate};
 pub use config::{EngineConfig, MeasuredLink};
-pub use engine::{Engine, INTEGRITY_ATTEMPTS};
+pub use engine::{Engine, FreeSpace, INTEGRITY_ATTEMPTS, check_free_space};
 pub use error::{Error, Result, TransferError};
 pub use hfd_store::FileIdentity;
 pub use job::FileJob;

@@ -107,6 +107,11 @@ impl SmallFileWindow {
         self.limit
     }
 
+    /// The most files the window may ever have in flight.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
     /// Halves the window and stops its growth (a rate limit).
     pub(crate) fn halve(&mut self) {
         self.limit = (self.limit / 2).max(1);

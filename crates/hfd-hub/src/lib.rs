@@ -75,7 +75,8 @@ pub use file::RemoteFile;
 pub use headers::normalize_etag;
 pub use repo::{Commit, RepoId, RepoRef, RepoType, Revision};
 pub use repo_path::{
-    MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathProblem, check_path_collisions, find_path_collision,
+    MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathCollisions, PathProblem, check_path_collisions,
+    find_path_collision,
 };
 pub use selection::{Glob, Selection};
 

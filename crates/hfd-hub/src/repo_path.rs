@@ -174,6 +174,58 @@ pub fn find_path_collision<'a>(
     None
 }
 
+/// [`find_path_collision`] over a listing that arrives page by page: each
+/// path is checked against every path added before it, so a collision is
+/// found on the page that brings its second path, before that page's files
+/// are used (decision 0065). Holds a hash of each folded path and the
+/// path's text (a later page cannot borrow an earlier one's).
+#[derive(Debug, Default)]
+pub struct PathCollisions {
+    keys: std::collections::hash_map::RandomState,
+    seen: std::collections::HashMap<u64, Box<str>>,
+    /// Folded paths whose hash a different folded path took first.
+    spilled: std::collections::HashMap<String, Box<str>>,
+}
+
+impl PathCollisions {
+    /// Adds `paths`; [`Error::PathCollision`](crate::Error::PathCollision)
+    /// naming the first pair found, the earlier path first.
+    pub fn add<'a>(&mut self, paths: impl IntoIterator<Item = &'a str>) -> crate::Result<()> {
+        use std::collections::hash_map::Entry;
+        use std::hash::BuildHasher;
+        let collision = |first: &str, second: &str| crate::Error::PathCollision {
+            first: first.to_owned(),
+            second: second.to_owned(),
+        };
+        for path in paths {
+            let folded = fold(path);
+            let first = match self.seen.entry(self.keys.hash_one(&*folded)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(path.into());
+                    continue;
+                }
+                Entry::Occupied(first) => first.into_mut(),
+            };
+            if fold(first) == folded {
+                if &**first != path {
+                    return Err(collision(first, path));
+                }
+                continue;
+            }
+            match self.spilled.entry(folded.into_owned()) {
+                Entry::Occupied(first) if &**first.get() != path => {
+                    return Err(collision(first.get(), path));
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(slot) => {
+                    slot.insert(path.into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{MAX_SEGMENT_BYTES, PathProblem, check_repo_path};
@@ -238,6 +290,13 @@ mod tests {
     fn collisions_by_case_and_normalisation() {
         use super::find_path_collision;
         assert_eq!(find_path_collision(["a.bin", "b.bin", "c/a.bin"]), None);
+        let mut pages = super::PathCollisions::default();
+        pages.add(["README.md", "x"]).unwrap();
+        pages.add(["y"]).unwrap();
+        assert!(matches!(
+            pages.add(["z", "readme.md"]),
+            Err(crate::Error::PathCollision { first, second }) if first == "README.md" && second == "readme.md"
+        ));
         assert_eq!(
             find_path_collision(["README.md", "x", "readme.md"]),
             Some(("README.md", "readme.md"))

@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use hfd_engine::{Claim, ClaimGate, FileJob};
 use hfd_hub::{Commit, RemoteFile};
@@ -30,8 +31,10 @@ pub(crate) struct Claims {
     commit: Commit,
     fetch_policy: FetchPolicy,
     /// Job key → what it publishes (shared with the publisher).
-    items: Arc<HashMap<u64, PublishItem>>,
+    items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     held: Mutex<HashMap<u64, Option<ClaimLock>>>,
+    /// Signalled when a claim is released.
+    released: Condvar,
     warned: AtomicBool,
 }
 
@@ -41,12 +44,20 @@ impl std::fmt::Debug for Claims {
     }
 }
 
+/// Claims held at most before a new file waits for the publisher (see
+/// `Claims::wait_for_backlog`): four times the most small files in flight,
+/// far below the lowest open-file limit hfd-rs raises (8,192).
+const MAX_HELD: usize = 1024;
+
+/// The longest a new file waits for the publisher to catch up.
+const BACKLOG_WAIT: Duration = Duration::from_secs(5);
+
 impl Claims {
     pub(crate) fn new(
         layout: Arc<dyn Layout>,
         commit: Commit,
         fetch_policy: FetchPolicy,
-        items: Arc<HashMap<u64, PublishItem>>,
+        items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     ) -> Self {
         Self {
             layout,
@@ -54,6 +65,7 @@ impl Claims {
             fetch_policy,
             items,
             held: Mutex::default(),
+            released: Condvar::new(),
             warned: AtomicBool::new(false),
         }
     }
@@ -64,10 +76,13 @@ impl Claims {
     /// is an OFD lock, which huggingface_hub's `flock` does not see; it
     /// meets that lock when publishing ([`hub_lock`](Self::hub_lock)).
     pub(crate) fn path_of(&self, job: &FileJob) -> PathBuf {
-        self.items
+        let file = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&job.key.0)
-            .and_then(|item| item.files.first())
-            .and_then(|file| self.layout.lock_path(file).ok())
+            .and_then(|item| item.files.first().cloned());
+        file.and_then(|file| self.layout.lock_path(&file).ok())
             .unwrap_or_else(|| job.partial_path.with_extension("claim"))
     }
 
@@ -96,10 +111,39 @@ impl Claims {
     /// Lets other processes see the file `key` as free again (after it is
     /// published).
     pub(crate) fn release(&self, key: u64) {
-        self.held
+        let lock = self
+            .held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&key);
+        // Closed outside the map's lock.
+        drop(lock);
+        self.released.notify_all();
+    }
+
+    /// Waits, at most [`BACKLOG_WAIT`], while [`MAX_HELD`] claims are
+    /// held: files finished and not yet published keep theirs (and an
+    /// open file each), and when the publisher falls behind the transfers
+    /// (a loaded machine, a slow disk), this holds new files back instead
+    /// of opening claims up to the open-file limit. Bounded, so files whose
+    /// publication waits for another process never stall the run.
+    fn wait_for_backlog(&self) {
+        let deadline = Instant::now() + BACKLOG_WAIT;
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while held.len() >= MAX_HELD {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            held = self
+                .released
+                .wait_timeout(held, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn finished_elsewhere(&self, file: &RemoteFile) -> bool {
@@ -116,17 +160,33 @@ impl Claims {
 impl ClaimGate for Claims {
     fn claim(&self, job: &FileJob) -> Claim {
         let key = job.key;
-        let Some(file) = self.items.get(&key.0).and_then(|item| item.files.first()) else {
+        let file = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key.0)
+            .and_then(|item| item.files.first().cloned());
+        let Some(file) = file else {
             return Claim::Mine;
         };
-        let (path, target) = (&self.path_of(job), &job.target);
-        let held = self
+        let path = &self
+            .layout
+            .lock_path(&file)
+            .unwrap_or_else(|_| job.partial_path.with_extension("claim"));
+        let target = &job.target;
+        // The map's lock is held for lookups only, never across the claim's
+        // file system calls: with a window of 256 small files starting and
+        // the publisher releasing, a lock held across them starved the
+        // publisher (claims piled up to the open-file limit).
+        if self
             .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held.contains_key(&key.0) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&key.0)
+        {
             return Claim::Mine;
         }
+        self.wait_for_backlog();
         let inside = target.as_ref().and_then(|t| {
             path.strip_prefix(t.root())
                 .ok()
@@ -156,8 +216,7 @@ impl ClaimGate for Claims {
                 None
             }
         };
-        drop(held);
-        if self.finished_elsewhere(file) {
+        if self.finished_elsewhere(&file) {
             return Claim::DoneElsewhere;
         }
         self.held

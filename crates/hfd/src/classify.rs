@@ -4,6 +4,7 @@
 //! the round trips of the next pages instead of following them (decision
 //! 0026).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use hfd_hub::{Commit, RemoteFile};
@@ -27,7 +28,7 @@ pub(crate) struct PagedClassifier {
     /// One permit per thread allowed to classify at once.
     threads: Arc<Semaphore>,
     /// Each chunk's classification, in listing order.
-    chunks: Vec<JoinHandle<Result<Vec<PlannedFile>>>>,
+    chunks: VecDeque<JoinHandle<Result<Vec<PlannedFile>>>>,
     files: usize,
 }
 
@@ -42,7 +43,7 @@ impl PagedClassifier {
             commit,
             fetch,
             threads: Arc::new(Semaphore::new(threads)),
-            chunks: Vec::new(),
+            chunks: VecDeque::new(),
             files: 0,
         }
     }
@@ -57,7 +58,7 @@ impl PagedClassifier {
             let (layout, commit, fetch) =
                 (Arc::clone(&self.layout), self.commit.clone(), self.fetch);
             let threads = Arc::clone(&self.threads);
-            self.chunks.push(tokio::spawn(async move {
+            self.chunks.push_back(tokio::spawn(async move {
                 // Closed never: the semaphore lives as long as the tasks.
                 let _thread = threads.acquire_owned().await;
                 blocking(move || classify_all(layout.as_ref(), &commit, chunk, fetch)).await
@@ -65,17 +66,24 @@ impl PagedClassifier {
         }
     }
 
-    /// Every pushed file, classified, in listing order; the first failure
-    /// in listing order otherwise.
-    pub(crate) async fn finish(self) -> Result<Vec<PlannedFile>> {
-        let mut files = Vec::with_capacity(self.files);
-        for chunk in self.chunks {
-            match chunk.await {
-                Ok(classified) => files.extend(classified?),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
-            }
-        }
-        Ok(files)
+    /// Files pushed so far.
+    pub(crate) fn taken(&self) -> usize {
+        self.files
+    }
+
+    /// Whether the oldest chunk not taken yet is classified.
+    pub(crate) fn front_ready(&self) -> bool {
+        self.chunks.front().is_some_and(JoinHandle::is_finished)
+    }
+
+    /// The oldest chunk not taken yet, classified (waiting for it); `None`
+    /// when every pushed chunk was taken.
+    pub(crate) async fn next_chunk(&mut self) -> Option<Result<Vec<PlannedFile>>> {
+        let chunk = self.chunks.pop_front()?;
+        Some(match chunk.await {
+            Ok(classified) => classified,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        })
     }
 }
 

@@ -14,9 +14,11 @@ use hfd_hub::{HubClient, RemoteFile, RepoPlan, RepoRef, Revision, Selection};
 
 use crate::classify::{PagedClassifier, classify_all};
 use crate::error::{Error, Result};
+use crate::fetch_list::FetchList;
 use crate::layer::Layered;
 use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
 use crate::limit::RateLimit;
+use crate::listing_ahead::ListingAhead;
 use crate::listing_file::ListingFile;
 use crate::meter::{LiveStats, Meter};
 use crate::names::NameRules;
@@ -116,9 +118,39 @@ pub struct DownloadPlan {
     /// A plain (unsharded) run: the record of a sharded sync's commit,
     /// removed once this run completes the target at its own commit.
     shard_pin: Option<PathBuf>,
+    /// Whether the selection is every file (the listing then is the tree
+    /// record, once complete).
+    selects_all: bool,
+    /// From [`Downloader::plan_ahead`]: the rest of the listing, read while
+    /// `files` (its first pages) download; taken by the download.
+    ahead: Option<Arc<std::sync::Mutex<Option<ListingAhead>>>>,
+    /// The files to fetch, made once from `files` and grown by the rest of
+    /// the listing.
+    fetch: Arc<std::sync::OnceLock<Arc<FetchList>>>,
 }
 
 impl DownloadPlan {
+    /// Whether pages of the listing are still to be read: `files` holds
+    /// its first pages, and the download reads the rest while they
+    /// download (decision 0065). The plan's totals are then those of the
+    /// pages read so far.
+    pub fn listing_pending(&self) -> bool {
+        self.ahead.is_some()
+    }
+
+    /// The files the download fetches, `FileKey(i)` the `i`-th: those of
+    /// [`Self::to_fetch`], then, while the download reads the rest of a
+    /// pending listing, those of each later page
+    /// ([`FetchList::is_complete`] says when no more come).
+    pub fn fetch_list(&self) -> Arc<FetchList> {
+        Arc::clone(self.fetch.get_or_init(|| {
+            Arc::new(FetchList::new(
+                self.to_fetch().map(|f| f.remote.clone()),
+                !self.listing_pending(),
+            ))
+        }))
+    }
+
     /// Files that will be fetched.
     pub fn to_fetch(&self) -> impl Iterator<Item = &PlannedFile> {
         self.files
@@ -157,6 +189,11 @@ pub struct DownloadReport {
     pub plan_requests: u64,
     /// Wall time of the transfer.
     pub elapsed: Duration,
+    /// Selected files found up to date (when the listing was read during
+    /// the download, those of every page).
+    pub files_up_to_date: usize,
+    /// Selected files of the listing, fetched or not.
+    pub files_selected: usize,
 }
 
 /// Downloads repositories. Cheap to clone.
@@ -207,13 +244,29 @@ impl Downloader {
     /// shard, the sharded sync's commit is recorded in the target when no
     /// shard recorded it yet (see [`crate::shard`]).
     pub async fn plan(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
+        self.plan_with(request, false).await
+    }
+
+    /// [`Self::plan`] that stops reading the listing once a page with
+    /// selected files was read while more pages remain: the plan then holds
+    /// those first pages ([`DownloadPlan::listing_pending`]), and
+    /// [`Self::download`] reads the rest while the first files download
+    /// (decision 0065). A listing of one page, and a `--shard` run, are
+    /// planned whole as by [`Self::plan`].
+    pub async fn plan_ahead(&self, request: &DownloadRequest) -> Result<DownloadPlan> {
+        self.plan_with(request, true).await
+    }
+
+    async fn plan_with(&self, request: &DownloadRequest, ahead: bool) -> Result<DownloadPlan> {
         let layout = request.layout.open(&request.repo);
         let fetch_policy = request.fetch_policy;
-        let (pinned, files, share) = if request.shard.is_some() {
-            self.plan_shard(request, Arc::clone(&layout)).await?
+        let (pinned, files, share, rest) = if request.shard.is_some() {
+            let (pinned, files, share) = self.plan_shard(request, Arc::clone(&layout)).await?;
+            (pinned, files, share, None)
         } else {
-            let (pinned, files) = self.plan_paged(request, Arc::clone(&layout)).await?;
-            (pinned, files, None)
+            let (pinned, files, rest) =
+                self.plan_paged(request, Arc::clone(&layout), ahead).await?;
+            (pinned, files, None, rest)
         };
         // With a shard, `pinned.files` holds the whole listing.
         let selected = if request.shard.is_some() {
@@ -221,7 +274,8 @@ impl Downloader {
         } else {
             files.len()
         };
-        let listing_complete = request.selection.is_all() && selected == pinned.listed_files;
+        let listing_complete =
+            rest.is_none() && request.selection.is_all() && selected == pinned.listed_files;
         Ok(DownloadPlan {
             local_dir: layout.files_dir(&pinned.commit),
             pinned,
@@ -234,6 +288,9 @@ impl Downloader {
                 .shard
                 .is_none()
                 .then(|| shard::pin_path(&request.layout, &request.repo)),
+            selects_all: request.selection.is_all(),
+            ahead: rest.map(|rest| Arc::new(std::sync::Mutex::new(Some(rest)))),
+            fetch: Arc::default(),
         })
     }
 
@@ -241,11 +298,14 @@ impl Downloader {
     /// classified against the target while the next page is fetched
     /// (decision 0026). The plan takes the listed files over: its
     /// `pinned.files` stays empty (one copy of 10^5 listed files, not two).
+    /// With `ahead`, stops after the first page with selected files when
+    /// pages remain, and returns the rest of the listing.
     async fn plan_paged(
         &self,
         request: &DownloadRequest,
         layout: Arc<dyn Layout>,
-    ) -> Result<(RepoPlan, Vec<PlannedFile>)> {
+        ahead: bool,
+    ) -> Result<(RepoPlan, Vec<PlannedFile>, Option<ListingAhead>)> {
         let before = self.hub.requests_sent();
         let commit = self
             .hub
@@ -260,26 +320,37 @@ impl Downloader {
             let store = Arc::new(ListingFile::new(root, rel));
             pages = blocking(move || Ok(pages.resume_from(store))).await?;
         }
-        let mut classifier = PagedClassifier::new(layout, commit.clone(), request.fetch_policy);
-        while let Some(page) = pages.next_page().await? {
-            // Before anything is downloaded: a name this filesystem cannot
-            // store stops the run here, not halfway through.
-            request.names.check(page.iter().map(|f| f.path.as_str()))?;
-            classifier.push(page);
+        let classifier = PagedClassifier::new(layout, commit.clone(), request.fetch_policy);
+        let mut listing = ListingAhead::new(pages, classifier, request.names);
+        // Before anything is downloaded: a name this filesystem cannot store,
+        // or two names it would take for one, stops the run on the page that
+        // has it (`ListingAhead::take`).
+        loop {
+            let enough = ahead && listing.files_taken() > 0;
+            if listing.is_done() || enough {
+                break;
+            }
+            listing.read_page().await?;
         }
-        let listed_files = pages.finish()?;
-        let files = classifier.finish().await?;
-        hfd_hub::check_path_collisions(files.iter().map(|f| f.remote.path.as_str()))?;
-        let pinned = RepoPlan {
+        let files = listing.classified().await?;
+        let total_bytes = files.iter().map(|f| f.remote.size).sum();
+        let mut pinned = RepoPlan {
             repo: request.repo.clone(),
             revision: request.revision.clone(),
             commit,
             files: Vec::new(),
-            listed_files,
-            total_bytes: files.iter().map(|f| f.remote.size).sum(),
-            requests: self.hub.requests_sent() - before,
+            listed_files: listing.listed_files(),
+            total_bytes,
+            requests: 0,
         };
-        Ok((pinned, files))
+        let rest = if listing.is_done() {
+            pinned.listed_files = listing.finish()?;
+            None
+        } else {
+            Some(listing)
+        };
+        pinned.requests = self.hub.requests_sent() - before;
+        Ok((pinned, files, rest))
     }
 
     /// [`Self::plan`] for one shard: the whole listing first (the shards
@@ -360,51 +431,76 @@ impl Downloader {
     ///
     /// Cancel safety: cancel through `cancel`, not by dropping the future,
     /// so partials are flushed; then the result is [`Error::Cancelled`].
+    ///
+    /// A plan from [`Self::plan_ahead`] whose listing is pending is read to
+    /// its end by its download: download it once.
     pub async fn download(
         &self,
         plan: &DownloadPlan,
         reporter: Arc<dyn Reporter>,
         cancel: CancellationToken,
     ) -> Result<DownloadReport> {
-        let fetch: Vec<&PlannedFile> = plan.to_fetch().collect();
-        // One copy of the files to fetch, shared by the publication and
-        // the source.
-        let files: Arc<[RemoteFile]> = fetch.iter().map(|f| f.remote.clone()).collect();
-        let (mut publication, jobs, reporter) = Publication::start(
-            publication_input(plan, &files, self.engine.min_split_size.bytes()),
-            reporter,
-        )
-        .await?;
-        // A file fetched in one request has nothing to resume from: a journal
-        // would only add a file and its syncs (measured: 6 syncs per small
-        // file). Only files the engine may split get one.
-        let mut jobs = with_identities(jobs, plan, &files, self.engine.min_split_size.bytes());
-        let engine = self.engine_for(&files);
-        if plan.fetch_policy == FetchPolicy::RefetchAll {
-            // `--force` and repairs start over: a partial left by an earlier
-            // run may hold the very bytes that made the file bad.
-            jobs = jobs.into_iter().map(FileJob::fresh).collect();
+        let ahead = plan.ahead.as_ref().and_then(|rest| {
+            rest.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        });
+        // One copy of the files to fetch, shared by the publication, the
+        // source and the progress display; it grows while `ahead` is read.
+        let files = plan.fetch_list();
+        let mut input = publication_input(plan, &files, self.engine.min_split_size.bytes());
+        let mut tree = None;
+        if ahead.is_some() {
+            // The tree record is written once the listing is complete.
+            tree = input.listing.take().or_else(|| {
+                (plan.selects_all && !plan.layout.has_tree(&plan.pinned.commit))
+                    .then(|| plan.files.iter().map(|f| f.remote.clone()).collect())
+            });
         }
+        let (mut publication, jobs, reporter) = Publication::start(input, reporter).await?;
+        let min_split = self.engine.min_split_size.bytes();
+        let refetch = plan.fetch_policy == FetchPolicy::RefetchAll;
+        let jobs = prepared_jobs(jobs, plan, &files, min_split, refetch);
+        let sizes: Vec<u64> = plan.to_fetch().map(|f| f.remote.size).collect();
+        let engine = self.engine_for(&sizes, ahead.is_some());
         let source = Arc::new(HubSource::new(
             self.hub.clone(),
             self.http.clone(),
             plan.pinned.repo.clone(),
             plan.pinned.commit.clone(),
-            files,
-            self.engine.min_split_size.bytes(),
+            Arc::clone(&files),
+            min_split,
         ));
         let started = Instant::now();
         let claims = publication.claims();
-        let rounds = self
-            .run_engine(
-                engine,
-                Arc::clone(&source),
-                reporter,
-                jobs,
-                &claims,
-                &cancel,
-            )
-            .await?;
+        let free_space = hfd_engine::FreeSpace::default();
+        if engine.preflight && !jobs.is_empty() {
+            free_space.check(&jobs).await?;
+        }
+        let (batches, fed) = tokio::sync::mpsc::channel(1);
+        if !jobs.is_empty() {
+            // Room for one batch: the channel was made for it.
+            let _ = batches.try_send(jobs);
+        }
+        let preflight = engine.preflight;
+        let feeding = async {
+            let Some(ahead) = ahead else {
+                drop(batches);
+                return Fed::default();
+            };
+            let feeder = Feeder {
+                plan,
+                publication: &publication,
+                files: &files,
+                min_split,
+                refetch,
+                preflight: preflight.then_some(free_space),
+            };
+            feeder.feed(ahead, batches, tree, &cancel).await
+        };
+        let running = self.run_engine(engine, Arc::clone(&source), reporter, fed, &claims, &cancel);
+        let (rounds, fed) = tokio::join!(running, feeding);
+        let rounds = rounds?;
         let summary = rounds.summary;
         let mut done_elsewhere = 0;
         for key in rounds.done_elsewhere {
@@ -415,71 +511,270 @@ impl Downloader {
         let layout = publication.layout();
         let targets = publication.targets();
         let published = publication.finish(&cancel).await;
+        let selected = plan.files.len() + fed.files;
+        let up_to_date = plan
+            .files
+            .iter()
+            .filter(|f| f.action == FileAction::UpToDate)
+            .count()
+            + fed.up_to_date;
         let mut report = DownloadReport {
-            files_skipped: plan.files.len() - fetch.len() + done_elsewhere,
+            files_skipped: up_to_date + done_elsewhere,
+            files_up_to_date: up_to_date,
+            files_selected: selected,
             bytes_written: summary.bytes_written,
             requests: summary.requests,
             resolves: source.resolves(),
             retries: summary.retries,
-            plan_requests: plan.pinned.requests,
+            plan_requests: plan.pinned.requests + fed.requests,
             elapsed: started.elapsed(),
             ..DownloadReport::default()
         };
-        let mut failed: Vec<(FileKey, hfd_engine::Error)> = Vec::new();
-        let mut cancelled = summary.cancelled;
-        for (key, outcome) in summary.files {
-            match outcome {
-                FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy, &claims))),
-                FileOutcome::Done { .. } => report.files_done += 1,
-                FileOutcome::Failed(e) => failed.push((key, e)),
-                FileOutcome::Cancelled => cancelled = true,
-                _ => {}
-            }
+        if let Some(error) = fed.error {
+            // The files fetched so far are published (and durable); the run
+            // fails as the listing did, and a rerun resumes it (decision
+            // 0027) and skips them.
+            published?;
+            return Err(error);
         }
-        if let Some((key, first)) = failed.into_iter().next() {
-            let total = fetch.len();
-            let failed_count = total.saturating_sub(report.files_done + done_elsewhere);
-            let path = fetch
-                .get(usize::try_from(key.0).unwrap_or(usize::MAX))
-                .map(|f| f.remote.path.clone())
-                .unwrap_or_default();
-            return Err(Error::Files {
-                failed: failed_count,
-                total,
-                path,
-                reason: crate::error::describe_failure(&first, &source.bad_hosts(key)),
-                first: Box::new(first),
-            });
-        }
-        if cancelled {
-            return Err(Error::Cancelled);
-        }
+        report.files_done = engine_outcome(summary, &files, &source, &claims, done_elsewhere)?;
         report.files_done += published?;
-        let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
-        blocking(move || layout.finish(&revision, &commit)).await?;
-        // The layout's last writes (the cache's ref) are batched renames too.
-        crate::publisher::sync_batches(targets).await?;
-        if let Some(pin) = &plan.shard_pin
-            && plan.listing_complete
-        {
-            // The whole repo is in place at this run's commit: a later
-            // sharded sync pins afresh.
-            let _ = std::fs::remove_file(pin);
-        }
+        let listing_complete = if plan.listing_pending() {
+            plan.selects_all && selected == fed.listed
+        } else {
+            plan.listing_complete
+        };
+        let tree = fed.tree.filter(|_| listing_complete);
+        complete_target(plan, layout, targets, tree, listing_complete).await?;
         Ok(report)
     }
 }
 
+/// After every file is in place: the tree record (`tree`, when the listing
+/// was read during the download), the layout's last writes, made durable;
+/// a complete listing drops a sharded sync's commit record.
+async fn complete_target(
+    plan: &DownloadPlan,
+    layout: Arc<dyn Layout>,
+    targets: Vec<hfd_store::TargetDir>,
+    tree: Option<Vec<RemoteFile>>,
+    listing_complete: bool,
+) -> Result<()> {
+    let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
+    blocking(move || {
+        if let Some(tree) = &tree {
+            layout.write_tree(&commit, tree)?;
+        }
+        layout.finish(&revision, &commit)
+    })
+    .await?;
+    // The layout's last writes (the cache's ref) are batched renames too.
+    crate::publisher::sync_batches(targets).await?;
+    if let Some(pin) = &plan.shard_pin
+        && listing_complete
+    {
+        // The whole repo is in place at this run's commit: a later
+        // sharded sync pins afresh.
+        let _ = std::fs::remove_file(pin);
+    }
+    Ok(())
+}
+
+/// The files the engine finished; the run's error when a file failed (or
+/// stayed busy elsewhere) or the run was cancelled.
+fn engine_outcome(
+    summary: hfd_engine::Summary,
+    files: &FetchList,
+    source: &HubSource,
+    claims: &crate::claims::Claims,
+    done_elsewhere: usize,
+) -> Result<usize> {
+    let mut failed: Vec<(FileKey, hfd_engine::Error)> = Vec::new();
+    let mut cancelled = summary.cancelled;
+    let mut done = 0;
+    for (key, outcome) in summary.files {
+        match outcome {
+            FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy, claims))),
+            FileOutcome::Done { .. } => done += 1,
+            FileOutcome::Failed(e) => failed.push((key, e)),
+            FileOutcome::Cancelled => cancelled = true,
+            _ => {}
+        }
+    }
+    if let Some((key, first)) = failed.into_iter().next() {
+        let total = files.len();
+        let failed_count = total.saturating_sub(done + done_elsewhere);
+        let path = files.get(key).map(|f| f.path.clone()).unwrap_or_default();
+        return Err(Error::Files {
+            failed: failed_count,
+            total,
+            path,
+            reason: crate::error::describe_failure(&first, &source.bad_hosts(key)),
+            first: Box::new(first),
+        });
+    }
+    if cancelled {
+        return Err(Error::Cancelled);
+    }
+    Ok(done)
+}
+
+/// What the rest of a listing brought, read during the download.
+#[derive(Default)]
+struct Fed {
+    /// Selected files of the pages read during the download.
+    files: usize,
+    /// Those found up to date.
+    up_to_date: usize,
+    /// Files the whole listing holds (before the selection), once complete.
+    listed: usize,
+    /// Hub requests made for those pages.
+    requests: u64,
+    /// The whole listing, for the tree record, when one is written.
+    tree: Option<Vec<RemoteFile>>,
+    /// Why the listing stopped before its end (the download still finishes
+    /// and publishes the files of the pages before).
+    error: Option<Error>,
+}
+
+/// Reads the rest of a listing and hands each classified chunk's downloads
+/// to the engine (decision 0065).
+struct Feeder<'a> {
+    plan: &'a DownloadPlan,
+    publication: &'a Publication,
+    files: &'a FetchList,
+    min_split: u64,
+    refetch: bool,
+    /// The free-space check of each batch, unless preflight is off.
+    preflight: Option<hfd_engine::FreeSpace>,
+}
+
+impl Feeder<'_> {
+    /// Feeds `batches` until the listing ends, fails, the run is cancelled
+    /// or the engine stops taking batches; the sender waits while the
+    /// engine has enough queued, so the listing goes at the download's pace
+    /// and the jobs held stay bounded.
+    async fn feed(
+        &self,
+        mut ahead: ListingAhead,
+        batches: tokio::sync::mpsc::Sender<Vec<FileJob>>,
+        mut tree: Option<Vec<RemoteFile>>,
+        cancel: &CancellationToken,
+    ) -> Fed {
+        let mut fed = Fed::default();
+        let requests_before = ahead.requests_sent();
+        let error = loop {
+            let chunk = tokio::select! {
+                chunk = ahead.next_chunk() => chunk,
+                () = cancel.cancelled() => break Some(Error::Cancelled),
+            };
+            let chunk = match chunk {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            };
+            fed.files += chunk.len();
+            if let Some(tree) = tree.as_mut() {
+                tree.extend(chunk.iter().map(|f| f.remote.clone()));
+            }
+            let mut to_fetch = Vec::new();
+            let mut refresh = Vec::new();
+            for file in chunk {
+                if file.action == FileAction::UpToDate {
+                    fed.up_to_date += 1;
+                    if !file.settled {
+                        refresh.push(file.remote);
+                    }
+                } else {
+                    to_fetch.push(file.remote);
+                }
+            }
+            let count = to_fetch.len() as u64;
+            let first = self.files.extend(to_fetch);
+            let jobs = match self.publication.more(first..first + count, refresh).await {
+                Ok(jobs) => jobs,
+                Err(e) => break Some(e),
+            };
+            let jobs = prepared_jobs(jobs, self.plan, self.files, self.min_split, self.refetch);
+            if jobs.is_empty() {
+                continue;
+            }
+            // Each batch against the space left now: the files before it
+            // took theirs as they were written.
+            if let Some(free_space) = &self.preflight
+                && let Err(e) = free_space.check(&jobs).await
+            {
+                break Some(e.into());
+            }
+            if batches.send(jobs).await.is_err() {
+                // The engine stopped (cancelled): nothing more to give it.
+                break None;
+            }
+        };
+        fed.requests = ahead.requests_sent() - requests_before;
+        drop(batches);
+        fed.error = match error {
+            Some(e) => Some(e),
+            None if cancel.is_cancelled() => Some(Error::Cancelled),
+            None => match ahead.finish() {
+                Ok(listed) => {
+                    fed.listed = listed;
+                    fed.tree = tree;
+                    self.files.close();
+                    None
+                }
+                Err(e) => Some(e),
+            },
+        };
+        fed
+    }
+}
+
+/// The engine jobs of the files to fetch: each gets its resume identity,
+/// and with `--force` (`refetch`) starts over.
+fn prepared_jobs(
+    jobs: Vec<FileJob>,
+    plan: &DownloadPlan,
+    files: &FetchList,
+    min_split: u64,
+    refetch: bool,
+) -> Vec<FileJob> {
+    let jobs = with_identities(jobs, plan, files, min_split);
+    if refetch {
+        // `--force` and repairs start over: a partial left by an earlier
+        // run may hold the very bytes that made the file bad.
+        jobs.into_iter().map(FileJob::fresh).collect()
+    } else {
+        jobs
+    }
+}
+
 impl Downloader {
-    /// The engine settings for a run over `files`: the memory budget is
-    /// shared by the connections these files can use, not by the most the
-    /// flags allow (`-x 64 -j 5` is 320); connections opened from now on
-    /// get the run's receive window.
-    fn engine_for(&self, files: &[RemoteFile]) -> EngineConfig {
+    /// The engine settings for a run over files of `sizes`: the memory
+    /// budget is shared by the connections these files can use, not by the
+    /// most the flags allow (`-x 64 -j 5` is 320); connections opened from
+    /// now on get the run's receive window. With `more_to_come` (the rest
+    /// of the listing is read during the download, decision 0065), later
+    /// pages may bring large files and any number of small ones: the
+    /// budget is shared as if `-j` files of any size and unbounded small
+    /// files were among them, so it holds whatever comes.
+    fn engine_for(&self, sizes: &[u64], more_to_come: bool) -> EngineConfig {
         let mut engine = self.engine.clone();
-        let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
         let tcp_cap = self.http.config().max_connections_per_host.get();
-        if let Some(window) = engine.share_budget(&sizes, tcp_cap) {
+        let window = if more_to_come {
+            let mut sizes = sizes.to_vec();
+            sizes.extend(std::iter::repeat_n(u64::MAX, engine.files_in_flight.get()));
+            let connections = engine.range_requests_at_once(&sizes).min(tcp_cap);
+            engine.memory_budget.map(|budget| {
+                let run = budget.for_run(connections, u64::MAX);
+                engine.write_batch = hfd_types::ByteSize::new(run.connection.write_batch);
+                engine.small_files_memory = run.small_files.max(engine.min_split_size);
+                run.connection.receive_window
+            })
+        } else {
+            engine.share_budget(sizes, tcp_cap)
+        };
+        if let Some(window) = window {
             self.http.set_receive_window(window);
         }
         // The plan's requests measured the link: the small-file window
@@ -506,7 +801,7 @@ impl Downloader {
         config: EngineConfig,
         source: Arc<HubSource>,
         reporter: Arc<dyn Reporter>,
-        jobs: Vec<FileJob>,
+        jobs: tokio::sync::mpsc::Receiver<Vec<FileJob>>,
         claims: &Arc<crate::claims::Claims>,
         cancel: &CancellationToken,
     ) -> Result<Rounds> {
@@ -530,12 +825,12 @@ impl Downloader {
 fn with_identities(
     jobs: Vec<FileJob>,
     plan: &DownloadPlan,
-    files: &[RemoteFile],
+    files: &FetchList,
     min_split: u64,
 ) -> Vec<FileJob> {
     jobs.into_iter()
         .map(|job| {
-            let Some(file) = files.get(usize::try_from(job.key.0).unwrap_or(usize::MAX)) else {
+            let Some(file) = files.get(job.key) else {
                 return job;
             };
             if file.size <= min_split {
@@ -622,12 +917,12 @@ async fn ask_again(
 /// progress (those files are then reported busy).
 async fn run_shared<S: hfd_engine::RangeSource>(
     engine: &Engine<S>,
-    jobs: Vec<FileJob>,
+    jobs: tokio::sync::mpsc::Receiver<Vec<FileJob>>,
     claims: &Arc<crate::claims::Claims>,
     cancel: &CancellationToken,
 ) -> Result<Rounds> {
     use hfd_engine::Claim;
-    let mut summary = engine.run(jobs, cancel.clone()).await?;
+    let mut summary = engine.run_fed(jobs, cancel.clone()).await?;
     // The jobs of files another process holds, for when they come free.
     let mut busy_jobs: std::collections::HashMap<u64, FileJob> = std::mem::take(&mut summary.busy)
         .into_iter()
@@ -730,7 +1025,7 @@ async fn run_shared<S: hfd_engine::RangeSource>(
 /// What the publisher needs to know of a plan.
 fn publication_input(
     plan: &DownloadPlan,
-    files: &Arc<[RemoteFile]>,
+    files: &Arc<FetchList>,
     min_split: u64,
 ) -> PublicationInput {
     PublicationInput {

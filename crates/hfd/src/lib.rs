@@ -43,9 +43,11 @@ mod classify;
 mod download;
 mod error;
 mod fail_over;
+mod fetch_list;
 mod layer;
 pub mod layout;
 mod limit;
+mod listing_ahead;
 mod listing_file;
 mod meter;
 pub mod names;
@@ -57,6 +59,7 @@ pub mod verify;
 pub use download::{DownloadPlan, DownloadReport, DownloadRequest, Downloader, PlannedFile};
 pub use error::{Error, ErrorKind, Result};
 pub use fail_over::{FailOver, FailingOver};
+pub use fetch_list::FetchList;
 pub use hfd_store::raise_open_file_limit;
 pub use layout::{
     CacheRepo, FetchPolicy, FileAction, Layout, LocalDir, LocalMetadata, OutputLayout, Publish,

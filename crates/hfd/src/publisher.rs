@@ -13,6 +13,7 @@
 //! it.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -26,6 +27,7 @@ use hfd_types::{ByteRange, ContentDigest};
 
 use crate::claims::Claims;
 use crate::error::{Error, Result};
+use crate::fetch_list::FetchList;
 use crate::layout::{FetchPolicy, HubLock, JobPaths, Layout, Publish, PublishItem};
 
 /// What [`Publication::start`] needs.
@@ -33,8 +35,10 @@ pub(crate) struct PublicationInput {
     pub(crate) layout: Arc<dyn Layout>,
     pub(crate) commit: Commit,
     pub(crate) fetch_policy: FetchPolicy,
-    /// Files to fetch; `FileKey(i)` is `fetch[i]`.
-    pub(crate) fetch: Arc<[RemoteFile]>,
+    /// Files to fetch; `FileKey(i)` is the `i`-th. Those listed when the
+    /// publication starts get their jobs then, later ones through
+    /// [`Publication::more`].
+    pub(crate) fetch: Arc<FetchList>,
     /// Files of at most this size are fetched in one request without a
     /// journal: nothing of them is ever resumed, so they are published
     /// straight from their partial (no staged name, one rename less per
@@ -47,18 +51,24 @@ pub(crate) struct PublicationInput {
     pub(crate) listing: Option<Vec<RemoteFile>>,
 }
 
+/// Items whose lock another process holds, with their job key (none for an
+/// up-to-date file's refresh), tried again at the end.
+type Waiting = Vec<(Option<u64>, PublishItem)>;
+
 /// The publishing side of a run: the reporter the engine calls, and the
 /// blocking thread that publishes files as they finish.
 pub(crate) struct Publication {
     core: Arc<Core>,
     reporter: Arc<PublishReporter>,
     worker: JoinHandle<Outcome>,
-    /// Up-to-date files whose lock was busy before the run, and files
+    /// Up-to-date files whose lock was busy when refreshed, and files
     /// another process finished (their links and metadata are refreshed).
-    waiting: Vec<(Option<u64>, PublishItem)>,
+    waiting: Arc<Mutex<Waiting>>,
     /// The target folders the jobs write into: their batched renames are
     /// made durable when the run ends.
-    targets: Vec<hfd_store::TargetDir>,
+    targets: Arc<Mutex<Vec<hfd_store::TargetDir>>>,
+    /// Etag → key of the job downloading it (layouts that share content).
+    by_etag: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// What the publisher thread needs (it holds no sender, so it ends when the
@@ -68,8 +78,14 @@ struct Core {
     commit: Commit,
     fetch_policy: FetchPolicy,
     /// Job key → the item published when it is done (shared with the
-    /// claims).
-    items: Arc<HashMap<u64, PublishItem>>,
+    /// claims); dropped once published, so a run holds the items of the
+    /// files not published yet, not of the whole listing.
+    items: Arc<Mutex<HashMap<u64, PublishItem>>>,
+    /// The files to fetch, by key.
+    fetch: Arc<FetchList>,
+    /// Files of at most this size are published from their partial
+    /// ([`PublicationInput::unjournaled_up_to`]).
+    unjournaled_up_to: u64,
     /// The per-file claims shared with other processes; a job's claim is
     /// released once it is published.
     claims: Arc<Claims>,
@@ -79,10 +95,14 @@ struct Core {
 /// files to the publisher thread.
 struct PublishReporter {
     inner: Arc<dyn Reporter>,
+    /// The publication's items: a finished job's is taken out here, with
+    /// its followers, under the items' lock (a file of a later page then
+    /// either joins it before, or gets its own job).
+    items: Arc<Mutex<HashMap<u64, PublishItem>>>,
     /// Job key → other fetch keys sharing its download (cache dedup).
-    followers: HashMap<u64, Vec<(FileKey, u64)>>,
+    followers: Mutex<HashMap<u64, Vec<(FileKey, u64)>>>,
     extra_done: AtomicUsize,
-    tx: Mutex<Option<mpsc::Sender<u64>>>,
+    tx: Mutex<Option<mpsc::Sender<(u64, PublishItem)>>>,
 }
 
 #[derive(Default)]
@@ -93,37 +113,52 @@ struct Outcome {
 
 impl Publication {
     /// Prepares the target, writes the tree listing, refreshes up-to-date
-    /// files, builds one engine job per download and starts the publisher.
-    /// Returns the jobs and the reporter to give the engine.
+    /// files, builds one engine job per download of the files listed so far
+    /// and starts the publisher. Returns the jobs and the reporter to give
+    /// the engine.
     pub(crate) async fn start(
         input: PublicationInput,
         inner: Arc<dyn Reporter>,
     ) -> Result<(Self, Vec<FileJob>, Arc<dyn Reporter>)> {
-        let prepared = blocking(move || prepare(input)).await?;
-        let mut targets: Vec<hfd_store::TargetDir> = Vec::new();
-        for target in prepared.jobs.iter().filter_map(|job| job.target.as_ref()) {
-            if !targets.iter().any(|t| t.root() == target.root()) {
-                targets.push(target.clone());
+        let PublicationInput {
+            layout,
+            commit,
+            fetch_policy,
+            fetch,
+            unjournaled_up_to,
+            up_to_date,
+            listing,
+        } = input;
+        let layout = blocking(move || {
+            let layout = layout.prepare()?;
+            if let Some(listing) = &listing {
+                layout.write_tree(&commit, listing)?;
             }
-        }
-        let items = Arc::new(prepared.items);
+            Ok((layout, commit))
+        })
+        .await?;
+        let (layout, commit) = layout;
+        let items = Arc::new(Mutex::new(HashMap::new()));
         let claims = Arc::new(Claims::new(
-            Arc::clone(&prepared.layout),
-            prepared.commit.clone(),
-            prepared.fetch_policy,
+            Arc::clone(&layout),
+            commit.clone(),
+            fetch_policy,
             Arc::clone(&items),
         ));
         let core = Arc::new(Core {
             claims,
-            layout: prepared.layout,
-            commit: prepared.commit,
-            fetch_policy: prepared.fetch_policy,
+            layout,
+            commit,
+            fetch_policy,
             items,
+            fetch: Arc::clone(&fetch),
+            unjournaled_up_to,
         });
-        let (tx, rx) = mpsc::channel::<u64>();
+        let (tx, rx) = mpsc::channel::<(u64, PublishItem)>();
         let reporter = Arc::new(PublishReporter {
             inner,
-            followers: prepared.followers,
+            items: Arc::clone(&core.items),
+            followers: Mutex::default(),
             extra_done: AtomicUsize::new(0),
             tx: Mutex::new(Some(tx)),
         });
@@ -131,26 +166,55 @@ impl Publication {
             let core = Arc::clone(&core);
             tokio::task::spawn_blocking(move || {
                 let mut outcome = Outcome::default();
-                for key in rx {
-                    if let Some(item) = core.items.get(&key) {
-                        core.publish_into(Some(key), item, &mut outcome);
-                    }
+                for (key, item) in rx {
+                    core.publish_into(Some(key), item, &mut outcome);
                 }
                 outcome
             })
         };
         let engine_reporter = Arc::clone(&reporter) as Arc<dyn Reporter>;
-        Ok((
-            Self {
-                core,
-                reporter,
-                worker,
-                waiting: prepared.waiting,
-                targets,
-            },
-            prepared.jobs,
-            engine_reporter,
-        ))
+        let publication = Self {
+            core,
+            reporter,
+            worker,
+            waiting: Arc::default(),
+            targets: Arc::default(),
+            by_etag: Arc::default(),
+        };
+        let jobs = publication.more(0..fetch.len() as u64, up_to_date).await?;
+        Ok((publication, jobs, engine_reporter))
+    }
+
+    /// The jobs of the files to fetch with `keys` (already in the fetch
+    /// list), and the refresh of `up_to_date` files (their links and
+    /// metadata at this commit): the next part of a listing that arrives
+    /// while the first files download.
+    pub(crate) async fn more(
+        &self,
+        keys: Range<u64>,
+        up_to_date: Vec<RemoteFile>,
+    ) -> Result<Vec<FileJob>> {
+        let core = Arc::clone(&self.core);
+        let followers = Arc::clone(&self.reporter);
+        let (by_etag, waiting, targets) = (
+            Arc::clone(&self.by_etag),
+            Arc::clone(&self.waiting),
+            Arc::clone(&self.targets),
+        );
+        blocking(move || {
+            let jobs = core.jobs(keys, &followers.followers, &by_etag)?;
+            let mut targets = lock(&targets);
+            for target in jobs.iter().filter_map(|job| job.target.as_ref()) {
+                if !targets.iter().any(|t| t.root() == target.root()) {
+                    targets.push(target.clone());
+                }
+            }
+            drop(targets);
+            let busy = core.refresh(up_to_date)?;
+            lock(&waiting).extend(busy);
+            Ok(jobs)
+        })
+        .await
     }
 
     /// After the engine: publishes what is left, waiting (cancellably) for
@@ -158,7 +222,7 @@ impl Publication {
     /// jobs were completed (paths sharing a download), or the first
     /// publishing error.
     pub(crate) async fn finish(self, cancel: &CancellationToken) -> Result<usize> {
-        let targets = self.targets.clone();
+        let targets = self.targets();
         let published = self.publish_rest(cancel).await;
         // Whatever happened, what was published is made durable before the
         // run reports it (one sync per folder, not one per file).
@@ -171,7 +235,7 @@ impl Publication {
     /// The target folders, to make later batched renames durable with
     /// [`sync_batches`].
     pub(crate) fn targets(&self) -> Vec<hfd_store::TargetDir> {
-        self.targets.clone()
+        lock(&self.targets).clone()
     }
 
     async fn publish_rest(self, cancel: &CancellationToken) -> Result<usize> {
@@ -180,7 +244,9 @@ impl Publication {
             Ok(outcome) => outcome,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        outcome.waiting.extend(self.waiting);
+        outcome
+            .waiting
+            .extend(std::mem::take(&mut *lock(&self.waiting)));
         let started = Instant::now();
         let mut next_note = Duration::from_secs(10);
         while !outcome.waiting.is_empty() && outcome.errors.is_empty() {
@@ -188,8 +254,8 @@ impl Publication {
             let items = std::mem::take(&mut outcome.waiting);
             let round = blocking(move || {
                 let mut round = Outcome::default();
-                for (key, item) in &items {
-                    core.publish_into(*key, item, &mut round);
+                for (key, item) in items {
+                    core.publish_into(key, item, &mut round);
                 }
                 Ok(round)
             })
@@ -228,14 +294,13 @@ impl Publication {
     /// links) and the display sees it done. Returns how many paths it
     /// covers.
     pub(crate) fn done_elsewhere(&mut self, key: u64) -> usize {
-        let Some(item) = self.core.items.get(&key) else {
+        let Some(item) = lock(&self.core.items).remove(&key) else {
             return 0;
         };
         let digest = item.files.first().map(RemoteFile::expected_digest);
         let mut keys = vec![(FileKey(key), item.files.first().map_or(0, |f| f.size))];
         keys.extend(
-            self.reporter
-                .followers
+            lock(&self.reporter.followers)
                 .get(&key)
                 .into_iter()
                 .flatten()
@@ -245,10 +310,10 @@ impl Publication {
             self.reporter.inner.on_file_start(k, size);
             self.reporter.inner.on_file_done(k, digest);
         }
-        self.waiting.push((
+        lock(&self.waiting).push((
             None,
             PublishItem {
-                files: item.files.clone(),
+                files: item.files,
                 staged: None,
             },
         ));
@@ -262,7 +327,7 @@ impl Publication {
 }
 
 impl Core {
-    fn publish_into(&self, key: Option<u64>, item: &PublishItem, outcome: &mut Outcome) {
+    fn publish_into(&self, key: Option<u64>, item: PublishItem, outcome: &mut Outcome) {
         // An up-to-date refresh never replaces the file.
         let fetch = if item.staged.is_some() {
             self.fetch_policy
@@ -277,18 +342,19 @@ impl Core {
         };
         let Some(lock) = lock else {
             tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
-            outcome.waiting.push((key, item.clone()));
+            outcome.waiting.push((key, item));
             return;
         };
-        match self.layout.publish(&self.commit, item, fetch, lock) {
+        match self.layout.publish(&self.commit, &item, fetch, lock) {
             Ok(Publish::Done) => {
                 if let Some(key) = key {
                     self.claims.release(key);
+                    self.fetch.forget(FileKey(key));
                 }
             }
             Ok(Publish::Busy) => {
                 tracing::info!(file = %item.files.first().map_or("", |f| f.path.as_str()), "another process holds the lock; waiting");
-                outcome.waiting.push((key, item.clone()));
+                outcome.waiting.push((key, item));
             }
             Err(e) => outcome.errors.push(e),
         }
@@ -318,18 +384,27 @@ impl Reporter for PublishReporter {
         self.inner.on_fallback(key);
     }
     fn on_file_done(&self, key: FileKey, digest: Option<ContentDigest>) {
-        if let Some(tx) = self.tx.lock().expect("sender lock").as_ref() {
-            // Fails only once the publisher is gone (run over); nothing to do.
-            let _ = tx.send(key.0);
-        }
+        let (item, followers) = {
+            let mut items = lock(&self.items);
+            let followers = lock(&self.followers).remove(&key.0);
+            (items.remove(&key.0), followers)
+        };
+        // Reported before it is handed to the publisher, which forgets the
+        // file once published.
         self.inner.on_file_done(key, digest);
-        if let Some(followers) = self.followers.get(&key.0) {
+        if let Some(followers) = followers {
             self.extra_done
                 .fetch_add(followers.len(), Ordering::Relaxed);
-            for &(follower, size) in followers {
+            for (follower, size) in followers {
                 self.inner.on_file_start(follower, size);
                 self.inner.on_file_done(follower, digest);
             }
+        }
+        if let Some(item) = item
+            && let Some(tx) = self.tx.lock().expect("sender lock").as_ref()
+        {
+            // Fails only once the publisher is gone (run over); nothing to do.
+            let _ = tx.send((key.0, item));
         }
     }
     fn on_file_failed(&self, key: FileKey, error: &hfd_engine::Error) {
@@ -340,99 +415,95 @@ impl Reporter for PublishReporter {
     }
 }
 
-struct Prepared {
-    layout: Arc<dyn Layout>,
-    commit: Commit,
-    fetch_policy: FetchPolicy,
-    jobs: Vec<FileJob>,
-    items: HashMap<u64, PublishItem>,
-    followers: HashMap<u64, Vec<(FileKey, u64)>>,
-    waiting: Vec<(Option<u64>, PublishItem)>,
+impl Core {
+    /// One engine job per download of the fetch list's `keys`; in a layout
+    /// that shares content, a file whose etag a job not yet published
+    /// downloads follows that job instead (one of a later batch whose
+    /// leader is already published gets its own job, which its claim finds
+    /// done: it is only linked).
+    fn jobs(
+        &self,
+        keys: Range<u64>,
+        followers: &Mutex<HashMap<u64, Vec<(FileKey, u64)>>>,
+        by_etag: &Mutex<HashMap<String, u64>>,
+    ) -> Result<Vec<FileJob>> {
+        let mut jobs = Vec::new();
+        let mut by_etag = lock(by_etag);
+        for key in keys {
+            let Some(file) = self.fetch.get(FileKey(key)) else {
+                continue;
+            };
+            let file = RemoteFile::clone(&file);
+            if self.layout.shares_content()
+                && let Some(&leader) = by_etag.get(&file.etag())
+            {
+                let mut items = lock(&self.items);
+                if let Some(item) = items.get_mut(&leader) {
+                    lock(followers)
+                        .entry(leader)
+                        .or_default()
+                        .push((FileKey(key), file.size));
+                    item.files.push(file);
+                    continue;
+                }
+            }
+            let JobPaths {
+                target,
+                partial,
+                staged,
+            } = self.layout.job_paths(&file)?;
+            let staged = if file.size <= self.unjournaled_up_to {
+                partial.clone()
+            } else {
+                staged
+            };
+            let digest: ContentDigest = file.expected_digest();
+            jobs.push(
+                FileJob::new(FileKey(key), file.size, partial, &staged)
+                    .with_expected(digest)
+                    .with_target(target),
+            );
+            if self.layout.shares_content() {
+                by_etag.insert(file.etag(), key);
+            }
+            lock(&self.items).insert(
+                key,
+                PublishItem {
+                    files: vec![file],
+                    staged: Some(staged),
+                },
+            );
+        }
+        Ok(jobs)
+    }
+
+    /// Refreshes `up_to_date` files; returns those whose lock another
+    /// process holds, to try again at the end.
+    fn refresh(&self, up_to_date: Vec<RemoteFile>) -> Result<Waiting> {
+        let mut waiting = Vec::new();
+        for file in up_to_date {
+            let item = PublishItem {
+                files: vec![file],
+                staged: None,
+            };
+            match self.layout.publish(
+                &self.commit,
+                &item,
+                FetchPolicy::SkipUpToDate,
+                HubLock::Take,
+            )? {
+                Publish::Done => {}
+                Publish::Busy => waiting.push((None, item)),
+            }
+        }
+        Ok(waiting)
+    }
 }
 
-fn prepare(input: PublicationInput) -> Result<Prepared> {
-    let PublicationInput {
-        layout,
-        commit,
-        fetch_policy,
-        fetch,
-        unjournaled_up_to,
-        up_to_date,
-        listing,
-    } = input;
-    let layout = layout.prepare()?;
-    if let Some(listing) = &listing {
-        layout.write_tree(&commit, listing)?;
-    }
-    let mut jobs = Vec::new();
-    let mut items: HashMap<u64, PublishItem> = HashMap::new();
-    let mut followers: HashMap<u64, Vec<(FileKey, u64)>> = HashMap::new();
-    // Etag → key of the job downloading it (cache only).
-    let mut by_etag: HashMap<String, u64> = HashMap::new();
-    for (index, file) in fetch.iter().enumerate() {
-        let key = index as u64;
-        if layout.shares_content()
-            && let Some(&leader) = by_etag.get(&file.etag())
-        {
-            if let Some(item) = items.get_mut(&leader) {
-                item.files.push(file.clone());
-            }
-            followers
-                .entry(leader)
-                .or_default()
-                .push((FileKey(key), file.size));
-            continue;
-        }
-        let JobPaths {
-            target,
-            partial,
-            staged,
-        } = layout.job_paths(file)?;
-        let staged = if file.size <= unjournaled_up_to {
-            partial.clone()
-        } else {
-            staged
-        };
-        let digest: ContentDigest = file.expected_digest();
-        jobs.push(
-            FileJob::new(FileKey(key), file.size, partial, &staged)
-                .with_expected(digest)
-                .with_target(target),
-        );
-        items.insert(
-            key,
-            PublishItem {
-                files: vec![file.clone()],
-                staged: Some(staged),
-            },
-        );
-        by_etag.insert(file.etag(), key);
-    }
-    let mut waiting = Vec::new();
-    let mut errors = Vec::new();
-    for file in up_to_date {
-        let item = PublishItem {
-            files: vec![file],
-            staged: None,
-        };
-        match layout.publish(&commit, &item, FetchPolicy::SkipUpToDate, HubLock::Take) {
-            Ok(Publish::Done) => {}
-            Ok(Publish::Busy) => waiting.push((None, item)),
-            Err(e) => errors.push(e),
-        }
-    }
-    if let Some(e) = errors.into_iter().next() {
-        return Err(e);
-    }
-    Ok(Prepared {
-        layout,
-        commit,
-        fetch_policy,
-        jobs,
-        items,
-        followers,
-        waiting,
-    })
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Syncs the folders of every batched rename in `targets`.
@@ -479,7 +550,10 @@ mod tests {
             layout: Arc::new(cache.clone()),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: vec![file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)].into(),
+            fetch: Arc::new(FetchList::new(
+                [file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)],
+                true,
+            )),
             unjournaled_up_to: 0,
             up_to_date: Vec::new(),
             listing: None,
@@ -504,7 +578,7 @@ mod tests {
             layout: Arc::new(LocalDir::new(dir.path())),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: vec![file("x", 1, 3), file("y/x", 1, 3)].into(),
+            fetch: Arc::new(FetchList::new([file("x", 1, 3), file("y/x", 1, 3)], true)),
             unjournaled_up_to: 0,
             up_to_date: Vec::new(),
             listing: None,
@@ -527,7 +601,10 @@ mod tests {
             layout: Arc::new(LocalDir::new(dir.path())),
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: vec![file("small", 1, 3), file("large", 2, 4)].into(),
+            fetch: Arc::new(FetchList::new(
+                [file("small", 1, 3), file("large", 2, 4)],
+                true,
+            )),
             unjournaled_up_to: 3,
             up_to_date: Vec::new(),
             listing: None,

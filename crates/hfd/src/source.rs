@@ -24,6 +24,7 @@ use futures::StreamExt;
 use http::header;
 use tokio::sync::Mutex;
 
+use crate::fetch_list::FetchList;
 use hfd_engine::{BodyStream, FileKey, RangeSource, SlotId, SourceError};
 use hfd_http::{Body, ConnectionChoice, ConnectionId, HttpClient};
 use hfd_hub::{Commit, HubClient, RemoteFile, RepoRef, ResolvedFile};
@@ -94,7 +95,7 @@ pub(crate) struct HubSource {
     small_file_max: u64,
     repo: RepoRef,
     commit: Commit,
-    files: Arc<[RemoteFile]>,
+    files: Arc<FetchList>,
     /// Per-file URL state of the files started and not finished yet (a
     /// failed file's stays, for its error message): bounded by the files in
     /// flight, not by the listing.
@@ -117,7 +118,7 @@ impl HubSource {
         http: HttpClient,
         repo: RepoRef,
         commit: Commit,
-        files: Arc<[RemoteFile]>,
+        files: Arc<FetchList>,
         small_file_max: u64,
     ) -> Self {
         Self {
@@ -170,9 +171,8 @@ impl HubSource {
     }
 
     /// The file `key` and its URL state (created on its first request).
-    fn file(&self, key: FileKey) -> Result<(&RemoteFile, Arc<Mutex<FileUrl>>), SourceError> {
-        let index = usize::try_from(key.0).unwrap_or(usize::MAX);
-        let Some(file) = self.files.get(index) else {
+    fn file(&self, key: FileKey) -> Result<(Arc<RemoteFile>, Arc<Mutex<FileUrl>>), SourceError> {
+        let Some(file) = self.files.get(key) else {
             return Err(SourceError::fatal(Message(format!("unknown {key}"))));
         };
         let mut urls = self
@@ -201,14 +201,14 @@ impl HubSource {
         let (resolved, body) = if how == Resolve::Open {
             let opened = self
                 .hub
-                .open(&self.repo, &self.commit, file)
+                .open(&self.repo, &self.commit, &file)
                 .await
                 .map_err(hub_error)?;
             (opened.resolved, opened.body)
         } else {
             let resolved = self
                 .hub
-                .resolve(&self.repo, &self.commit, file)
+                .resolve(&self.repo, &self.commit, &file)
                 .await
                 .map_err(hub_error)?;
             (resolved, None)

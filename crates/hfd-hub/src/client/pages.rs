@@ -46,6 +46,8 @@ pub struct TreePages {
     entries_total: usize,
     listed_files: usize,
     page_number: u64,
+    /// Pages asked of the endpoint (not read back from a saved listing).
+    pages_asked: u64,
     /// Where the progress is kept (decision 0027), while writing it works.
     store: Option<Arc<dyn ListingStore>>,
     /// Whether this run wrote the store's header yet.
@@ -78,6 +80,7 @@ impl HubClient {
             entries_total: 0,
             listed_files: 0,
             page_number: 0,
+            pages_asked: 0,
             store: None,
             store_started: false,
             saved: VecDeque::new(),
@@ -162,6 +165,7 @@ impl TreePages {
             return Ok(None);
         };
         self.page_number += 1;
+        self.pages_asked += 1;
         let page_number = self.page_number;
         let (final_url, page_headers, body) = self
             .hub
@@ -298,6 +302,18 @@ impl TreePages {
                 self.store = None;
             }
         }
+    }
+
+    /// Pages asked of the endpoint so far (saved pages read back cost
+    /// none).
+    pub fn pages_asked(&self) -> u64 {
+        self.pages_asked
+    }
+
+    /// Whether the last page was read: [`Self::next_page`] has nothing
+    /// more to give and asks for nothing.
+    pub fn is_done(&self) -> bool {
+        self.next.is_none() && self.saved.is_empty()
     }
 
     /// Files listed so far (before the selection).
