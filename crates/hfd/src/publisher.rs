@@ -542,19 +542,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn cache_downloads_shared_content_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("o/m").unwrap()));
+    /// A publication of `fetch` into `layout`, started; its jobs.
+    async fn started(
+        layout: Arc<dyn Layout>,
+        fetch: impl IntoIterator<Item = RemoteFile>,
+        unjournaled_up_to: u64,
+    ) -> (Publication, Vec<FileJob>) {
         let input = PublicationInput {
-            layout: Arc::new(cache.clone()),
+            layout,
             commit: Commit::parse(&"a".repeat(40)).unwrap(),
             fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: Arc::new(FetchList::new(
-                [file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)],
-                true,
-            )),
-            unjournaled_up_to: 0,
+            fetch: Arc::new(FetchList::new(fetch, true)),
+            unjournaled_up_to,
             up_to_date: Vec::new(),
             listing: None,
         };
@@ -562,6 +561,15 @@ mod tests {
             Publication::start(input, Arc::new(hfd_engine::NoopReporter))
                 .await
                 .unwrap();
+        (publication, jobs)
+    }
+
+    #[tokio::test]
+    async fn cache_downloads_shared_content_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheRepo::new(dir.path(), &RepoRef::model(RepoId::new("o/m").unwrap()));
+        let files = [file("x", 1, 3), file("y/x", 1, 3), file("z", 2, 3)];
+        let (publication, jobs) = started(Arc::new(cache.clone()), files, 0).await;
         let keys: Vec<u64> = jobs.iter().map(|j| j.key.0).collect();
         assert_eq!(keys, [0, 2], "one job per distinct etag");
         assert!(jobs.iter().all(|j| j.final_path.starts_with(cache.dir())));
@@ -574,19 +582,8 @@ mod tests {
     #[tokio::test]
     async fn local_dir_downloads_every_path() {
         let dir = tempfile::tempdir().unwrap();
-        let input = PublicationInput {
-            layout: Arc::new(LocalDir::new(dir.path())),
-            commit: Commit::parse(&"a".repeat(40)).unwrap(),
-            fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: Arc::new(FetchList::new([file("x", 1, 3), file("y/x", 1, 3)], true)),
-            unjournaled_up_to: 0,
-            up_to_date: Vec::new(),
-            listing: None,
-        };
-        let (publication, jobs, _reporter) =
-            Publication::start(input, Arc::new(hfd_engine::NoopReporter))
-                .await
-                .unwrap();
+        let files = [file("x", 1, 3), file("y/x", 1, 3)];
+        let (publication, jobs) = started(Arc::new(LocalDir::new(dir.path())), files, 0).await;
         assert_eq!(jobs.len(), 2);
         assert!(dir.path().join(".cache/huggingface/CACHEDIR.TAG").is_file());
         publication.finish(&CancellationToken::new()).await.unwrap();
@@ -597,22 +594,8 @@ mod tests {
     #[tokio::test]
     async fn unjournaled_files_are_published_from_their_partial() {
         let dir = tempfile::tempdir().unwrap();
-        let input = PublicationInput {
-            layout: Arc::new(LocalDir::new(dir.path())),
-            commit: Commit::parse(&"a".repeat(40)).unwrap(),
-            fetch_policy: FetchPolicy::SkipUpToDate,
-            fetch: Arc::new(FetchList::new(
-                [file("small", 1, 3), file("large", 2, 4)],
-                true,
-            )),
-            unjournaled_up_to: 3,
-            up_to_date: Vec::new(),
-            listing: None,
-        };
-        let (publication, jobs, _reporter) =
-            Publication::start(input, Arc::new(hfd_engine::NoopReporter))
-                .await
-                .unwrap();
+        let files = [file("small", 1, 3), file("large", 2, 4)];
+        let (publication, jobs) = started(Arc::new(LocalDir::new(dir.path())), files, 3).await;
         assert_eq!(jobs[0].final_path, jobs[0].partial_path, "small");
         assert_ne!(jobs[1].final_path, jobs[1].partial_path, "large");
         assert!(jobs[1].final_path.to_string_lossy().ends_with(".verified"));
