@@ -32,7 +32,7 @@ pub(crate) struct Claims {
     fetch_policy: FetchPolicy,
     /// Job key → what it publishes (shared with the publisher).
     items: Arc<Mutex<HashMap<u64, PublishItem>>>,
-    held: Mutex<HashMap<u64, Option<ClaimLock>>>,
+    held: Mutex<HashMap<u64, Option<Arc<ClaimLock>>>>,
     /// Signalled when a claim is released.
     released: Condvar,
     warned: AtomicBool,
@@ -92,11 +92,14 @@ impl Claims {
     /// [`HubLock::Take`] when no claim is held (the layout takes the lock
     /// itself, as for files found up to date). Blocking.
     pub(crate) fn hub_lock(&self, key: u64) -> Option<HubLock> {
-        let held = self
+        // The map's lock is not held across the `flock` (see `claim`).
+        let claim = self
             .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held.get(&key) {
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        match claim {
             Some(Some(claim)) => match claim.take_hub_lock() {
                 Ok(true) => Some(HubLock::Held),
                 Ok(false) => None,
@@ -222,7 +225,7 @@ impl ClaimGate for Claims {
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key.0, lock);
+            .insert(key.0, lock.map(Arc::new));
         Claim::Mine
     }
 }
