@@ -103,7 +103,7 @@ impl<S: RangeSource> Engine<S> {
     /// until the sender is dropped (decision 0065). The next batch is taken
     /// only while fewer jobs wait than the small-file window's cap (the
     /// most files that may ever be in flight at once, see
-    /// [`SmallFileWindow::cap_for`]): with a channel of one batch, that
+    /// `SmallFileWindow::cap_for` in `small_files.rs`): with a channel of one batch, that
     /// blocks the sender and bounds the jobs held in memory, however long
     /// the listing. No free-space preflight here: the sender checks each
     /// batch ([`check_free_space`]). The mean small file, which caps the
