@@ -76,13 +76,22 @@ impl Claims {
     /// is an OFD lock, which huggingface_hub's `flock` does not see; it
     /// meets that lock when publishing ([`hub_lock`](Self::hub_lock)).
     pub(crate) fn path_of(&self, job: &FileJob) -> PathBuf {
-        let file = self
-            .items
+        self.lock_path(self.file_of(job).as_ref(), job)
+    }
+
+    /// The file `job` downloads (the first of its publish item).
+    fn file_of(&self, job: &FileJob) -> Option<RemoteFile> {
+        self.items
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&job.key.0)
-            .and_then(|item| item.files.first().cloned());
-        file.and_then(|file| self.layout.lock_path(&file).ok())
+            .and_then(|item| item.files.first().cloned())
+    }
+
+    /// The lock file of `file`, or next to `job`'s partial when the layout
+    /// names none.
+    fn lock_path(&self, file: Option<&RemoteFile>, job: &FileJob) -> PathBuf {
+        file.and_then(|file| self.layout.lock_path(file).ok())
             .unwrap_or_else(|| job.partial_path.with_extension("claim"))
     }
 
@@ -163,19 +172,10 @@ impl Claims {
 impl ClaimGate for Claims {
     fn claim(&self, job: &FileJob) -> Claim {
         let key = job.key;
-        let file = self
-            .items
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key.0)
-            .and_then(|item| item.files.first().cloned());
-        let Some(file) = file else {
+        let Some(file) = self.file_of(job) else {
             return Claim::Mine;
         };
-        let path = &self
-            .layout
-            .lock_path(&file)
-            .unwrap_or_else(|_| job.partial_path.with_extension("claim"));
+        let path = &self.lock_path(Some(&file), job);
         let target = &job.target;
         // The map's lock is held for lookups only, never across the claim's
         // file system calls: with a window of 256 small files starting and

@@ -196,7 +196,8 @@ pub(crate) fn write_in_place(target: &TargetDir, rel: &Path, content: &[u8]) -> 
 pub(crate) fn write_if_missing(target: &TargetDir, rel: &Path, content: &[u8]) -> Result<()> {
     match target.entry(rel)? {
         Some(EntryKind::Symlink | EntryKind::Other) => {
-            replace_warning(target, rel);
+            // Removed with the store's warning, then written afresh.
+            target.clear_planted(rel)?;
             write_atomic(target, rel, content)
         }
         None => write_atomic(target, rel, content),
@@ -223,13 +224,6 @@ pub(crate) fn entry_in(
         Err(hfd_store::Error::Symlink { .. }) => Err(unsafe_target()),
         Err(e) => Err(e.into()),
     }
-}
-
-fn replace_warning(target: &TargetDir, rel: &Path) {
-    tracing::warn!(
-        path = %target.display_path(rel).display(),
-        "found a symbolic link (or special file) where hfd-rs keeps its own file; removing it, not following it"
-    );
 }
 
 /// Reads the regular file `rel` (no link followed), `None` when it is not
