@@ -16,6 +16,7 @@ use crate::claim::ClaimGate;
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::job::FileJob;
+use crate::outcomes::{Outcomes, Ran};
 use crate::pool::{ConnectionSlots, PoolGate, RateBoard};
 use crate::progress::{FileOutcome, Reporter, Summary};
 use crate::small_files::SmallFileWindow;
@@ -108,7 +109,8 @@ impl<S: RangeSource> Engine<S> {
     /// the listing. No free-space preflight here: the sender checks each
     /// batch ([`check_free_space`]). The mean small file, which caps the
     /// window, is that of the first batch. A file's outcome is reported
-    /// under its key; files never received are not in the summary.
+    /// under its key (a done file is only counted, [`Summary::done`]);
+    /// files never received are not in the summary.
     ///
     /// Cancel safety: as [`Self::run`]; jobs received and not started are
     /// [`FileOutcome::Cancelled`].
@@ -117,7 +119,7 @@ impl<S: RangeSource> Engine<S> {
         mut batches: tokio::sync::mpsc::Receiver<Vec<FileJob>>,
         cancel: CancellationToken,
     ) -> Result<Summary> {
-        let mut outcomes: Vec<(FileKey, Option<Ran>)> = Vec::new();
+        let mut outcomes = Outcomes::default();
         let mut tasks = JoinSet::new();
         let config = &self.shared.config;
         let limit = config.files_in_flight.get();
@@ -128,7 +130,7 @@ impl<S: RangeSource> Engine<S> {
         let mut window: Option<SmallFileWindow> = None;
         let mut feed_open = true;
         let (mut small_running, mut large_running) = (0_usize, 0_usize);
-        let mut small_tasks = HashSet::new();
+        let mut running = Running::new();
         let mut rate_limits_seen = 0;
         loop {
             if cancel.is_cancelled() {
@@ -174,11 +176,9 @@ impl<S: RangeSource> Engine<S> {
             if let Some((index, job, is_small)) = next {
                 let shared = Arc::clone(&self.shared);
                 let cancel = cancel.child_token();
-                let task = tasks
-                    .spawn(async move { (index, is_small, run_file(shared, job, cancel).await) });
-                if is_small {
-                    small_tasks.insert(task.id());
-                }
+                let key = job.key;
+                let task = tasks.spawn(run_file(shared, job, cancel));
+                running.insert(task.id(), (index, key, is_small));
                 continue;
             }
             if tasks.is_empty() && !feed_open {
@@ -186,7 +186,7 @@ impl<S: RangeSource> Engine<S> {
             }
             let take_batch = feed_open && queues.wants_more(window.as_ref(), limit);
             let finished = tokio::select! {
-                finished = collect(&mut tasks, &mut outcomes, &mut small_tasks), if !tasks.is_empty() => finished,
+                finished = collect(&mut tasks, &mut outcomes, &mut running), if !tasks.is_empty() => finished,
                 batch = batches.recv(), if take_batch => {
                     match batch {
                         Some(batch) => queues.push(config, batch, &mut outcomes, &mut window),
@@ -216,29 +216,23 @@ impl<S: RangeSource> Engine<S> {
             }
         }
         while !tasks.is_empty() {
-            collect(&mut tasks, &mut outcomes, &mut small_tasks).await;
+            collect(&mut tasks, &mut outcomes, &mut running).await;
+        }
+        // Jobs received and never started.
+        for (index, job) in queues.small.drain(..).chain(queues.large.drain(..)) {
+            outcomes.record(index, job.key, Ran::Outcome(FileOutcome::Cancelled));
         }
         Ok(self.summary(outcomes, cancel.is_cancelled()))
     }
 
-    /// Each file's outcome (a job never started is cancelled) and the
-    /// run's counters.
-    fn summary(&self, outcomes: Vec<(FileKey, Option<Ran>)>, cancelled: bool) -> Summary {
-        let mut busy = Vec::new();
-        let files = outcomes
-            .into_iter()
-            .map(|(k, o)| match o {
-                Some(Ran::Outcome(outcome)) => (k, outcome),
-                Some(Ran::Busy(job)) => {
-                    busy.push(*job);
-                    (k, FileOutcome::Busy)
-                }
-                None => (k, FileOutcome::Cancelled),
-            })
-            .collect();
+    /// The outcome of each file not done, how many are, and the run's
+    /// counters.
+    fn summary(&self, outcomes: Outcomes, cancelled: bool) -> Summary {
+        let (files, done, busy) = outcomes.finish();
         let c = &self.shared.counters;
         Summary {
             files,
+            done,
             busy,
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             bytes_resumed: c.bytes_resumed.load(Ordering::Relaxed),
@@ -275,7 +269,7 @@ impl Queues {
         &mut self,
         config: &EngineConfig,
         batch: Vec<FileJob>,
-        outcomes: &mut Vec<(FileKey, Option<Ran>)>,
+        outcomes: &mut Outcomes,
         window: &mut Option<SmallFileWindow>,
     ) {
         if window.is_none() {
@@ -289,8 +283,7 @@ impl Queues {
             *window = Some(started);
         }
         for job in batch {
-            let index = outcomes.len();
-            outcomes.push((job.key, None));
+            let index = outcomes.receive();
             if config.is_small_file(job.size) {
                 self.small.push_back((index, job));
             } else {
@@ -363,38 +356,33 @@ impl FreeSpace {
     }
 }
 
-/// How a file task ended: an outcome, or its job handed back because
-/// another process holds its claim.
-enum Ran {
-    Outcome(FileOutcome),
-    Busy(Box<FileJob>),
-}
+/// The file tasks running: each one's job index and key, and whether it is
+/// a small file.
+type Running = HashMap<tokio::task::Id, (usize, FileKey, bool)>;
 
-/// Waits for one file task; returns whether it was a small file (`None`
-/// when none was running).
+/// Waits for one file task and records its outcome; returns whether it was
+/// a small file (`None` when none was running).
 async fn collect(
-    tasks: &mut JoinSet<(usize, bool, Ran)>,
-    outcomes: &mut [(FileKey, Option<Ran>)],
-    small_tasks: &mut HashSet<tokio::task::Id>,
+    tasks: &mut JoinSet<Ran>,
+    outcomes: &mut Outcomes,
+    running: &mut Running,
 ) -> Option<bool> {
-    match tasks.join_next_with_id().await {
-        Some(Ok((id, (index, is_small, outcome)))) => {
-            small_tasks.remove(&id);
-            outcomes[index].1 = Some(outcome);
-            Some(is_small)
-        }
-        Some(Err(source)) => {
-            let is_small = small_tasks.remove(&source.id());
-            // A file task panicked: report it on the first file without an
-            // outcome that is not running any more (best effort).
+    let (id, ran) = match tasks.join_next_with_id().await? {
+        Ok((id, ran)) => (id, ran),
+        Err(source) => {
             tracing::error!(error = %source, "file task failed");
-            if let Some(slot) = outcomes.iter_mut().find(|(_, o)| o.is_none()) {
-                slot.1 = Some(Ran::Outcome(FileOutcome::Failed(Error::Task { source })));
-            }
-            Some(is_small)
+            let id = source.id();
+            (
+                id,
+                Ran::Outcome(FileOutcome::Failed(Error::Task { source })),
+            )
         }
-        None => None,
-    }
+    };
+    let (index, key, is_small) = running
+        .remove(&id)
+        .expect("every file task is entered when spawned");
+    outcomes.record(index, key, ran);
+    Some(is_small)
 }
 
 async fn run_file<S: RangeSource>(

@@ -80,6 +80,7 @@ mod fallback;
 mod file_ctx;
 mod job;
 mod journal_flush;
+mod outcomes;
 mod plan;
 mod pool;
 mod progress;

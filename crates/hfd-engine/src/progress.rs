@@ -109,8 +109,12 @@ pub enum FileOutcome {
 #[derive(Debug, Default)]
 #[non_exhaustive]
 pub struct Summary {
-    /// Each job's outcome, in job order.
+    /// The outcome of each job that did not end [`FileOutcome::Done`], in
+    /// job order; a done file is only counted in [`Self::done`] (a run of
+    /// 10^5 files keeps no slot per file).
     pub files: Vec<(FileKey, FileOutcome)>,
+    /// Files that ended [`FileOutcome::Done`].
+    pub done: usize,
     /// The jobs of the [`FileOutcome::Busy`] files (another process held
     /// their claim), to run again later: the caller keeps no copy of every
     /// job for the few that may come back.
@@ -136,9 +140,7 @@ pub struct Summary {
 impl Summary {
     /// Whether every file is done.
     pub fn is_success(&self) -> bool {
-        self.files
-            .iter()
-            .all(|(_, o)| matches!(o, FileOutcome::Done { .. }))
+        self.files.is_empty()
     }
 
     /// The failed files.

@@ -16,7 +16,7 @@ use crate::classify::{PagedClassifier, classify_all};
 use crate::error::{Error, Result};
 use crate::fetch_list::FetchList;
 use crate::layer::Layered;
-use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout};
+use crate::layout::{FetchPolicy, FileAction, Layout, OutputLayout, TreeRecord};
 use crate::limit::RateLimit;
 use crate::listing_ahead::ListingAhead;
 use crate::listing_file::ListingFile;
@@ -454,7 +454,7 @@ impl Downloader {
             // The tree record is written once the listing is complete.
             tree = input.listing.take().or_else(|| {
                 (plan.selects_all && !plan.layout.has_tree(&plan.pinned.commit))
-                    .then(|| plan.files.iter().map(|f| f.remote.clone()).collect())
+                    .then(|| plan.files.iter().map(|f| &f.remote).collect())
             });
         }
         let (mut publication, jobs, reporter) = Publication::start(input, reporter).await?;
@@ -557,7 +557,7 @@ async fn complete_target(
     plan: &DownloadPlan,
     layout: Arc<dyn Layout>,
     targets: Vec<hfd_store::TargetDir>,
-    tree: Option<Vec<RemoteFile>>,
+    tree: Option<TreeRecord>,
     listing_complete: bool,
 ) -> Result<()> {
     let (revision, commit) = (plan.pinned.revision.clone(), plan.pinned.commit.clone());
@@ -591,11 +591,10 @@ fn engine_outcome(
 ) -> Result<usize> {
     let mut failed: Vec<(FileKey, hfd_engine::Error)> = Vec::new();
     let mut cancelled = summary.cancelled;
-    let mut done = 0;
+    let done = summary.done;
     for (key, outcome) in summary.files {
         match outcome {
             FileOutcome::Busy => failed.push((key, still_busy(key, &summary.busy, claims))),
-            FileOutcome::Done { .. } => done += 1,
             FileOutcome::Failed(e) => failed.push((key, e)),
             FileOutcome::Cancelled => cancelled = true,
             _ => {}
@@ -631,7 +630,7 @@ struct Fed {
     /// Hub requests made for those pages.
     requests: u64,
     /// The whole listing, for the tree record, when one is written.
-    tree: Option<Vec<RemoteFile>>,
+    tree: Option<TreeRecord>,
     /// Why the listing stopped before its end (the download still finishes
     /// and publishes the files of the pages before).
     error: Option<Error>,
@@ -658,7 +657,7 @@ impl Feeder<'_> {
         &self,
         mut ahead: ListingAhead,
         batches: tokio::sync::mpsc::Sender<Vec<FileJob>>,
-        mut tree: Option<Vec<RemoteFile>>,
+        mut tree: Option<TreeRecord>,
         cancel: &CancellationToken,
     ) -> Fed {
         let mut fed = Fed::default();
@@ -675,7 +674,7 @@ impl Feeder<'_> {
             };
             fed.files += chunk.len();
             if let Some(tree) = tree.as_mut() {
-                tree.extend(chunk.iter().map(|f| f.remote.clone()));
+                tree.extend(chunk.iter().map(|f| &f.remote));
             }
             let mut to_fetch = Vec::new();
             let mut refresh = Vec::new();
@@ -943,6 +942,9 @@ async fn run_shared<S: hfd_engine::RangeSource>(
             break;
         }
         let asked = ask_again(claims, &busy, &busy_jobs).await?;
+        let position: std::collections::HashMap<u64, usize> = (summary.files.iter().enumerate())
+            .map(|(at, (k, _))| (k.0, at))
+            .collect();
         let mut rerun = Vec::new();
         for (key, claim, mark) in asked {
             match claim {
@@ -956,8 +958,8 @@ async fn run_shared<S: hfd_engine::RangeSource>(
                 }
             }
             last_progress = Instant::now();
-            if let Some(slot) = summary.files.iter_mut().find(|(k, _)| k.0 == key) {
-                slot.1 = if claim == Claim::DoneElsewhere {
+            if let Some(&at) = position.get(&key) {
+                summary.files[at].1 = if claim == Claim::DoneElsewhere {
                     FileOutcome::DoneElsewhere
                 } else {
                     FileOutcome::Cancelled
@@ -970,13 +972,25 @@ async fn run_shared<S: hfd_engine::RangeSource>(
                 "files another process left are free; downloading them here"
             );
             let jobs: Vec<FileJob> = rerun.iter().filter_map(|k| busy_jobs.remove(k)).collect();
+            let ran: std::collections::HashSet<u64> = jobs.iter().map(|j| j.key.0).collect();
             let mut round = engine.run(jobs, cancel.clone()).await?;
             busy_jobs.extend(round.busy.drain(..).map(|j| (j.key.0, j)));
-            for (key, outcome) in round.files {
-                if let Some(slot) = summary.files.iter_mut().find(|(k, _)| *k == key) {
-                    slot.1 = outcome;
+            // A file done in this round leaves the list of files not done.
+            let mut not_done: std::collections::HashMap<u64, FileOutcome> =
+                round.files.into_iter().map(|(k, o)| (k.0, o)).collect();
+            summary.files.retain_mut(|(key, outcome)| {
+                if !ran.contains(&key.0) {
+                    return true;
                 }
-            }
+                match not_done.remove(&key.0) {
+                    Some(again) => {
+                        *outcome = again;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            summary.done += round.done;
             summary.bytes_written += round.bytes_written;
             summary.bytes_resumed += round.bytes_resumed;
             summary.requests += round.requests;
@@ -1045,9 +1059,9 @@ fn publication_input(
         // of 10^5 files would copy them all for nothing).
         listing: (plan.listing_complete && !plan.layout.has_tree(&plan.pinned.commit)).then(|| {
             if plan.pinned.files.is_empty() {
-                plan.files.iter().map(|f| f.remote.clone()).collect()
+                plan.files.iter().map(|f| &f.remote).collect()
             } else {
-                plan.pinned.files.clone()
+                plan.pinned.files.iter().collect()
             }
         }),
     }

@@ -48,7 +48,7 @@ pub(crate) struct PublicationInput {
     pub(crate) up_to_date: Vec<RemoteFile>,
     /// The complete listing when the run is unfiltered (for
     /// `trees/<commit>.json`).
-    pub(crate) listing: Option<Vec<RemoteFile>>,
+    pub(crate) listing: Option<crate::layout::TreeRecord>,
 }
 
 /// Items whose lock another process holds, with their job key (none for an

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use hfd_hub::{Commit, RemoteFile, Revision};
 use hfd_store::TargetDir;
 
+use super::tree_record::TreeRecord;
 use crate::error::Result;
 
 /// Whether files already up to date are fetched again.
@@ -120,7 +121,7 @@ pub trait Layout: fmt::Debug + Send + Sync {
 
     /// Records the complete, unfiltered listing of `commit` (only called
     /// for unfiltered runs).
-    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()>;
+    fn write_tree(&self, commit: &Commit, listing: &TreeRecord) -> Result<()>;
 
     /// Whether the listing of `commit` is already recorded (then
     /// [`write_tree`](Self::write_tree) would do nothing). By default: no.

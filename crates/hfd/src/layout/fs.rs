@@ -21,7 +21,9 @@
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use hfd_hub::{Commit, RemoteFile};
+use hfd_hub::Commit;
+
+use super::TreeRecord;
 use hfd_store::{EntryKind, OpenMode, TargetDir};
 use hfd_types::ContentDigest;
 
@@ -40,72 +42,16 @@ pub(crate) fn write_tree_listing(
     target: &TargetDir,
     folder: &Path,
     commit: &Commit,
-    listing: &[RemoteFile],
+    listing: &TreeRecord,
 ) -> Result<()> {
     let rel = folder.join("trees").join(format!("{commit}.json"));
     if matches!(target.entry(&rel), Ok(Some(EntryKind::File { .. }))) {
         return Ok(());
     }
-    let mut files: Vec<&RemoteFile> = listing.iter().collect();
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    files.dedup_by(|a, b| a.path == b.path);
     if let Some(parent) = rel.parent() {
         target.create_dir_all(parent)?;
     }
-    write_atomic_with(target, &rel, |out| {
-        serde_json::to_writer_pretty(out, &TreeListing(&files)).map_err(std::io::Error::from)
-    })
-}
-
-/// The tree listing file's document; keys in the order `serde_json`'s maps
-/// sort them (alphabetical), as the file has always been written.
-struct TreeListing<'a>(&'a [&'a RemoteFile]);
-
-impl serde::Serialize for TreeListing<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut doc = s.serialize_map(Some(2))?;
-        doc.serialize_entry("files", &TreeFiles(self.0))?;
-        doc.serialize_entry("format_version", &1)?;
-        doc.end()
-    }
-}
-
-struct TreeFiles<'a>(&'a [&'a RemoteFile]);
-
-impl serde::Serialize for TreeFiles<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|f| (f.path.as_str(), TreeEntry(f))))
-    }
-}
-
-struct TreeEntry<'a>(&'a RemoteFile);
-
-impl serde::Serialize for TreeEntry<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let file = self.0;
-        let mut entry = s.serialize_map(None)?;
-        entry.serialize_entry("blob_id", &Hex(&file.oid))?;
-        if let Some(sha) = &file.lfs_sha256 {
-            entry.serialize_entry("lfs_sha256", &Hex(sha))?;
-            entry.serialize_entry("lfs_size", &file.size)?;
-        }
-        entry.serialize_entry("size", &file.size)?;
-        if let Some(xet) = &file.xet_hash {
-            entry.serialize_entry("xet_hash", xet)?;
-        }
-        entry.end()
-    }
-}
-
-/// A digest as its lower-case hex string, without building the string.
-struct Hex<'a>(&'a ContentDigest);
-
-impl serde::Serialize for Hex<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self.0)
-    }
+    write_atomic_with(target, &rel, |out| listing.write_document(out))
 }
 
 /// Serialises this process's atomic writes. Their temporary names are per
@@ -423,6 +369,7 @@ pub(crate) fn sibling_name(path: &Path, suffix: &str, reserve: usize) -> PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hfd_hub::RemoteFile;
 
     /// The tree file's bytes, as `huggingface_hub`-shaped readers (and
     /// `hfd-rs serve`) read them: keys sorted, pretty-printed, files sorted
@@ -446,7 +393,8 @@ mod tests {
             xet_hash: Some("x".repeat(64)),
         };
         let commit = Commit::parse(&"c".repeat(40)).unwrap();
-        write_tree_listing(&target, Path::new("state"), &commit, &[regular, lfs]).unwrap();
+        let record: TreeRecord = [regular, lfs].iter().collect();
+        write_tree_listing(&target, Path::new("state"), &commit, &record).unwrap();
         let text = std::fs::read_to_string(
             dir.path()
                 .join("state/trees")

@@ -35,6 +35,7 @@ use super::fs::{
     repo_rel, safe_join_entry, sibling_name, write_atomic, write_if_missing, write_tree_listing,
 };
 use super::lock::PublishGuard;
+use super::tree_record::TreeRecord;
 use crate::error::{Error, Result};
 
 /// Symlink probes made by this process: probe names are unique per probe,
@@ -464,7 +465,7 @@ impl CacheRepo {
 
     /// Writes `trees/<commit>.json` when missing. Only call it with the
     /// complete, unfiltered listing of the commit.
-    pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+    pub fn write_tree(&self, commit: &Commit, listing: &TreeRecord) -> Result<()> {
         write_tree_listing(&self.target()?, Path::new(&self.folder), commit, listing)
     }
 }
@@ -497,7 +498,7 @@ impl Layout for CacheRepo {
         Ok(Arc::new(self.clone()))
     }
 
-    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+    fn write_tree(&self, commit: &Commit, listing: &TreeRecord) -> Result<()> {
         CacheRepo::write_tree(self, commit, listing)
     }
 

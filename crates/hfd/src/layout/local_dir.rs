@@ -41,6 +41,7 @@ use super::fs::{
     write_tree_listing,
 };
 use super::lock::{PublishGuard, TargetLock};
+use super::tree_record::TreeRecord;
 use crate::error::{Error, Result};
 
 /// A `--local-dir` target folder.
@@ -379,7 +380,7 @@ impl LocalDir {
 
     /// Writes `trees/<commit>.json` when missing. Only call it with the
     /// complete, unfiltered listing of the commit.
-    pub fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+    pub fn write_tree(&self, commit: &Commit, listing: &TreeRecord) -> Result<()> {
         write_tree_listing(&self.target()?, &state_rel(), commit, listing)
     }
 
@@ -517,7 +518,7 @@ impl Layout for LocalDir {
         Ok(Arc::new(self.clone()))
     }
 
-    fn write_tree(&self, commit: &Commit, listing: &[RemoteFile]) -> Result<()> {
+    fn write_tree(&self, commit: &Commit, listing: &TreeRecord) -> Result<()> {
         LocalDir::write_tree(self, commit, listing)
     }
 

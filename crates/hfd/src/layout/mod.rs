@@ -9,6 +9,8 @@
 //!   ([`FileAction`], [`FetchPolicy`], [`Publish`], …).
 //! - `fs`: safe joins, atomic writes and the tree listing both use.
 //! - `lock`: the advisory locks huggingface_hub takes on the same targets.
+//! - `tree_record`: the listing kept, packed, for `trees/<commit>.json`
+//!   ([`TreeRecord`]).
 //!
 //! The engine writes each file to a partial path and, once complete and
 //! verified, renames it to a *staged* path ([`Layout::job_paths`]; a file
@@ -25,6 +27,7 @@ pub mod local_dir;
 mod contract;
 pub(crate) mod fs;
 pub(crate) mod lock;
+mod tree_record;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use hfd_hub::RepoRef;
 pub use contract::{FetchPolicy, FileAction, HubLock, JobPaths, Layout, Publish, PublishItem};
 pub use hub_cache::{CacheRepo, SnapshotEntries};
 pub use local_dir::{LocalDir, LocalMetadata};
+pub use tree_record::TreeRecord;
 
 /// Which layout a download writes, with its options (what
 /// [`DownloadRequest`](crate::DownloadRequest) carries).
