@@ -178,11 +178,15 @@ pub fn find_path_collision<'a>(
 /// path is checked against every path added before it, so a collision is
 /// found on the page that brings its second path, before that page's files
 /// are used (decision 0065). Holds a hash of each folded path and the
-/// path's text (a later page cannot borrow an earlier one's).
+/// path's text (a later page cannot borrow an earlier one's), the texts
+/// one after the other in one string: a path and 16 bytes each (a string
+/// of its own cost 40 more, 4 MiB over 10^5 files).
 #[derive(Debug, Default)]
 pub struct PathCollisions {
     keys: std::collections::hash_map::RandomState,
-    seen: std::collections::HashMap<u64, Box<str>>,
+    /// Hash of a folded path -> where its first path is in `texts`.
+    seen: std::collections::HashMap<u64, (u32, u32)>,
+    texts: String,
     /// Folded paths whose hash a different folded path took first.
     spilled: std::collections::HashMap<String, Box<str>>,
 }
@@ -201,13 +205,18 @@ impl PathCollisions {
             let folded = fold(path);
             let first = match self.seen.entry(self.keys.hash_one(&*folded)) {
                 Entry::Vacant(slot) => {
-                    slot.insert(path.into());
+                    let at = |n: usize| u32::try_from(n).expect("a listing's paths fit in 4 GiB");
+                    slot.insert((at(self.texts.len()), at(path.len())));
+                    self.texts.push_str(path);
                     continue;
                 }
-                Entry::Occupied(first) => first.into_mut(),
+                Entry::Occupied(first) => {
+                    let (at, len) = *first.get();
+                    &self.texts[at as usize..(at + len) as usize]
+                }
             };
             if fold(first) == folded {
-                if &**first != path {
+                if first != path {
                     return Err(collision(first, path));
                 }
                 continue;
