@@ -343,11 +343,8 @@ mod tests {
         }
         let board = super::lock(&board.inner);
         assert_eq!(board.finished.len(), super::FINISHED_KEPT);
-        assert_eq!(
-            board.finished.back().unwrap().0,
-            10_000.0,
-            "the newest kept"
-        );
+        let newest = board.finished.back().unwrap().0;
+        assert!((newest - 10_000.0).abs() < 0.5, "the newest kept: {newest}");
         assert!(board.running.is_empty());
     }
 }

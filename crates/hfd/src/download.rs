@@ -908,6 +908,35 @@ async fn ask_again(
     .await
 }
 
+/// Adds to `summary` a round that ran the files `ran` again: a file done in
+/// it leaves the list of files not done, the others take their new outcome.
+fn add_round(
+    summary: &mut hfd_engine::Summary,
+    round: hfd_engine::Summary,
+    ran: &std::collections::HashSet<u64>,
+) {
+    let mut not_done: std::collections::HashMap<u64, FileOutcome> =
+        round.files.into_iter().map(|(k, o)| (k.0, o)).collect();
+    summary.files.retain_mut(|(key, outcome)| {
+        if !ran.contains(&key.0) {
+            return true;
+        }
+        match not_done.remove(&key.0) {
+            Some(again) => {
+                *outcome = again;
+                true
+            }
+            None => false,
+        }
+    });
+    summary.done += round.done;
+    summary.bytes_written += round.bytes_written;
+    summary.bytes_resumed += round.bytes_resumed;
+    summary.requests += round.requests;
+    summary.retries += round.retries;
+    summary.cancelled |= round.cancelled;
+}
+
 /// Runs `jobs` through `engine` sharing the target with other processes:
 /// files another process has claimed are skipped at first; once the rest
 /// is done, they are asked for again until each is finished elsewhere or
@@ -975,27 +1004,7 @@ async fn run_shared<S: hfd_engine::RangeSource>(
             let ran: std::collections::HashSet<u64> = jobs.iter().map(|j| j.key.0).collect();
             let mut round = engine.run(jobs, cancel.clone()).await?;
             busy_jobs.extend(round.busy.drain(..).map(|j| (j.key.0, j)));
-            // A file done in this round leaves the list of files not done.
-            let mut not_done: std::collections::HashMap<u64, FileOutcome> =
-                round.files.into_iter().map(|(k, o)| (k.0, o)).collect();
-            summary.files.retain_mut(|(key, outcome)| {
-                if !ran.contains(&key.0) {
-                    return true;
-                }
-                match not_done.remove(&key.0) {
-                    Some(again) => {
-                        *outcome = again;
-                        true
-                    }
-                    None => false,
-                }
-            });
-            summary.done += round.done;
-            summary.bytes_written += round.bytes_written;
-            summary.bytes_resumed += round.bytes_resumed;
-            summary.requests += round.requests;
-            summary.retries += round.retries;
-            summary.cancelled |= round.cancelled;
+            add_round(&mut summary, round, &ran);
             continue;
         }
         let still = summary

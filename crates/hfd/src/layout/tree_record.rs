@@ -123,7 +123,7 @@ impl std::fmt::Debug for TreeRecord {
         f.debug_struct("TreeRecord")
             .field("files", &self.len())
             .field("bytes", &self.bytes.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
