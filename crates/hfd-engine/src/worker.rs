@@ -218,6 +218,11 @@ impl<S: RangeSource> Worker<S> {
                     plan.no_tail_splits();
                 }
                 if let Some(grant) = plan.assign(self.id, Instant::now()) {
+                    if !plan.has_pending()
+                        && let Some(journal) = &self.file.journal
+                    {
+                        journal.in_tail();
+                    }
                     return Some(grant);
                 }
                 if plan.is_done() {
