@@ -279,7 +279,7 @@ mod tests {
         let looping = tokio::spawn(flush_loop(
             fake.clone(),
             Arc::clone(&marks),
-            Duration::from_secs(3600),
+            Duration::from_hours(1),
             stop.clone(),
             CancellationToken::new(),
         ));
