@@ -220,6 +220,12 @@ struct Board {
     /// [`RECENT`]. (Every finished request kept for 30 s was 4 MiB and an
     /// O(n) scan per update in a dataset of 10^5 small files.)
     finished: VecDeque<(f64, Instant)>,
+    /// When rates older than [`RECENT`] were last dropped.
+    pruned_at: Option<Instant>,
+    /// The median last computed over a large board, and when.
+    median: Option<(f64, Instant)>,
+    /// Reused for the median (no allocation per update).
+    scratch: Vec<f64>,
 }
 
 /// How long a finished request's rate stays in the median.
@@ -228,6 +234,20 @@ pub(crate) const RECENT: Duration = Duration::from_secs(30);
 /// Finished requests' rates kept for the median: far more than one run has
 /// connections, so the median is that of the pool's recent requests.
 const FINISHED_KEPT: usize = 256;
+
+/// How often rates older than [`RECENT`] are dropped.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// From this many peers on, a median computed in the last
+/// [`MEDIAN_FRESH`] is reused: one request more or less barely moves it,
+/// and a 512 MiB file's board holds up to [`FINISHED_KEPT`] finished
+/// requests; sorting them on every update of every request (each checks
+/// every 10 ms) cost more CPU than the rest of the slow-request check
+/// (decision 0070).
+const CACHED_MEDIAN_FROM: usize = 16;
+
+/// How long a large board's median is reused.
+const MEDIAN_FRESH: Duration = Duration::from_millis(10);
 
 impl RateBoard {
     pub(crate) fn register(&self) -> u64 {
@@ -238,25 +258,47 @@ impl RateBoard {
 
     /// Records `rate` for request `id` and returns the median of the other
     /// recent requests, when there are at least `min_peers` of them.
+    /// With [`CACHED_MEDIAN_FROM`] peers or more, a median computed less
+    /// than [`MEDIAN_FRESH`] ago is returned.
     pub(crate) fn update(&self, id: u64, rate: f64, min_peers: usize) -> Option<f64> {
         let now = Instant::now();
         let mut board = lock(&self.inner);
-        let recent = |at: &Instant| now.duration_since(*at) < RECENT;
-        board.running.retain(|_, (_, at)| recent(at));
-        while board.finished.front().is_some_and(|(_, at)| !recent(at)) {
-            board.finished.pop_front();
+        let board = &mut *board;
+        if board
+            .pruned_at
+            .is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY)
+        {
+            let recent = |at: &Instant| now.duration_since(*at) < RECENT;
+            board.running.retain(|_, (_, at)| recent(at));
+            while board.finished.front().is_some_and(|(_, at)| !recent(at)) {
+                board.finished.pop_front();
+            }
+            board.pruned_at = Some(now);
         }
         board.running.insert(id, (rate, now));
-        let mut others: Vec<f64> = (board.running.iter())
-            .filter(|(k, _)| **k != id)
-            .map(|(_, (rate, _))| *rate)
-            .chain(board.finished.iter().map(|(rate, _)| *rate))
-            .collect();
-        if others.len() < min_peers {
+        let peers = board.running.len() - 1 + board.finished.len();
+        if peers < min_peers {
             return None;
         }
-        others.sort_by(f64::total_cmp);
-        Some(others[others.len() / 2])
+        let large = peers >= CACHED_MEDIAN_FROM;
+        if large
+            && let Some((median, at)) = board.median
+            && now.duration_since(at) < MEDIAN_FRESH
+        {
+            return Some(median);
+        }
+        let others = &mut board.scratch;
+        others.clear();
+        others.extend(
+            (board.running.iter())
+                .filter(|(k, _)| **k != id)
+                .map(|(_, (rate, _))| *rate)
+                .chain(board.finished.iter().map(|(rate, _)| *rate)),
+        );
+        let mid = others.len() / 2;
+        let median = *others.select_nth_unstable_by(mid, f64::total_cmp).1;
+        board.median = large.then_some((median, now));
+        Some(median)
     }
 
     /// A request ended; its final rate (when it moved bytes) stays in the
@@ -346,5 +388,30 @@ mod tests {
         let newest = board.finished.back().unwrap().0;
         assert!((newest - 10_000.0).abs() < 0.5, "the newest kept: {newest}");
         assert!(board.running.is_empty());
+    }
+
+    /// A large board's median is computed once per `MEDIAN_FRESH`, not on
+    /// every update (each running request updates every 10 ms).
+    #[tokio::test(start_paused = true)]
+    async fn a_large_boards_median_is_reused_for_a_moment() {
+        let board = RateBoard::default();
+        for id in 0..super::CACHED_MEDIAN_FROM as u64 {
+            board.update(id, 10.0, 2);
+        }
+        assert_eq!(board.update(100, 10.0, 2), Some(10.0));
+        // Enough new fast rates to move an exact median: within the moment
+        // the median stays, after it the new rates count.
+        for id in 200..240 {
+            assert_eq!(board.update(id, 50.0, 2), Some(10.0));
+        }
+        tokio::time::sleep(super::MEDIAN_FRESH).await;
+        assert_eq!(board.update(300, 50.0, 2), Some(50.0));
+        // A small board is exact on every update.
+        let small = RateBoard::default();
+        small.update(1, 10.0, 2);
+        small.update(2, 20.0, 2);
+        assert_eq!(small.update(3, 30.0, 2), Some(20.0));
+        assert_eq!(small.update(4, 40.0, 2), Some(20.0));
+        assert_eq!(small.update(5, 50.0, 2), Some(30.0));
     }
 }

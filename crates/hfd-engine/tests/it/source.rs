@@ -86,6 +86,13 @@ pub(crate) enum Answer {
     /// A far server: the response head comes after `head` (a round trip),
     /// then each chunk after `chunk`.
     Far { head: Duration, chunk: Duration },
+    /// `burst` bytes at once, then `trickle` bytes every `every`: a
+    /// mirror's throttled connection (nginx sends its first 64 KiB at once).
+    Burst {
+        burst: u64,
+        trickle: u64,
+        every: Duration,
+    },
     /// Sleep this long times the bodies open now before each chunk: a link
     /// whose total rate is capped, shared by every open body.
     SharedLink(Duration),
@@ -175,6 +182,10 @@ impl MemSource {
         (head, body)
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per scripted answer, then the body they shape"
+    )]
     fn open_body(
         &self,
         key: FileKey,
@@ -205,6 +216,8 @@ impl MemSource {
         let mut delay = Duration::ZERO;
         let mut shared_link = false;
         let mut corrupt = false;
+        let mut burst_until = None;
+        let mut chunk = self.chunk;
         match answer {
             Answer::Normal => {}
             Answer::Corrupt => corrupt = true,
@@ -222,8 +235,16 @@ impl MemSource {
                 shared_link = true;
             }
             Answer::Stall(n) => stall_at = Some(start + n),
+            Answer::Burst {
+                burst,
+                trickle,
+                every,
+            } => {
+                burst_until = Some(start + burst);
+                chunk = trickle;
+                delay = every;
+            }
         }
-        let chunk = self.chunk;
         let delivered = request.delivered;
         self.open_bodies.fetch_add(1, Ordering::SeqCst);
         let open = OpenBody(Arc::clone(&self.open_bodies));
@@ -246,11 +267,12 @@ impl MemSource {
                 if stall_at.is_some_and(|s| st.pos >= s) {
                     futures::future::pending::<()>().await;
                 }
-                if !delay.is_zero() {
+                let bursting = burst_until.filter(|b| st.pos < *b);
+                if !delay.is_zero() && bursting.is_none() {
                     tokio::time::sleep(delay * sharing).await;
                 }
                 let item = if st.pos < st.end {
-                    let mut to = (st.pos + chunk).min(st.end);
+                    let mut to = bursting.unwrap_or(st.pos + chunk).min(st.end);
                     if let Some(s) = stall_at
                         && st.pos < s
                     {
