@@ -177,12 +177,32 @@ impl EngineConfig {
     /// connections: sets `write_batch` and `small_files_memory` and returns
     /// the receive window for the connections the run opens.
     pub fn share_budget(&mut self, sizes: &[u64], tcp_cap: usize) -> Option<u32> {
-        let budget = self.memory_budget?;
-        let connections = self.range_requests_at_once(sizes).min(tcp_cap);
         let small_bytes = sizes
             .iter()
             .filter(|&&size| self.is_small_file(size))
             .fold(0u64, |sum, &size| sum.saturating_add(size));
+        self.share_budget_with(sizes, small_bytes, tcp_cap)
+    }
+
+    /// [`share_budget`](Self::share_budget) for a run whose listing is still
+    /// read while it downloads (files of `sizes` known so far): later pages
+    /// may bring `-j` files of any size and any number of small ones, so the
+    /// budget is shared as if they were among them, and holds whatever
+    /// comes.
+    pub fn share_budget_growing(&mut self, sizes: &[u64], tcp_cap: usize) -> Option<u32> {
+        let mut sizes = sizes.to_vec();
+        sizes.extend(std::iter::repeat_n(u64::MAX, self.files_in_flight.get()));
+        self.share_budget_with(&sizes, u64::MAX, tcp_cap)
+    }
+
+    fn share_budget_with(
+        &mut self,
+        sizes: &[u64],
+        small_bytes: u64,
+        tcp_cap: usize,
+    ) -> Option<u32> {
+        let budget = self.memory_budget?;
+        let connections = self.range_requests_at_once(sizes).min(tcp_cap);
         let run = budget.for_run(connections, small_bytes);
         self.write_batch = ByteSize::new(run.connection.write_batch);
         self.small_files_memory = run.small_files.max(self.min_split_size);
@@ -299,6 +319,25 @@ mod tests {
         );
         // The small files' memory is at least one small file.
         assert_eq!(c.small_files_memory, ByteSize::mib(1));
+    }
+
+    #[test]
+    fn a_growing_listing_shares_the_budget_as_if_the_largest_run_were_coming() {
+        use hfd_types::MemoryBudget;
+        use std::num::NonZeroUsize;
+        let mut c = EngineConfig {
+            connections_per_file: NonZeroUsize::new(16).unwrap(),
+            files_in_flight: NonZeroUsize::new(5).unwrap(),
+            max_connections: NonZeroUsize::new(320).unwrap(),
+            memory_budget: Some(MemoryBudget::DEFAULT),
+            ..EngineConfig::default()
+        };
+        // Only small files known so far: `-j` large files and unbounded
+        // small ones may still come.
+        let window = c.share_budget_growing(&[4096, 4096], 320).unwrap();
+        let run = MemoryBudget::DEFAULT.for_run(80, u64::MAX);
+        assert_eq!(window, run.connection.receive_window);
+        assert_eq!(c.write_batch.bytes(), run.connection.write_batch);
     }
 
     #[test]

@@ -448,15 +448,13 @@ impl Downloader {
         // One copy of the files to fetch, shared by the publication, the
         // source and the progress display; it grows while `ahead` is read.
         let files = plan.fetch_list();
-        let mut input = publication_input(plan, &files, self.engine.min_split_size.bytes());
-        let mut tree = None;
-        if ahead.is_some() {
-            // The tree record is written once the listing is complete.
-            tree = input.listing.take().or_else(|| {
-                (plan.selects_all && !plan.layout.has_tree(&plan.pinned.commit))
-                    .then(|| plan.files.iter().map(|f| &f.remote).collect())
-            });
-        }
+        let input = publication_input(plan, &files, self.engine.min_split_size.bytes());
+        // With the listing still read (never complete yet, so the
+        // publication writes no tree record), the record is kept from the
+        // first pages on and written once the listing is complete.
+        let tree =
+            (ahead.is_some() && plan.selects_all && !plan.layout.has_tree(&plan.pinned.commit))
+                .then(|| plan.files.iter().map(|f| &f.remote).collect());
         let (mut publication, jobs, reporter) = Publication::start(input, reporter).await?;
         let min_split = self.engine.min_split_size.bytes();
         let refetch = plan.fetch_policy == FetchPolicy::RefetchAll;
@@ -753,23 +751,14 @@ impl Downloader {
     /// budget is shared by the connections these files can use, not by the
     /// most the flags allow (`-x 64 -j 5` is 320); connections opened from
     /// now on get the run's receive window. With `more_to_come` (the rest
-    /// of the listing is read during the download, decision 0065), later
-    /// pages may bring large files and any number of small ones: the
-    /// budget is shared as if `-j` files of any size and unbounded small
-    /// files were among them, so it holds whatever comes.
+    /// of the listing is read during the download, decision 0065), the
+    /// budget also holds what later pages may bring
+    /// ([`EngineConfig::share_budget_growing`]).
     fn engine_for(&self, sizes: &[u64], more_to_come: bool) -> EngineConfig {
         let mut engine = self.engine.clone();
         let tcp_cap = self.http.config().max_connections_per_host.get();
         let window = if more_to_come {
-            let mut sizes = sizes.to_vec();
-            sizes.extend(std::iter::repeat_n(u64::MAX, engine.files_in_flight.get()));
-            let connections = engine.range_requests_at_once(&sizes).min(tcp_cap);
-            engine.memory_budget.map(|budget| {
-                let run = budget.for_run(connections, u64::MAX);
-                engine.write_batch = hfd_types::ByteSize::new(run.connection.write_batch);
-                engine.small_files_memory = run.small_files.max(engine.min_split_size);
-                run.connection.receive_window
-            })
+            engine.share_budget_growing(sizes, tcp_cap)
         } else {
             engine.share_budget(sizes, tcp_cap)
         };
