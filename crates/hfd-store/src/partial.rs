@@ -398,6 +398,25 @@ impl PartialFile {
         platform::start_writeback(&self.inner.file, 0, self.inner.size);
     }
 
+    /// Makes the bytes written so far durable without journaling them (the
+    /// next [`flush`](Self::flush) records them): Linux `fdatasync`, nothing
+    /// elsewhere. A disk with a volatile write cache makes a sync cost
+    /// about as much as the bytes written since the previous one, even when
+    /// their writeback is done (1 ms per MiB here: 0.1 s for the last sync
+    /// of a 96 MiB file without one, decision 0075); syncing behind the
+    /// writers keeps a file's last sync, which its download waits for,
+    /// short. Blocking: keep it off the writers.
+    pub fn sync_behind(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.probe.sync_start();
+        platform::sync_behind(&inner.file).map_err(|source| Error::Flush {
+            path: inner.path.clone(),
+            source,
+        })?;
+        inner.probe.sync_done();
+        Ok(())
+    }
+
     /// Makes every completed write durable (`fdatasync`, which on Linux also
     /// covers pages dirtied through mappings) and returns the ranges that
     /// became durable since the previous flush. With a journal, those ranges

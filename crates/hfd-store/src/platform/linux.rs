@@ -112,3 +112,9 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
         libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
     };
 }
+
+/// Makes the bytes written to `file` durable (`fdatasync`) while it is
+/// still being written: the next sync then waits only for what came since.
+pub(crate) fn sync_behind(file: &File) -> io::Result<()> {
+    file.sync_data()
+}

@@ -16,6 +16,7 @@
 //! | [`DirHandle`] (no-follow opens) | `openat2(RESOLVE_BENEATH \| RESOLVE_NO_SYMLINKS)`, else `openat(O_NOFOLLOW)` per component | `openat(O_NOFOLLOW)` per component | reparse-point check of each component, then open with `FILE_FLAG_OPEN_REPARSE_POINT` |
 //! | [`read_exact_at`], [`write_all_at`] | `pread`/`pwrite` | same | `seek_read`/`seek_write` loops |
 //! | [`start_writeback`] (a hint before the journal's `fdatasync`) | `sync_file_range(SYNC_FILE_RANGE_WRITE)` | nothing | nothing |
+//! | [`sync_behind`] (durable between journal commits) | `fdatasync` | nothing | nothing |
 //! | [`raise_open_file_limit`] | soft `RLIMIT_NOFILE` up to the hard limit, at most 8,192 | same (starts at 256) | nothing (no such limit) |
 
 use std::fs::{File, TryLockError};
@@ -39,8 +40,8 @@ use windows as imp;
 pub(crate) use crate::target_dir::OpenMode as Open;
 pub(crate) use imp::{
     DirHandle, allocate, allocated_bytes, device_id, free_space, is_unsupported,
-    raise_open_file_limit, read_exact_at, rename_durable, start_writeback, try_lock_claimed,
-    try_lock_shared_fs, write_all_at,
+    raise_open_file_limit, read_exact_at, rename_durable, start_writeback, sync_behind,
+    try_lock_claimed, try_lock_shared_fs, write_all_at,
 };
 
 /// Why a no-follow operation failed.

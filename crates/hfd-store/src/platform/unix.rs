@@ -16,7 +16,7 @@ use super::{FsError, Open, os};
 use crate::target_dir::EntryKind;
 
 pub(crate) use super::os::{
-    allocate, free_space, is_unsupported, start_writeback, try_lock_shared_fs,
+    allocate, free_space, is_unsupported, start_writeback, sync_behind, try_lock_shared_fs,
 };
 
 /// On the descriptor that holds a claim ([`try_lock_shared_fs`]), also

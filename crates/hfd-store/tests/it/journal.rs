@@ -117,6 +117,22 @@ fn reopen_resumes_flushed_ranges_only_and_rebuilds_the_hash() {
     );
 }
 
+/// A sync behind the writers makes bytes durable but records nothing: the
+/// journal still describes only committed ranges, and the next flush
+/// records what was synced behind.
+#[test]
+fn a_sync_behind_leaves_the_record_to_the_next_flush() {
+    let f = Fixture::new(10_000);
+    let (partial, _) = f.open("etag-1");
+    let header_len = f.journal().len();
+    f.write(&partial, r(0, 4_000));
+    partial.sync_behind().unwrap();
+    assert_eq!(f.journal().len(), header_len, "no record without a flush");
+    let flushed = partial.flush().unwrap();
+    assert_eq!(flushed.ranges, vec![r(0, 4_000)]);
+    assert_eq!(decode(&f.journal()).unwrap().ranges, vec![r(0, 4_000)]);
+}
+
 #[test]
 fn journal_records_follow_flushes_as_group_commits() {
     let f = Fixture::new(10_000);
