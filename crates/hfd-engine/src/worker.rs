@@ -473,7 +473,8 @@ impl<S: RangeSource> Worker<S> {
     }
 
     /// Writes a batch on a blocking thread (copies into a mapped window or
-    /// `pwrite`; both may block on page faults or the disk).
+    /// `pwritev`, one per run of adjacent frames; both may block on page
+    /// faults or the disk).
     async fn write(&mut self, batch: &mut Batch) -> Result<(), Error> {
         let items = std::mem::take(&mut batch.items);
         let bytes = std::mem::take(&mut batch.bytes);
@@ -488,8 +489,10 @@ impl<S: RangeSource> Worker<S> {
             .expect("the writer is only absent during a write");
         let (writer, result) = tokio::task::spawn_blocking(move || {
             let mut result = Ok(());
-            for (offset, data) in &items {
-                result = writer.write_at(*offset, data);
+            // Frames that follow each other go down in one vectored write.
+            for run in items.chunk_by(|(a, data), (b, _)| a + data.len() as u64 == *b) {
+                let parts: Vec<&[u8]> = run.iter().map(|(_, data)| &data[..]).collect();
+                result = writer.write_parts_at(run[0].0, &parts);
                 if result.is_err() {
                     break;
                 }

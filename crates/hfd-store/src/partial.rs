@@ -678,9 +678,9 @@ impl Inner {
         tracker.in_progress.retain(|r| *r != range);
     }
 
-    /// Records a completed write and hashes it inline when it extends the
-    /// hashed prefix.
-    pub(crate) fn end_write(&self, range: ByteRange, data: &[u8]) {
+    /// Records a completed write of `parts` (one after the other, `range`
+    /// in all) and hashes it inline when it extends the hashed prefix.
+    pub(crate) fn end_write(&self, range: ByteRange, parts: &[&[u8]]) {
         self.synced_whole.store(false, Ordering::Release);
         let hint = self.hashed_to_hint.load(Ordering::Acquire);
         // A write that may extend the hashed prefix is recorded under the
@@ -716,7 +716,9 @@ impl Inner {
             return;
         }
         if let Some(hasher) = state.hasher.as_mut() {
-            hasher.update(data);
+            for part in parts {
+                hasher.update(part);
+            }
             state.stats.hashed_to = range.end();
             state.stats.inline_bytes += range.size();
             self.hashed_to_hint.store(range.end(), Ordering::Release);
@@ -843,11 +845,11 @@ mod tests {
         assert!(matches!(err, Error::OverlappingWrite { .. }), "{err:?}");
         // Adjacent is fine.
         let second = inner.begin_write(30, 5).unwrap().unwrap();
-        inner.end_write(first, &[0; 20]);
+        inner.end_write(first, &[&[0; 20]]);
         inner.abort_write(second);
         // Once the first write is done, its bytes may be written again.
         let again = inner.begin_write(10, 20).unwrap().unwrap();
-        inner.end_write(again, &[0; 20]);
+        inner.end_write(again, &[&[0; 20]]);
         assert!(inner.begin_write(0, 0).unwrap().is_none());
     }
 

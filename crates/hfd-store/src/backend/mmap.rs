@@ -147,7 +147,7 @@ impl FileWriter for MmapWriter {
         };
         match self.copy(offset, data) {
             Ok(()) => {
-                self.inner.end_write(range, data);
+                self.inner.end_write(range, &[data]);
                 Ok(())
             }
             Err(e) => {

@@ -32,6 +32,21 @@ pub trait FileWriter: Send + Sync + fmt::Debug {
     /// range leaves the file or overlaps another writer's write in progress.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()>;
 
+    /// Copies `parts`, which follow each other from `offset`, as
+    /// [`write_at`](Self::write_at) would their concatenation. The pwrite
+    /// backend checks the whole run first and writes it with one vectored
+    /// write (a write batch's frames: one system call and one take of the
+    /// file's write lock instead of one per frame); the mmap backend copies
+    /// part by part, so a part it refuses leaves the ones before it written.
+    fn write_parts_at(&mut self, offset: u64, parts: &[&[u8]]) -> Result<()> {
+        let mut at = offset;
+        for part in parts {
+            self.write_at(at, part)?;
+            at += part.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Drops any mapping the writer holds (the mmap window). Writing again
     /// afterwards maps a new one. Dropping the writer does the same.
     fn release(&mut self);

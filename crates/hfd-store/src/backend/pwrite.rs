@@ -20,12 +20,17 @@ impl PwriteWriter {
 
 impl FileWriter for PwriteWriter {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        let Some(range) = self.inner.begin_write(offset, data.len() as u64)? else {
+        self.write_parts_at(offset, &[data])
+    }
+
+    fn write_parts_at(&mut self, offset: u64, parts: &[&[u8]]) -> Result<()> {
+        let len = parts.iter().map(|part| part.len() as u64).sum();
+        let Some(range) = self.inner.begin_write(offset, len)? else {
             return Ok(());
         };
-        match platform::write_all_at(&self.inner.file, data, offset) {
+        match platform::write_all_parts_at(&self.inner.file, parts, offset) {
             Ok(()) => {
-                self.inner.end_write(range, data);
+                self.inner.end_write(range, parts);
                 self.inner.sync_if_whole();
                 Ok(())
             }

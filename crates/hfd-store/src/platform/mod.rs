@@ -15,6 +15,7 @@
 //! | [`rename_durable`] | `rename` + `fsync` of the folders | same | `MoveFileExW` with `WRITE_THROUGH` |
 //! | [`DirHandle`] (no-follow opens) | `openat2(RESOLVE_BENEATH \| RESOLVE_NO_SYMLINKS)`, else `openat(O_NOFOLLOW)` per component | `openat(O_NOFOLLOW)` per component | reparse-point check of each component, then open with `FILE_FLAG_OPEN_REPARSE_POINT` |
 //! | [`read_exact_at`], [`write_all_at`] | `pread`/`pwrite` | same | `seek_read`/`seek_write` loops |
+//! | [`write_all_parts_at`] (a write batch) | `pwritev` | same | a `seek_write` loop per part |
 //! | [`start_writeback`] (a hint before the journal's `fdatasync`) | `sync_file_range(SYNC_FILE_RANGE_WRITE)` | nothing | nothing |
 //! | [`sync_behind`] (durable between journal commits) | `fdatasync` | nothing | nothing |
 //! | [`raise_open_file_limit`] | soft `RLIMIT_NOFILE` up to the hard limit, at most 8,192 | same (starts at 256) | nothing (no such limit) |
@@ -41,7 +42,7 @@ pub(crate) use crate::target_dir::OpenMode as Open;
 pub(crate) use imp::{
     DirHandle, allocate, allocated_bytes, device_id, free_space, is_unsupported,
     raise_open_file_limit, read_exact_at, rename_durable, start_writeback, sync_behind,
-    try_lock_claimed, try_lock_shared_fs, write_all_at,
+    try_lock_claimed, try_lock_shared_fs, write_all_at, write_all_parts_at,
 };
 
 /// Why a no-follow operation failed.

@@ -78,6 +78,42 @@ pub(crate) fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<
     file.write_all_at(data, offset)
 }
 
+/// Writes `parts`, which follow each other from `offset`, with one
+/// `pwritev` per 1,024 of them (`IOV_MAX`) unless the kernel writes less:
+/// one system call and one take of the file's write lock where a `pwrite`
+/// per part took as many as the parts (16 writers of one file queued on that
+/// lock, decision 0075).
+pub(crate) fn write_all_parts_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    use std::io::IoSlice;
+    const IOV_MAX: usize = 1024;
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<IoSlice<'_>> = parts[first..parts.len().min(first + IOV_MAX)]
+            .iter()
+            .map(|part| IoSlice::new(part))
+            .collect();
+        let mut written = match rustix::io::pwritev(file, &slices, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        while written > 0 {
+            let part = parts[first];
+            if written >= part.len() {
+                written -= part.len();
+                first += 1;
+            } else {
+                parts[first] = &part[written..];
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Raises the soft limit of open files towards the hard one, to at most
 /// 8,192: a run holds a descriptor per connection, per file in flight (its
 /// partial and its claim) and per kept folder, and macOS starts processes

@@ -140,8 +140,12 @@ pub(crate) fn try_lock_claimed(_file: &File) -> io::Result<bool> {
 pub(crate) fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Syncing behind the writers is measured on Linux only; here a file's
-/// `FlushFileBuffers` flushes the whole volume cache, too dear to
-/// repeat behind the writers.
+/// `FlushFileBuffers` also flushes the drive's whole write cache, too dear
+/// to repeat behind the writers.
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "the signature of the Linux call, which can fail"
+)]
 pub(crate) fn sync_behind(_file: &File) -> io::Result<()> {
     Ok(())
 }
@@ -172,6 +176,16 @@ pub(crate) fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io:
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// Writes `parts`, which follow each other from `offset`, one after the
+/// other (Windows has no positioned vectored write for ordinary handles).
+pub(crate) fn write_all_parts_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    for part in parts {
+        write_all_at(file, part, offset)?;
+        offset += part.len() as u64;
     }
     Ok(())
 }

@@ -98,6 +98,57 @@ fn in_order_bytes_are_hashed_without_reading_back() {
     }
 }
 
+/// A batch of frames written as parts lands as their concatenation: more
+/// parts than one vectored write takes (1,024), uneven sizes, an empty one;
+/// the in-order bytes are hashed as they are written, across the parts; a
+/// batch that leaves the file is refused (by the pwrite backend before any
+/// byte of it is written).
+#[test]
+fn parts_are_written_as_their_concatenation_and_hashed_inline() {
+    for backend in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let content = data(3_000 * 700 + 11, 9);
+        let partial = PartialFile::create(
+            &dir.path().join("p"),
+            content.len() as u64,
+            Some(sha256(&content)),
+            &config(backend),
+        )
+        .unwrap();
+        // 2,000 frames of 700 bytes, each cut in two uneven parts.
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for frame in content[..2_000 * 700].chunks(700) {
+            let (a, b) = frame.split_at(frame.len() / 3);
+            parts.extend([a, b]);
+        }
+        parts.insert(5, &[]);
+        let mut w = partial.writer();
+        w.write_parts_at(0, &parts).unwrap();
+        let rest: Vec<&[u8]> = content[2_000 * 700..].chunks(997).collect();
+        let mut other = partial.writer();
+        if backend == Backend::Pwrite {
+            let past_end = other.write_parts_at(2_000 * 700, &[&content[2_000 * 700..], b"x"]);
+            assert!(
+                matches!(past_end, Err(Error::OutOfBounds { .. })),
+                "{past_end:?}"
+            );
+            assert_eq!(
+                partial.written().total(),
+                2_000 * 700,
+                "checked whole first"
+            );
+        }
+        other.write_parts_at(2_000 * 700, &rest).unwrap();
+        let stats = partial.hash_stats();
+        assert_eq!(stats.hashed_to, content.len() as u64, "{backend:?}");
+        assert_eq!(stats.reread_bytes, 0, "{backend:?}");
+        drop((w, other));
+        let out = dir.path().join("f");
+        partial.finalize(&out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), content, "{backend:?}");
+    }
+}
+
 #[test]
 fn out_of_order_bytes_are_read_back_once_and_only_those() {
     for backend in BACKENDS {
