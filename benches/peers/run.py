@@ -37,6 +37,10 @@ SCENARIOS = {
     "throttled-5M": ("models/fake/model", "lo", "t5",
                      ALL_TOOLS + ["hfd-rs -x64", "hfd-rs fixed", "baseline"],
                      "5 MB/s per TCP connection (nginx stream proxy_download_rate), HTTP/1.1"),
+    "throttled-latency": ("models/fake/model", "lo", "dt5",
+                          ["hfd-rs", "aria2c", "hfd-rs fixed", "baseline"],
+                          "5 MB/s per TCP connection 50 ms away (benches/peers/delayproxy.py in front of "
+                          "the throttle), HTTP/1.1"),
     "capped-20M": ("models/fake/model", "ns:cap", "t20", ALL_TOOLS + ["hfd-rs fixed", "baseline"],
                    "20 MB/s per connection, 400 Mbit/s total (tbf on the server veth), HTTP/1.1"),
     "uneven": ("models/fake/model", "lo", "uneven",
@@ -464,7 +468,8 @@ def main():
                 netns_shape(where.split(":")[1])
             endpoint = server.endpoint(listener)
             ctx.cdn[endpoint] = server.cdn(listener)
-            ctx.cdn_port = server.ports[listener + "cdn"]
+            # the stream proxy logs the port it serves (behind a delay proxy: the one it forwards to)
+            ctx.cdn_port = server.ports[nginx.DELAYED.get(listener, listener) + "cdn"]
             repo_key, _, include = repo_key.partition(":")
             r = meta["repos"][repo_key]
             if include:  # a subset, selected with the tools' own filters where they have one
@@ -482,7 +487,7 @@ def main():
                         f"conn={res['connections']} bad={res['bad_files']}"
                         + (f"\n{res['output_tail']}" if "output_tail" in res else ""))
             # nginx "5m" = 5 MiB/s; uneven: the fast connections' 10m (the ideal assumes none slow)
-            rate = {"t5": 5 * MiB, "uneven": 10 * MiB}.get(listener)
+            rate = {"t5": 5 * MiB, "dt5": 5 * MiB, "uneven": 10 * MiB}.get(listener)
             s = summarize(scen, r, runs, rate)
             s["note"] = note + (f"; files matching {include}" if include else "")
             results.append(s)
