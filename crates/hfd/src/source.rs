@@ -66,7 +66,10 @@ struct OriginRanges {
 /// held until its answer says whether ranges are honoured) or with every
 /// other request.
 enum RangeTurn<'a> {
-    Probe(tokio::sync::MutexGuard<'a, ()>),
+    /// Held until the answer: the probe ends when it is dropped.
+    Probe {
+        _held: tokio::sync::MutexGuard<'a, ()>,
+    },
     Known(bool),
 }
 
@@ -83,7 +86,7 @@ impl OriginRanges {
         let probe = self.probe.lock().await;
         match self.get() {
             Some(known) => RangeTurn::Known(known),
-            None => RangeTurn::Probe(probe),
+            None => RangeTurn::Probe { _held: probe },
         }
     }
 
@@ -553,7 +556,7 @@ mod tests {
         use std::sync::Arc;
         let origin = Arc::new(OriginRanges::default());
         let probe = origin.turn().await;
-        assert!(matches!(probe, RangeTurn::Probe(_)));
+        assert!(matches!(probe, RangeTurn::Probe { .. }));
         let queued: Vec<_> = (0..3)
             .map(|_| {
                 let origin = Arc::clone(&origin);
@@ -587,7 +590,7 @@ mod tests {
         let failed = fresh.turn().await;
         let next = tokio::spawn({
             let fresh = Arc::clone(&fresh);
-            async move { matches!(fresh.turn().await, RangeTurn::Probe(_)) }
+            async move { matches!(fresh.turn().await, RangeTurn::Probe { .. }) }
         });
         tokio::task::yield_now().await;
         drop(failed);
