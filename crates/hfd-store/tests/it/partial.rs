@@ -30,6 +30,17 @@ fn config(backend: Backend) -> StoreConfig {
 
 const BACKENDS: [Backend; 2] = [Backend::Mmap, Backend::Pwrite];
 
+/// A new partial `p` in `dir` for `content`, hashed inline against its SHA-256.
+fn hashed_partial(dir: &Path, content: &[u8], backend: Backend) -> PartialFile {
+    PartialFile::create(
+        &dir.join("p"),
+        content.len() as u64,
+        Some(sha256(content)),
+        &config(backend),
+    )
+    .unwrap()
+}
+
 #[test]
 fn threads_write_disjoint_segments_and_output_is_identical() {
     for backend in BACKENDS {
@@ -79,13 +90,7 @@ fn in_order_bytes_are_hashed_without_reading_back() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let content = data(1 << 20, 2);
-        let partial = PartialFile::create(
-            &dir.path().join("p"),
-            content.len() as u64,
-            Some(sha256(&content)),
-            &config(backend),
-        )
-        .unwrap();
+        let partial = hashed_partial(dir.path(), &content, backend);
         let mut w = partial.writer();
         for (i, frame) in content.chunks(16 * 1024).enumerate() {
             w.write_at((i * 16 * 1024) as u64, frame).unwrap();
@@ -108,13 +113,7 @@ fn parts_are_written_as_their_concatenation_and_hashed_inline() {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let content = data(3_000 * 700 + 11, 9);
-        let partial = PartialFile::create(
-            &dir.path().join("p"),
-            content.len() as u64,
-            Some(sha256(&content)),
-            &config(backend),
-        )
-        .unwrap();
+        let partial = hashed_partial(dir.path(), &content, backend);
         // 2,000 frames of 700 bytes, each cut in two uneven parts.
         let mut parts: Vec<&[u8]> = Vec::new();
         for frame in content[..2_000 * 700].chunks(700) {
