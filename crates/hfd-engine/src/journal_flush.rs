@@ -204,7 +204,7 @@ async fn committed<F: Committed>(
         .await
         .unwrap_or_else(|join| Err(file.lost_commit(join.to_string())));
     if let Err(e) = &result {
-        tracing::error!(error = %e, "journal commit failed");
+        tracing::error!(error = %e, "journal commit or sync failed");
     }
     result
 }
