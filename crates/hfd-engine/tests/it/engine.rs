@@ -380,21 +380,39 @@ async fn run_with_one_slow_connection_judged_after(
     slow_ratio: f64,
     slow_grace: Duration,
 ) -> (Summary, u64) {
+    let (summary, source) = run_with_slot_zero_answering(
+        || Answer::Throttle(Duration::from_millis(100)),
+        |c| {
+            c.hedging = hedging;
+            c.slow_ratio = slow_ratio;
+            c.slow_grace = slow_grace;
+        },
+    )
+    .await;
+    (summary, source.delivered_on(0))
+}
+
+/// Runs one 8 MiB file over 8 connections (`min_split` 256 KiB, the rest
+/// of the config as `configure` sets it) where slot 0 answers `slow()` and
+/// the others 16 KiB per millisecond; checks the file and returns the
+/// summary and the source.
+async fn run_with_slot_zero_answering(
+    slow: impl Fn() -> Answer + Send + Sync + 'static,
+    configure: impl FnOnce(&mut EngineConfig),
+) -> (Summary, Arc<MemSource>) {
     let setup = Setup::new(&[8 * MIB]);
-    let source = Arc::new(setup.source(16 * KIB).script(|r| {
+    let source = Arc::new(setup.source(16 * KIB).script(move |r| {
         if r.slot.0 == 0 {
-            Answer::Throttle(Duration::from_millis(100))
+            slow()
         } else {
             Answer::Throttle(Duration::from_millis(1))
         }
     }));
     let mut c = config(8, 256 * KIB);
-    c.hedging = hedging;
-    c.slow_ratio = slow_ratio;
-    c.slow_grace = slow_grace;
+    configure(&mut c);
     let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
     setup.assert_identical(&summary);
-    (summary, source.delivered_on(0))
+    (summary, source)
 }
 
 #[tokio::test(start_paused = true)]
@@ -432,24 +450,19 @@ async fn slow_connection_is_dropped_and_its_range_requeued() {
 /// twentieth of the others' 16 MB/s) and requests are judged after
 /// `slow_grace`.
 async fn first_slow_request_delivers(slow_grace: Duration) -> (Summary, u64) {
-    let setup = Setup::new(&[8 * MIB]);
-    let source = Arc::new(setup.source(16 * KIB).script(|r| {
-        if r.slot.0 == 0 {
-            Answer::Burst {
-                burst: 32 * KIB,
-                trickle: 4 * KIB,
-                every: Duration::from_millis(5),
-            }
-        } else {
-            Answer::Throttle(Duration::from_millis(1))
-        }
-    }));
-    let mut c = config(8, 256 * KIB);
-    c.hedging = false;
-    c.connection_ramp = false;
-    c.slow_grace = slow_grace;
-    let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
-    setup.assert_identical(&summary);
+    let (summary, source) = run_with_slot_zero_answering(
+        || Answer::Burst {
+            burst: 32 * KIB,
+            trickle: 4 * KIB,
+            every: Duration::from_millis(5),
+        },
+        |c| {
+            c.hedging = false;
+            c.connection_ramp = false;
+            c.slow_grace = slow_grace;
+        },
+    )
+    .await;
     let first = source
         .requests()
         .into_iter()
