@@ -14,7 +14,7 @@ use crate::pool::lock;
 use crate::ramp::{ConnectionRamp, drive};
 use crate::source::RangeSource;
 use crate::state::EngineState;
-use crate::worker::{Joined, StreamMode, Worker, WorkerExit};
+use crate::worker::{Joined, Pace, StreamMode, Worker, WorkerExit};
 
 /// How a file's connections ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,7 @@ pub(crate) async fn run_connections<S: RangeSource>(
                 retired: false,
                 cancel: phase.clone(),
                 writer: Some(file.partial.writer()),
+                pace: Pace::default(),
             };
             file.ramp.joined();
             set.spawn(worker.run());

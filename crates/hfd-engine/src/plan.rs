@@ -13,7 +13,10 @@
 //!    into [`PIECES_PER_CONNECTION`] pieces per connection, never smaller
 //!    than `min_split`: handed out in order, the
 //!    pieces in flight stay close to the hashed prefix, so the hash follows
-//!    the download instead of reading most of the file back at its end);
+//!    the download instead of reading most of the file back at its end),
+//!    joined with the pieces after it up to the size the connection asks
+//!    for ([`Ask`]: on a far link a request costs a round trip without
+//!    bytes) and a fair share of what is pending;
 //! 2. else the lane with the most unclaimed bytes, split at the midpoint of
 //!    its unclaimed part if both halves keep at least `min_split` bytes
 //!    (aria2's rule): the lane's end shrinks, the upper half is a new lane;
@@ -21,12 +24,13 @@
 //!    midpoint of its unclaimed part below `min_split` (down to
 //!    [`TAIL_SPLIT_MIN`] per half) when its request streams at least half
 //!    as fast as the fastest lane's and it has more than
-//!    [`TAIL_SPLIT_MIN_SECS`] left: a file's connections then end together
+//!    [`TAIL_SPLIT_MIN_SECS`] (and twice the connection's wait for a
+//!    response) left: a file's connections then end together
 //!    instead of idling while a few finish their last full pieces;
 //! 4. else, if hedging is on, a duplicate request for the unhedged lane
 //!    with the longest expected time to finish, from its frontier (a lane
 //!    on a slow connection: splitting it would leave half on that
-//!    connection).
+//!    connection), if it has more than twice that wait left.
 
 use hfd_store::RangeSet;
 use hfd_types::ByteRange;
@@ -39,6 +43,17 @@ pub(crate) struct LaneId(u64);
 
 /// Identifies a connection (worker) within one file.
 pub(crate) type WorkerId = usize;
+
+/// What the asking connection's requests cost it, as its worker measured
+/// them (the default: nothing measured, or a near server).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ask {
+    /// Bytes a fresh range should reach (0: one piece).
+    pub(crate) bytes: u64,
+    /// Its wait for a response head: a split or a hedge it starts brings
+    /// bytes only after that.
+    pub(crate) wait: std::time::Duration,
+}
 
 /// How a grant came about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,7 +157,8 @@ const TAIL_SPLIT_HEALTHY: f64 = 0.5;
 /// Pieces a file is cut into per connection. More pieces keep the bytes in
 /// flight closer to the hashed prefix (at most about `connections` pieces
 /// ahead of it, an eighth of the file, is left to hash when the last byte
-/// arrives) but cost one request, so one round trip, each.
+/// arrives) but cost one request, so one round trip, each (a far
+/// connection joins pieces: [`FilePlan::take_pending`]).
 pub(crate) const PIECES_PER_CONNECTION: u64 = 8;
 
 /// Whether idle connections in the tail split the lane that would finish
@@ -165,6 +181,9 @@ impl From<bool> for Hedging {
 #[derive(Debug)]
 pub(crate) struct FilePlan {
     min_split: u64,
+    /// Connections the file may run (a fresh range's fair share divides
+    /// the pending bytes among at least this many).
+    connections: usize,
     hedging: Hedging,
     /// Whether the tail may split below `min_split` (see [`Self::no_tail_splits`]).
     tail_splits: bool,
@@ -179,6 +198,7 @@ impl FilePlan {
     pub(crate) fn new(size: u64, min_split: u64, connections: usize, hedging: Hedging) -> Self {
         let mut plan = Self {
             min_split: min_split.max(1),
+            connections: connections.max(1),
             hedging,
             tail_splits: true,
             pending: Vec::new(),
@@ -269,8 +289,10 @@ impl FilePlan {
     }
 
     /// Work for a free connection, or `None` when there is nothing useful
-    /// for it to do.
-    pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+    /// for it to do. A fresh range grows to about `ask.bytes` from the
+    /// pieces that follow it; in the tail a lane is split or hedged only if
+    /// it has more left than `ask.wait` twice over.
+    pub(crate) fn assign(&mut self, worker: WorkerId, now: Instant, ask: Ask) -> Option<Grant> {
         // 1. The pending range with the lowest offset.
         if let Some((i, _)) = self
             .pending
@@ -278,7 +300,7 @@ impl FilePlan {
             .enumerate()
             .min_by_key(|(_, r)| r.start())
         {
-            let range = self.pending.swap_remove(i);
+            let range = self.take_pending(i, ask.bytes);
             return Some(self.new_lane(range, worker, now, GrantKind::Fresh));
         }
         // 2. Split the lane with the most unclaimed bytes at its midpoint.
@@ -299,7 +321,8 @@ impl FilePlan {
             return None;
         }
         // 3. Split the healthy lane that would finish last.
-        if let Some(grant) = self.tail_split(worker, now) {
+        let wait = ask.wait.as_secs_f64();
+        if let Some(grant) = self.tail_split(worker, now, wait) {
             return Some(grant);
         }
         // 4. Hedge the unhedged lane that would finish last.
@@ -308,6 +331,11 @@ impl FilePlan {
             .iter_mut()
             .filter(|l| {
                 l.unclaimed() > 0
+                    // A hedge's first byte comes a wait after it is asked:
+                    // it can only win a lane with more time left than that
+                    // (on a far link, hedging every last lane closed as
+                    // many connections for nothing).
+                    && l.eta_secs(now) > 2.0 * wait
                     && l.attached.len() < MAX_REQUESTS_PER_LANE
                     && l.attached.iter().all(|a| a.worker != worker)
                     // A lane already hedged gets another request only once
@@ -336,11 +364,37 @@ impl FilePlan {
         })
     }
 
+    /// Step 1 of [`Self::assign`]: removes pending piece `i` and, while the
+    /// range is below `want` bytes and below its fair share of what is
+    /// pending (pending bytes over the file's connections, or over the
+    /// requests running with this one if more), the pieces that follow it.
+    /// On a far link a request costs a round trip without bytes; the fair
+    /// share shrinks as the pieces run out, so the last requests are
+    /// single pieces and a file's connections still end together without
+    /// cutting requests short.
+    fn take_pending(&mut self, i: usize, want: u64) -> ByteRange {
+        let pending: u64 = self.pending.iter().map(|r| r.size()).sum();
+        let sharers = self.connections.max(self.lanes.len() + 1) as u64;
+        let limit = want.min(pending / sharers);
+        let mut range = self.pending.swap_remove(i);
+        while range.size() < limit {
+            let Some(next) = self.pending.iter().position(|r| r.start() == range.end()) else {
+                break;
+            };
+            let next = self.pending.swap_remove(next);
+            range = ByteRange::new(range.start(), next.end()).expect("adjacent pieces");
+        }
+        range
+    }
+
     /// Step 3 of [`Self::assign`]: the lane with the longest time left, if
     /// it is fed by one request streaming at least [`TAIL_SPLIT_HEALTHY`]
     /// of the fastest lane's rate, has more than [`TAIL_SPLIT_MIN_SECS`]
+    /// and twice the asking connection's `wait` (seconds: the upper half's
+    /// first byte comes that long after the split; a split the old request
+    /// would have beaten only closed its connection)
     /// left and two halves of [`TAIL_SPLIT_MIN`], loses its upper half.
-    fn tail_split(&mut self, worker: WorkerId, now: Instant) -> Option<Grant> {
+    fn tail_split(&mut self, worker: WorkerId, now: Instant, wait: f64) -> Option<Grant> {
         if !self.tail_splits {
             return None;
         }
@@ -354,7 +408,7 @@ impl FilePlan {
                     && l.unclaimed() >= 2 * TAIL_SPLIT_MIN
                     && rate > 0.0
                     && rate >= TAIL_SPLIT_HEALTHY * fastest
-                    && l.unclaimed() as f64 / rate > TAIL_SPLIT_MIN_SECS
+                    && l.unclaimed() as f64 / rate > TAIL_SPLIT_MIN_SECS + 2.0 * wait
             })
             .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
         let mid = lane.frontier + lane.unclaimed() / 2;
@@ -449,11 +503,25 @@ pub(crate) fn pieces(gaps: &[ByteRange], min_split: u64, connections: usize) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{FilePlan, GrantKind, Hedging, initial_segments};
+    use super::{Ask, FilePlan, GrantKind, Hedging, initial_segments};
     use hfd_store::RangeSet;
     use hfd_types::ByteRange;
     use std::time::Duration;
     use tokio::time::Instant;
+
+    /// A connection that measured nothing yet (or a near one).
+    const NEAR: Ask = Ask {
+        bytes: 0,
+        wait: Duration::ZERO,
+    };
+
+    /// A far connection that wants fresh ranges of `bytes`.
+    fn far(bytes: u64) -> Ask {
+        Ask {
+            bytes,
+            wait: Duration::from_millis(50),
+        }
+    }
 
     fn r(a: u64, b: u64) -> ByteRange {
         ByteRange::new(a, b).unwrap()
@@ -481,31 +549,75 @@ mod tests {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 10, 2, Hedging::Off);
         assert_eq!(plan.pending.len(), 10);
-        assert_eq!(plan.assign(0, now).unwrap().range, r(0, 10));
-        assert_eq!(plan.assign(1, now).unwrap().range, r(10, 20));
+        assert_eq!(plan.assign(0, now, NEAR).unwrap().range, r(0, 10));
+        assert_eq!(plan.assign(1, now, NEAR).unwrap().range, r(10, 20));
         // A failed request's rest is re-queued and is the lowest again.
-        let lane = plan.assign(3, now).unwrap();
+        let lane = plan.assign(3, now, NEAR).unwrap();
         assert_eq!(lane.range, r(20, 30));
         plan.claim(lane.lane, 3, 20, 4);
         assert!(!plan.leave(lane.lane, 3));
-        assert_eq!(plan.assign(3, now).unwrap().range, r(24, 30));
-        assert_eq!(plan.assign(4, now).unwrap().range, r(30, 40));
+        assert_eq!(plan.assign(3, now, NEAR).unwrap().range, r(24, 30));
+        assert_eq!(plan.assign(4, now, NEAR).unwrap().range, r(30, 40));
+    }
+
+    #[test]
+    fn a_far_connection_takes_adjacent_pieces_up_to_its_fair_share() {
+        let now = Instant::now();
+        // 20 pieces of 10 bytes for 3 connections.
+        let mut plan = FilePlan::new(200, 10, 3, Hedging::Off);
+        assert_eq!(plan.pending.len(), 20);
+        // Unmeasured: one piece each.
+        assert_eq!(plan.assign(0, now, NEAR).unwrap().range, r(0, 10));
+        assert_eq!(plan.assign(1, now, NEAR).unwrap().range, r(10, 20));
+        // Wants 45: five pieces (it stops once it has 45 or more), within
+        // the fair share of 180 pending over 3 requests.
+        let big = plan.assign(0, now, far(45)).unwrap();
+        assert_eq!((big.range, big.kind), (r(20, 70), GrantKind::Fresh));
+        // 130 pending over 4 requests: at most 32 (four pieces, the
+        // fourth crossing the limit), however much it wants.
+        assert_eq!(plan.assign(2, now, far(1 << 20)).unwrap().range, r(70, 110));
+        assert_eq!(plan.assign(3, now, NEAR).unwrap().range, r(110, 120));
+        // 80 pending over 6 requests: 13 at most, so two pieces.
+        assert_eq!(
+            plan.assign(4, now, far(1 << 20)).unwrap().range,
+            r(120, 140)
+        );
+        // Near the end the share is below a piece: single pieces.
+        for _ in 0..6 {
+            let g = plan.assign(5, now, far(1 << 20)).unwrap();
+            assert_eq!(g.range.size(), 10);
+        }
+        assert!(!plan.has_pending());
+
+        // A file ramping up shares with the connections it may run, not
+        // only with those running: 200 bytes over 4 is 50.
+        let mut plan = FilePlan::new(200, 10, 4, Hedging::Off);
+        assert_eq!(plan.assign(0, now, far(1 << 20)).unwrap().range, r(0, 50));
+
+        // Bytes already durable end the growth: [40, 50) is not joined
+        // with [60, 70).
+        let mut done = RangeSet::new();
+        done.insert(r(0, 40));
+        done.insert(r(50, 60));
+        let mut plan = FilePlan::resumed(100, 10, 1, Hedging::Off, &done);
+        assert_eq!(plan.assign(0, now, far(1 << 20)).unwrap().range, r(40, 50));
+        assert_eq!(plan.assign(0, now, far(1 << 20)).unwrap().range, r(60, 80));
     }
 
     #[test]
     fn free_connection_takes_pending_then_splits_largest_lane() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 50, 2, Hedging::Off);
-        let a = plan.assign(0, now).unwrap();
+        let a = plan.assign(0, now, NEAR).unwrap();
         assert_eq!((a.range, a.kind), (r(0, 50), GrantKind::Fresh));
-        let b = plan.assign(1, now).unwrap();
+        let b = plan.assign(1, now, NEAR).unwrap();
         assert_eq!(b.range, r(50, 100));
         plan.min_split = 10;
         // Worker 0 claims 10 bytes; lane b claims 30: the largest unclaimed
         // run is a's [10, 50), split at its midpoint 30.
         assert_eq!(plan.claim(a.lane, 0, 0, 10).take, 10);
         assert_eq!(plan.claim(b.lane, 1, 50, 30).take, 30);
-        let c = plan.assign(2, now).unwrap();
+        let c = plan.assign(2, now, NEAR).unwrap();
         assert_eq!((c.range, c.kind), (r(30, 50), GrantKind::Split));
         // Worker 0's lane now ends at 30: a chunk crossing it is cut.
         let claim = plan.claim(a.lane, 0, 10, 40);
@@ -519,42 +631,45 @@ mod tests {
         let now = Instant::now();
         let mut plan = FilePlan::new(39, 20, 4, Hedging::Off);
         // 39 bytes, min 20: one request only.
-        let a = plan.assign(0, now).unwrap();
+        let a = plan.assign(0, now, NEAR).unwrap();
         assert_eq!(a.range, r(0, 39));
-        assert!(plan.assign(1, now).is_none());
+        assert!(plan.assign(1, now, NEAR).is_none());
         let mut plan = FilePlan::new(40, 40, 1, Hedging::Off);
         plan.min_split = 20;
-        let a = plan.assign(0, now).unwrap();
-        let b = plan.assign(1, now).unwrap();
+        let a = plan.assign(0, now, NEAR).unwrap();
+        let b = plan.assign(1, now, NEAR).unwrap();
         assert_eq!((a.range, b.range), (r(0, 40), r(20, 40)));
-        assert!(plan.assign(2, now).is_none());
+        assert!(plan.assign(2, now, NEAR).is_none());
     }
 
     #[test]
     fn a_hedge_that_is_slow_too_gets_another_after_a_quarter_second() {
         let t0 = Instant::now();
         let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
-        let slow = plan.assign(0, t0).unwrap();
-        let fast = plan.assign(1, t0).unwrap();
+        let slow = plan.assign(0, t0, NEAR).unwrap();
+        let fast = plan.assign(1, t0, NEAR).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
         assert!(plan.claim(fast.lane, 1, 20, 20).lane_done);
         assert!(plan.leave(fast.lane, 1));
         let t1 = t0 + Duration::from_secs(1);
-        let h1 = plan.assign(1, t1).unwrap();
+        let h1 = plan.assign(1, t1, NEAR).unwrap();
         assert_eq!((h1.kind, h1.lane), (GrantKind::Hedge, slow.lane));
         // Not again before the hedge has shown its rate.
-        assert!(plan.assign(2, t1).is_none());
+        assert!(plan.assign(2, t1, NEAR).is_none());
         // The hedge is slow too (one byte in a quarter second): a second hedge.
         assert_eq!(plan.claim(slow.lane, 1, 2, 1).take, 1);
-        assert!(plan.assign(2, t1 + Duration::from_millis(200)).is_none());
+        assert!(
+            plan.assign(2, t1 + Duration::from_millis(200), NEAR)
+                .is_none()
+        );
         let t2 = t1 + Duration::from_millis(250);
-        let h2 = plan.assign(2, t2).unwrap();
+        let h2 = plan.assign(2, t2, NEAR).unwrap();
         assert_eq!(
             (h2.kind, h2.lane, h2.range),
             (GrantKind::Hedge, slow.lane, r(3, 20))
         );
         // Three requests feed the lane: no fourth, however long it takes.
-        assert!(plan.assign(3, t2 + Duration::from_secs(5)).is_none());
+        assert!(plan.assign(3, t2 + Duration::from_secs(5), NEAR).is_none());
     }
 
     #[test]
@@ -562,22 +677,22 @@ mod tests {
         let t0 = Instant::now();
         let mut plan = FilePlan::new(40, 20, 2, Hedging::On);
         plan.min_split = 10;
-        let slow = plan.assign(0, t0).unwrap();
-        let fast = plan.assign(1, t0).unwrap();
+        let slow = plan.assign(0, t0, NEAR).unwrap();
+        let fast = plan.assign(1, t0, NEAR).unwrap();
         plan.claim(slow.lane, 0, 0, 2);
         plan.claim(fast.lane, 1, 20, 15);
         let t1 = t0 + Duration::from_secs(1);
         // Unclaimed: slow 18, fast 5: nothing splits (min 10 per half).
         // Worker 2 hedges the lane expected to finish last (slow).
-        let hedge = plan.assign(2, t1).unwrap();
+        let hedge = plan.assign(2, t1, NEAR).unwrap();
         assert_eq!(
             (hedge.kind, hedge.lane, hedge.range),
             (GrantKind::Hedge, slow.lane, r(2, 20))
         );
         // The fast lane is still hedgeable; the slow one is not twice.
-        let h2 = plan.assign(3, t1).unwrap();
+        let h2 = plan.assign(3, t1, NEAR).unwrap();
         assert_eq!(h2.lane, fast.lane);
-        assert!(plan.assign(4, t1).is_none());
+        assert!(plan.assign(4, t1, NEAR).is_none());
         // The hedge streams from 2 and overtakes the primary.
         assert_eq!(plan.claim(slow.lane, 2, 2, 10).take, 10);
         // The primary's next chunk [2, 4) is already claimed: skipped.
@@ -602,9 +717,9 @@ mod tests {
         let t0 = Instant::now();
         // Three 1 MiB pieces (min_split 1 MiB), three connections.
         let mut plan = FilePlan::new(3 * MIB, MIB, 1, Hedging::On);
-        let fast = plan.assign(0, t0).unwrap();
-        let half = plan.assign(1, t0).unwrap();
-        let slow = plan.assign(2, t0).unwrap();
+        let fast = plan.assign(0, t0, NEAR).unwrap();
+        let half = plan.assign(1, t0, NEAR).unwrap();
+        let slow = plan.assign(2, t0, NEAR).unwrap();
         let t1 = t0 + Duration::from_millis(100);
         // After 0.1 s: `fast` at 5 MiB/s (0.1 s left), `half` at 2.5 MiB/s
         // (0.3 s left), `slow` at 1 % of `fast` (a slow connection).
@@ -613,7 +728,7 @@ mod tests {
         plan.claim(slow.lane, 2, 2 * MIB, 5 * KIB);
         // Nothing pending, nothing splittable at 1 MiB: `half`, the healthy
         // lane that would finish last, loses the upper half of its rest.
-        let g = plan.assign(3, t1).unwrap();
+        let g = plan.assign(3, t1, NEAR).unwrap();
         let mid = MIB + 256 * KIB + 384 * KIB;
         assert_eq!(
             (g.kind, g.range),
@@ -622,20 +737,20 @@ mod tests {
         );
         // Next: `fast` has 0.1 s left at its rate, `half` 0.15 s (the upper
         // half has not streamed yet): `half` again, into 2 x 192 KiB.
-        let g = plan.assign(4, t1).unwrap();
+        let g = plan.assign(4, t1, NEAR).unwrap();
         assert_eq!(g.kind, GrantKind::Split);
         assert_eq!(g.range, r(MIB + 256 * KIB + 192 * KIB, mid));
         // `fast` (0.1 s left): split too.
-        let g = plan.assign(5, t1).unwrap();
+        let g = plan.assign(5, t1, NEAR).unwrap();
         assert_eq!((g.kind, g.range), (GrantKind::Split, r(768 * KIB, MIB)));
         // `half` (192 KiB, 0.075 s left) once more, into 96 KiB halves; then
         // no lane has more than 0.05 s left at its rate: hedges only. The
         // slow lane is never split (half of it would stay on the slow
         // connection).
-        let g = plan.assign(6, t1).unwrap();
+        let g = plan.assign(6, t1, NEAR).unwrap();
         assert_eq!((g.kind, g.range.size()), (GrantKind::Split, 96 * KIB));
         for w in 7..12 {
-            let next = plan.assign(w, t1);
+            let next = plan.assign(w, t1, NEAR);
             assert!(
                 next.as_ref().is_none_or(|n| n.kind == GrantKind::Hedge),
                 "{next:?}"
@@ -646,16 +761,45 @@ mod tests {
     }
 
     #[test]
+    fn a_far_connection_splits_or_hedges_only_lanes_with_two_waits_left() {
+        const KIB: u64 = 1 << 10;
+        const MIB: u64 = 1 << 20;
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(100);
+        // Two 1 MiB lanes: `a` at 5 MiB/s with 0.1 s left, `b` at 5 MiB/s
+        // too, or at 1 % of that (a slow connection).
+        let lanes = |b_claims: u64| {
+            let mut plan = FilePlan::new(2 * MIB, MIB, 1, Hedging::On);
+            let a = plan.assign(0, t0, NEAR).unwrap();
+            let b = plan.assign(1, t0, NEAR).unwrap();
+            plan.claim(a.lane, 0, 0, 512 * KIB);
+            plan.claim(b.lane, 1, MIB, b_claims);
+            (plan, b)
+        };
+        // 50 ms away a split's upper half or a hedge would start streaming
+        // half-way through what is left: neither. A near connection splits.
+        let (mut plan, _) = lanes(512 * KIB);
+        assert!(plan.assign(2, t1, far(0)).is_none());
+        assert_eq!(plan.assign(2, t1, NEAR).unwrap().kind, GrantKind::Split);
+        // The slow lane, with seconds left, is hedged from far away.
+        let (mut plan, b) = lanes(5 * KIB);
+        let g = plan.assign(2, t1, far(0)).unwrap();
+        assert_eq!((g.kind, g.lane), (GrantKind::Hedge, b.lane));
+    }
+
+    #[test]
     fn no_tail_splits_once_the_server_counts_connections() {
         const MIB: u64 = 1 << 20;
         let t0 = Instant::now();
         let mut plan = FilePlan::new(2 * MIB, MIB, 1, Hedging::On);
-        let first = plan.assign(0, t0).unwrap();
-        let second = plan.assign(1, t0).unwrap();
+        let first = plan.assign(0, t0, NEAR).unwrap();
+        let second = plan.assign(1, t0, NEAR).unwrap();
         plan.claim(first.lane, 0, 0, MIB / 4);
         plan.claim(second.lane, 1, MIB, MIB / 4);
         plan.no_tail_splits();
-        let g = plan.assign(2, t0 + Duration::from_millis(100)).unwrap();
+        let g = plan
+            .assign(2, t0 + Duration::from_millis(100), NEAR)
+            .unwrap();
         assert_eq!(g.kind, GrantKind::Hedge);
     }
 
@@ -663,10 +807,10 @@ mod tests {
     fn failed_request_requeues_from_last_claimed_byte() {
         let now = Instant::now();
         let mut plan = FilePlan::new(100, 100, 1, Hedging::On);
-        let a = plan.assign(0, now).unwrap();
+        let a = plan.assign(0, now, NEAR).unwrap();
         plan.claim(a.lane, 0, 0, 37);
         assert!(!plan.leave(a.lane, 0));
-        let b = plan.assign(0, now).unwrap();
+        let b = plan.assign(0, now, NEAR).unwrap();
         assert_eq!((b.range, b.kind), (r(37, 100), GrantKind::Fresh));
         plan.claim(b.lane, 0, 37, 63);
         assert!(plan.leave(b.lane, 0));
@@ -677,14 +821,14 @@ mod tests {
     fn hedged_lane_survives_one_failed_request() {
         let now = Instant::now();
         let mut plan = FilePlan::new(10, 10, 1, Hedging::On);
-        let a = plan.assign(0, now).unwrap();
-        let h = plan.assign(1, now).unwrap();
+        let a = plan.assign(0, now, NEAR).unwrap();
+        let h = plan.assign(1, now, NEAR).unwrap();
         assert_eq!(h.kind, GrantKind::Hedge);
         plan.claim(a.lane, 0, 0, 4);
         // The hedge fails: the primary keeps the lane, nothing is re-queued.
         assert!(!plan.leave(a.lane, 1));
         assert!(
-            plan.assign(2, now)
+            plan.assign(2, now, NEAR)
                 .is_some_and(|g| g.kind == GrantKind::Hedge)
         );
     }
@@ -701,7 +845,7 @@ mod tests {
         assert_eq!(plan.unclaimed(), 50);
         let mut granted = Vec::new();
         for w in 0..5 {
-            let g = plan.assign(w, now).unwrap();
+            let g = plan.assign(w, now, NEAR).unwrap();
             assert_eq!(g.kind, GrantKind::Fresh);
             granted.push(g.range);
         }

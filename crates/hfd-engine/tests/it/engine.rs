@@ -520,6 +520,46 @@ async fn a_request_on_a_far_link_is_judged_only_after_a_few_round_trips() {
     );
 }
 
+/// Each request costs its connection a wait for the response head: 50 ms
+/// away a connection that measured it asks for ranges that stream 16 times
+/// that long (pieces joined up to a fair share of what is pending), so the
+/// file takes far fewer requests than it has pieces; near, one each.
+#[tokio::test(start_paused = true)]
+async fn a_far_connection_asks_for_longer_ranges() {
+    let run_with = |head: Duration| async move {
+        // 16 MiB over 8 connections in pieces of 256 KiB: 64 pieces.
+        let setup = Setup::new(&[16 * MIB]);
+        // 16 KiB every 4 ms: 4 MB/s per connection, 64 ms per piece.
+        let source = Arc::new(setup.source(16 * KIB).script(move |_| Answer::Far {
+            head,
+            chunk: Duration::from_millis(4),
+        }));
+        let mut c = config(8, 256 * KIB);
+        c.connection_ramp = false;
+        c.slow_ratio = 0.0;
+        let summary = run(c, &source, Arc::new(NoopReporter), setup.jobs()).await;
+        setup.assert_identical(&summary);
+        source
+            .requests()
+            .iter()
+            .map(|r| r.range.expect("range requests").size())
+            .collect::<Vec<u64>>()
+    };
+    let near = run_with(Duration::ZERO).await;
+    assert!(near.len() >= 64, "{} requests near", near.len());
+    assert!(near.iter().all(|size| *size <= 256 * KIB), "{near:?}");
+    // 50 ms away: each connection's first request is one piece (nothing
+    // measured; its wait includes opening the connection), its second one
+    // too (one wait measured), then 3.2 MB at most, and a fair share.
+    let far = run_with(Duration::from_millis(50)).await;
+    assert!(
+        far.len() <= 48,
+        "{} requests 50 ms away: {far:?}",
+        far.len()
+    );
+    assert!(far.iter().any(|size| *size >= MIB), "{far:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn stalled_request_is_dropped_after_the_stall_timeout() {
     let setup = Setup::new(&[MIB]);
