@@ -9,6 +9,7 @@
 mod bulk;
 mod cli;
 mod failover;
+mod far;
 mod heal;
 mod hostile;
 mod listing_ahead;

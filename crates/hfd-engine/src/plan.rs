@@ -389,11 +389,11 @@ impl FilePlan {
 
     /// Step 3 of [`Self::assign`]: the lane with the longest time left, if
     /// it is fed by one request streaming at least [`TAIL_SPLIT_HEALTHY`]
-    /// of the fastest lane's rate, has more than [`TAIL_SPLIT_MIN_SECS`]
-    /// and twice the asking connection's `wait` (seconds: the upper half's
-    /// first byte comes that long after the split; a split the old request
-    /// would have beaten only closed its connection)
-    /// left and two halves of [`TAIL_SPLIT_MIN`], loses its upper half.
+    /// of the fastest lane's rate, has two halves of [`TAIL_SPLIT_MIN`] and
+    /// more time left than [`TAIL_SPLIT_MIN_SECS`] plus twice the asking
+    /// connection's `wait` (seconds), loses its upper half. The upper
+    /// half's first byte comes a wait after the split; a split that the
+    /// old request would have beaten only closes that request's connection.
     fn tail_split(&mut self, worker: WorkerId, now: Instant, wait: f64) -> Option<Grant> {
         if !self.tail_splits {
             return None;
