@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::file_ctx::FileCtx;
+use crate::pace::Pace;
 use crate::pool::lock;
 use crate::ramp::{ConnectionRamp, drive};
 use crate::source::RangeSource;
 use crate::state::EngineState;
-use crate::worker::{Joined, Pace, StreamMode, Worker, WorkerExit};
+use crate::worker::{Joined, StreamMode, Worker, WorkerExit};
 
 /// How a file's connections ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connections::{ConnectionsEnd, run_connections};
 use crate::error::Result;
 use crate::file_ctx::{FileCtx, HashFollower};
+use crate::pace::FilePace;
 use crate::plan::{FilePlan, Hedging};
 use crate::ramp::RampGauge;
 use crate::source::RangeSource;
@@ -35,6 +36,7 @@ pub(crate) async fn single_stream<S: RangeSource>(
         batch_age: ranged.batch_age,
         hash_follower: HashFollower::default(),
         ramp: RampGauge::default(),
+        pace: FilePace::default(),
     });
     let end = run_connections(engine, &whole, 1, StreamMode::WholeFile, work).await;
     whole.hash_settled().await;

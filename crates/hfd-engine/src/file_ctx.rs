@@ -8,6 +8,7 @@ use hfd_store::PartialFile;
 use tokio::sync::Notify;
 
 use crate::journal_flush::Unjournaled;
+use crate::pace::FilePace;
 use crate::plan::FilePlan;
 use crate::ramp::RampGauge;
 use crate::source::FileKey;
@@ -31,6 +32,9 @@ pub(crate) struct FileCtx {
     pub(crate) hash_follower: HashFollower,
     /// What the connections tell the file's connection ramp.
     pub(crate) ramp: RampGauge,
+    /// What the connections measured of the link: how long a fresh
+    /// request should be.
+    pub(crate) pace: FilePace,
 }
 
 /// Runs `advance_hash` of a file on a blocking thread, one pass at a time,

@@ -81,6 +81,7 @@ mod file_ctx;
 mod job;
 mod journal_flush;
 mod outcomes;
+mod pace;
 mod plan;
 mod pool;
 mod progress;

@@ -110,20 +110,23 @@ impl Lane {
         self.end.saturating_sub(self.frontier)
     }
 
-    /// Bytes per second of the best attached request (0 before its first).
-    fn rate(&self, now: Instant) -> f64 {
+    /// Bytes per second of the best attached request (0 before its first)
+    /// since its first byte, taken to come `wait` seconds after it was
+    /// asked (the asking connection's wait: on a far link a rate since the
+    /// request would count a round trip without bytes).
+    fn rate(&self, now: Instant, wait: f64) -> f64 {
         self.attached
             .iter()
             .map(|a| {
-                let secs = now.duration_since(a.since).as_secs_f64().max(1e-3);
+                let secs = (now.duration_since(a.since).as_secs_f64() - wait).max(1e-3);
                 a.claimed as f64 / secs
             })
             .fold(0.0, f64::max)
     }
 
     /// Expected seconds to finish at the best attached request's rate.
-    fn eta_secs(&self, now: Instant) -> f64 {
-        let best_rate = self.rate(now);
+    fn eta_secs(&self, now: Instant, wait: f64) -> f64 {
+        let best_rate = self.rate(now, wait);
         if best_rate > 0.0 {
             self.unclaimed() as f64 / best_rate
         } else {
@@ -335,7 +338,10 @@ impl FilePlan {
                     // it can only win a lane with more time left than that
                     // (on a far link, hedging every last lane closed as
                     // many connections for nothing).
-                    && l.eta_secs(now) > 2.0 * wait
+                    && l.eta_secs(now, wait) > 2.0 * wait
+                    // ...and once its requests had the time to show their
+                    // rates (a lane just split has none yet).
+                    && l.attached.iter().all(|a| now.duration_since(a.since).as_secs_f64() >= 2.0 * wait)
                     && l.attached.len() < MAX_REQUESTS_PER_LANE
                     && l.attached.iter().all(|a| a.worker != worker)
                     // A lane already hedged gets another request only once
@@ -347,7 +353,7 @@ impl FilePlan {
                             .iter()
                             .all(|a| now.duration_since(a.since) >= HEDGE_PATIENCE))
             })
-            .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
+            .max_by(|a, b| a.eta_secs(now, wait).total_cmp(&b.eta_secs(now, wait)))?;
         let range = ByteRange::new(lane.frontier, lane.end).expect("unclaimed > 0");
         let token = CancellationToken::new();
         lane.attached.push(Attachment {
@@ -398,19 +404,23 @@ impl FilePlan {
         if !self.tail_splits {
             return None;
         }
-        let fastest = self.lanes.iter().map(|l| l.rate(now)).fold(0.0, f64::max);
+        let fastest = self
+            .lanes
+            .iter()
+            .map(|l| l.rate(now, wait))
+            .fold(0.0, f64::max);
         let lane = self
             .lanes
             .iter_mut()
             .filter(|l| {
-                let rate = l.rate(now);
+                let rate = l.rate(now, wait);
                 l.attached.len() == 1
                     && l.unclaimed() >= 2 * TAIL_SPLIT_MIN
                     && rate > 0.0
                     && rate >= TAIL_SPLIT_HEALTHY * fastest
                     && l.unclaimed() as f64 / rate > TAIL_SPLIT_MIN_SECS + 2.0 * wait
             })
-            .max_by(|a, b| a.eta_secs(now).total_cmp(&b.eta_secs(now)))?;
+            .max_by(|a, b| a.eta_secs(now, wait).total_cmp(&b.eta_secs(now, wait)))?;
         let mid = lane.frontier + lane.unclaimed() / 2;
         let upper = ByteRange::new(mid, lane.end).expect("mid lies below end");
         lane.end = mid;
@@ -781,8 +791,10 @@ mod tests {
         let (mut plan, _) = lanes(512 * KIB);
         assert!(plan.assign(2, t1, far(0)).is_none());
         assert_eq!(plan.assign(2, t1, NEAR).unwrap().kind, GrantKind::Split);
-        // The slow lane, with seconds left, is hedged from far away.
+        // The slow lane, with seconds left, is hedged from far away, once
+        // its request ran for two waits (before, its rate is unknown).
         let (mut plan, b) = lanes(5 * KIB);
+        assert!(plan.assign(2, t0 + Duration::from_millis(60), far(0)).is_none());
         let g = plan.assign(2, t1, far(0)).unwrap();
         assert_eq!((g.kind, g.lane), (GrantKind::Hedge, b.lane));
     }

@@ -18,6 +18,7 @@ use crate::fallback::single_stream;
 use crate::file_ctx::{FileCtx, HashFollower};
 use crate::job::FileJob;
 use crate::journal_flush::{Unjournaled, flush_loop};
+use crate::pace::FilePace;
 use crate::plan::{FilePlan, Hedging};
 use crate::ramp::RampGauge;
 use crate::source::RangeSource;
@@ -158,6 +159,7 @@ pub(crate) async fn transfer<S: RangeSource>(
         batch_age: config.batch_age(),
         hash_follower: HashFollower::default(),
         ramp: RampGauge::default(),
+        pace: FilePace::default(),
     });
     // Workers run under `work`: cancelled by the caller, or by the flusher
     // when a journal commit fails.

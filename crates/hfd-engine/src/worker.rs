@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, TransferError};
 use crate::file_ctx::FileCtx;
-use crate::plan::{Ask, Grant, GrantKind, WorkerId};
+use crate::pace::Pace;
+use crate::plan::{Grant, GrantKind, WorkerId};
 use crate::pool::lock;
 use crate::progress::RetryEvent;
 use crate::retry::{RetryStep, WaitScope};
@@ -40,11 +41,6 @@ const SLOW_CHECK_EVERY: Duration = Duration::from_millis(10);
 const SLOW_GRACE_ROUND_TRIPS: u32 = 4;
 /// A request that received this much may be judged before `slow_grace`.
 const SLOW_JUDGE_AFTER_BYTES: u64 = 1 << 20;
-/// A fresh request should stream at least this many times as long as a
-/// request waits for its response head: each request costs its connection
-/// that wait without bytes, a round trip on a far link (1 MiB pieces at
-/// 5 MB/s, 50 ms away, spent a fifth of their time waiting).
-const STREAM_PER_WAIT: f64 = 16.0;
 
 /// How a worker asks the source for bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,40 +90,6 @@ enum RequestEnd {
         wrote: bool,
     },
     Stop(WorkerExit),
-}
-
-/// What one connection's requests cost and bring: the size of request that
-/// keeps its idle time small.
-#[derive(Debug, Default)]
-pub(crate) struct Pace {
-    /// Requests measured.
-    requests: u32,
-    /// Shortest wait for a response head after the first request (a round
-    /// trip and the server's answer; the first also opened the connection
-    /// and, for a file's first requests, followed the redirect).
-    wait: Option<Duration>,
-    /// Bytes per second of the last request that ended with its range.
-    rate: f64,
-}
-
-impl Pace {
-    fn observed(&mut self, wait: Duration, rate: f64) {
-        self.requests += 1;
-        if self.requests > 1 {
-            self.wait = Some(self.wait.map_or(wait, |w| w.min(wait)));
-        }
-        self.rate = rate;
-    }
-
-    /// What the next request asks the plan for: fresh ranges that stream
-    /// [`STREAM_PER_WAIT`] times the wait (one piece before a measurement).
-    pub(crate) fn ask(&self) -> Ask {
-        let wait = self.wait.unwrap_or_default();
-        Ask {
-            bytes: (wait.as_secs_f64() * self.rate * STREAM_PER_WAIT) as u64,
-            wait,
-        }
-    }
 }
 
 /// Frames collected before one blocking write.
@@ -258,7 +220,9 @@ impl<S: RangeSource> Worker<S> {
                 if self.slots().reduced() {
                     plan.no_tail_splits();
                 }
-                if let Some(grant) = plan.assign(self.id, Instant::now(), self.pace.ask()) {
+                if let Some(grant) =
+                    plan.assign(self.id, Instant::now(), self.pace.ask(&self.file.pace))
+                {
                     if !plan.has_pending()
                         && let Some(journal) = &self.file.journal
                     {
@@ -370,13 +334,15 @@ impl<S: RangeSource> Worker<S> {
             Ok(stream) => stream,
             Err(e) => return self.classify(grant, e),
         };
+        let opened_at = Instant::now();
+        let wait = opened_at.duration_since(asked_at);
+        self.pace.head(wait, &self.file.pace);
         let (start, req_end) = if self.mode == StreamMode::WholeFile {
             (0, self.file.size)
         } else {
             (grant.range.start(), grant.range.end())
         };
         let rate_id = self.engine.rates.register();
-        let opened_at = Instant::now();
         let grace = self
             .engine
             .config
@@ -479,11 +445,10 @@ impl<S: RangeSource> Worker<S> {
         self.engine.rates.finish(rate_id, final_rate);
         // A rate over less than a round trip (a hedge that lost at once)
         // says nothing.
-        let wait = opened_at.duration_since(asked_at);
         if let (RequestEnd::Finished, Some(rate)) = (&end, final_rate)
             && elapsed >= wait.as_secs_f64()
         {
-            self.pace.observed(wait, rate);
+            self.pace.ended(rate, &self.file.pace);
         }
         if let RequestEnd::Retry {
             cause: TransferError::Slow { .. } | TransferError::Stalled { .. },

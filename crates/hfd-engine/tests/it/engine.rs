@@ -548,9 +548,9 @@ async fn a_far_connection_asks_for_longer_ranges() {
     let near = run_with(Duration::ZERO).await;
     assert!(near.len() >= 64, "{} requests near", near.len());
     assert!(near.iter().all(|size| *size <= 256 * KIB), "{near:?}");
-    // 50 ms away: each connection's first request is one piece (nothing
-    // measured; its wait includes opening the connection), its second one
-    // too (one wait measured), then 3.2 MB at most, and a fair share.
+    // 50 ms away: the first requests are one piece each (nothing measured;
+    // a connection's first wait also opened it), then 3.2 MB at most once
+    // a second response head came, and a fair share.
     let far = run_with(Duration::from_millis(50)).await;
     assert!(
         far.len() <= 48,
