@@ -19,8 +19,8 @@ THROTTLES = {"t5": "5m", "t20": "20m", "uneven": "$uneven_rate"}
 
 
 # delayed listener -> the listener it forwards to (through delayproxy.py, not nginx); `dt5` is the
-# 5 MB/s throttle 50 ms away, as a mirror far from its users
-DELAYED = {"dh1": "h1", "dtls": "tls", "dt5": "t5"}
+# 5 MB/s throttle 50 ms away, as a mirror far from its users; `duneven` the uneven one
+DELAYED = {"dh1": "h1", "dtls": "tls", "dt5": "t5", "duneven": "uneven"}
 
 
 def ports(base):
@@ -70,7 +70,8 @@ def write_conf(work, name, bind, base_port, docroot, maps_path, cert, key, worke
     p = ports(base_port)
     cdn_hosts = [("h1", "h1cdn", "http"), ("tls", "tlscdn", "https")]
     cdn_hosts += [(t, t + "cdn", "http") for t in THROTTLES]
-    cdn_hosts += [("dh1", "dh1cdn", "http"), ("dtls", "dtlscdn", "https"), ("dt5", "dt5cdn", "http")]
+    cdn_hosts += [("dh1", "dh1cdn", "http"), ("dtls", "dtlscdn", "https"), ("dt5", "dt5cdn", "http"),
+                  ("duneven", "dunevencdn", "http")]
     host_map = "\n".join(f'    "{bind}:{p[a]}" "{s}://{bind}:{p[b]}";' for a, b, s in cdn_hosts)
     listens = f"    listen {bind}:{p['h1']}; listen {bind}:{p['h1cdn']};"
     streams = "\n".join(

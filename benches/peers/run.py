@@ -37,6 +37,10 @@ SCENARIOS = {
     "throttled-5M": ("models/fake/model", "lo", "t5",
                      ALL_TOOLS + ["hfd-rs -x64", "hfd-rs fixed", "baseline"],
                      "5 MB/s per TCP connection (nginx stream proxy_download_rate), HTTP/1.1"),
+    "uneven-latency": ("models/fake/model", "lo", "duneven",
+                       ["hfd-rs", "aria2c", "hfd-rs fixed", "baseline"],
+                       "one connection in four at 0.5 MB/s, the rest at 10 MB/s, 50 ms away "
+                       "(benches/peers/delayproxy.py in front of the throttle), HTTP/1.1"),
     "throttled-latency": ("models/fake/model", "lo", "dt5",
                           ["hfd-rs", "aria2c", "hfd-rs fixed", "baseline"],
                           "5 MB/s per TCP connection 50 ms away (benches/peers/delayproxy.py in front of "
@@ -487,7 +491,7 @@ def main():
                         f"conn={res['connections']} bad={res['bad_files']}"
                         + (f"\n{res['output_tail']}" if "output_tail" in res else ""))
             # nginx "5m" = 5 MiB/s; uneven: the fast connections' 10m (the ideal assumes none slow)
-            rate = {"t5": 5 * MiB, "dt5": 5 * MiB, "uneven": 10 * MiB}.get(listener)
+            rate = {"t5": 5 * MiB, "dt5": 5 * MiB, "uneven": 10 * MiB, "duneven": 10 * MiB}.get(listener)
             s = summarize(scen, r, runs, rate)
             s["note"] = note + (f"; files matching {include}" if include else "")
             results.append(s)
