@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hfd_testkit::{FakeHub, MIB, Origin, RepoFixture};
 
-use crate::support::{assert_same_files, run};
+use crate::support::download_checked;
 
 const REPO: &str = "org/far";
 
@@ -22,22 +22,7 @@ async fn range_requests(latency: Duration) -> usize {
         .start()
         .await
         .expect("start fake hub");
-    let out = tempfile::tempdir().expect("tempdir");
-    let dir = out.path().join("m");
-    let done = run(&[
-        REPO,
-        "--endpoint",
-        hub.endpoint(),
-        "--local-dir",
-        dir.to_str().expect("utf-8"),
-        "-x",
-        "4",
-        "--fixed-connections",
-        "-q",
-    ])
-    .await;
-    done.expect_code(0);
-    assert_same_files(&hub, REPO, &dir);
+    download_checked(&hub, REPO, &["-x", "4", "--fixed-connections", "-q"]).await;
     hub.log()
         .count(|e| e.origin == Origin::Cdn && e.range.is_some())
 }

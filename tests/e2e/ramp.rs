@@ -7,7 +7,7 @@
 
 use hfd_testkit::{FakeHub, MIB, Origin, RepoFixture};
 
-use crate::support::{assert_same_files, run};
+use crate::support::{download_checked, run};
 
 const REPO: &str = "org/ramp";
 
@@ -25,22 +25,9 @@ async fn download(extra: &[&str]) -> (usize, usize) {
         .start()
         .await
         .expect("start fake hub");
-    let out = tempfile::tempdir().expect("tempdir");
-    let dir = out.path().join("m");
-    let mut args = vec![
-        REPO,
-        "--endpoint",
-        hub.endpoint(),
-        "--local-dir",
-        dir.to_str().expect("utf-8"),
-        "-x",
-        "16",
-        "--json",
-    ];
+    let mut args = vec!["-x", "16", "--json"];
     args.extend_from_slice(extra);
-    let done = run(&args).await;
-    done.expect_code(0);
-    assert_same_files(&hub, REPO, &dir);
+    let done = download_checked(&hub, REPO, &args).await;
     let retries = done.json_events().filter(|e| e["event"] == "retry").count();
     (over_cap_answers(&hub), retries)
 }

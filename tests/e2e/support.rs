@@ -107,6 +107,30 @@ pub(crate) fn assert_same_files(hub: &hfd_testkit::FakeHub, repo: &str, dir: &Pa
     }
 }
 
+/// Downloads `repo` from `hub` into a new folder with the `extra` flags,
+/// expects exit 0 and every file with the hub's bytes; the run, for its
+/// output.
+pub(crate) async fn download_checked(
+    hub: &hfd_testkit::FakeHub,
+    repo: &str,
+    extra: &[&str],
+) -> Run {
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().join("m");
+    let mut args = vec![
+        repo,
+        "--endpoint",
+        hub.endpoint(),
+        "--local-dir",
+        dir.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(extra);
+    let done = run(&args).await;
+    done.expect_code(0);
+    assert_same_files(hub, repo, &dir);
+    done
+}
+
 /// Runs `command` in a pseudo-terminal (script(1)); what it drew.
 pub(crate) async fn in_terminal(command: &str, envs: &[(&str, &str)]) -> String {
     let mut cmd = tokio::process::Command::new("script");

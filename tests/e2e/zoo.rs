@@ -4,7 +4,7 @@
 
 use hfd_testkit::{FakeHub, Fault, FaultKind, FaultTarget, MIB, RepoFixture, Route};
 
-use crate::support::{assert_same_files, run};
+use crate::support::{assert_same_files, download_checked, run};
 
 const REPO: &str = "org/model";
 
@@ -200,21 +200,7 @@ async fn rate_limited_range_requests_wait_the_window_and_complete() {
         .on(FaultTarget::Cdn)
         .times(3),
     );
-    let out = tempfile::tempdir().expect("tempdir");
-    let dir = out.path().join("m");
-    let done = run(&[
-        REPO,
-        "--endpoint",
-        hub.endpoint(),
-        "--local-dir",
-        dir.to_str().expect("utf-8"),
-        "-x",
-        "8",
-        "--json",
-    ])
-    .await;
-    done.expect_code(0);
-    assert_same_files(&hub, REPO, &dir);
+    let done = download_checked(&hub, REPO, &["-x", "8", "--json"]).await;
     assert_eq!(hub.faults().pending(), 0, "the 429s were served");
     let waits: Vec<u64> = done
         .json_events()

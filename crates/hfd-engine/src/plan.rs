@@ -794,7 +794,10 @@ mod tests {
         // The slow lane, with seconds left, is hedged from far away, once
         // its request ran for two waits (before, its rate is unknown).
         let (mut plan, b) = lanes(5 * KIB);
-        assert!(plan.assign(2, t0 + Duration::from_millis(60), far(0)).is_none());
+        assert!(
+            plan.assign(2, t0 + Duration::from_millis(60), far(0))
+                .is_none()
+        );
         let g = plan.assign(2, t1, far(0)).unwrap();
         assert_eq!((g.kind, g.lane), (GrantKind::Hedge, b.lane));
     }
