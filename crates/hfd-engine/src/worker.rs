@@ -347,7 +347,7 @@ impl<S: RangeSource> Worker<S> {
             .engine
             .config
             .slow_grace
-            .max(SLOW_GRACE_ROUND_TRIPS * opened_at.duration_since(asked_at));
+            .max(SLOW_GRACE_ROUND_TRIPS * wait);
         let mut last_check = opened_at;
         let mut pos = start;
         let mut batch = Batch::default();
